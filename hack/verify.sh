@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Static checks. Each failure names the command that fixes it.
+set -o errexit -o nounset -o pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "${root}"
+# shellcheck source=hack/versions.sh
+source hack/versions.sh
+failed=0
+
+mods=(.)
+[[ -f test/bench/go.mod ]] && mods+=(test/bench)
+
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [[ -n "${unformatted}" ]]; then
+  echo "gofmt: not formatted:" ${unformatted} >&2
+  echo "  fix: gofmt -w ${unformatted}" >&2
+  failed=1
+fi
+
+for m in "${mods[@]}"; do
+  if ! (cd "${m}" && go vet ./...); then
+    echo "go vet (${m}): see above; fix the code it names" >&2
+    failed=1
+  fi
+  if ! (cd "${m}" && go mod tidy -diff >/dev/null 2>&1); then
+    echo "go mod tidy (${m}): go.mod/go.sum are not tidy" >&2
+    echo "  fix: (cd ${m} && go mod tidy)" >&2
+    failed=1
+  fi
+done
+
+staticcheck_bin="${root}/_output/bin/staticcheck"
+if [[ ! -x "${staticcheck_bin}" ]] || [[ "$(cat "${root}/_output/bin/.staticcheck-version" 2>/dev/null)" != "${STATICCHECK_VERSION}" ]]; then
+  mkdir -p "${root}/_output/bin"
+  GOBIN="${root}/_output/bin" go install "honnef.co/go/tools/cmd/staticcheck@${STATICCHECK_VERSION}"
+  echo "${STATICCHECK_VERSION}" >"${root}/_output/bin/.staticcheck-version"
+fi
+for m in "${mods[@]}"; do
+  if ! (cd "${m}" && "${staticcheck_bin}" ./...); then
+    echo "staticcheck (${m}): see above; fix the code it names (run: ${staticcheck_bin} ./...)" >&2
+    failed=1
+  fi
+done
+
+exit "${failed}"

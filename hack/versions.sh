@@ -1,0 +1,9 @@
+# shellcheck shell=bash
+# Pinned versions of every external tool the project builds or runs. Sourced by the other scripts;
+# change a version here and nowhere else.
+CNI_PLUGINS_VERSION="v1.10.0"
+CRICTL_VERSION="v1.37.0"
+STATICCHECK_VERSION="v0.8.2"
+GO_CNI_VERSION="v1.1.14"
+# The plugins hack/install-cni-plugins.sh builds.
+CNI_PLUGINS=(bridge host-local loopback portmap bandwidth firewall tuning static ptp macvlan)

@@ -1,0 +1,70 @@
+package cninetwork
+
+import (
+	"net"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Pod describes a pod sandbox's network as a CRI runtime knows it. Fill it straight from CRI
+// types, or build it with PodFromSandboxConfig.
+type Pod struct {
+	// SandboxID is the pod sandbox's ID; it is the CNI container ID.
+	SandboxID string
+	// Name, Namespace and UID identify the pod in Kubernetes.
+	Name, Namespace, UID string
+	// NetNS is the path of the sandbox's network namespace. It may be empty or gone at
+	// teardown.
+	NetNS string
+	// Annotations are the pod's annotations (bandwidth is read from them).
+	Annotations map[string]string
+	// PortMappings are the sandbox's port mappings; those with a host port become portMappings
+	// capability args.
+	PortMappings []*runtimeapi.PortMapping
+	// DNS is the sandbox's DNS configuration, passed as the dns capability arg.
+	DNS *runtimeapi.DNSConfig
+	// CgroupParent is the sandbox's cgroup parent, passed as the cgroupPath capability arg.
+	CgroupParent string
+	// ExtraNetworks are networks the pod is attached to besides the default, by name.
+	ExtraNetworks []NetworkAttachment
+}
+
+// NetworkAttachment asks for a pod to be attached to a network other than the default.
+type NetworkAttachment struct {
+	// Network is the name of a valid network in the configuration directory.
+	Network string
+	// IfName is the interface name inside the pod; empty means the next free ethN.
+	IfName string
+}
+
+// PodNetworkStatus is what the plugin knows of a pod's network.
+type PodNetworkStatus struct {
+	// IPs holds the pod's IPs on its default network: the first IPv4, then the first IPv6,
+	// then the rest, as the kubelet orders them.
+	IPs []net.IP
+	// Attachments holds one entry per network the pod is attached to, the default first.
+	Attachments []AttachmentStatus
+}
+
+// AttachmentStatus is the result of attaching a pod to one network.
+type AttachmentStatus struct {
+	// Network is the network's name.
+	Network string
+	// IfName is the pod's interface on that network.
+	IfName string
+	// IPs holds the addresses the network gave the pod's interface.
+	IPs []net.IP
+}
+
+// CRI converts the status into the CRI's form: the primary IP and the additional IPs. It
+// returns nil for a nil status or one without IPs.
+func (s *PodNetworkStatus) CRI() *runtimeapi.PodSandboxNetworkStatus {
+	if s == nil || len(s.IPs) == 0 {
+		return nil
+	}
+	out := &runtimeapi.PodSandboxNetworkStatus{Ip: s.IPs[0].String()}
+	for _, ip := range s.IPs[1:] {
+		out.AdditionalIps = append(out.AdditionalIps, &runtimeapi.PodIP{Ip: ip.String()})
+	}
+	return out
+}
