@@ -1,0 +1,99 @@
+//go:build linux
+
+package netns
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	vnetns "github.com/vishvananda/netns"
+)
+
+func TestCreateRemove(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root: it creates network namespaces (run it through make test as root)")
+	}
+	dir := t.TempDir()
+	path, err := Create(dir, "pod1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = Remove(path) })
+
+	ok, err := IsNetNS(path)
+	if err != nil || !ok {
+		t.Fatalf("IsNetNS(%s) = %v, %v; want true", path, ok, err)
+	}
+	// The namespace is a new one: it holds only lo, which differs from the host's.
+	h, err := vnetns.GetFromPath(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	host, err := vnetns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	if h.Equal(host) {
+		t.Fatal("created namespace is the host's")
+	}
+	nh, err := netlink.NewHandleAt(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	links, err := nh.LinkList()
+	nh.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(links) != 1 || links[0].Attrs().Name != "lo" {
+		t.Fatalf("links in new netns = %v; want only lo", links)
+	}
+	if got, _ := Mounted(dir); len(got) != 1 {
+		t.Fatalf("Mounted = %v; want [%s]", got, path)
+	}
+
+	if _, err := Create(dir, "pod1"); err == nil {
+		t.Fatal("Create of an existing name succeeded")
+	}
+	if err := Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("stat after Remove: %v; want not exist", err)
+	}
+	if err := Remove(path); err != nil {
+		t.Fatalf("second Remove: %v", err)
+	}
+	if got, _ := Mounted(dir); len(got) != 0 {
+		t.Fatalf("Mounted after Remove = %v", got)
+	}
+}
+
+func TestCreateRejectsBadNames(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"", ".", "..", "a/b", "../x"} {
+		if _, err := Create(dir, name); err == nil {
+			t.Errorf("Create(%q) succeeded", name)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x")); !os.IsNotExist(err) {
+		t.Error("a rejected name left a file")
+	}
+}
+
+func TestIsNetNSOnPlainFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := IsNetNS(p); err != nil || ok {
+		t.Fatalf("IsNetNS(plain file) = %v, %v; want false, nil", ok, err)
+	}
+	if _, err := IsNetNS(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Fatal("IsNetNS(missing) = nil error")
+	}
+}
