@@ -1,0 +1,139 @@
+//go:build linux
+
+// Package leakcheck finds what pod networking can leave behind on a node: IPs reserved in
+// host-local stores, libcni cache entries, network namespace mounts, host veths, and portmap
+// iptables or nftables rules. Tests and benchmarks take a State before and after, and fail on
+// any difference.
+package leakcheck
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/cnishim/cnishim/internal/netns"
+)
+
+// Scope says where to look.
+type Scope struct {
+	// HostLocalDirs are host-local IPAM dataDirs; every network store under each is read.
+	HostLocalDirs []string
+	// CacheDir is libcni's cache directory.
+	CacheDir string
+	// NetnsDir holds namespace mounts.
+	NetnsDir string
+	// RuleNeedles are strings (container IDs, chain names) whose presence in `iptables-save`
+	// or `nft list ruleset` output counts as a rule left behind. Empty: rules are not read.
+	RuleNeedles []string
+}
+
+// State is what Take found, each list sorted.
+type State struct {
+	IPs      []string // "<store>/<ip>"
+	Cache    []string // cache file names
+	Netns    []string // mounted namespace paths
+	Veths    []string // host veth names
+	Rules    []string // rule lines holding a needle
+	Problems []string // what could not be read
+}
+
+// Take reads the current state.
+func Take(s Scope) State {
+	var st State
+	for _, d := range s.HostLocalDirs {
+		stores, err := os.ReadDir(d)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			st.Problems = append(st.Problems, err.Error())
+		}
+		for _, store := range stores {
+			if !store.IsDir() {
+				continue
+			}
+			files, _ := os.ReadDir(filepath.Join(d, store.Name()))
+			for _, f := range files {
+				if net.ParseIP(f.Name()) != nil {
+					st.IPs = append(st.IPs, store.Name()+"/"+f.Name())
+				}
+			}
+		}
+	}
+	if s.CacheDir != "" {
+		files, err := os.ReadDir(filepath.Join(s.CacheDir, "results"))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			st.Problems = append(st.Problems, err.Error())
+		}
+		for _, f := range files {
+			st.Cache = append(st.Cache, f.Name())
+		}
+	}
+	if s.NetnsDir != "" {
+		m, err := netns.Mounted(s.NetnsDir)
+		if err != nil {
+			st.Problems = append(st.Problems, err.Error())
+		}
+		st.Netns = m
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		st.Problems = append(st.Problems, fmt.Sprintf("list links: %v", err))
+	}
+	for _, l := range links {
+		if l.Type() == "veth" {
+			st.Veths = append(st.Veths, l.Attrs().Name)
+		}
+	}
+	if len(s.RuleNeedles) > 0 {
+		for _, cmd := range [][]string{{"iptables-save"}, {"ip6tables-save"}, {"nft", "list", "ruleset"}} {
+			if _, err := exec.LookPath(cmd[0]); err != nil {
+				continue
+			}
+			out, err := exec.Command(cmd[0], cmd[1:]...).Output()
+			if err != nil {
+				st.Problems = append(st.Problems, fmt.Sprintf("%s: %v", strings.Join(cmd, " "), err))
+				continue
+			}
+			for _, line := range bytes.Split(out, []byte("\n")) {
+				for _, n := range s.RuleNeedles {
+					if n != "" && bytes.Contains(line, []byte(n)) {
+						st.Rules = append(st.Rules, cmd[0]+": "+strings.TrimSpace(string(line)))
+						break
+					}
+				}
+			}
+		}
+	}
+	for _, l := range [][]string{st.IPs, st.Cache, st.Netns, st.Veths, st.Rules} {
+		slices.Sort(l)
+	}
+	return st
+}
+
+// Leaks returns what after holds that before did not, one line per item; empty means nothing
+// was left behind. Problems in reading either state are reported too.
+func Leaks(before, after State) []string {
+	var out []string
+	add := func(kind string, b, a []string) {
+		for _, x := range a {
+			if !slices.Contains(b, x) {
+				out = append(out, kind+": "+x)
+			}
+		}
+	}
+	add("host-local IP", before.IPs, after.IPs)
+	add("libcni cache entry", before.Cache, after.Cache)
+	add("netns mount", before.Netns, after.Netns)
+	add("host veth", before.Veths, after.Veths)
+	add("rule", before.Rules, after.Rules)
+	for _, p := range after.Problems {
+		out = append(out, "could not check: "+p)
+	}
+	return out
+}
