@@ -1,0 +1,69 @@
+package admission
+
+import "runtime"
+
+// Lane names used by [NewSet]; they are the values of the [LaneLabel] metric
+// label and of [Stats].Name.
+const (
+	LaneAdd    = "add"
+	LaneDel    = "del"
+	LaneCheck  = "check"
+	LaneStatus = "status"
+	LaneGC     = "gc"
+)
+
+// Limits are the bounds of a [Set]'s lanes. A value <= 0 makes that lane
+// unbounded, so the zero Limits bounds nothing.
+type Limits struct {
+	Add, Del, Check, Status, GC int
+}
+
+// DefaultLimits returns bounds derived from the CPUs available to the process,
+// runtime.GOMAXPROCS(0). Since Go 1.25 that already honours the CPU affinity
+// mask and the cgroup CPU quota, and an operator's GOMAXPROCS setting is taken
+// as their statement of how many CPUs this process may use.
+//
+// Setting up a pod network runs CPU-bound plugin processes (and their iptables
+// calls), so throughput peaks at about one ADD chain per CPU and falls beyond:
+// Add is the CPU count. Teardown mostly waits on the kernel and gains from more
+// width, and must never be starved by a set-up storm: Del is four per CPU, at
+// least 8. CHECK, STATUS and GC are rare and light: 2, 1 and 1.
+func DefaultLimits() Limits {
+	return limitsForCPUs(runtime.GOMAXPROCS(0))
+}
+
+func limitsForCPUs(cpus int) Limits {
+	cpus = max(1, cpus)
+	return Limits{
+		Add:    cpus,
+		Del:    max(8, 4*cpus),
+		Check:  2,
+		Status: 1,
+		GC:     1,
+	}
+}
+
+// Set groups the lanes of one network plugin, one per kind of CNI operation.
+// The lanes are independent: a full, queued Add lane never delays Del.
+type Set struct {
+	Add, Del, Check, Status, GC *Lane
+}
+
+// NewSet returns a Set with the given bounds whose lanes are named
+// [LaneAdd], [LaneDel], [LaneCheck], [LaneStatus] and [LaneGC] and report to m
+// (which may be nil).
+func NewSet(l Limits, m *Metrics) *Set {
+	return &Set{
+		Add:    NewLane(LaneAdd, l.Add, m),
+		Del:    NewLane(LaneDel, l.Del, m),
+		Check:  NewLane(LaneCheck, l.Check, m),
+		Status: NewLane(LaneStatus, l.Status, m),
+		GC:     NewLane(LaneGC, l.GC, m),
+	}
+}
+
+// Stats returns a point-in-time view of each lane, in the order Add, Del,
+// Check, Status, GC. Each lane is read under its own lock, one after another.
+func (s *Set) Stats() []Stats {
+	return []Stats{s.Add.Stats(), s.Del.Stats(), s.Check.Stats(), s.Status.Stats(), s.GC.Stats()}
+}
