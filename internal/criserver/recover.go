@@ -1,0 +1,132 @@
+package criserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/sandboxstore"
+	"k8s.io/klog/v2"
+)
+
+// Reasons recorded for sandboxes Recover stops.
+const (
+	ReasonSetUpCutOff = "set-up was cut off by a restart of cnishim; its network was rolled back"
+	ReasonNetNSLost   = "network namespace was lost (node restart?); its network was torn down"
+)
+
+// Recover reconciles the records with the host after a start, before the server takes calls:
+//
+//   - a sandbox whose set-up was cut off by a crash (record still "creating") has its network
+//     torn down and its namespace removed, and is kept NOTREADY with ReasonSetUpCutOff, so that
+//     crictl lists it and the kubelet or operator removes it as any stopped sandbox;
+//   - a ready sandbox whose namespace is no longer mounted (the node rebooted) is torn down the
+//     same way, with ReasonNetNSLost;
+//   - namespace files under Config.NetNSDir that no live sandbox owns are removed;
+//   - then one CNI GC pass runs with the ready sandboxes as the valid set (see GC).
+//
+// Recover keeps going past a failure and returns all failures joined; a sandbox whose teardown
+// failed stays NOTREADY and is torn down again by StopPodSandbox or RemovePodSandbox.
+func (s *Server) Recover(ctx context.Context) error {
+	logger := klog.FromContext(ctx)
+	var errs []error
+	owned := map[string]bool{}
+	for _, rec := range s.cfg.Store.List() {
+		logger := logger.WithValues("podSandboxID", rec.ID, "pod", klog.KRef(rec.Config.GetMetadata().GetNamespace(), rec.Config.GetMetadata().GetName()))
+		switch rec.State {
+		case sandboxstore.StateCreating:
+			if err := s.recoverStop(ctx, rec, ReasonSetUpCutOff); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			logger.Info("Rolled back sandbox set-up cut off by a restart")
+		case sandboxstore.StateReady:
+			if rec.HostNetwork {
+				continue
+			}
+			if ok, _ := netns.IsNetNS(rec.NetNSPath); ok {
+				owned[filepath.Base(rec.NetNSPath)] = true
+				continue
+			}
+			// The namespace is gone: tear down with no netns, as the CNI spec allows.
+			if err := s.recoverStop(ctx, rec, ReasonNetNSLost); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			logger.Info("Tore down sandbox whose network namespace was lost")
+		case sandboxstore.StateNotReady:
+			if rec.NetNSPath != "" {
+				if err := netns.Remove(rec.NetNSPath); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	if err := s.removeOrphanNetNS(owned); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := s.GC(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// recoverStop releases a sandbox's network and records it NOTREADY with a reason.
+func (s *Server) recoverStop(ctx context.Context, rec sandboxstore.Record, reason string) error {
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.CleanupTimeout)
+	defer cancel()
+	if err := s.release(cctx, rec); err != nil {
+		return fmt.Errorf("recover pod sandbox %s: %w", rec.ID, err)
+	}
+	stored := rec
+	stored.State = sandboxstore.StateNotReady
+	stored.Reason = reason
+	stored.IPs = nil
+	if err := s.cfg.Store.Update(stored); err != nil {
+		return fmt.Errorf("recover pod sandbox %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// removeOrphanNetNS removes every file in NetNSDir not named in owned.
+func (s *Server) removeOrphanNetNS(owned map[string]bool) error {
+	entries, err := os.ReadDir(s.cfg.NetNSDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("netns dir %s: %w", s.cfg.NetNSDir, err)
+	}
+	var errs []error
+	for _, e := range entries {
+		if owned[e.Name()] {
+			continue
+		}
+		if err := netns.Remove(filepath.Join(s.cfg.NetNSDir, e.Name())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// GC runs one CNI GC pass with the ready sandboxes as the valid set and returns that set. It
+// waits for in-flight RunPodSandbox calls and holds new ones back while it runs, so no sandbox
+// whose network is being set up is missing from the set.
+func (s *Server) GC(ctx context.Context) ([]string, error) {
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	valid := []string{}
+	for _, rec := range s.cfg.Store.List() {
+		if rec.State == sandboxstore.StateReady {
+			valid = append(valid, rec.ID)
+		}
+	}
+	if err := s.cfg.Network.GC(ctx, valid); err != nil {
+		return valid, fmt.Errorf("CNI GC with %d valid sandboxes: %w", len(valid), err)
+	}
+	klog.FromContext(ctx).V(2).Info("CNI GC done", "validSandboxes", len(valid))
+	return valid, nil
+}

@@ -1,0 +1,383 @@
+package criserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/sandboxstore"
+	"github.com/cnishim/cnishim/pkg/cninetwork"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+)
+
+// RunPodSandbox writes the sandbox's record (state "creating"), creates its network namespace
+// under Config.NetNSDir, sets up its network and marks it ready. On any failure it tears down the
+// network, removes the namespace and deletes the record before returning an error saying why; if
+// that rollback itself fails, the record stays (NOTREADY, with the reason) so that the operator
+// can remove the sandbox, and nothing is forgotten.
+//
+// A sandbox that asks for the node's network namespace (NamespaceMode NODE) gets no namespace
+// and no CNI set-up, as in the kubelet's runtimes.
+func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (_ *runtimeapi.RunPodSandboxResponse, retErr error) {
+	cfg := req.GetConfig()
+	md := cfg.GetMetadata()
+	if md == nil || md.GetName() == "" {
+		return nil, status.Error(codes.InvalidArgument, "run pod sandbox: config has no metadata name")
+	}
+	hostNetwork := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
+	podRef := klog.KRef(md.GetNamespace(), md.GetName())
+	what := fmt.Sprintf("run pod sandbox for pod %s", podRef)
+
+	// Refuse early, before anything is created, when no network is ready.
+	if !hostNetwork {
+		if err := s.cfg.Network.Status(ctx); err != nil {
+			return nil, grpcError(what, err)
+		}
+	}
+
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+
+	id := sandboxstore.NewID()
+	unlock := s.sandboxLocks.lock(id)
+	defer unlock()
+	logger := klog.FromContext(ctx).WithValues("pod", podRef, "podSandboxID", id)
+	ctx = klog.NewContext(ctx, logger)
+
+	rec := sandboxstore.Record{
+		ID:             id,
+		State:          sandboxstore.StateCreating,
+		CreatedAt:      time.Now().UnixNano(),
+		HostNetwork:    hostNetwork,
+		RuntimeHandler: req.GetRuntimeHandler(),
+		Config:         cfg,
+	}
+	if !hostNetwork {
+		// The path is recorded before the namespace exists, so a restart after a crash finds
+		// and removes it.
+		rec.NetNSPath = s.netnsPath(id)
+	}
+	if err := s.cfg.Store.Create(rec); err != nil {
+		return nil, grpcError(what, err)
+	}
+
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		// Roll back under a fresh bounded context: the request's may be the reason we fail.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CleanupTimeout)
+		defer cancel()
+		if err := s.release(cctx, rec); err != nil {
+			logger.Error(err, "Rolling back failed sandbox set-up")
+			rec.State = sandboxstore.StateNotReady
+			rec.Reason = fmt.Sprintf("set-up failed and its rollback failed (%v); remove the sandbox to retry the teardown", err)
+			if uerr := s.cfg.Store.Update(rec); uerr != nil {
+				logger.Error(uerr, "Recording failed rollback")
+			}
+			retErr = status.Errorf(status.Code(retErr), "%s; rollback failed, sandbox %s kept NOTREADY for removal: %v",
+				status.Convert(retErr).Message(), id, err)
+			return
+		}
+		if err := s.cfg.Store.Delete(id); err != nil {
+			logger.Error(err, "Deleting record of failed sandbox")
+		}
+	}()
+
+	if !hostNetwork {
+		if _, err := netns.Create(s.cfg.NetNSDir, id); err != nil {
+			return nil, grpcError(what, err)
+		}
+		st, err := s.cfg.Network.SetUpPod(ctx, podOf(rec))
+		if err != nil {
+			return nil, grpcError(what, err)
+		}
+		for _, ip := range st.IPs {
+			rec.IPs = append(rec.IPs, ip.String())
+		}
+	}
+	rec.State = sandboxstore.StateReady
+	if err := s.cfg.Store.Update(rec); err != nil {
+		return nil, grpcError(what, err)
+	}
+	logger.V(2).Info("Pod sandbox ready", "ips", rec.IPs)
+	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
+}
+
+func (s *Server) netnsPath(id string) string { return s.cfg.NetNSDir + "/" + id }
+
+// release tears down the sandbox's network and removes its network namespace. It is idempotent.
+func (s *Server) release(ctx context.Context, rec sandboxstore.Record) error {
+	if rec.HostNetwork {
+		return nil
+	}
+	pod := podOf(rec)
+	if pod.NetNS != "" {
+		// A namespace that was never mounted, or is gone, is no namespace to the plugins.
+		if ok, _ := netns.IsNetNS(pod.NetNS); !ok {
+			pod.NetNS = ""
+		}
+	}
+	var errs []error
+	if err := s.cfg.Network.TearDownPod(ctx, pod); err != nil {
+		errs = append(errs, err)
+	}
+	if rec.NetNSPath != "" {
+		if err := netns.Remove(rec.NetNSPath); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// resolve finds a sandbox by ID or unique ID prefix.
+func (s *Server) resolve(id string) (sandboxstore.Record, error) {
+	rec, err := s.cfg.Store.Get(id)
+	if err != nil {
+		return rec, fmt.Errorf("pod sandbox %q: %w", id, err)
+	}
+	return rec, nil
+}
+
+// StopPodSandbox tears down the sandbox's network and removes its network namespace, as
+// containerd does; the record stays, NOTREADY, until RemovePodSandbox. Stopping a stopped
+// sandbox does nothing. An unknown ID is codes.NotFound.
+func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
+	rec, err := s.resolve(req.GetPodSandboxId())
+	if err != nil {
+		return nil, grpcError("stop pod sandbox", err)
+	}
+	unlock := s.sandboxLocks.lock(rec.ID)
+	defer unlock()
+	if rec, err = s.cfg.Store.Get(rec.ID); err != nil { // it may have changed while we waited
+		return nil, grpcError("stop pod sandbox", err)
+	}
+	if err := s.stop(ctx, rec); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.StopPodSandboxResponse{}, nil
+}
+
+// stop releases a sandbox's network and marks it NOTREADY. Called with the sandbox's lock held.
+func (s *Server) stop(ctx context.Context, rec sandboxstore.Record) error {
+	if rec.State == sandboxstore.StateNotReady {
+		return nil
+	}
+	md := rec.Config.GetMetadata()
+	logger := klog.FromContext(ctx).WithValues("pod", klog.KRef(md.GetNamespace(), md.GetName()), "podSandboxID", rec.ID)
+	ctx = klog.NewContext(ctx, logger)
+	what := fmt.Sprintf("stop pod sandbox %s (pod %s/%s)", rec.ID, md.GetNamespace(), md.GetName())
+	if err := s.release(ctx, rec); err != nil {
+		return grpcError(what, err)
+	}
+	rec.State = sandboxstore.StateNotReady
+	rec.IPs = nil
+	if err := s.cfg.Store.Update(rec); err != nil {
+		return grpcError(what, err)
+	}
+	logger.V(2).Info("Pod sandbox stopped")
+	return nil
+}
+
+// RemovePodSandbox stops the sandbox if needed, then deletes its record. Removing an unknown
+// sandbox succeeds, as the CRI asks and containerd does.
+func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
+	rec, err := s.resolve(req.GetPodSandboxId())
+	if errors.Is(err, sandboxstore.ErrNotFound) {
+		return &runtimeapi.RemovePodSandboxResponse{}, nil
+	}
+	if err != nil {
+		return nil, grpcError("remove pod sandbox", err)
+	}
+	unlock := s.sandboxLocks.lock(rec.ID)
+	defer unlock()
+	rec, err = s.cfg.Store.Get(rec.ID)
+	if errors.Is(err, sandboxstore.ErrNotFound) {
+		return &runtimeapi.RemovePodSandboxResponse{}, nil
+	}
+	if err != nil {
+		return nil, grpcError("remove pod sandbox", err)
+	}
+	if err := s.stop(ctx, rec); err != nil {
+		return nil, err
+	}
+	// A stopped sandbox has no namespace; remove the file again in case a crash came between.
+	if rec.NetNSPath != "" {
+		if err := netns.Remove(rec.NetNSPath); err != nil {
+			return nil, grpcError("remove pod sandbox "+rec.ID, err)
+		}
+	}
+	if err := s.cfg.Store.Delete(rec.ID); err != nil {
+		return nil, grpcError("remove pod sandbox "+rec.ID, err)
+	}
+	klog.FromContext(ctx).V(2).Info("Pod sandbox removed", "podSandboxID", rec.ID)
+	return &runtimeapi.RemovePodSandboxResponse{}, nil
+}
+
+// criState maps a record's state to the CRI's: only a ready record is SANDBOX_READY.
+func criState(st sandboxstore.State) runtimeapi.PodSandboxState {
+	if st == sandboxstore.StateReady {
+		return runtimeapi.PodSandboxState_SANDBOX_READY
+	}
+	return runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+}
+
+// SandboxInfo is the JSON object under the "info" key of a verbose PodSandboxStatus answer.
+type SandboxInfo struct {
+	// NetNSPath is the sandbox's network namespace; the CRI's LinuxPodSandboxStatus has no
+	// field for a path, so it is reported here (empty once the sandbox is stopped).
+	NetNSPath string `json:"netnsPath,omitempty"`
+	// State is cnishim's own state of the record: creating, ready or notready.
+	State string `json:"state"`
+	// Reason says why a sandbox is NOTREADY other than by a plain stop.
+	Reason string `json:"reason,omitempty"`
+	// HostNetwork is true for a sandbox in the node's network namespace.
+	HostNetwork bool `json:"hostNetwork,omitempty"`
+	// Attachments lists the networks the pod is attached to, as the plugin reports them.
+	Attachments []AttachmentInfo `json:"attachments,omitempty"`
+	// NetworkStatusError says why the plugin could not report the attachments.
+	NetworkStatusError string `json:"networkStatusError,omitempty"`
+	// Config is the sandbox's configuration as it was sent.
+	Config *runtimeapi.PodSandboxConfig `json:"config"`
+}
+
+// AttachmentInfo is one network attachment in SandboxInfo.
+type AttachmentInfo struct {
+	Network string   `json:"network"`
+	IfName  string   `json:"ifName"`
+	IPs     []string `json:"ips"`
+}
+
+// PodSandboxStatus returns the sandbox's state, creation time, metadata, labels, annotations
+// and IPs. The verbose answer adds "info", a SandboxInfo JSON object with the netns path.
+func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
+	rec, err := s.resolve(req.GetPodSandboxId())
+	if err != nil {
+		return nil, grpcError("pod sandbox status", err)
+	}
+	cfg := rec.Config
+	nsMode := runtimeapi.NamespaceMode_POD
+	if rec.HostNetwork {
+		nsMode = runtimeapi.NamespaceMode_NODE
+	}
+	st := &runtimeapi.PodSandboxStatus{
+		Id:             rec.ID,
+		Metadata:       cfg.GetMetadata(),
+		State:          criState(rec.State),
+		CreatedAt:      rec.CreatedAt,
+		Network:        networkStatus(rec),
+		Linux:          &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{Options: &runtimeapi.NamespaceOption{Network: nsMode}}},
+		Labels:         cfg.GetLabels(),
+		Annotations:    cfg.GetAnnotations(),
+		RuntimeHandler: rec.RuntimeHandler,
+	}
+	resp := &runtimeapi.PodSandboxStatusResponse{Status: st}
+	if !req.GetVerbose() {
+		return resp, nil
+	}
+	info := SandboxInfo{
+		State:       string(rec.State),
+		Reason:      rec.Reason,
+		HostNetwork: rec.HostNetwork,
+		Config:      cfg,
+	}
+	if rec.State == sandboxstore.StateReady && !rec.HostNetwork {
+		info.NetNSPath = rec.NetNSPath
+		ns, err := s.cfg.Network.GetPodNetworkStatus(ctx, podOf(rec))
+		if err != nil {
+			info.NetworkStatusError = err.Error()
+		}
+		var attachments []cninetwork.AttachmentStatus
+		if ns != nil {
+			attachments = ns.Attachments
+		}
+		for _, a := range attachments {
+			ai := AttachmentInfo{Network: a.Network, IfName: a.IfName}
+			for _, ip := range a.IPs {
+				ai.IPs = append(ai.IPs, ip.String())
+			}
+			info.Attachments = append(info.Attachments, ai)
+		}
+	}
+	b, err := json.Marshal(info)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "pod sandbox %s: info: %v", rec.ID, err)
+	}
+	resp.Info = map[string]string{"info": string(b)}
+	return resp, nil
+}
+
+// networkStatus returns the CRI network status of a ready sandbox from the IPs its set-up got.
+func networkStatus(rec sandboxstore.Record) *runtimeapi.PodSandboxNetworkStatus {
+	if rec.State != sandboxstore.StateReady || len(rec.IPs) == 0 {
+		return nil
+	}
+	out := &runtimeapi.PodSandboxNetworkStatus{Ip: rec.IPs[0]}
+	for _, ip := range rec.IPs[1:] {
+		out.AdditionalIps = append(out.AdditionalIps, &runtimeapi.PodIP{Ip: ip})
+	}
+	return out
+}
+
+// ListPodSandbox lists the sandboxes matching the filter: ID prefix, state, and labels (all of
+// LabelSelector's pairs must match).
+func (s *Server) ListPodSandbox(ctx context.Context, req *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
+	return &runtimeapi.ListPodSandboxResponse{Items: s.list(req.GetFilter())}, nil
+}
+
+// StreamPodSandboxes sends the sandboxes matching the filter in one message (none when there
+// are none), then ends the stream.
+func (s *Server) StreamPodSandboxes(req *runtimeapi.StreamPodSandboxesRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxesResponse]) error {
+	items := s.list(req.GetFilter())
+	if len(items) == 0 {
+		return nil
+	}
+	return stream.Send(&runtimeapi.StreamPodSandboxesResponse{PodSandboxes: items})
+}
+
+func (s *Server) list(f *runtimeapi.PodSandboxFilter) []*runtimeapi.PodSandbox {
+	var out []*runtimeapi.PodSandbox
+	for _, rec := range s.cfg.Store.List() {
+		if f.GetId() != "" && !strings.HasPrefix(rec.ID, f.GetId()) {
+			continue
+		}
+		if f.GetState() != nil && criState(rec.State) != f.GetState().GetState() {
+			continue
+		}
+		if !matchLabels(rec.Config.GetLabels(), f.GetLabelSelector()) {
+			continue
+		}
+		out = append(out, &runtimeapi.PodSandbox{
+			Id:             rec.ID,
+			Metadata:       rec.Config.GetMetadata(),
+			State:          criState(rec.State),
+			CreatedAt:      rec.CreatedAt,
+			Labels:         rec.Config.GetLabels(),
+			Annotations:    rec.Config.GetAnnotations(),
+			RuntimeHandler: rec.RuntimeHandler,
+		})
+	}
+	return out
+}
+
+func matchLabels(labels, selector map[string]string) bool {
+	for k, v := range selector {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// podOf describes a sandbox for the network plugin.
+func podOf(rec sandboxstore.Record) *cninetwork.Pod {
+	return podFromSandboxConfig(rec.ID, rec.NetNSPath, rec.Config)
+}

@@ -1,0 +1,216 @@
+package sandboxstore
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+func record(id, name string, attempt uint32, created int64) Record {
+	return Record{
+		ID:        id,
+		State:     StateCreating,
+		CreatedAt: created,
+		Config: &runtimeapi.PodSandboxConfig{
+			Metadata: &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "default", Uid: "uid-" + name, Attempt: attempt},
+			Labels:   map[string]string{"app": name},
+			PortMappings: []*runtimeapi.PortMapping{
+				{Protocol: runtimeapi.Protocol_UDP, ContainerPort: 53, HostPort: 5353},
+			},
+		},
+	}
+}
+
+func id(c byte) string { return strings.Repeat(string(c), 64) }
+
+func TestCreateGetUpdateDeleteReopen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "sandboxes")
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("store dir mode = %v, %v; want 0700", fi.Mode().Perm(), err)
+	}
+	a := record("a"+id('1')[1:], "pod-a", 0, 2)
+	b := record("a"+id('2')[1:], "pod-b", 0, 1)
+	for _, r := range []Record{a, b} {
+		if err := s.Create(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.State, a.IPs, a.NetNSPath = StateReady, []string{"10.88.0.2"}, "/run/x"
+	if err := s.Update(a); err != nil {
+		t.Fatal(err)
+	}
+
+	// A second store on the same directory sees exactly what the first wrote.
+	s2, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s2.Get(a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != StateReady || got.IPs[0] != "10.88.0.2" || got.NetNSPath != "/run/x" ||
+		got.Config.GetMetadata().GetName() != "pod-a" || got.Config.GetLabels()["app"] != "pod-a" ||
+		got.Config.GetPortMappings()[0].GetProtocol() != runtimeapi.Protocol_UDP ||
+		got.Config.GetPortMappings()[0].GetHostPort() != 5353 {
+		t.Fatalf("reloaded record = %+v (config %v)", got, got.Config)
+	}
+	list := s2.List()
+	if len(list) != 2 || list[0].ID != b.ID || list[1].ID != a.ID {
+		t.Fatalf("List order = %v, want oldest (pod-b) first", list)
+	}
+
+	if err := s2.Delete(a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Delete(a.ID); err != nil {
+		t.Fatalf("second Delete: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, a.ID+".json")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("record file still there after Delete: %v", err)
+	}
+	// The name is free again.
+	a2 := record(id('3'), "pod-a", 0, 3)
+	if err := s2.Create(a2); err != nil {
+		t.Fatalf("Create after Delete freed the name: %v", err)
+	}
+}
+
+func TestGetPrefix(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"abc" + id('0')[3:], "abd" + id('0')[3:], "f" + id('0')[1:]}
+	for i, sid := range ids {
+		if err := s.Create(record(sid, "pod"+string(rune('a'+i)), 0, int64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name, query, want string
+		wantErr           error
+	}{
+		{"full ID", ids[0], ids[0], nil},
+		{"unique prefix", "abc", ids[0], nil},
+		{"one character", "f", ids[2], nil},
+		{"ambiguous prefix", "ab", "", ErrAmbiguous},
+		{"unknown", "0", "", ErrNotFound},
+		{"empty", "", "", ErrNotFound},
+		{"longer than any ID", ids[0] + "0", "", ErrNotFound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := s.Get(tc.query)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Get(%q) error = %v, want %v", tc.query, err, tc.wantErr)
+			}
+			if got.ID != tc.want {
+				t.Fatalf("Get(%q) = %q, want %q", tc.query, got.ID, tc.want)
+			}
+		})
+	}
+}
+
+func TestCreateRejects(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(record(id('1'), "web", 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	noMeta := record(id('5'), "x", 0, 1)
+	noMeta.Config = &runtimeapi.PodSandboxConfig{}
+	badState := record(id('6'), "y", 0, 1)
+	badState.State = "running"
+	tests := []struct {
+		name    string
+		r       Record
+		wantErr error
+		wantMsg string
+	}{
+		{"same ID", record(id('1'), "other", 0, 1), ErrExists, ""},
+		{"same name, namespace, UID and attempt", record(id('2'), "web", 0, 1), ErrNameReserved, id('1')},
+		{"short ID", record("abc", "z", 0, 1), nil, "64 hex"},
+		{"non-hex ID", record(id('g'), "z", 0, 1), nil, "64 hex"},
+		{"no metadata", noMeta, nil, "no metadata"},
+		{"unknown state", badState, nil, "unknown state"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := s.Create(tc.r)
+			if err == nil {
+				t.Fatal("Create succeeded")
+			}
+			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Fatalf("error = %v, want %v", err, tc.wantErr)
+			}
+			if !strings.Contains(err.Error(), tc.wantMsg) {
+				t.Fatalf("error %q does not say %q", err, tc.wantMsg)
+			}
+		})
+	}
+	// Another attempt of the same pod is a different name.
+	if err := s.Create(record(id('3'), "web", 1, 1)); err != nil {
+		t.Fatalf("attempt 1: %v", err)
+	}
+	if n := len(s.List()); n != 2 {
+		t.Fatalf("%d records, want 2", n)
+	}
+}
+
+func TestOpenCleansTempAndRejectsCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(record(id('1'), "web", 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	// A write cut off before its rename leaves only a temporary file.
+	tmp := filepath.Join(dir, tmpPrefix+id('2')+"-123")
+	if err := os.WriteFile(tmp, []byte(`{"id":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("leftover temporary file not removed: %v", err)
+	}
+	if len(s2.List()) != 1 {
+		t.Fatalf("records = %v", s2.List())
+	}
+
+	bad := filepath.Join(dir, id('4')+".json")
+	if err := os.WriteFile(bad, []byte(`{"id":"`+id('4')+`","state":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Fatalf("Open with a corrupt record: %v, want an error naming %s", err, bad)
+	}
+	if err := os.WriteFile(bad, []byte(`{"id":"`+id('5')+`","state":"ready","config":{"metadata":{"name":"x"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "holds ID") {
+		t.Fatalf("Open with a misnamed record: %v", err)
+	}
+}
+
+func TestNewID(t *testing.T) {
+	a, b := NewID(), NewID()
+	if len(a) != 64 || a == b || strings.ToLower(a) != a {
+		t.Fatalf("NewID = %q, %q", a, b)
+	}
+}
