@@ -1,11 +1,6 @@
 package cninetwork
 
-// This file holds the package's exported surface. The implementation is filled in by the
-// cninetwork work; signatures here are the contract other packages (cmd/cnishim, test/e2e,
-// test/bench) code against.
-
 import (
-	"context"
 	"errors"
 	"time"
 
@@ -20,6 +15,9 @@ const (
 	DefaultBinDir           = "/opt/cni/bin"
 	DefaultCacheDir         = "/var/lib/cni"
 	DefaultOperationTimeout = 220 * time.Second
+	// DefaultStatusInterval is how often the default network's plugins are asked for their
+	// CNI STATUS when the network's cniVersion is 1.1.0 or later.
+	DefaultStatusInterval = 5 * time.Second
 )
 
 // Sentinel errors callers branch on with errors.Is.
@@ -39,12 +37,18 @@ type LoopbackMode int
 
 const (
 	// LoopbackInProcess brings lo up inside the netns with netlink, without exec (default).
+	// It needs Linux and CAP_NET_ADMIN / CAP_SYS_ADMIN.
 	LoopbackInProcess LoopbackMode = iota
-	// LoopbackPlugin runs the loopback CNI plugin, as dockershim did.
+	// LoopbackPlugin runs the loopback CNI plugin, as dockershim did, on a built-in network
+	// named LoopbackNetworkName.
 	LoopbackPlugin
 	// LoopbackOff leaves lo alone.
 	LoopbackOff
 )
+
+// LoopbackNetworkName is the name of the built-in network LoopbackPlugin attaches pods to. It
+// appears in libcni's cache as any network does.
+const LoopbackNetworkName = "cni-loopback"
 
 // Option configures a Plugin.
 type Option func(*options)
@@ -56,10 +60,15 @@ type options struct {
 	networkName      string
 	loopback         LoopbackMode
 	operationTimeout time.Duration
+	statusInterval   time.Duration
 	exec             invoke.Exec
+	passEnv          bool
 	registerer       prometheus.Registerer
 	watchOpts        []confwatch.Option
 	podCIDRs         []string
+
+	// source replaces the confwatch.Watcher; for tests.
+	source snapshotSource
 }
 
 // WithConfDir sets the CNI configuration directory (default DefaultConfDir).
@@ -77,13 +86,25 @@ func WithNetworkName(name string) Option { return func(o *options) { o.networkNa
 // WithLoopback sets how the pod's loopback interface is brought up.
 func WithLoopback(m LoopbackMode) Option { return func(o *options) { o.loopback = m } }
 
-// WithOperationTimeout caps every operation (default DefaultOperationTimeout).
+// WithOperationTimeout caps every operation (default DefaultOperationTimeout). The rollback
+// of a failed setup gets the same budget again, outside the caller's cancellation.
 func WithOperationTimeout(d time.Duration) Option {
 	return func(o *options) { o.operationTimeout = d }
 }
 
+// WithStatusInterval sets how often the background poller asks a CNI 1.1 default network for
+// its STATUS (default DefaultStatusInterval).
+func WithStatusInterval(d time.Duration) Option {
+	return func(o *options) { o.statusInterval = d }
+}
+
 // WithExec replaces libcni's plugin executor; for tests.
 func WithExec(e invoke.Exec) Option { return func(o *options) { o.exec = e } }
+
+// WithPluginEnv says whether plugins inherit the runtime's whole environment. By default
+// (false) a plugin receives only the CNI_* variables and PATH, so the runtime's own
+// environment (credentials, proxies, tokens) never reaches third-party plugins.
+func WithPluginEnv(passthrough bool) Option { return func(o *options) { o.passEnv = passthrough } }
 
 // WithRegisterer registers the plugin's Prometheus metrics with r.
 func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { o.registerer = r } }
@@ -95,55 +116,3 @@ func WithWatcherOptions(opts ...confwatch.Option) Option {
 
 // WithPodCIDRs sets the node's pod CIDRs at start (see Plugin.SetPodCIDRs).
 func WithPodCIDRs(cidrs ...string) Option { return func(o *options) { o.podCIDRs = cidrs } }
-
-// Plugin is the CNI network plugin. Its methods are safe for concurrent use.
-type Plugin struct {
-	opts options
-}
-
-// New builds a Plugin. It does no I/O and starts nothing; call Run.
-func New(opts ...Option) (*Plugin, error) { panic("unimplemented") }
-
-// Run scans the configuration directory once, synchronously, then starts the watcher and the
-// background STATUS poller and returns. Close stops them.
-func (p *Plugin) Run(ctx context.Context) error { panic("unimplemented") }
-
-// Close stops everything Run started and waits for it.
-func (p *Plugin) Close() error { panic("unimplemented") }
-
-// Name returns the plugin's name, "cni".
-func (p *Plugin) Name() string { return "cni" }
-
-// Status returns nil when a default network is ready; otherwise an error wrapping ErrNotReady
-// that says why. It never touches the disk or execs a plugin.
-func (p *Plugin) Status(ctx context.Context) error { panic("unimplemented") }
-
-// Snapshot returns the current configuration snapshot.
-func (p *Plugin) Snapshot() *confwatch.Snapshot { panic("unimplemented") }
-
-// SetUpPod attaches the pod to its networks and returns its network status.
-func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (*PodNetworkStatus, error) {
-	panic("unimplemented")
-}
-
-// TearDownPod detaches the pod from every network it was set up on. It is idempotent.
-func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) error { panic("unimplemented") }
-
-// GetPodNetworkStatus returns the pod's network status, from memory or libcni's cache.
-func (p *Plugin) GetPodNetworkStatus(ctx context.Context, pod *Pod) (*PodNetworkStatus, error) {
-	panic("unimplemented")
-}
-
-// CheckPod runs CNI CHECK for the pod's attachments.
-func (p *Plugin) CheckPod(ctx context.Context, pod *Pod) error { panic("unimplemented") }
-
-// GC runs CNI GC on every valid network with validSandboxIDs as the live set, and removes stale
-// libcni cache entries.
-func (p *Plugin) GC(ctx context.Context, validSandboxIDs []string) error { panic("unimplemented") }
-
-// SetPodCIDRs sets the node's pod CIDRs, passed to plugins as the ipRanges capability arg.
-func (p *Plugin) SetPodCIDRs(cidrs ...string) error { panic("unimplemented") }
-
-// Event handles a kubelet network event; NET_PLUGIN_EVENT_POD_CIDR_CHANGE with a "pod-cidr"
-// detail sets the pod CIDRs.
-func (p *Plugin) Event(name string, details map[string]any) { panic("unimplemented") }

@@ -1,7 +1,11 @@
 package cninetwork
 
 import (
+	"fmt"
 	"net"
+	"strconv"
+	"strings"
+	"unicode"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -67,4 +71,55 @@ func (s *PodNetworkStatus) CRI() *runtimeapi.PodSandboxNetworkStatus {
 		out.AdditionalIps = append(out.AdditionalIps, &runtimeapi.PodIP{Ip: ip.String()})
 	}
 	return out
+}
+
+// PodFromSandboxConfig builds the Pod of a sandbox from its CRI configuration: name,
+// namespace and UID from the metadata, annotations, port mappings, DNS configuration and the
+// Linux cgroup parent. The returned Pod shares cfg's slices, map and DNS config; the caller must
+// not modify them while the Pod is in use. cfg may be nil (only the sandbox ID and netns path
+// are set then).
+func PodFromSandboxConfig(sandboxID, netnsPath string, cfg *runtimeapi.PodSandboxConfig) *Pod {
+	pod := &Pod{SandboxID: sandboxID, NetNS: netnsPath}
+	if cfg == nil {
+		return pod
+	}
+	if md := cfg.GetMetadata(); md != nil {
+		pod.Name, pod.Namespace, pod.UID = md.GetName(), md.GetNamespace(), md.GetUid()
+	}
+	pod.Annotations = cfg.GetAnnotations()
+	pod.PortMappings = cfg.GetPortMappings()
+	pod.DNS = cfg.GetDnsConfig()
+	pod.CgroupParent = cfg.GetLinux().GetCgroupParent()
+	return pod
+}
+
+// ref returns the pod's "namespace/name", as klog.KObj prints it.
+func (p *Pod) ref() string {
+	if p.Namespace == "" {
+		return p.Name
+	}
+	return p.Namespace + "/" + p.Name
+}
+
+// GetName returns the pod's name; with GetNamespace it lets klog.KObj log a Pod.
+func (p *Pod) GetName() string { return p.Name }
+
+// GetNamespace returns the pod's namespace.
+func (p *Pod) GetNamespace() string { return p.Namespace }
+
+// String describes the pod for error messages: "pod namespace/name (sandbox ID)", with the
+// name and ID quoted if they hold unprintable characters.
+func (p *Pod) String() string {
+	ref, id := p.ref(), p.SandboxID
+	if !printable(ref) {
+		ref = strconv.Quote(ref)
+	}
+	if !printable(id) {
+		id = strconv.Quote(id)
+	}
+	return fmt.Sprintf("pod %s (sandbox %s)", ref, id)
+}
+
+func printable(s string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) })
 }

@@ -1,0 +1,76 @@
+package cninetwork
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"k8s.io/klog/v2"
+)
+
+// CheckPod runs CNI CHECK for each of the pod's cached attachments, with the configuration and
+// arguments cached at ADD and pod.NetNS, which must still be a network namespace. Networks
+// whose cniVersion predates CHECK (0.4.0), or that disable it, pass. A sandbox with nothing
+// cached gets an error wrapping ErrUnknownSandbox. Like SetUpPod, it is serialized with the
+// sandbox's other operations and capped by the operation timeout.
+func (p *Plugin) CheckPod(ctx context.Context, pod *Pod) (retErr error) {
+	start := time.Now()
+	defer func() { p.metrics.observe(opCheck, start, retErr != nil) }()
+	if err := checkSandboxID(pod); err != nil {
+		return err
+	}
+	logger := klog.FromContext(ctx).WithValues("pod", klog.KObj(pod), "podSandboxID", pod.SandboxID)
+	defer func() {
+		logger.V(4).Info("Checked pod network", "duration", time.Since(start), "ok", retErr == nil)
+	}()
+	if err := checkNetNS(pod.NetNS); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInvalidPod, pod, err)
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, p.opts.operationTimeout)
+	defer cancel()
+	unlock, err := p.locks.lock(ctx, pod.SandboxID)
+	if err != nil {
+		return p.waitError(pod, start, err)
+	}
+	defer unlock()
+	release, err := p.admit(ctx, laneCheck)
+	if err != nil {
+		return p.waitError(pod, start, err)
+	}
+	defer release()
+
+	cached, err := p.cni.GetCachedAttachments(pod.SandboxID)
+	if err != nil {
+		return fmt.Errorf("%s: read CNI cache: %w", pod, err)
+	}
+	if len(cached) == 0 {
+		return fmt.Errorf("%s: %w", pod, ErrUnknownSandbox)
+	}
+	var errs []error
+	for _, a := range cached {
+		list, err := libcni.ConfListFromBytes(a.Config)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("network %q: cached configuration of interface %s: %w", a.Network, a.IfName, err))
+			continue
+		}
+		rt := &libcni.RuntimeConf{
+			ContainerID:    a.ContainerID,
+			NetNS:          pod.NetNS,
+			IfName:         a.IfName,
+			Args:           a.CniArgs,
+			CapabilityArgs: a.CapabilityArgs,
+		}
+		cstart := time.Now()
+		tctx, tr := withTrace(ctx)
+		if err := p.cni.CheckNetworkList(tctx, list, rt); err != nil && !errors.Is(err, libcni.ErrorCheckNotSupp) {
+			errs = append(errs, chainError(tctx, cstart, a.Network, "CHECK", tr, true, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s: %w", pod, errors.Join(errs...))
+	}
+	return nil
+}

@@ -1,0 +1,83 @@
+//go:build linux
+
+package cninetwork
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// checkNetNS returns nil if path is a network namespace (a bind mount of one or a
+// /proc/PID/ns/net link), os.ErrNotExist wrapped if nothing is there, and another error
+// otherwise.
+func checkNetNS(path string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("netns %s: %w", path, os.ErrNotExist)
+		}
+		return fmt.Errorf("netns %s: %w", path, err)
+	}
+	if st.Type != unix.NSFS_MAGIC && st.Type != unix.PROC_SUPER_MAGIC {
+		return fmt.Errorf("netns %s: not a network namespace", path)
+	}
+	return nil
+}
+
+// loopbackUp sets the lo interface up inside the network namespace at path, in process. It
+// switches a dedicated, locked OS thread into the namespace; if that thread cannot be switched
+// back it is discarded (its goroutine exits still locked), so no other goroutine ever runs in
+// the pod's namespace.
+func loopbackUp(path string) error {
+	target, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("loopback: open netns %s: %w", path, err)
+	}
+	defer target.Close()
+
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("loopback: current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(target); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("loopback: enter netns %s: %w", path, err)
+			return
+		}
+		upErr := setLinkUp("lo")
+		if err := netns.Set(orig); err != nil {
+			// Leave the thread locked: the runtime ends it with this goroutine.
+			errc <- errors.Join(upErr, fmt.Errorf("loopback: leave netns %s: %w", path, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		if upErr != nil {
+			upErr = fmt.Errorf("loopback in netns %s: %w", path, upErr)
+		}
+		errc <- upErr
+	}()
+	return <-errc
+}
+
+func setLinkUp(name string) error {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", name, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("set %s up: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,299 @@
+package cninetwork
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cnishim/cnishim/pkg/confwatch"
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
+	"k8s.io/klog/v2"
+)
+
+// cniRunner is the part of libcni the Plugin uses.
+type cniRunner interface {
+	AddNetworkList(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) (types.Result, error)
+	CheckNetworkList(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error
+	DelNetworkList(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error
+	GetNetworkListCachedResult(list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) (types.Result, error)
+	GetCachedAttachments(containerID string) ([]*libcni.NetworkAttachment, error)
+	GCNetworkList(ctx context.Context, list *libcni.NetworkConfigList, args *libcni.GCArgs) error
+	GetStatusNetworkList(ctx context.Context, list *libcni.NetworkConfigList) error
+}
+
+var _ cniRunner = (*libcni.CNIConfig)(nil)
+
+// snapshotSource is the part of confwatch.Watcher the Plugin uses.
+type snapshotSource interface {
+	Scan(ctx context.Context) *confwatch.Snapshot
+	Run(ctx context.Context) error
+	Snapshot() *confwatch.Snapshot
+	Wait(ctx context.Context, after uint64) (*confwatch.Snapshot, error)
+}
+
+var _ snapshotSource = (*confwatch.Watcher)(nil)
+
+// Plugin is the CNI network plugin. Its methods are safe for concurrent use.
+//
+// Operations on one pod sandbox are serialized; operations on different sandboxes run in
+// parallel. Each operation reads the configuration snapshot once and uses it throughout, so a
+// configuration reload never waits for a plugin, and no lock is held while plugins run other
+// than the sandbox's own (and, for ADD, the read side of gcGate).
+type Plugin struct {
+	opts    options
+	source  snapshotSource
+	cni     cniRunner
+	metrics *metrics
+	// loopbackList is the built-in network LoopbackPlugin attaches pods to.
+	loopbackList *libcni.NetworkConfigList
+
+	// locks serializes operations per sandbox.
+	locks sandboxLocks
+	// gcGate keeps GC's plugin phase apart from ADD chains: a CNI GC releases whatever the
+	// valid attachments it is given do not hold, so an ADD whose attachment is not yet cached
+	// must not run during it. ADD chains hold the read side, GC the write side; ADD chains
+	// never wait for each other.
+	gcGate sync.RWMutex
+
+	podCIDRs  atomic.Pointer[[]*net.IPNet]
+	netStatus atomic.Pointer[networkStatus]
+
+	// statusMu guards pods; it is held only to read or write the map.
+	statusMu sync.Mutex
+	pods     map[string]*PodNetworkStatus
+
+	// listsMu guards lists, the libcni lists to attach with, by network digest; see listFor.
+	listsMu sync.Mutex
+	lists   map[string]*libcni.NetworkConfigList
+
+	// runMu guards the fields below; Run and Close hold it.
+	runMu   sync.Mutex
+	running bool
+	closed  bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	logger  atomic.Pointer[klog.Logger]
+}
+
+// networkStatus is the last CNI STATUS answer of a network.
+type networkStatus struct {
+	network string
+	digest  string
+	err     error
+}
+
+// New builds a Plugin. It does no I/O and starts nothing; call Run.
+func New(opts ...Option) (*Plugin, error) {
+	o := options{
+		confDir:          DefaultConfDir,
+		binDirs:          []string{DefaultBinDir},
+		cacheDir:         DefaultCacheDir,
+		operationTimeout: DefaultOperationTimeout,
+		statusInterval:   DefaultStatusInterval,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	switch {
+	case o.confDir == "":
+		o.confDir = DefaultConfDir
+	case o.operationTimeout < 0:
+		return nil, fmt.Errorf("operation timeout %s: must not be negative", o.operationTimeout)
+	case o.statusInterval < 0:
+		return nil, fmt.Errorf("status interval %s: must not be negative", o.statusInterval)
+	case o.loopback < LoopbackInProcess || o.loopback > LoopbackOff:
+		return nil, fmt.Errorf("loopback mode %d: unknown", o.loopback)
+	}
+	if len(o.binDirs) == 0 {
+		o.binDirs = []string{DefaultBinDir}
+	}
+	if o.cacheDir == "" {
+		o.cacheDir = DefaultCacheDir
+	}
+	if o.operationTimeout == 0 {
+		o.operationTimeout = DefaultOperationTimeout
+	}
+	if o.statusInterval == 0 {
+		o.statusInterval = DefaultStatusInterval
+	}
+	cidrs, err := parsePodCIDRs(o.podCIDRs)
+	if err != nil {
+		return nil, err
+	}
+	inner := o.exec
+	if inner == nil {
+		inner = newDefaultExec()
+	}
+	exec := &pluginExec{inner: inner, passEnv: o.passEnv}
+
+	m, err := newMetrics(o.registerer)
+	if err != nil {
+		return nil, err
+	}
+	lo, err := libcni.ConfListFromBytes([]byte(`{"cniVersion":"1.0.0","name":"` + LoopbackNetworkName + `","plugins":[{"type":"loopback"}]}`))
+	if err != nil {
+		return nil, fmt.Errorf("loopback network: %w", err)
+	}
+	p := &Plugin{
+		opts:         o,
+		source:       o.source,
+		cni:          libcni.NewCNIConfigWithCacheDir(o.binDirs, o.cacheDir, exec),
+		metrics:      m,
+		loopbackList: lo,
+		pods:         make(map[string]*PodNetworkStatus),
+	}
+	p.podCIDRs.Store(&cidrs)
+	if p.source == nil {
+		wopts := []confwatch.Option{
+			confwatch.WithBinDirs(o.binDirs...),
+			confwatch.WithExec(exec),
+		}
+		if o.networkName != "" {
+			wopts = append(wopts, confwatch.WithNetworkName(o.networkName))
+		}
+		w, err := confwatch.New(o.confDir, append(wopts, o.watchOpts...)...)
+		if err != nil {
+			return nil, err
+		}
+		p.source = w
+	}
+	return p, nil
+}
+
+// errClosed is returned by Run after Close.
+var errClosed = errors.New("cninetwork: plugin closed")
+
+// Run scans the configuration directory once, synchronously, then starts the watcher and the
+// background STATUS poller and returns. They run until ctx ends or Close is called; Close
+// waits for them. Run may be called once; a second call returns an error.
+func (p *Plugin) Run(ctx context.Context) error {
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
+	if p.closed {
+		return errClosed
+	}
+	if p.running {
+		return errors.New("cninetwork: Run called twice")
+	}
+	p.running = true
+	logger := klog.FromContext(ctx)
+	p.logger.Store(&logger)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	p.cancel = cancel
+	snap := p.source.Scan(runCtx)
+	logger.V(2).Info("Loaded CNI configuration", "generation", snap.Generation, "network", defaultName(snap), "err", snap.Err)
+
+	p.wg.Add(2)
+	go func() {
+		defer p.wg.Done()
+		_ = p.source.Run(runCtx) // returns when runCtx ends
+	}()
+	go func() {
+		defer p.wg.Done()
+		p.pollStatus(runCtx)
+	}()
+	return nil
+}
+
+// Close stops everything Run started and waits for it. It does not wait for operations in
+// flight, which end with their callers' contexts. Close is idempotent.
+func (p *Plugin) Close() error {
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
+	p.closed = true
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.wg.Wait()
+	return nil
+}
+
+// Name returns the plugin's name, "cni".
+func (p *Plugin) Name() string { return "cni" }
+
+// Snapshot returns the current configuration snapshot. Callers must not modify it.
+func (p *Plugin) Snapshot() *confwatch.Snapshot { return p.source.Snapshot() }
+
+// Status returns nil when a default network is ready; otherwise an error wrapping ErrNotReady
+// that says why: the configuration directory's problem, or, for a network of cniVersion 1.1.0
+// or later, its plugins' last CNI STATUS answer. It never touches the disk or execs a plugin:
+// STATUS is polled in the background by Run.
+func (p *Plugin) Status(ctx context.Context) error {
+	snap := p.source.Snapshot()
+	if snap == nil || snap.Generation == 0 {
+		return fmt.Errorf("%w: CNI configuration not loaded yet", ErrNotReady)
+	}
+	if snap.Default == nil {
+		if snap.Err == nil {
+			return fmt.Errorf("%w: no default network in %s", ErrNotReady, snap.Dir)
+		}
+		return fmt.Errorf("%w: %w", ErrNotReady, snap.Err)
+	}
+	if st := p.netStatus.Load(); st != nil && st.err != nil &&
+		st.network == snap.Default.Name && st.digest == snap.Default.Digest {
+		return fmt.Errorf("%w: network %q (%s): %w", ErrNotReady, snap.Default.Name, snap.Default.File, st.err)
+	}
+	return nil
+}
+
+// SetPodCIDRs sets the node's pod CIDRs, passed to plugins as the ipRanges capability arg
+// (one range set per IP family). Each argument may hold several CIDRs separated by commas. An
+// invalid CIDR is an error and changes nothing. Operations already running keep the CIDRs they
+// started with.
+func (p *Plugin) SetPodCIDRs(cidrs ...string) error {
+	parsed, err := parsePodCIDRs(cidrs)
+	if err != nil {
+		return err
+	}
+	p.podCIDRs.Store(&parsed)
+	return nil
+}
+
+// Kubelet network event names and detail keys understood by Event.
+const (
+	// EventPodCIDRChange is the kubelet's NET_PLUGIN_EVENT_POD_CIDR_CHANGE.
+	EventPodCIDRChange = "NET_PLUGIN_EVENT_POD_CIDR_CHANGE"
+	// EventPodCIDRDetail is the detail key holding the new pod CIDR(s), a string with CIDRs
+	// separated by commas, or a []string.
+	EventPodCIDRDetail = "pod-cidr"
+)
+
+// Event handles a kubelet network event; NET_PLUGIN_EVENT_POD_CIDR_CHANGE with a "pod-cidr"
+// detail sets the pod CIDRs. Other events are ignored. As the kubelet's interface has no error
+// return, a malformed event is logged (with the logger of Run's context) and ignored.
+func (p *Plugin) Event(name string, details map[string]any) {
+	if name != EventPodCIDRChange {
+		return
+	}
+	var err error
+	switch v := details[EventPodCIDRDetail].(type) {
+	case string:
+		err = p.SetPodCIDRs(v)
+	case []string:
+		err = p.SetPodCIDRs(v...)
+	default:
+		err = fmt.Errorf("detail %q: want a string, got %T", EventPodCIDRDetail, v)
+	}
+	if err != nil {
+		p.log().Error(err, "Ignoring pod CIDR change event", "event", name)
+	}
+}
+
+func (p *Plugin) log() klog.Logger {
+	if l := p.logger.Load(); l != nil {
+		return *l
+	}
+	return klog.Background()
+}
+
+func defaultName(s *confwatch.Snapshot) string {
+	if s == nil || s.Default == nil {
+		return ""
+	}
+	return s.Default.Name
+}

@@ -1,0 +1,87 @@
+package cninetwork
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"k8s.io/klog/v2"
+)
+
+// GetPodNetworkStatus returns the pod's network status: from memory for a pod this Plugin set
+// up, else from the results libcni cached at ADD (after a restart). It never enters the netns,
+// execs a plugin or waits for another operation on the sandbox. Only pod.SandboxID is used. A
+// sandbox with no known network gets an error wrapping ErrUnknownSandbox. The caller may modify
+// the returned status.
+func (p *Plugin) GetPodNetworkStatus(ctx context.Context, pod *Pod) (status *PodNetworkStatus, retErr error) {
+	start := time.Now()
+	defer func() {
+		p.metrics.observe(opPodStatus, start, retErr != nil && !errors.Is(retErr, ErrUnknownSandbox))
+	}()
+	if err := checkSandboxID(pod); err != nil {
+		return nil, err
+	}
+	logger := klog.FromContext(ctx).WithValues("pod", klog.KObj(pod), "podSandboxID", pod.SandboxID)
+	defer func() {
+		logger.V(4).Info("Got pod network status", "ips", ipStrings(status), "duration", time.Since(start), "ok", retErr == nil)
+	}()
+
+	p.statusMu.Lock()
+	st := p.pods[pod.SandboxID]
+	p.statusMu.Unlock()
+	if st != nil {
+		return st.clone(), nil
+	}
+
+	// Not kept in memory: a teardown may run meanwhile, and only setups fill the memory.
+	st, err := p.statusFromCache(pod)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// statusFromCache rebuilds a pod's status from libcni's cache. The default network's
+// attachment is the one on eth0; the others follow by interface name.
+func (p *Plugin) statusFromCache(pod *Pod) (*PodNetworkStatus, error) {
+	cached, err := p.cni.GetCachedAttachments(pod.SandboxID)
+	if err != nil {
+		return nil, fmt.Errorf("%s: read CNI cache: %w", pod, err)
+	}
+	atts := make([]*libcni.NetworkAttachment, 0, len(cached))
+	for _, a := range cached {
+		if !isLoopback(a) {
+			atts = append(atts, a)
+		}
+	}
+	if len(atts) == 0 {
+		return nil, fmt.Errorf("%s: %w", pod, ErrUnknownSandbox)
+	}
+	sort.SliceStable(atts, func(i, j int) bool {
+		if (atts[i].IfName == defaultIfName) != (atts[j].IfName == defaultIfName) {
+			return atts[i].IfName == defaultIfName
+		}
+		return ifNameLess(atts[i].IfName, atts[j].IfName)
+	})
+	st := &PodNetworkStatus{Attachments: make([]AttachmentStatus, 0, len(atts))}
+	for _, a := range atts {
+		list, err := libcni.ConfListFromBytes(a.Config)
+		if err != nil {
+			return nil, fmt.Errorf("%s: network %q: cached configuration of interface %s: %w", pod, a.Network, a.IfName, err)
+		}
+		res, err := p.cni.GetNetworkListCachedResult(list, &libcni.RuntimeConf{ContainerID: a.ContainerID, IfName: a.IfName})
+		if err != nil {
+			return nil, fmt.Errorf("%s: network %q: cached result of interface %s: %w", pod, a.Network, a.IfName, err)
+		}
+		ips, err := resultIPs(res)
+		if err != nil {
+			return nil, fmt.Errorf("%s: network %q: cached result of interface %s: %w", pod, a.Network, a.IfName, err)
+		}
+		st.Attachments = append(st.Attachments, AttachmentStatus{Network: a.Network, IfName: a.IfName, IPs: ips})
+	}
+	st.IPs = st.Attachments[0].IPs
+	return st, nil
+}

@@ -1,0 +1,291 @@
+package cninetwork
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"strings"
+
+	"github.com/cnishim/cnishim/internal/cniargs"
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/utils"
+	"k8s.io/apimachinery/pkg/api/resource"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Capability names a network's plugins declare to receive runtime values (CNI conventions).
+const (
+	capPortMappings   = "portMappings"
+	capBandwidth      = "bandwidth"
+	capIPRanges       = "ipRanges"
+	capDNS            = "dns"
+	capPodAnnotations = "io.kubernetes.cri.pod-annotations"
+	capCgroupPath     = "cgroupPath"
+)
+
+// Pod annotations that limit the pod's bandwidth, in bits per second.
+const (
+	annotationIngressBandwidth = "kubernetes.io/ingress-bandwidth"
+	annotationEgressBandwidth  = "kubernetes.io/egress-bandwidth"
+)
+
+// defaultIfName is the pod's interface on its default network.
+const defaultIfName = "eth0"
+
+// Bounds the kubelet puts on a bandwidth annotation.
+var (
+	minBandwidth = resource.MustParse("1k")
+	maxBandwidth = resource.MustParse("1P")
+)
+
+// portMapping is one entry of the portMappings capability arg.
+type portMapping struct {
+	HostPort      int32  `json:"hostPort"`
+	ContainerPort int32  `json:"containerPort"`
+	Protocol      string `json:"protocol"`
+	HostIP        string `json:"hostIP,omitempty"`
+}
+
+// bandwidthArg is the bandwidth capability arg: rates in bits per second, bursts in bits.
+type bandwidthArg struct {
+	IngressRate  int64 `json:"ingressRate,omitempty"`
+	IngressBurst int64 `json:"ingressBurst,omitempty"`
+	EgressRate   int64 `json:"egressRate,omitempty"`
+	EgressBurst  int64 `json:"egressBurst,omitempty"`
+}
+
+// ipRange is one range of the ipRanges capability arg.
+type ipRange struct {
+	Subnet string `json:"subnet"`
+}
+
+// dnsArg is the dns capability arg.
+type dnsArg struct {
+	Servers  []string `json:"servers,omitempty"`
+	Searches []string `json:"searches,omitempty"`
+	Options  []string `json:"options,omitempty"`
+}
+
+// podArgs is a Pod checked and turned into what its plugins receive. It is computed once per
+// operation, before any plugin runs, and not modified afterwards.
+type podArgs struct {
+	// cniArgs are the CNI_ARGS pairs.
+	cniArgs [][2]string
+	// caps holds every capability arg the pod has a value for; runtimeConf passes on only
+	// those a network declares.
+	caps map[string]any
+}
+
+// preparePod checks pod and computes its CNI_ARGS and capability args. podCIDRs are the
+// node's pod CIDRs (the ipRanges capability). Every error wraps ErrInvalidPod and names the pod
+// and the offending field.
+func preparePod(pod *Pod, podCIDRs []*net.IPNet) (*podArgs, error) {
+	args, err := podCNIArgs(pod)
+	if err != nil {
+		return nil, err
+	}
+	caps, err := podCaps(pod, podCIDRs)
+	if err != nil {
+		return nil, err
+	}
+	return &podArgs{cniArgs: args, caps: caps}, nil
+}
+
+// checkSandboxID checks that pod is set and its sandbox ID is one libcni accepts (it names
+// cache files). Errors wrap ErrInvalidPod.
+func checkSandboxID(pod *Pod) error {
+	if pod == nil {
+		return fmt.Errorf("%w: nil pod", ErrInvalidPod)
+	}
+	if pod.SandboxID == "" {
+		return fmt.Errorf("%w: %s: sandbox ID is empty", ErrInvalidPod, pod)
+	}
+	if e := utils.ValidateContainerID(pod.SandboxID); e != nil {
+		return fmt.Errorf("%w: %s: sandbox ID %q: %s", ErrInvalidPod, pod, pod.SandboxID, e.Msg)
+	}
+	return nil
+}
+
+// podCNIArgs checks the pod's identity and returns its CNI_ARGS.
+func podCNIArgs(pod *Pod) ([][2]string, error) {
+	if err := checkSandboxID(pod); err != nil {
+		return nil, err
+	}
+	args, err := cniargs.Kubernetes(cniargs.Pod{SandboxID: pod.SandboxID, Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPod, pod, err)
+	}
+	return args, nil
+}
+
+// podCaps returns every capability arg pod has a value for.
+func podCaps(pod *Pod, podCIDRs []*net.IPNet) (map[string]any, error) {
+	caps := make(map[string]any, 6)
+	ports, err := portMappings(pod.PortMappings)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPod, pod, err)
+	}
+	if len(ports) > 0 {
+		caps[capPortMappings] = ports
+	}
+	bw, err := bandwidth(pod.Annotations)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPod, pod, err)
+	}
+	if bw != nil {
+		caps[capBandwidth] = bw
+	}
+	if ranges := ipRanges(podCIDRs); ranges != nil {
+		caps[capIPRanges] = ranges
+	}
+	if pod.DNS != nil {
+		caps[capDNS] = dnsArg{Servers: pod.DNS.Servers, Searches: pod.DNS.Searches, Options: pod.DNS.Options}
+	}
+	if len(pod.Annotations) > 0 {
+		caps[capPodAnnotations] = pod.Annotations
+	}
+	if pod.CgroupParent != "" {
+		caps[capCgroupPath] = pod.CgroupParent
+	}
+	return caps, nil
+}
+
+// runtimeConf returns the RuntimeConf for attaching the pod to a network whose plugins declare
+// the capabilities declared, on interface ifName inside netns. Only declared capabilities are
+// passed. It is pure: the result shares nothing mutable with pa beyond capability values, which
+// nobody modifies.
+func runtimeConf(sandboxID string, pa *podArgs, declared []string, ifName, netns string) *libcni.RuntimeConf {
+	rt := &libcni.RuntimeConf{
+		ContainerID: sandboxID,
+		NetNS:       netns,
+		IfName:      ifName,
+		Args:        pa.cniArgs,
+	}
+	for _, c := range declared {
+		if v, ok := pa.caps[c]; ok {
+			if rt.CapabilityArgs == nil {
+				rt.CapabilityArgs = make(map[string]any, len(declared))
+			}
+			rt.CapabilityArgs[c] = v
+		}
+	}
+	return rt
+}
+
+// portMappings turns the CRI port mappings with a host port into portMappings capability
+// entries, checking ports and protocols.
+func portMappings(pms []*runtimeapi.PortMapping) ([]portMapping, error) {
+	var out []portMapping
+	for i, pm := range pms {
+		if pm == nil {
+			continue
+		}
+		if pm.HostPort < 0 || pm.HostPort > math.MaxUint16 {
+			return nil, fmt.Errorf("port mapping %d: host port %d out of range 1-65535", i, pm.HostPort)
+		}
+		if pm.HostPort == 0 {
+			continue // not published on the host; nothing for portmap to do
+		}
+		if pm.ContainerPort < 1 || pm.ContainerPort > math.MaxUint16 {
+			return nil, fmt.Errorf("port mapping %d: container port %d out of range 1-65535", i, pm.ContainerPort)
+		}
+		var proto string
+		switch pm.Protocol {
+		case runtimeapi.Protocol_TCP, runtimeapi.Protocol_UDP, runtimeapi.Protocol_SCTP:
+			proto = strings.ToLower(pm.Protocol.String())
+		default:
+			return nil, fmt.Errorf("port mapping %d: unknown protocol %d (want TCP, UDP or SCTP)", i, int32(pm.Protocol))
+		}
+		if pm.HostIp != "" && net.ParseIP(pm.HostIp) == nil {
+			return nil, fmt.Errorf("port mapping %d: host IP %q is not an IP address", i, pm.HostIp)
+		}
+		out = append(out, portMapping{HostPort: pm.HostPort, ContainerPort: pm.ContainerPort, Protocol: proto, HostIP: pm.HostIp})
+	}
+	return out, nil
+}
+
+// bandwidth reads the bandwidth annotations with Kubernetes quantity rules, as the kubelet
+// does: a rate must lie between 1k and 1P bits per second, and the burst is left unlimited
+// (math.MaxInt32 bits, which the bandwidth plugin treats as no limit in practice). It returns
+// nil when neither annotation is set.
+func bandwidth(annotations map[string]string) (*bandwidthArg, error) {
+	ingress, err := bandwidthAnnotation(annotations, annotationIngressBandwidth)
+	if err != nil {
+		return nil, err
+	}
+	egress, err := bandwidthAnnotation(annotations, annotationEgressBandwidth)
+	if err != nil {
+		return nil, err
+	}
+	if ingress == 0 && egress == 0 {
+		return nil, nil
+	}
+	bw := &bandwidthArg{}
+	if ingress > 0 {
+		bw.IngressRate, bw.IngressBurst = ingress, math.MaxInt32
+	}
+	if egress > 0 {
+		bw.EgressRate, bw.EgressBurst = egress, math.MaxInt32
+	}
+	return bw, nil
+}
+
+// bandwidthAnnotation returns the annotation's rate in bits per second, or 0 if it is unset.
+func bandwidthAnnotation(annotations map[string]string, key string) (int64, error) {
+	s, ok := annotations[key]
+	if !ok {
+		return 0, nil
+	}
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		return 0, fmt.Errorf("annotation %s=%q: %w", key, s, err)
+	}
+	if q.Cmp(minBandwidth) < 0 {
+		return 0, fmt.Errorf("annotation %s=%q: below the minimum of 1k bits per second", key, s)
+	}
+	if q.Cmp(maxBandwidth) > 0 {
+		return 0, fmt.Errorf("annotation %s=%q: above the maximum of 1P bits per second", key, s)
+	}
+	return q.Value(), nil
+}
+
+// ipRanges turns pod CIDRs into the ipRanges capability arg: one range set per IP family, IPv4
+// first, each holding that family's CIDRs in the order given. It returns nil for no CIDRs.
+func ipRanges(cidrs []*net.IPNet) [][]ipRange {
+	var v4, v6 []ipRange
+	for _, c := range cidrs {
+		if c.IP.To4() != nil {
+			v4 = append(v4, ipRange{Subnet: c.String()})
+		} else {
+			v6 = append(v6, ipRange{Subnet: c.String()})
+		}
+	}
+	var out [][]ipRange
+	if len(v4) > 0 {
+		out = append(out, v4)
+	}
+	if len(v6) > 0 {
+		out = append(out, v6)
+	}
+	return out
+}
+
+// parsePodCIDRs parses pod CIDRs as SetPodCIDRs receives them; each string may itself hold
+// several CIDRs separated by commas (the kubelet's dual-stack form). Empty entries are ignored.
+func parsePodCIDRs(cidrs []string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, s := range cidrs {
+		for _, part := range strings.Split(s, ",") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			_, n, err := net.ParseCIDR(part)
+			if err != nil {
+				return nil, fmt.Errorf("pod CIDR %q: %w", part, err)
+			}
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,341 @@
+package cninetwork
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/cnishim/cnishim/pkg/confwatch"
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/utils"
+	"k8s.io/klog/v2"
+)
+
+// attachment is one network a pod is to be attached to.
+type attachment struct {
+	network string
+	list    *libcni.NetworkConfigList
+	ifName  string
+	caps    []string
+}
+
+// SetUpPod attaches the pod to its networks and returns its network status: first loopback
+// (see LoopbackMode), then the default network on eth0, then pod.ExtraNetworks in order. The
+// pod is checked before any plugin runs (errors wrap ErrInvalidPod), and the default network is
+// read once from the current snapshot (ErrNotReady without one). If any attachment fails,
+// every attachment made so far, the failed one included, is deleted again before SetUpPod
+// returns, under a fresh budget of the operation timeout that the caller's cancellation does
+// not cut short; the error names the pod, the network and the plugin. A sandbox that is already
+// set up is refused (tear it down first).
+//
+// SetUpPod blocks while another operation on the same sandbox runs, and for at most the
+// operation timeout; past it, plugins are killed and the error wraps ErrTimeout.
+func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStatus, retErr error) {
+	start := time.Now()
+	defer func() { p.metrics.observe(opSetUp, start, retErr != nil) }()
+
+	pa, err := preparePod(pod, *p.podCIDRs.Load())
+	if err != nil {
+		return nil, err
+	}
+	logger := klog.FromContext(ctx).WithValues("pod", klog.KObj(pod), "podSandboxID", pod.SandboxID)
+	defer func() {
+		logger.V(4).Info("Set up pod network", "ips", ipStrings(status), "duration", time.Since(start), "ok", retErr == nil)
+	}()
+
+	snap := p.source.Snapshot()
+	plan, err := p.plan(snap, pod)
+	if err != nil {
+		return nil, err
+	}
+	if pod.NetNS == "" {
+		return nil, fmt.Errorf("%w: %s: no netns path", ErrInvalidPod, pod)
+	}
+	if err := checkNetNS(pod.NetNS); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPod, pod, err)
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, p.opts.operationTimeout)
+	defer cancel()
+	unlock, err := p.locks.lock(ctx, pod.SandboxID)
+	if err != nil {
+		return nil, p.waitError(pod, start, err)
+	}
+	defer unlock()
+
+	if err := p.checkNotSetUp(pod); err != nil {
+		return nil, err
+	}
+
+	p.gcGate.RLock()
+	defer p.gcGate.RUnlock()
+	release, err := p.admit(ctx, laneAdd)
+	if err != nil {
+		return nil, p.waitError(pod, start, err)
+	}
+	defer release()
+
+	// Every attachment tried is rolled back if the setup fails, the one that failed included:
+	// a chain that fails part-way leaves what its first plugins made, and libcni caches
+	// nothing for it.
+	type tried struct {
+		network string
+		list    *libcni.NetworkConfigList
+		rt      *libcni.RuntimeConf
+	}
+	var attempted []tried
+	defer func() {
+		if retErr == nil || len(attempted) == 0 {
+			return
+		}
+		rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.operationTimeout)
+		defer cancel()
+		var errs []error
+		for i := len(attempted) - 1; i >= 0; i-- {
+			a := attempted[i]
+			rbStart := time.Now()
+			tctx, tr := withTrace(rbCtx)
+			if err := p.cni.DelNetworkList(tctx, a.list, a.rt); err != nil {
+				errs = append(errs, chainError(tctx, rbStart, a.network, "DEL", tr, false, err))
+			}
+		}
+		if len(errs) > 0 {
+			retErr = fmt.Errorf("%w; rollback of %s: %w", retErr, pod, errors.Join(errs...))
+		}
+	}()
+
+	switch p.opts.loopback {
+	case LoopbackInProcess:
+		if err := loopbackUp(pod.NetNS); err != nil {
+			return nil, fmt.Errorf("%s: %w", pod, err)
+		}
+	case LoopbackPlugin:
+		rt := runtimeConf(pod.SandboxID, pa, nil, "lo", pod.NetNS)
+		attempted = append(attempted, tried{LoopbackNetworkName, p.loopbackList, rt})
+		tctx, tr := withTrace(ctx)
+		if _, err := p.cni.AddNetworkList(tctx, p.loopbackList, rt); err != nil {
+			return nil, fmt.Errorf("%s: %w", pod, chainError(tctx, start, LoopbackNetworkName, "ADD", tr, false, err))
+		}
+	}
+
+	status = &PodNetworkStatus{Attachments: make([]AttachmentStatus, 0, len(plan))}
+	for _, a := range plan {
+		rt := runtimeConf(pod.SandboxID, pa, a.caps, a.ifName, pod.NetNS)
+		attempted = append(attempted, tried{a.network, a.list, rt})
+		tctx, tr := withTrace(ctx)
+		res, err := p.cni.AddNetworkList(tctx, a.list, rt)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", pod, chainError(tctx, start, a.network, "ADD", tr, false, err))
+		}
+		ips, err := resultIPs(res)
+		if err != nil {
+			return nil, fmt.Errorf("%s: network %q: ADD result: %w", pod, a.network, err)
+		}
+		status.Attachments = append(status.Attachments, AttachmentStatus{Network: a.network, IfName: a.ifName, IPs: ips})
+	}
+	status.IPs = status.Attachments[0].IPs
+
+	p.statusMu.Lock()
+	p.pods[pod.SandboxID] = status
+	p.statusMu.Unlock()
+	return status.clone(), nil
+}
+
+// plan returns the attachments for pod from snap: the default network on eth0, then the extra
+// networks on their interfaces (an empty name gets the lowest free ethN). Duplicate or invalid
+// interface names are refused with ErrInvalidPod.
+func (p *Plugin) plan(snap *confwatch.Snapshot, pod *Pod) ([]attachment, error) {
+	if snap == nil || snap.Default == nil {
+		why := errors.New("CNI configuration not loaded yet")
+		if snap != nil && snap.Err != nil {
+			why = snap.Err
+		}
+		return nil, fmt.Errorf("%s: %w: %w", pod, ErrNotReady, why)
+	}
+	used := map[string]bool{defaultIfName: true, "lo": true}
+	for i, x := range pod.ExtraNetworks {
+		if x.Network == "" {
+			return nil, fmt.Errorf("%w: %s: extra network %d: no network name", ErrInvalidPod, pod, i)
+		}
+		if x.IfName == "" {
+			continue
+		}
+		if e := utils.ValidateInterfaceName(x.IfName); e != nil {
+			return nil, fmt.Errorf("%w: %s: extra network %q: interface %q: %s", ErrInvalidPod, pod, x.Network, x.IfName, e.Msg)
+		}
+		if used[x.IfName] {
+			return nil, fmt.Errorf("%w: %s: extra network %q: interface %q is already used by another network of the pod", ErrInvalidPod, pod, x.Network, x.IfName)
+		}
+		used[x.IfName] = true
+	}
+	plan := make([]attachment, 0, 1+len(pod.ExtraNetworks))
+	plan = append(plan, p.attachmentFor(snap.Default, defaultIfName))
+	next := 1
+	for _, x := range pod.ExtraNetworks {
+		n := snap.Network(x.Network)
+		if n == nil {
+			return nil, fmt.Errorf("%s: extra network %q: no valid configuration in %s", pod, x.Network, snap.Dir)
+		}
+		ifName := x.IfName
+		if ifName == "" {
+			for used["eth"+strconv.Itoa(next)] {
+				next++
+			}
+			ifName = "eth" + strconv.Itoa(next)
+			used[ifName] = true
+		}
+		plan = append(plan, p.attachmentFor(n, ifName))
+	}
+	return plan, nil
+}
+
+func (p *Plugin) attachmentFor(n *confwatch.Network, ifName string) attachment {
+	return attachment{network: n.Name, list: p.listFor(n), ifName: ifName, caps: n.Capabilities}
+}
+
+// listFor returns the libcni list to attach pods to n with. libcni caches the list's Bytes
+// at ADD for the teardown; when n's plugins do not all come from those bytes (plugins loaded
+// from the network's drop-in directory), the list is rebuilt with every plugin inlined, so the
+// cached configuration is the whole chain that ran. Lists are kept by the network's digest.
+func (p *Plugin) listFor(n *confwatch.Network) *libcni.NetworkConfigList {
+	key := n.Name + "\x00" + n.Digest
+	p.listsMu.Lock()
+	l := p.lists[key]
+	p.listsMu.Unlock()
+	if l != nil {
+		return l
+	}
+	l = inlinedList(n.Config)
+	p.listsMu.Lock()
+	if p.lists == nil || len(p.lists) >= 64 {
+		p.lists = make(map[string]*libcni.NetworkConfigList) // old configurations age out
+	}
+	p.lists[key] = l
+	p.listsMu.Unlock()
+	return l
+}
+
+// inlinedList returns list if its Bytes hold all its plugins, else an equivalent list whose
+// Bytes do. It returns list unchanged if it cannot do better.
+func inlinedList(list *libcni.NetworkConfigList) *libcni.NetworkConfigList {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(list.Bytes, &raw); err != nil {
+		return list
+	}
+	var inlined []json.RawMessage
+	if pl, ok := raw["plugins"]; ok {
+		if err := json.Unmarshal(pl, &inlined); err != nil {
+			return list
+		}
+	}
+	if len(inlined) == len(list.Plugins) {
+		return list
+	}
+	plugins := make([]json.RawMessage, len(list.Plugins))
+	for i, pc := range list.Plugins {
+		plugins[i] = pc.Bytes
+	}
+	b, err := json.Marshal(plugins)
+	if err != nil {
+		return list
+	}
+	raw["plugins"] = b
+	raw["loadOnlyInlinedPlugins"] = json.RawMessage("true")
+	all, err := json.Marshal(raw)
+	if err != nil {
+		return list
+	}
+	out, err := libcni.ConfListFromBytes(all)
+	if err != nil || len(out.Plugins) != len(list.Plugins) {
+		return list
+	}
+	return out
+}
+
+// checkNotSetUp refuses a sandbox ID that is already set up, in memory or in libcni's cache.
+func (p *Plugin) checkNotSetUp(pod *Pod) error {
+	p.statusMu.Lock()
+	_, known := p.pods[pod.SandboxID]
+	p.statusMu.Unlock()
+	if known {
+		return fmt.Errorf("%w: %s: sandbox is already set up; tear it down first", ErrInvalidPod, pod)
+	}
+	cached, err := p.cni.GetCachedAttachments(pod.SandboxID)
+	if err != nil {
+		return fmt.Errorf("%s: read CNI cache: %w", pod, err)
+	}
+	if len(cached) > 0 {
+		return fmt.Errorf("%w: %s: sandbox is already set up (network %q, interface %s); tear it down first",
+			ErrInvalidPod, pod, cached[0].Network, cached[0].IfName)
+	}
+	return nil
+}
+
+// chainError describes the failure of a plugin chain of network. When ctx has ended, it says
+// which plugin was running and, for a deadline, wraps ErrTimeout. namePlugin adds the plugin's
+// name where libcni's error does not carry it (it does for ADD and DEL).
+func chainError(ctx context.Context, start time.Time, network, verb string, tr *execTrace, namePlugin bool, err error) error {
+	plugin := tr.plugin()
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		what := "before any plugin ran"
+		if plugin != "" {
+			what = fmt.Sprintf("in plugin %q", plugin)
+		}
+		if errors.Is(ctxErr, context.DeadlineExceeded) {
+			return fmt.Errorf("network %q: %s %w %s after %s (%w): %w",
+				network, verb, ErrTimeout, what, time.Since(start).Round(time.Millisecond), ctxErr, err)
+		}
+		return fmt.Errorf("network %q: %s interrupted %s (%w): %w", network, verb, what, ctxErr, err)
+	}
+	if namePlugin && plugin != "" {
+		return fmt.Errorf("network %q: %s: plugin %q: %w", network, verb, plugin, err)
+	}
+	return fmt.Errorf("network %q: %s: %w", network, verb, err)
+}
+
+// waitError describes a failure to start an operation on pod: waiting for the sandbox's lock or
+// for admission ended with the caller's context.
+func (p *Plugin) waitError(pod *Pod, start time.Time, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w after %s: %w", pod, ErrTimeout, time.Since(start).Round(time.Millisecond), err)
+	}
+	return fmt.Errorf("%s: %w", pod, err)
+}
+
+// clone returns a deep copy of s, which the caller may modify.
+func (s *PodNetworkStatus) clone() *PodNetworkStatus {
+	if s == nil {
+		return nil
+	}
+	out := &PodNetworkStatus{IPs: cloneIPs(s.IPs), Attachments: make([]AttachmentStatus, len(s.Attachments))}
+	for i, a := range s.Attachments {
+		out.Attachments[i] = AttachmentStatus{Network: a.Network, IfName: a.IfName, IPs: cloneIPs(a.IPs)}
+	}
+	return out
+}
+
+func cloneIPs(ips []net.IP) []net.IP {
+	if ips == nil {
+		return nil
+	}
+	out := make([]net.IP, len(ips))
+	for i, ip := range ips {
+		out[i] = append(net.IP(nil), ip...)
+	}
+	return out
+}
+
+func ipStrings(s *PodNetworkStatus) []string {
+	if s == nil {
+		return nil
+	}
+	out := make([]string, len(s.IPs))
+	for i, ip := range s.IPs {
+		out[i] = ip.String()
+	}
+	return out
+}
