@@ -324,6 +324,6 @@ const (
 		{"type":"bridge","bridge":"cni0"},
 		{"type":"portmap","capabilities":{"portMappings":true}},
 		{"type":"bandwidth","capabilities":{"bandwidth":true}}]}`
-	otherNet = `{"cniVersion":"1.0.0","name":"net-b","plugins":[{"type":"ptp"}]}`
+	otherNet  = `{"cniVersion":"1.0.0","name":"net-b","plugins":[{"type":"ptp"}]}`
 	statusNet = `{"cniVersion":"1.1.0","name":"net-s","plugins":[{"type":"bridge"},{"type":"firewall"}]}`
 )

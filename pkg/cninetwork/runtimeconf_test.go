@@ -88,8 +88,12 @@ func TestRuntimeConf(t *testing.T) {
 		{name: "container port too big", pod: mod(func(p *Pod) { p.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 65536, HostPort: 80}} }), wantErr: "container port 65536 out of range"},
 		{name: "host port too big", pod: mod(func(p *Pod) { p.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 70000}} }), wantErr: "host port 70000 out of range"},
 		{name: "negative host port", pod: mod(func(p *Pod) { p.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: -1}} }), wantErr: "host port -1 out of range"},
-		{name: "unknown protocol", pod: mod(func(p *Pod) { p.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 80, Protocol: 7}} }), wantErr: "unknown protocol 7"},
-		{name: "bad host IP", pod: mod(func(p *Pod) { p.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 80, HostIp: "localhost"}} }), wantErr: `host IP "localhost"`},
+		{name: "unknown protocol", pod: mod(func(p *Pod) {
+			p.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 80, Protocol: 7}}
+		}), wantErr: "unknown protocol 7"},
+		{name: "bad host IP", pod: mod(func(p *Pod) {
+			p.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 80, HostIp: "localhost"}}
+		}), wantErr: `host IP "localhost"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
