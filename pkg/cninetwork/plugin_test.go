@@ -326,10 +326,10 @@ func TestSetUpPodRefusals(t *testing.T) {
 	fe.reset()
 	with := func(f func(*Pod)) *Pod { pd := testPod("s1"); f(pd); return pd }
 	tests := []struct {
-		name    string
-		pod     *Pod
+		name     string
+		pod      *Pod
 		sentinel error
-		want    string
+		want     string
 	}{
 		{"nil pod", nil, ErrInvalidPod, "nil pod"},
 		{"bad name", with(func(p *Pod) { p.Name = "a;b" }), ErrInvalidPod, `name "a;b" contains ';'`},
