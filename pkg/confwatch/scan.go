@@ -22,6 +22,8 @@ type scanState struct {
 	cache map[string]*validation
 	// files holds, per configuration file, what the last scan published for it.
 	files map[string]*fileState
+	// recheckAt is the last scan's scanResult.recheckAt.
+	recheckAt time.Time
 }
 
 func newScanState() scanState {
@@ -172,6 +174,7 @@ func (w *Watcher) scan(ctx context.Context, full bool) scanResult {
 		cands = append(cands, candidate{path: path, net: net})
 	}
 	st.files = newFiles
+	st.recheckAt = res.recheckAt
 	for k, v := range st.cache {
 		if v.used != st.seq {
 			delete(st.cache, k)
