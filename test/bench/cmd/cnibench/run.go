@@ -1,0 +1,299 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cnishim/cnishim/test/bench/internal/impls"
+	"github.com/cnishim/cnishim/test/bench/internal/report"
+	"github.com/cnishim/cnishim/test/bench/internal/runner"
+	"golang.org/x/sys/unix"
+)
+
+// saved is the results file: everything the report and the plots are made from.
+type saved struct {
+	Meta      report.Meta   `json:"meta"`
+	Main      []runner.Cell `json:"main"`
+	Storms    []runner.Cell `json:"storms"`
+	OneCaller []runner.Cell `json:"oneCaller"`
+	Defaults  impls.Limits  `json:"defaults"`
+	Runs      []runner.Run  `json:"runs"`
+}
+
+func runCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("cnibench", flag.ContinueOnError)
+	binDir := fs.String("cni-bin-dir", "_output/cni/bin", "directory of the real CNI plugins")
+	rounds := fs.Int("rounds", 3, "rounds of the real-plugin scenarios and of the storms they share")
+	extraRounds := fs.Int("extra-rounds", 1, "rounds of the storms not among the real-plugin scenarios, and of the ADD bound sweep")
+	mainSpec := fs.String("scenarios", "100x1,200x8,400x32", "real-plugin scenarios: PODSxCALLERS, each with and without a hostPort (suffix +hp or -hp for only one)")
+	stormSpec := fs.String("storms", "200x8,200x32,400x8,400x32", "admission storms, same syntax")
+	sweepSpec := fs.String("sweep", "200x32+hp", "storms on which to sweep fixed ADD bounds, same syntax")
+	sweepMax := fs.Int("sweep-max", 8, "largest fixed ADD bound of the sweep")
+	quick := fs.Bool("quick", false, "smoke run: tiny scenarios, one round (overrides sizes and rounds)")
+	out := fs.String("out", "_output/bench/results.json", "results file (JSON, every latency)")
+	md := fs.String("markdown", "_output/bench/results.md", "markdown report file")
+	plotDir := fs.String("plot-dir", "docs", "directory for bench-setup-latency.png and bench-admission.png")
+	opTimeout := fs.Duration("op-timeout", 2*time.Minute, "timeout of each set-up or teardown call")
+	settle := fs.Duration("settle", 3*time.Second, "longest wait for the CPUs to go quiet before each run")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *quick {
+		*rounds, *extraRounds = 1, 1
+		*mainSpec, *stormSpec, *sweepSpec, *sweepMax = "3x1,6x2,8x4", "6x2,8x4", "8x4+hp", 2
+		*settle = 0
+	}
+	mainCells, err := parseCells(*mainSpec)
+	if err != nil {
+		return err
+	}
+	storms, err := parseCells(*stormSpec)
+	if err != nil {
+		return err
+	}
+	sweep, err := parseCells(*sweepSpec)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("must run as root: it creates network namespaces, a bridge and iptables rules")
+	}
+
+	s := &saved{
+		Meta:     meta(*binDir, *rounds, *extraRounds, strings.Join(os.Args, " ")),
+		Main:     mainCells,
+		Defaults: impls.DefaultLimits(),
+	}
+	plan, oneCaller := buildPlan(mainCells, storms, sweep, *sweepMax, *rounds, *extraRounds, s.Defaults)
+	s.OneCaller = oneCaller
+	s.Storms = storms
+	fmt.Printf("cnibench: %d runs planned; results in %s\n", countRuns(plan), *out)
+
+	start := time.Now()
+	runs, runErr := runner.Execute(ctx, runner.Options{
+		Plan: plan, BinDir: *binDir, OpTimeout: *opTimeout, Settle: *settle,
+		Worker: []string{self, "worker"}, Log: os.Stdout,
+		OnRun: func(runs []runner.Run) {
+			s.Runs = runs
+			_ = writeJSON(*out, s)
+		},
+	})
+	s.Runs = runs
+	fmt.Printf("cnibench: %d runs in %s\n\n", len(runs), time.Since(start).Round(time.Second))
+	if err := writeJSON(*out, s); err != nil {
+		runErr = errors.Join(runErr, err)
+	}
+	if len(runs) > 0 {
+		runErr = errors.Join(runErr, writeReport(s, *md, *plotDir))
+	}
+	return runErr
+}
+
+// buildPlan lays out the runs: every real-plugin scenario with cnishim, go-cni and the floor
+// (plus cnishim unbounded where it is also a storm or has one caller) for rounds; the other
+// storms with cnishim, unbounded and go-cni, and the sweep, for extraRounds.
+func buildPlan(mainCells, storms, sweep []runner.Cell, sweepMax, rounds, extraRounds int, defaults impls.Limits) (plan []runner.Item, oneCaller []runner.Cell) {
+	cnishim := runner.Variant{Name: report.Cnishim, Impl: impls.Cnishim}
+	unbounded := runner.Variant{Name: report.Unbounded, Impl: impls.Cnishim, Limits: &impls.Limits{}}
+	gocni := runner.Variant{Name: report.GoCNI, Impl: impls.GoCNI}
+	floor := runner.Variant{Name: report.Floor, Impl: impls.Floor}
+	for _, c := range mainCells {
+		vs := []runner.Variant{cnishim, gocni, floor}
+		if contains(storms, c) || c.Callers == 1 {
+			vs = append(vs, unbounded)
+		}
+		if c.Callers == 1 {
+			oneCaller = append(oneCaller, c)
+		}
+		plan = append(plan, runner.Item{Cell: c, Variants: vs, Rounds: rounds})
+	}
+	for _, c := range storms {
+		if !contains(mainCells, c) {
+			plan = append(plan, runner.Item{Cell: c, Variants: []runner.Variant{cnishim, unbounded, gocni}, Rounds: extraRounds})
+		}
+	}
+	for _, c := range sweep {
+		var vs []runner.Variant
+		for k := 1; k <= sweepMax; k++ {
+			l := defaults
+			l.Add = k
+			vs = append(vs, runner.Variant{Name: report.SweepName(k), Impl: impls.Cnishim, Limits: &l})
+		}
+		plan = append(plan, runner.Item{Cell: c, Variants: vs, Rounds: extraRounds})
+	}
+	return plan, oneCaller
+}
+
+func contains(cells []runner.Cell, c runner.Cell) bool {
+	for _, x := range cells {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+func countRuns(plan []runner.Item) int {
+	n := 0
+	for _, it := range plan {
+		n += it.Rounds * len(it.Variants)
+	}
+	return n
+}
+
+// parseCells parses "100x1,200x8+hp": pods x callers, with and without a hostPort unless
+// suffixed +hp (only with) or -hp (only without).
+func parseCells(spec string) ([]runner.Cell, error) {
+	var cells []runner.Cell
+	for _, f := range strings.Split(spec, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		pm := []bool{false, true}
+		switch {
+		case strings.HasSuffix(f, "+hp"):
+			f, pm = strings.TrimSuffix(f, "+hp"), []bool{true}
+		case strings.HasSuffix(f, "-hp"):
+			f, pm = strings.TrimSuffix(f, "-hp"), []bool{false}
+		}
+		ps, cs, ok := strings.Cut(f, "x")
+		pods, err1 := strconv.Atoi(ps)
+		callers, err2 := strconv.Atoi(cs)
+		if !ok || err1 != nil || err2 != nil || pods < 1 || callers < 1 || pods > 20000 {
+			return nil, fmt.Errorf("scenario %q: want PODSxCALLERS, e.g. 200x8 or 200x8+hp", f)
+		}
+		for _, p := range pm {
+			cells = append(cells, runner.Cell{Pods: pods, Callers: callers, PortMap: p})
+		}
+	}
+	return cells, nil
+}
+
+func meta(binDir string, rounds, extraRounds int, command string) report.Meta {
+	m := report.Meta{
+		Date:        time.Now().UTC().Format("2006-01-02"),
+		Cores:       runtime.NumCPU(),
+		GoVersion:   runtime.Version(),
+		Rounds:      rounds,
+		ExtraRounds: extraRounds,
+		Command:     command,
+		CPUModel:    "unknown CPU",
+		Plugins:     "unknown version",
+		GoCNI:       "unknown version",
+	}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		m.Kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(binDir, ".version")); err == nil {
+		m.Plugins = strings.TrimSpace(string(b))
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/containerd/go-cni" {
+				m.GoCNI = d.Version
+			}
+		}
+	}
+	return m
+}
+
+func writeJSON(path string, v any) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// writeReport prints the markdown report to stdout and mdPath, and draws the plots.
+func writeReport(s *saved, mdPath, plotDir string) error {
+	var b strings.Builder
+	report.WriteMeta(&b, s.Meta)
+	v1 := report.RealPlugin(&b, s.Runs, s.Main)
+	v2 := report.Admission(&b, s.Runs, s.Storms, s.OneCaller, s.Defaults)
+	fmt.Fprintf(&b, "%s\n", report.Summary(v1, v2))
+	var errs []error
+	if _, err := io.WriteString(os.Stdout, b.String()); err != nil {
+		errs = append(errs, err)
+	}
+	if mdPath != "" {
+		if err := os.MkdirAll(filepath.Dir(mdPath), 0o755); err != nil {
+			errs = append(errs, err)
+		} else if err := os.WriteFile(mdPath, []byte(b.String()), 0o644); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if plotDir != "" {
+		errs = append(errs,
+			report.SetupLatencyPlot(filepath.Join(plotDir, "bench-setup-latency.png"), s.Runs, byPortMap(s.Main), max(1, (len(s.Main)+1)/2)),
+			report.AdmissionPlot(filepath.Join(plotDir, "bench-admission.png"), s.Runs, s.Storms))
+	}
+	return errors.Join(errs...)
+}
+
+// byPortMap orders cells without a hostPort before those with one, so the plot has one row
+// of each.
+func byPortMap(cells []runner.Cell) []runner.Cell {
+	var out []runner.Cell
+	for _, pm := range []bool{false, true} {
+		for _, c := range cells {
+			if c.PortMap == pm {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+func reportCmd(args []string) error {
+	fs := flag.NewFlagSet("cnibench report", flag.ContinueOnError)
+	in := fs.String("in", "_output/bench/results.json", "results file written by a run")
+	md := fs.String("markdown", "_output/bench/results.md", "markdown report file")
+	plotDir := fs.String("plot-dir", "docs", "directory for the plots")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(*in)
+	if err != nil {
+		return err
+	}
+	var s saved
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("%s: %w", *in, err)
+	}
+	return writeReport(&s, *md, *plotDir)
+}

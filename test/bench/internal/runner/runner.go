@@ -1,0 +1,255 @@
+//go:build linux
+
+package runner
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/cnishim/cnishim/test/bench/internal/host"
+	"github.com/cnishim/cnishim/test/bench/internal/impls"
+)
+
+// Cell is one scenario: how many pods, how many callers at once, and whether each pod has a
+// port mapping.
+type Cell struct {
+	Pods    int  `json:"pods"`
+	Callers int  `json:"callers"`
+	PortMap bool `json:"portMap"`
+}
+
+func (c Cell) String() string {
+	s := fmt.Sprintf("%d pods, %d caller", c.Pods, c.Callers)
+	if c.Callers != 1 {
+		s += "s"
+	}
+	if c.PortMap {
+		s += ", hostPort"
+	}
+	return s
+}
+
+// Variant is one implementation with its settings.
+type Variant struct {
+	Name string `json:"name"`
+	Impl string `json:"impl"`
+	// Limits are cnishim's admission limits; nil is the Plugin's default.
+	Limits *impls.Limits `json:"limits,omitempty"`
+}
+
+// Item is a cell and the variants measured on it, for the first Rounds rounds.
+type Item struct {
+	Cell     Cell      `json:"cell"`
+	Variants []Variant `json:"variants"`
+	Rounds   int       `json:"rounds"`
+}
+
+// Run is one measurement: one variant over one cell in one round.
+type Run struct {
+	Round   int       `json:"round"`
+	Cell    Cell      `json:"cell"`
+	Variant Variant   `json:"variant"`
+	Result  *Result   `json:"result,omitempty"`
+	Leaks   string    `json:"leaks"`
+	Skipped string    `json:"skipped,omitempty"`
+	Start   time.Time `json:"start"`
+}
+
+// Options are a benchmark's settings.
+type Options struct {
+	Plan      []Item
+	BinDir    string
+	OpTimeout time.Duration
+	// Settle is the longest wait for the CPUs to go quiet before each run.
+	Settle time.Duration
+	// Worker is the command that runs a worker; it reads a Job on stdin and writes a Result.
+	Worker []string
+	// Log receives one line per run.
+	Log io.Writer
+	// OnRun is called after every run, with every run so far (for saving progress).
+	OnRun func([]Run)
+}
+
+// ErrFailed says a run failed or leaked; the runs measured so far are still returned.
+var ErrFailed = errors.New("benchmark failed")
+
+// Execute runs the plan: round by round, cell by cell, each variant in turn (A B C A B C),
+// each run in a fresh worker. It stops at the first run that fails or leaks, after cleaning
+// up what that run left. Cancelling ctx kills the running worker and cleans up likewise.
+func Execute(ctx context.Context, o Options) (runs []Run, retErr error) {
+	env, err := host.NewEnv(o.BinDir, "1.0.0")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { retErr = errors.Join(retErr, env.Close()) }()
+
+	nonce := make([]byte, 8)
+	_, _ = rand.Read(nonce)
+	rounds := 0
+	for _, it := range o.Plan {
+		rounds = max(rounds, it.Rounds)
+	}
+	unavailable := map[string]string{}
+	seq := 0
+	for round := 1; round <= rounds; round++ {
+		for _, it := range o.Plan {
+			if round > it.Rounds {
+				continue
+			}
+			for _, v := range it.Variants {
+				seq++
+				r := Run{Round: round, Cell: it.Cell, Variant: v, Start: time.Now()}
+				if why, ok := unavailable[v.Name]; ok {
+					r.Skipped = why
+					runs = append(runs, r)
+					continue
+				}
+				if v.Impl == impls.Cnishim {
+					if err := impls.CnishimAvailable(v.Limits); err != nil {
+						unavailable[v.Name] = err.Error()
+						r.Skipped = err.Error()
+						fmt.Fprintf(o.Log, "round %d  %-22s %-17s not measured: %v\n", round, it.Cell, v.Name, err)
+						runs = append(runs, r)
+						continue
+					}
+				}
+				pods := makePods(hex.EncodeToString(nonce), seq, it.Cell)
+				res, leaks, err := runOne(ctx, env, &o, v, it.Cell, pods)
+				r.Result, r.Leaks = res, leaks
+				runs = append(runs, r)
+				logRun(o.Log, &r, err)
+				if o.OnRun != nil {
+					o.OnRun(runs)
+				}
+				if err != nil {
+					return runs, fmt.Errorf("%w: round %d, %s, %s: %w", ErrFailed, round, it.Cell, v.Name, err)
+				}
+				if ctx.Err() != nil {
+					return runs, ctx.Err()
+				}
+			}
+		}
+	}
+	return runs, nil
+}
+
+func logRun(w io.Writer, r *Run, err error) {
+	if r.Result == nil {
+		fmt.Fprintf(w, "round %d  %-22s %-17s error: %v\n", r.Round, r.Cell, r.Variant.Name, err)
+		return
+	}
+	s, t := &r.Result.Setup, &r.Result.Teardown
+	fmt.Fprintf(w, "round %d  %-22s %-17s setup %6.1f pods/s p50 %7.1f ms | teardown %6.1f pods/s p50 %7.1f ms | leaks: %s\n",
+		r.Round, r.Cell, r.Variant.Name,
+		PodsPerSec(s), ms(Percentile(s.Latencies, 50)), PodsPerSec(t), ms(Percentile(t.Latencies, 50)), r.Leaks)
+	if err != nil {
+		fmt.Fprintf(w, "  error: %v\n", err)
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// makePods describes a cell's pods. IDs are 64 hex characters, unique to this benchmark
+// invocation (nonce) and run (seq); host ports are 30000 + i.
+func makePods(nonce string, seq int, c Cell) []impls.PodSpec {
+	pods := make([]impls.PodSpec, c.Pods)
+	for i := range pods {
+		prefix := fmt.Sprintf("%s%04x%06x", nonce, seq, i)
+		sum := sha256.Sum256([]byte(prefix))
+		id := (prefix + hex.EncodeToString(sum[:]))[:64]
+		pods[i] = impls.PodSpec{
+			ID:        id,
+			Name:      fmt.Sprintf("bench-%d-%d", seq, i),
+			Namespace: "cnibench",
+			UID:       hex.EncodeToString(sum[8:24]),
+		}
+		if c.PortMap {
+			pods[i].HostPort = int32(30000 + i)
+			pods[i].HostIP = host.HostIP
+		}
+	}
+	return pods
+}
+
+// runOne measures one variant over one cell: namespaces first, outside the timed region,
+// then the worker, then the leak check, and cleanup whatever happened.
+func runOne(ctx context.Context, env *host.Env, o *Options, v Variant, c Cell, pods []impls.PodSpec) (_ *Result, leaks string, retErr error) {
+	if err := env.CreateNetNS(pods); err != nil {
+		return nil, "", err
+	}
+	// Cleanup must run even when ctx was cancelled (an interrupt).
+	cleanupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+	defer cancel()
+	defer func() {
+		retErr = errors.Join(retErr, env.RemoveNetNS(pods))
+	}()
+	host.WaitQuiet(o.Settle)
+
+	res, werr := startWorker(ctx, o, &Job{
+		Impl: v.Impl, Config: env.Impl(v.Limits), Pods: pods, Parallelism: c.Callers, OpTimeout: o.OpTimeout,
+	})
+	switch {
+	case werr != nil:
+	case res.InitError != "":
+		werr = errors.New(res.InitError)
+	case res.Setup.Failed > 0 || res.Teardown.Failed > 0:
+		werr = fmt.Errorf("%d set-ups and %d teardowns failed; first: %v", res.Setup.Failed, res.Teardown.Failed,
+			append(res.Setup.Errors, res.Teardown.Errors...)[0])
+	}
+
+	l, lerr := env.CheckLeaks(pods)
+	if lerr != nil {
+		return res, "", errors.Join(werr, fmt.Errorf("leak check: %w", lerr))
+	}
+	if l.Clean() && werr == nil {
+		return res, "none", nil
+	}
+	// Something failed or leaked: release everything with raw libcni, then say what
+	// was left.
+	serr := env.Sweep(cleanupCtx, pods)
+	after, aerr := env.CheckLeaks(pods)
+	if aerr == nil && !after.Clean() {
+		aerr = fmt.Errorf("still left after sweep: %s", after)
+	}
+	var leakErr error
+	if !l.Clean() {
+		leakErr = fmt.Errorf("leaked: %s", l)
+	}
+	return res, l.String(), errors.Join(werr, leakErr, serr, aerr)
+}
+
+// startWorker runs a worker process in its own process group; cancelling ctx kills the
+// whole group, plugins included, so none can race with the cleanup.
+func startWorker(ctx context.Context, o *Options, job *Job) (*Result, error) {
+	in, err := json.Marshal(job)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, o.Worker[0], o.Worker[1:]...)
+	cmd.Stdin = bytes.NewReader(in)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("worker %s: %w", job.Impl, err)
+	}
+	var res Result
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		return nil, fmt.Errorf("worker %s: result: %w", job.Impl, err)
+	}
+	return &res, nil
+}
