@@ -62,6 +62,7 @@ func (p *Plugin) GC(ctx context.Context, validSandboxIDs []string) (retErr error
 			stale = append(stale, a.ContainerID)
 		}
 	}
+	slices.Sort(stale)
 	var errs []error
 	for _, id := range stale {
 		if ctx.Err() != nil {
@@ -110,6 +111,9 @@ func (p *Plugin) GC(ctx context.Context, validSandboxIDs []string) (retErr error
 // gcNetworks runs CNI GC on lists, with every attachment still cached (and every attachment in
 // memory of a valid sandbox) as the valid ones. It holds gcGate's write side throughout.
 func (p *Plugin) gcNetworks(ctx context.Context, lists []*libcni.NetworkConfigList, valid map[string]bool) []error {
+	if p.testHookGCGate != nil {
+		p.testHookGCGate()
+	}
 	p.gcGate.Lock()
 	defer p.gcGate.Unlock()
 	// Read again under the gate: setups that finished since phase 1 are cached now, and

@@ -58,6 +58,8 @@ type Plugin struct {
 	// must not run during it. ADD chains hold the read side, GC the write side; ADD chains
 	// never wait for each other.
 	gcGate sync.RWMutex
+	// testHookGCGate, if set, runs as GC is about to take gcGate; for tests.
+	testHookGCGate func()
 
 	podCIDRs  atomic.Pointer[[]*net.IPNet]
 	netStatus atomic.Pointer[networkStatus]

@@ -1,0 +1,160 @@
+package cninetwork
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+)
+
+// gcValid returns the valid attachments a GC call was given, as "container/ifname", sorted.
+func gcValid(t *testing.T, c execCall) []string {
+	t.Helper()
+	var conf struct {
+		Valid []types.GCAttachment `json:"cni.dev/valid-attachments"`
+	}
+	if err := json.Unmarshal(c.Stdin, &conf); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range conf.Valid {
+		out = append(out, a.ContainerID+"/"+a.IfName)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestGC(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	s, x := network(t, statusNet), network(t, bridgeNet)
+	src.publish(nil, s, x)
+	p := newTestPlugin(t, fe, src)
+	ctx := t.Context()
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := p.SetUpPod(ctx, testPod(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := testPod("d")
+	d.ExtraNetworks = []NetworkAttachment{{Network: "net-a"}}
+	if _, err := p.SetUpPod(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	src.publish(nil, s) // net-a is gone; d's attachment to it is stale with d
+
+	fe.reset()
+	if err := p.GC(ctx, []string{"a", "b"}); err != nil {
+		t.Fatal(err)
+	}
+	calls := fe.callsOf("")
+	wantCalls(t, calls,
+		"DEL firewall net-s eth0", "DEL bridge net-s eth0", // c
+		"DEL bandwidth net-a eth1", "DEL portmap net-a eth1", "DEL bridge net-a eth1", // d on the deleted network, cached config
+		"DEL firewall net-s eth0", "DEL bridge net-s eth0", // d
+		"GC bridge net-s ", "GC firewall net-s ")
+	for _, c := range calls[:7] {
+		if c.NetNS != netnsPath {
+			t.Fatalf("stale DEL got netns %q; want the cached one, which still exists", c.NetNS)
+		}
+	}
+	if got, want := gcValid(t, calls[7]), []string{"a/eth0", "b/eth0"}; !slices.Equal(got, want) {
+		t.Fatalf("GC valid attachments = %v; want %v", got, want)
+	}
+	if got := cacheFiles(t, p); !slices.Equal(got, []string{"net-s-a-eth0", "net-s-b-eth0"}) {
+		t.Fatalf("cache after GC = %v", got)
+	}
+	if _, err := p.GetPodNetworkStatus(ctx, testPod("c")); !errors.Is(err, ErrUnknownSandbox) {
+		t.Fatalf("status of a collected sandbox = %v; want ErrUnknownSandbox", err)
+	}
+
+	// A sandbox with an operation in flight is left alone, and stays valid for the plugins.
+	unlock, err := p.locks.lock(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fe.reset()
+	if err := p.GC(ctx, []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	calls = fe.callsOf("")
+	wantCalls(t, calls, "GC bridge net-s ", "GC firewall net-s ")
+	if got, want := gcValid(t, calls[0]), []string{"a/eth0", "b/eth0"}; !slices.Equal(got, want) {
+		t.Fatalf("GC valid attachments = %v; want %v", got, want)
+	}
+
+	// A plugin's GC failure is reported with the network.
+	fe.set("firewall", "GC", reply{err: &types.Error{Code: 999, Msg: "gc broke"}})
+	err = p.GC(ctx, []string{"a", "b"})
+	var te *types.Error
+	if !errors.As(err, &te) || !strings.Contains(err.Error(), `network "net-s"`) {
+		t.Fatalf("GC = %v; want the plugin's error naming the network", err)
+	}
+}
+
+// TestGCUnreadableCache: if the cache cannot be listed, GC does nothing rather than run with
+// an incomplete valid set.
+func TestGCUnreadableCache(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, statusNet))
+	p := newTestPlugin(t, fe, src)
+	if err := os.WriteFile(filepath.Join(p.opts.cacheDir, "results"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.GC(t.Context(), nil); err == nil || !strings.Contains(err.Error(), "read CNI cache") {
+		t.Fatalf("GC = %v; want a cache read error", err)
+	}
+	if c := fe.callsOf(""); len(c) != 0 {
+		t.Fatalf("plugins ran: %v", summary(t, c))
+	}
+}
+
+// TestGCWaitsForSetups: GC's plugin phase never overlaps an ADD, and a sandbox set up
+// meanwhile is among the valid attachments even though the caller did not list it.
+func TestGCWaitsForSetups(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, statusNet))
+	p := newTestPlugin(t, fe, src)
+	ctx := t.Context()
+
+	addStarted, releaseAdd := make(chan struct{}), make(chan struct{})
+	fe.set("bridge", "ADD", reply{hook: func(context.Context, execCall) { close(addStarted) }, block: releaseAdd})
+	p.testHookGCGate = func() { close(releaseAdd) } // GC reaches its plugin phase while the ADD runs
+	fe.set("bridge", "GC", reply{hook: func(context.Context, execCall) {
+		fe.mu.Lock()
+		defer fe.mu.Unlock()
+		if n := fe.inFlight["new"]; n != 0 {
+			t.Errorf("GC ran while %d ADD execs of sandbox new were in flight", n)
+		}
+	}})
+
+	setup := make(chan error, 1)
+	go func() {
+		_, err := p.SetUpPod(ctx, testPod("new"))
+		setup <- err
+	}()
+	<-addStarted
+	if err := p.GC(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-setup; err != nil {
+		t.Fatal(err)
+	}
+	gcs := fe.callsOf("GC")
+	if len(gcs) == 0 {
+		t.Fatal("no GC ran")
+	}
+	if got := gcValid(t, gcs[0]); !slices.Equal(got, []string{"new/eth0"}) {
+		t.Fatalf("GC valid attachments = %v; want the sandbox set up meanwhile", got)
+	}
+	if got := cacheFiles(t, p); !slices.Equal(got, []string{"net-s-new-eth0"}) {
+		t.Fatalf("cache = %v", got)
+	}
+}
