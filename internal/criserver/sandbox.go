@@ -1,3 +1,5 @@
+//go:build linux
+
 package criserver
 
 import (
@@ -14,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 )
@@ -140,11 +143,7 @@ func (s *Server) release(ctx context.Context, rec sandboxstore.Record) error {
 
 // resolve finds a sandbox by ID or unique ID prefix.
 func (s *Server) resolve(id string) (sandboxstore.Record, error) {
-	rec, err := s.cfg.Store.Get(id)
-	if err != nil {
-		return rec, fmt.Errorf("pod sandbox %q: %w", id, err)
-	}
-	return rec, nil
+	return s.cfg.Store.Get(id)
 }
 
 // StopPodSandbox tears down the sandbox's network and removes its network namespace, as
@@ -245,8 +244,8 @@ type SandboxInfo struct {
 	Attachments []AttachmentInfo `json:"attachments,omitempty"`
 	// NetworkStatusError says why the plugin could not report the attachments.
 	NetworkStatusError string `json:"networkStatusError,omitempty"`
-	// Config is the sandbox's configuration as it was sent.
-	Config *runtimeapi.PodSandboxConfig `json:"config"`
+	// Config is the sandbox's configuration as it was sent, in the CRI's JSON form.
+	Config json.RawMessage `json:"config"`
 }
 
 // AttachmentInfo is one network attachment in SandboxInfo.
@@ -287,7 +286,9 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 		State:       string(rec.State),
 		Reason:      rec.Reason,
 		HostNetwork: rec.HostNetwork,
-		Config:      cfg,
+	}
+	if info.Config, err = protojson.Marshal(cfg); err != nil {
+		return nil, status.Errorf(codes.Internal, "pod sandbox %s: info: %v", rec.ID, err)
 	}
 	if rec.State == sandboxstore.StateReady && !rec.HostNetwork {
 		info.NetNSPath = rec.NetNSPath
@@ -379,5 +380,5 @@ func matchLabels(labels, selector map[string]string) bool {
 
 // podOf describes a sandbox for the network plugin.
 func podOf(rec sandboxstore.Record) *cninetwork.Pod {
-	return podFromSandboxConfig(rec.ID, rec.NetNSPath, rec.Config)
+	return cninetwork.PodFromSandboxConfig(rec.ID, rec.NetNSPath, rec.Config)
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package criserver serves the CRI v1 RuntimeService for network-only pod sandboxes: each
 // sandbox is a network namespace whose network a cninetwork.Plugin sets up. Container and image
 // RPCs answer codes.Unimplemented. Sandbox records persist in a sandboxstore.Store so that a

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -245,7 +246,11 @@ func TestSandboxLifecycle(t *testing.T) {
 	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &info); err != nil {
 		t.Fatalf("verbose info %q: %v", st.GetInfo()["info"], err)
 	}
-	if info.NetNSPath != nsPath || info.State != "ready" || len(info.Attachments) != 1 || info.Config.GetMetadata().GetName() != "web" {
+	var infoCfg runtimeapi.PodSandboxConfig
+	if err := protojson.Unmarshal(info.Config, &infoCfg); err != nil {
+		t.Fatalf("verbose info config %s: %v", info.Config, err)
+	}
+	if info.NetNSPath != nsPath || info.State != "ready" || len(info.Attachments) != 1 || infoCfg.GetMetadata().GetName() != "web" {
 		t.Fatalf("verbose info = %+v", info)
 	}
 

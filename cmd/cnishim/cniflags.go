@@ -1,0 +1,94 @@
+//go:build linux
+
+package main
+
+import (
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/cnishim/cnishim/pkg/cninetwork"
+	"github.com/cnishim/cnishim/pkg/confwatch"
+)
+
+// Defaults of the flags shared by several commands.
+const (
+	defaultListen   = "unix:///run/cnishim/cnishim.sock"
+	defaultStateDir = "/var/lib/cnishim"
+)
+
+// cniFlags are the kubelet's CNI flags, with the kubelet's names and defaults.
+type cniFlags struct {
+	confDir     string
+	binDirs     string
+	cacheDir    string
+	networkName string
+}
+
+func (c *cniFlags) register(fs *flag.FlagSet, withCache bool) {
+	fs.StringVar(&c.confDir, "cni-conf-dir", cninetwork.DefaultConfDir, "directory of CNI network configuration files")
+	fs.StringVar(&c.binDirs, "cni-bin-dir", cninetwork.DefaultBinDir, "comma-separated list of directories searched for CNI plugin binaries")
+	if withCache {
+		fs.StringVar(&c.cacheDir, "cni-cache-dir", cninetwork.DefaultCacheDir, "libcni's cache directory (results and configs of attached pods)")
+	}
+	fs.StringVar(&c.networkName, "network-name", "", "pin the default network to this name (default: first valid config file in lexical order)")
+}
+
+func (c *cniFlags) binDirList() []string { return splitList(c.binDirs) }
+
+// watcherOptions returns the confwatch options the flags ask for.
+func (c *cniFlags) watcherOptions() []confwatch.Option {
+	opts := []confwatch.Option{confwatch.WithBinDirs(c.binDirList()...)}
+	if c.networkName != "" {
+		opts = append(opts, confwatch.WithNetworkName(c.networkName))
+	}
+	return opts
+}
+
+// pluginOptions returns the cninetwork options the flags ask for.
+func (c *cniFlags) pluginOptions() []cninetwork.Option {
+	opts := []cninetwork.Option{
+		cninetwork.WithConfDir(c.confDir),
+		cninetwork.WithBinDirs(c.binDirList()...),
+		cninetwork.WithCacheDir(c.cacheDir),
+	}
+	if c.networkName != "" {
+		opts = append(opts, cninetwork.WithNetworkName(c.networkName))
+	}
+	return opts
+}
+
+// loopbackFlag is the --loopback flag.
+type loopbackFlag struct{ mode cninetwork.LoopbackMode }
+
+func (l *loopbackFlag) String() string {
+	switch l.mode {
+	case cninetwork.LoopbackPlugin:
+		return "plugin"
+	case cninetwork.LoopbackOff:
+		return "off"
+	}
+	return "in-process"
+}
+
+func (l *loopbackFlag) Set(s string) error {
+	switch s {
+	case "in-process":
+		l.mode = cninetwork.LoopbackInProcess
+	case "plugin":
+		l.mode = cninetwork.LoopbackPlugin
+	case "off":
+		l.mode = cninetwork.LoopbackOff
+	default:
+		return fmt.Errorf("want in-process, plugin or off")
+	}
+	return nil
+}
+
+// durationAtLeast checks a duration flag.
+func durationAtLeast(name string, d, min time.Duration) error {
+	if d < min {
+		return fmt.Errorf("%w: --%s %v: must be at least %v", errUsage, name, d, min)
+	}
+	return nil
+}

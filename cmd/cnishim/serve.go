@@ -1,0 +1,265 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cnishim/cnishim/internal/criserver"
+	"github.com/cnishim/cnishim/internal/sandboxstore"
+	"github.com/cnishim/cnishim/pkg/cninetwork"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"k8s.io/klog/v2"
+)
+
+const serveSynopsis = `Serves the CRI v1 RuntimeService for pod sandboxes on a unix socket (mode 0600): crictl and
+the kubelet create, inspect, stop and remove pods whose network cnishim sets up in a network
+namespace under <state-dir>/netns. Container and image calls answer Unimplemented.
+
+Sandbox records live in <state-dir>/sandboxes and survive restarts. At start, a sandbox whose
+set-up a crash cut off is torn down and listed NOTREADY (remove it with crictl rmp), and one
+CNI GC pass runs with the ready sandboxes as the valid set. SIGTERM or SIGINT stops taking new
+calls and lets calls in flight finish within --shutdown-grace.`
+
+type serveFlags struct {
+	cni              cniFlags
+	listen           string
+	stateDir         string
+	podCIDR          string
+	metricsAddr      string
+	operationTimeout time.Duration
+	shutdownGrace    time.Duration
+	loopback         loopbackFlag
+	admission        admissionFlags
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var f serveFlags
+	fs := newFlagSet("serve", stderr, serveSynopsis)
+	f.cni.register(fs, true)
+	fs.StringVar(&f.listen, "listen", defaultListen, "CRI endpoint to serve, unix:///absolute/path")
+	fs.StringVar(&f.stateDir, "state-dir", defaultStateDir, "directory for sandbox records and network namespaces (created mode 0700)")
+	fs.StringVar(&f.podCIDR, "pod-cidr", "", "the node's pod CIDRs, comma-separated for dual stack (passed to plugins as ipRanges)")
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", "", "address for Prometheus /metrics over HTTP, e.g. 127.0.0.1:9437 (default off)")
+	fs.DurationVar(&f.operationTimeout, "operation-timeout", cninetwork.DefaultOperationTimeout, "cap on one pod network operation (every plugin exec in it)")
+	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM/SIGINT, how long calls in flight may run before they are cancelled")
+	fs.Var(&f.loopback, "loopback", "how the pod's lo is brought up: in-process, plugin or off (default in-process)")
+	f.admission.register(fs)
+	addKlogFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := durationAtLeast("operation-timeout", f.operationTimeout, time.Second); err != nil {
+		return err
+	}
+	if err := durationAtLeast("shutdown-grace", f.shutdownGrace, 0); err != nil {
+		return err
+	}
+	sockPath, err := unixPath(f.listen)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, &f, sockPath)
+}
+
+func serve(ctx context.Context, f *serveFlags, sockPath string) (retErr error) {
+	logger := klog.Background()
+	ctx = klog.NewContext(ctx, logger)
+
+	if err := os.MkdirAll(f.stateDir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	if err := os.Chmod(f.stateDir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	opts := f.cni.pluginOptions()
+	opts = append(opts,
+		cninetwork.WithOperationTimeout(f.operationTimeout),
+		cninetwork.WithLoopback(f.loopback.mode),
+		cninetwork.WithRegisterer(reg),
+	)
+	opts = append(opts, f.admission.pluginOptions()...)
+	if cidrs := splitList(f.podCIDR); len(cidrs) > 0 {
+		opts = append(opts, cninetwork.WithPodCIDRs(cidrs...))
+	}
+	plugin, err := cninetwork.New(opts...)
+	if err != nil {
+		return err
+	}
+	// The plugin's watcher outlives the signal: calls in flight during the grace period still
+	// see config changes. It stops after the gRPC server has.
+	pluginCtx, stopPlugin := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPlugin()
+	if err := plugin.Run(pluginCtx); err != nil {
+		return fmt.Errorf("network plugin: %w", err)
+	}
+	defer func() {
+		stopPlugin()
+		if err := plugin.Close(); err != nil && retErr == nil {
+			retErr = fmt.Errorf("network plugin: %w", err)
+		}
+	}()
+	if err := plugin.Status(ctx); err != nil {
+		logger.Info("Network not ready yet", "reason", err.Error())
+	}
+
+	store, err := sandboxstore.Open(filepath.Join(f.stateDir, "sandboxes"))
+	if err != nil {
+		return err
+	}
+	srv, err := criserver.New(criserver.Config{
+		Network:        plugin,
+		Store:          store,
+		NetNSDir:       filepath.Join(f.stateDir, "netns"),
+		Version:        version,
+		CleanupTimeout: f.operationTimeout,
+		StatusInfo:     f.admission.statusInfo(plugin),
+	})
+	if err != nil {
+		return err
+	}
+	if err := registerServerMetrics(reg, store); err != nil {
+		return err
+	}
+	if err := srv.Recover(ctx); err != nil {
+		// Serve anyway: the sandboxes that failed stay NOTREADY and are torn down again when
+		// they are stopped or removed.
+		logger.Error(err, "Recovering sandboxes after start")
+	}
+
+	lis, err := listenUnix(sockPath)
+	if err != nil {
+		return err
+	}
+	g := grpc.NewServer(criserver.ServerOptions()...)
+	srv.Register(g)
+
+	var metricsSrv *http.Server
+	if f.metricsAddr != "" {
+		ml, err := net.Listen("tcp", f.metricsAddr)
+		if err != nil {
+			_ = lis.Close()
+			return fmt.Errorf("metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = metricsSrv.Serve(ml) }()
+		logger.Info("Serving metrics", "address", ml.Addr().String())
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- g.Serve(lis) }()
+	logger.Info("Serving CRI", "endpoint", "unix://"+sockPath, "version", version, "stateDir", f.stateDir,
+		"confDir", f.cni.confDir, "binDirs", f.cni.binDirList(), "cacheDir", f.cni.cacheDir)
+
+	select {
+	case err := <-serveErr:
+		retErr = fmt.Errorf("serve %s: %w", sockPath, err)
+	case <-ctx.Done():
+		logger.Info("Shutting down: finishing calls in flight", "grace", f.shutdownGrace)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		g.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(f.shutdownGrace):
+		logger.Info("Grace period over: cancelling calls in flight")
+		g.Stop() // waits for the handlers, so cut-off set-ups finish their rollback
+		<-stopped
+	}
+	if metricsSrv != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = metricsSrv.Shutdown(sctx)
+		cancel()
+	}
+	logger.Info("Stopped")
+	return retErr
+}
+
+// unixPath returns the socket path of a unix:// endpoint.
+func unixPath(endpoint string) (string, error) {
+	p, ok := strings.CutPrefix(endpoint, "unix://")
+	if !ok || !filepath.IsAbs(p) {
+		return "", fmt.Errorf("%w: endpoint %q: want unix:///absolute/path", errUsage, endpoint)
+	}
+	return filepath.Clean(p), nil
+}
+
+// listenUnix listens on a unix socket at path with mode 0600. A missing directory is created
+// with mode 0700. A stale socket (nothing accepts on it) is removed; a live one, or a file that
+// is not a socket, is an error.
+func listenUnix(path string) (net.Listener, error) {
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("socket dir: %w", err)
+		}
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("socket %s: exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("socket %s: another server is listening on it", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("stale socket: %w", err)
+		}
+	}
+	old := unix.Umask(0o177) // the socket is created 0600, with no window where it is wider
+	lis, err := net.Listen("unix", path)
+	unix.Umask(old)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		_ = lis.Close()
+		return nil, fmt.Errorf("socket %s: %w", path, err)
+	}
+	return lis, nil
+}
+
+// registerServerMetrics adds gauges of the sandboxes the server holds, by state.
+func registerServerMetrics(reg prometheus.Registerer, store *sandboxstore.Store) error {
+	for _, st := range []sandboxstore.State{sandboxstore.StateCreating, sandboxstore.StateReady, sandboxstore.StateNotReady} {
+		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "cnishim_pod_sandboxes",
+			Help:        "Pod sandboxes the CRI server holds, by state.",
+			ConstLabels: prometheus.Labels{"state": string(st)},
+		}, func() float64 {
+			n := 0
+			for _, r := range store.List() {
+				if r.State == st {
+					n++
+				}
+			}
+			return float64(n)
+		})
+		if err := reg.Register(g); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+	return nil
+}
