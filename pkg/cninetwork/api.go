@@ -66,6 +66,7 @@ type options struct {
 	registerer       prometheus.Registerer
 	watchOpts        []confwatch.Option
 	podCIDRs         []string
+	admission        *AdmissionLimits
 
 	// source replaces the confwatch.Watcher; for tests.
 	source snapshotSource

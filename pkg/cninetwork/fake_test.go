@@ -69,6 +69,9 @@ type fakeExec struct {
 	maxInFlight map[string]int
 	running     int
 	maxRunning  int
+	// runningCmd counts execs running per CNI command; maxRunningCmd is its maximum.
+	runningCmd    map[string]int
+	maxRunningCmd map[string]int
 }
 
 func newFakeExec() *fakeExec {
@@ -77,6 +80,9 @@ func newFakeExec() *fakeExec {
 		missing:     map[string]bool{},
 		inFlight:    map[string]int{},
 		maxInFlight: map[string]int{},
+
+		runningCmd:    map[string]int{},
+		maxRunningCmd: map[string]int{},
 	}
 }
 
@@ -124,6 +130,8 @@ func (f *fakeExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []by
 	f.maxInFlight[c.ContainerID] = max(f.maxInFlight[c.ContainerID], f.inFlight[c.ContainerID])
 	f.running++
 	f.maxRunning = max(f.maxRunning, f.running)
+	f.runningCmd[c.Command]++
+	f.maxRunningCmd[c.Command] = max(f.maxRunningCmd[c.Command], f.runningCmd[c.Command])
 	if c.Command == "ADD" {
 		f.nextIP++
 	}
@@ -133,6 +141,7 @@ func (f *fakeExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []by
 		f.mu.Lock()
 		f.inFlight[c.ContainerID]--
 		f.running--
+		f.runningCmd[c.Command]--
 		f.mu.Unlock()
 	}()
 

@@ -55,12 +55,26 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.duration, m.total, m.errors} {
+	for i, c := range m.collectors() {
 		if err := reg.Register(c); err != nil {
+			for _, done := range m.collectors()[:i] {
+				reg.Unregister(done)
+			}
 			return nil, fmt.Errorf("register network plugin metrics: %w", err)
 		}
 	}
 	return m, nil
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.duration, m.total, m.errors}
+}
+
+// unregister removes m's collectors, all registered with reg by newMetrics.
+func (m *metrics) unregister(reg prometheus.Registerer) {
+	for _, c := range m.collectors() {
+		reg.Unregister(c)
+	}
 }
 
 // observe records one operation that started at start; failed says whether it failed.

@@ -131,3 +131,36 @@ func TestOperationLogs(t *testing.T) {
 		t.Fatalf("log lines = %q; want %q", msgs, want)
 	}
 }
+
+// TestMetricsRegistrationAllOrNothing: a failed New leaves the registry as it found it.
+func TestMetricsRegistrationAllOrNothing(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	src := newFakeSource()
+	p, err := New(withSource(src), WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(withSource(src), WithRegisterer(reg)); err == nil {
+		t.Fatal("second New with the same registerer succeeded")
+	}
+	after, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Fatalf("a failed New changed the registry: %d metric families, had %d", len(after), len(before))
+	}
+	// With only the admission metrics left registered, New fails in its second step and
+	// takes back what its first registered.
+	p.metrics.unregister(reg) // frees the names for a new plugin on reg
+	if _, err := New(withSource(src), WithRegisterer(reg)); err == nil {
+		t.Fatal("New succeeded though the admission metrics are still registered")
+	}
+	if got, _ := reg.Gather(); len(got) != len(before)-3 {
+		t.Fatalf("after a failed New: %d metric families; want %d", len(got), len(before)-3)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/cnishim/cnishim/internal/admission"
 	"github.com/cnishim/cnishim/pkg/confwatch"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
@@ -48,6 +49,8 @@ type Plugin struct {
 	source  snapshotSource
 	cni     cniRunner
 	metrics *metrics
+	// lanes bounds the plugin chains in flight, per kind of operation.
+	lanes *admission.Set
 	// loopbackList is the built-in network LoopbackPlugin attaches pods to.
 	loopbackList *libcni.NetworkConfigList
 
@@ -136,6 +139,17 @@ func New(opts ...Option) (*Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
+	limits := admission.DefaultLimits()
+	if o.admission != nil {
+		limits = *o.admission
+	}
+	var am *admission.Metrics
+	if o.registerer != nil {
+		if am, err = admission.NewMetrics(o.registerer); err != nil {
+			m.unregister(o.registerer)
+			return nil, err
+		}
+	}
 	lo, err := libcni.ConfListFromBytes([]byte(`{"cniVersion":"1.0.0","name":"` + LoopbackNetworkName + `","plugins":[{"type":"loopback"}]}`))
 	if err != nil {
 		return nil, fmt.Errorf("loopback network: %w", err)
@@ -145,6 +159,7 @@ func New(opts ...Option) (*Plugin, error) {
 		source:       o.source,
 		cni:          libcni.NewCNIConfigWithCacheDir(o.binDirs, o.cacheDir, exec),
 		metrics:      m,
+		lanes:        admission.NewSet(limits, am),
 		loopbackList: lo,
 		pods:         make(map[string]*PodNetworkStatus),
 	}

@@ -1,0 +1,118 @@
+package cninetwork
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cnishim/cnishim/internal/admission"
+)
+
+// waitFor polls cond until it holds or the test's context ends.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("never: %s", what)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func TestAdmission(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, otherNet))
+	p := newTestPlugin(t, fe, src, WithAdmission(AdmissionLimits{Add: 1, Del: 2}))
+	ctx := t.Context()
+	if _, err := p.SetUpPod(ctx, testPod("old")); err != nil {
+		t.Fatal(err)
+	}
+
+	// One ADD hangs in its plugin; more setups queue behind it.
+	release := make(chan struct{})
+	started := make(chan string, 8)
+	fe.set("ptp", "ADD", reply{hook: func(_ context.Context, c execCall) { started <- c.ContainerID }, block: release})
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() {
+			if _, err := p.SetUpPod(ctx, testPod(fmt.Sprintf("q%d", i))); err != nil {
+				t.Errorf("SetUpPod(q%d): %v", i, err)
+			}
+		})
+	}
+	<-started
+	waitFor(t, "two setups queued", func() bool { return p.AdmissionStats()[0].Queued == 2 })
+	if st := p.AdmissionStats()[0]; st.Name != admission.LaneAdd || st.InFlight != 1 || st.Limit != 1 {
+		t.Fatalf("add lane = %+v", st)
+	}
+
+	// A teardown is not held up by the queued setups.
+	if err := p.TearDownPod(ctx, testPod("old")); err != nil {
+		t.Fatal(err)
+	}
+
+	// A setup whose context ends while queued runs nothing.
+	qctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	_, err := p.SetUpPod(qctx, testPod("late"))
+	if !errors.Is(err, admission.ErrQueueTimeout) || !errors.Is(err, ErrTimeout) {
+		t.Fatalf("SetUpPod while queued = %v; want ErrQueueTimeout and ErrTimeout", err)
+	}
+	for _, c := range fe.callsOf("") {
+		if c.ContainerID == "late" {
+			t.Fatalf("a setup that timed out waiting for admission ran %s %s", c.Command, c.Plugin)
+		}
+	}
+
+	close(release)
+	wg.Wait()
+	fe.mu.Lock()
+	maxAdds, maxAll := fe.maxRunningCmd["ADD"], fe.maxRunning
+	fe.mu.Unlock()
+	if maxAdds != 1 {
+		t.Fatalf("%d ADD execs ran at once with an ADD bound of 1", maxAdds)
+	}
+	if maxAll != 2 {
+		t.Fatalf("at most %d execs ran at once; want 2 (the teardown beside the hung setup)", maxAll)
+	}
+}
+
+// TestAdmissionUnbounded: the zero limits bound nothing.
+func TestAdmissionUnbounded(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, otherNet))
+	p := newTestPlugin(t, fe, src, WithAdmission(AdmissionLimits{}))
+	const n = 4
+	var arrived sync.WaitGroup
+	arrived.Add(n)
+	fe.set("ptp", "ADD", reply{hook: func(ctx context.Context, _ execCall) {
+		arrived.Done()
+		done := make(chan struct{})
+		go func() { arrived.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	}})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if _, err := p.SetUpPod(t.Context(), testPod(fmt.Sprint("u", i))); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, st := range p.AdmissionStats() {
+		if st.Limit != 0 {
+			t.Fatalf("lane %s has limit %d; want unbounded", st.Name, st.Limit)
+		}
+	}
+	if got := DefaultAdmissionLimits(); got.Add < 1 || got.Del < got.Add {
+		t.Fatalf("DefaultAdmissionLimits() = %+v", got)
+	}
+}
