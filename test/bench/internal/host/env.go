@@ -20,19 +20,23 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// Names and addresses of the benchmark network. They exist only on this machine: the bridge
-// and the pods' namespaces are created by the run and removed after it.
-const (
-	Network = "cnibench"
-	Bridge  = "cnibench0"
-	Subnet  = "10.199.0.0/16"
-	// HostIP is the host address of every port mapping; nothing is ever sent to it.
-	HostIP = "127.0.0.1"
-)
+// HostIP is the host address of every port mapping; nothing is ever sent to it.
+const HostIP = "127.0.0.1"
+
+// Names are a benchmark network's name, bridge and subnet. They exist only on this machine:
+// the bridge and the pods' namespaces are created by a run and removed after it. Tests that
+// may run at the same time use different names.
+type Names struct {
+	Network, Bridge, Subnet string
+}
+
+// Bench are the benchmark's names.
+var Bench = Names{Network: "cnibench", Bridge: "cnibench0", Subnet: "10.199.0.0/16"}
 
 // Env is one benchmark run's scratch space: a conf dir holding the benchmark conflist, a
 // libcni cache dir, host-local's data dir and the directory of the pods' namespaces.
 type Env struct {
+	Names
 	Root     string
 	ConfDir  string
 	BinDir   string
@@ -44,13 +48,13 @@ type Env struct {
 // NewEnv creates the scratch directories under a new temporary directory and writes the
 // benchmark conflist (bridge + host-local + portmap, CNI cniVersion) into the conf dir. A
 // bridge left by an interrupted earlier run is removed first.
-func NewEnv(binDir, cniVersion string) (_ *Env, retErr error) {
+func NewEnv(binDir, cniVersion string, names Names) (_ *Env, retErr error) {
 	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
 		if _, err := os.Stat(filepath.Join(binDir, p)); err != nil {
 			return nil, fmt.Errorf("plugin %s: %w (run hack/install-cni-plugins.sh)", p, err)
 		}
 	}
-	if err := deleteBridge(); err != nil {
+	if err := deleteBridge(names.Bridge); err != nil {
 		return nil, err
 	}
 	root, err := os.MkdirTemp("", "cnibench-")
@@ -63,6 +67,7 @@ func NewEnv(binDir, cniVersion string) (_ *Env, retErr error) {
 		}
 	}()
 	e := &Env{
+		Names:    names,
 		Root:     root,
 		ConfDir:  filepath.Join(root, "net.d"),
 		BinDir:   binDir,
@@ -101,7 +106,7 @@ func (e *Env) ConfList(cniVersion string) []byte {
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
-`, cniVersion, Network, Bridge, Subnet, e.IPAMDir)
+`, cniVersion, e.Network, e.Bridge, e.Subnet, e.IPAMDir)
 }
 
 // Impl returns the implementation configuration for this environment.
@@ -159,8 +164,8 @@ func (e *Env) Sweep(ctx context.Context, pods []impls.PodSpec) error {
 		return err
 	}
 	caches := []*libcni.CNIConfig{
-		libcni.NewCNIConfigWithCacheDir([]string{e.BinDir}, e.CacheDir, nil),
-		libcni.NewCNIConfigWithCacheDir([]string{e.BinDir}, impls.GoCNICacheDir, nil),
+		libcni.NewCNIConfigWithCacheDir([]string{e.BinDir}, e.CacheDir, impls.DefaultExec()),
+		libcni.NewCNIConfigWithCacheDir([]string{e.BinDir}, impls.GoCNICacheDir, impls.DefaultExec()),
 	}
 	return parallel(len(pods), 4, func(i int) error {
 		var errs []error
@@ -177,21 +182,21 @@ func (e *Env) Sweep(ctx context.Context, pods []impls.PodSpec) error {
 
 // Close removes the benchmark bridge and the scratch directories.
 func (e *Env) Close() error {
-	err := deleteBridge()
+	err := deleteBridge(e.Bridge)
 	return errors.Join(err, os.RemoveAll(e.Root))
 }
 
-func deleteBridge() error {
-	l, err := netlink.LinkByName(Bridge)
+func deleteBridge(name string) error {
+	l, err := netlink.LinkByName(name)
 	var nf netlink.LinkNotFoundError
 	if errors.As(err, &nf) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("bridge %s: %w", Bridge, err)
+		return fmt.Errorf("bridge %s: %w", name, err)
 	}
 	if err := netlink.LinkDel(l); err != nil {
-		return fmt.Errorf("bridge %s: delete: %w", Bridge, err)
+		return fmt.Errorf("bridge %s: delete: %w", name, err)
 	}
 	return nil
 }

@@ -40,8 +40,8 @@ func (l *Leaks) Clean() bool {
 
 // String is a one-line summary: the count of each kind, and the first few leaked items.
 func (l *Leaks) String() string {
-	s := fmt.Sprintf("host-local reservations %d, veths on %s %d, links in pod netns %d, libcni cache files %d, iptables/nft rules %d",
-		len(l.Reservations), Bridge, len(l.Veths), len(l.PodLinks), len(l.CacheFiles), len(l.Rules))
+	s := fmt.Sprintf("host-local reservations %d, veths on the bridge %d, links in pod netns %d, libcni cache files %d, iptables/nft rules %d",
+		len(l.Reservations), len(l.Veths), len(l.PodLinks), len(l.CacheFiles), len(l.Rules))
 	var items []string
 	for _, kind := range [][]string{l.Reservations, l.Veths, l.PodLinks, l.CacheFiles, l.Rules} {
 		items = append(items, first(kind, 3)...)
@@ -60,7 +60,7 @@ func (e *Env) CheckLeaks(pods []impls.PodSpec) (*Leaks, error) {
 
 	// host-local keeps one file per reserved IP (named by the IP) plus its lock and
 	// last-reserved bookkeeping.
-	entries, err := os.ReadDir(filepath.Join(e.IPAMDir, Network))
+	entries, err := os.ReadDir(filepath.Join(e.IPAMDir, e.Network))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
@@ -70,7 +70,7 @@ func (e *Env) CheckLeaks(pods []impls.PodSpec) (*Leaks, error) {
 		}
 	}
 
-	if br, err := netlink.LinkByName(Bridge); err == nil {
+	if br, err := netlink.LinkByName(e.Bridge); err == nil {
 		links, err := netlink.LinkList()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("list links: %w", err))
@@ -114,7 +114,7 @@ func (e *Env) CheckLeaks(pods []impls.PodSpec) (*Leaks, error) {
 	}
 	for _, line := range strings.Split(rules, "\n") {
 		for i := range pods {
-			if mentions(line, &pods[i]) {
+			if mentions(line, e.Network, &pods[i]) {
 				l.Rules = append(l.Rules, strings.TrimSpace(line))
 				break
 			}
@@ -185,15 +185,15 @@ func ruleDump() (string, error) {
 // mentions reports whether a rule line names the pod: its container ID (the plugins put it
 // in rule comments), or the per-pod chains portmap (CNI-DN-<hash>) and bridge's ipMasq
 // (CNI-<hash>) create, named from a SHA-512 of network name and container ID.
-func mentions(line string, p *impls.PodSpec) bool {
+func mentions(line, network string, p *impls.PodSpec) bool {
 	return strings.Contains(line, p.ID) ||
-		strings.Contains(line, chainName("CNI-DN-", p.ID)) ||
-		strings.Contains(line, chainName("CNI-", p.ID))
+		strings.Contains(line, chainName("CNI-DN-", network, p.ID)) ||
+		strings.Contains(line, chainName("CNI-", network, p.ID))
 }
 
 // chainName is how the plugins name a per-container chain: the prefix followed by the hex
 // SHA-512 of network name and container ID, 28 characters in all.
-func chainName(prefix, id string) string {
-	sum := sha512.Sum512([]byte(Network + id))
+func chainName(prefix, network, id string) string {
+	sum := sha512.Sum512([]byte(network + id))
 	return (prefix + fmt.Sprintf("%x", sum))[:28]
 }

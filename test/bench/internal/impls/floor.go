@@ -3,9 +3,12 @@ package impls
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/version"
 )
 
 // floor is raw libcni on the default conflist: no loopback, no result parsing, nothing but
@@ -21,9 +24,15 @@ func newFloor(cfg Config) (Impl, error) {
 		return nil, err
 	}
 	return &floor{
-		cni:  libcni.NewCNIConfigWithCacheDir([]string{cfg.BinDir}, cfg.CacheDir, nil),
+		cni:  libcni.NewCNIConfigWithCacheDir([]string{cfg.BinDir}, cfg.CacheDir, DefaultExec()),
 		list: list,
 	}, nil
+}
+
+// DefaultExec is libcni's plugin executor as go-cni builds it. Pass it explicitly: a
+// CNIConfig built with a nil one sets its default lazily, which races under concurrent use.
+func DefaultExec() invoke.Exec {
+	return &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}}
 }
 
 // DefaultConfList loads the lexically first .conflist of dir, the default network as the

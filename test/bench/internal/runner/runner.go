@@ -88,7 +88,7 @@ var ErrFailed = errors.New("benchmark failed")
 // each run in a fresh worker. It stops at the first run that fails or leaks, after cleaning
 // up what that run left. Cancelling ctx kills the running worker and cleans up likewise.
 func Execute(ctx context.Context, o Options) (runs []Run, retErr error) {
-	env, err := host.NewEnv(o.BinDir, "1.0.0")
+	env, err := host.NewEnv(o.BinDir, "1.0.0", host.Bench)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,95 @@
+//go:build linux
+
+package host_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/cnishim/cnishim/test/bench/internal/benchtest"
+	"github.com/cnishim/cnishim/test/bench/internal/host"
+	"github.com/cnishim/cnishim/test/bench/internal/impls"
+)
+
+// TestCheckLeaksSeesWhatPodsLeave sets pods up and does not tear them down: the leak check
+// must see every kind of leftover, and the sweep must release all of it.
+func TestCheckLeaksSeesWhatPodsLeave(t *testing.T) {
+	binDir := benchtest.CNIBinDir(t)
+	env, err := host.NewEnv(binDir, "1.0.0", host.Names{Network: "cnibtest-leaks", Bridge: "cnibtleaks0", Subnet: "10.198.0.0/16"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	pods := []impls.PodSpec{
+		{ID: strings.Repeat("1", 64), Name: "leak-a", Namespace: "cnibench", UID: "a"},
+		{ID: strings.Repeat("2", 64), Name: "leak-b", Namespace: "cnibench", UID: "b", HostPort: 30998, HostIP: host.HostIP},
+	}
+	if err := env.CreateNetNS(pods); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.Sweep(t.Context(), pods)
+		if err := env.RemoveNetNS(pods); err != nil {
+			t.Error(err)
+		}
+	})
+	clean, err := env.CheckLeaks(pods)
+	if err != nil || !clean.Clean() {
+		t.Fatalf("before any set-up: %v, %v", clean, err)
+	}
+
+	// One pod through raw libcni (this environment's cache), one through go-cni (its
+	// cache in /var/lib/cni, and a loopback attachment).
+	for i, name := range []string{impls.Floor, impls.GoCNI} {
+		impl, err := impls.New(t.Context(), name, env.Impl(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := impl.SetUp(t.Context(), &pods[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	l, err := env.CheckLeaks(pods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		kind string
+		got  []string
+		want int
+	}{
+		{"host-local reservations", l.Reservations, 2},
+		{"veths on the bridge", l.Veths, 2},
+		{"links in pod netns", l.PodLinks, 2},
+		{"cache files (pod a in ours, pod b and its loopback in go-cni's)", l.CacheFiles, 3},
+	} {
+		if len(c.got) != c.want {
+			t.Errorf("%s: got %d %v, want %d", c.kind, len(c.got), c.got, c.want)
+		}
+	}
+	// ipMasq rules for both pods, and portmap's chain and rules for pod b.
+	var masqA, dnatB bool
+	for _, r := range l.Rules {
+		masqA = masqA || strings.Contains(r, pods[0].ID)
+		dnatB = dnatB || strings.Contains(r, "CNI-DN-") && strings.Contains(r, "30998")
+	}
+	if !masqA || !dnatB {
+		t.Errorf("rules: masquerade of pod a found %v, DNAT of pod b's hostPort found %v; rules: %v", masqA, dnatB, l.Rules)
+	}
+	if l.Clean() {
+		t.Error("Clean() = true with pods set up")
+	}
+
+	if err := env.Sweep(t.Context(), pods); err != nil {
+		t.Fatal(err)
+	}
+	after, err := env.CheckLeaks(pods)
+	if err != nil || !after.Clean() {
+		t.Fatalf("after sweep: %v, %v", after, err)
+	}
+}
