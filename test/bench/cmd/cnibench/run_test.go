@@ -74,4 +74,3 @@ func TestBuildPlan(t *testing.T) {
 		t.Errorf("oneCaller = %v", oneCaller)
 	}
 }
-
