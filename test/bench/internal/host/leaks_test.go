@@ -14,6 +14,7 @@ import (
 // TestCheckLeaksSeesWhatPodsLeave sets pods up and does not tear them down: the leak check
 // must see every kind of leftover, and the sweep must release all of it.
 func TestCheckLeaksSeesWhatPodsLeave(t *testing.T) {
+	benchtest.RequireRoot(t)
 	binDir := benchtest.CNIBinDir(t)
 	env, err := host.NewEnv(binDir, "1.0.0", host.Names{Network: "cnibtest-leaks", Bridge: "cnibtleaks0", Subnet: "10.198.0.0/16"})
 	if err != nil {

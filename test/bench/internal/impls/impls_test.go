@@ -104,6 +104,7 @@ func readCalls(t *testing.T, rec string) []call {
 // not different work. Only go-cni runs the loopback plugin (cnishim brings lo up itself,
 // the floor not at all).
 func TestSamePluginInput(t *testing.T) {
+	benchtest.RequireRoot(t)
 	realBin := benchtest.CNIBinDir(t)
 	for _, hostPort := range []int32{0, 30999} {
 		t.Run(fmt.Sprintf("hostPort=%d", hostPort), func(t *testing.T) {
