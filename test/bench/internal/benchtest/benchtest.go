@@ -5,11 +5,11 @@ package benchtest
 import (
 	"math"
 	"os"
-	"slices"
-	"time"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
+	"time"
 )
 
 // RequireRoot fails the test when not run as root.
