@@ -1,0 +1,131 @@
+//go:build linux
+
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/cnishim/cnishim/internal/leakcheck"
+	"github.com/cnishim/cnishim/internal/netns"
+)
+
+// The server is killed with SIGKILL between runp and stopp and restarted: the pod is still
+// listed ready with the same IP, its host port still reaches it (the restart's recovery and GC
+// took nothing from a live pod), and stopp and rmp then release everything.
+func TestCRIKillBetweenRunAndStop(t *testing.T) {
+	s := readyServer(t, "e2e-kill")
+	hostPort := freeHostPort(t)
+	id := s.runp(podSpec{name: "survivor", hostPort: hostPort})
+	other := s.runp(podSpec{name: "bystander"})
+	ps := s.inspectp(id)
+	ip := s.podIP(id)
+	greet(t, ps.Info.NetNSPath, "survivor")
+	hostAddr := net.JoinHostPort(s.net.gateway().String(), fmt.Sprint(hostPort))
+	fetch(t, "", hostAddr, "hello from survivor")
+
+	s.kill()
+	if ok, err := netns.IsNetNS(ps.Info.NetNSPath); !ok {
+		t.Fatalf("the pod's netns did not survive the server: %v", err)
+	}
+	s.start()
+
+	after := s.inspectp(id)
+	if after.Status.State != "SANDBOX_READY" || after.Status.Network == nil || after.Status.Network.IP != ip.String() ||
+		after.Info.NetNSPath != ps.Info.NetNSPath {
+		t.Fatalf("after the restart: %+v; want ready with IP %s and netns %s", after, ip, ps.Info.NetNSPath)
+	}
+	fetch(t, "", hostAddr, "hello from survivor")
+	// The other pod is untouched as well.
+	if st := s.inspectp(other); st.Status.State != "SANDBOX_READY" {
+		t.Fatalf("bystander after the restart: %+v", st.Status)
+	}
+
+	s.mustCrictl("stopp", id, other)
+	s.mustCrictl("rmp", id, other)
+	st := leakcheck.Take(s.scope())
+	if len(st.IPs)+len(st.Cache)+len(st.Netns)+len(st.Rules) > 0 {
+		t.Fatalf("left after stopp and rmp: IPs %v, cache %v, netns %v, rules %v", st.IPs, st.Cache, st.Netns, st.Rules)
+	}
+	if entries, err := os.ReadDir(s.stateDir + "/sandboxes"); err != nil || len(entries) != 0 {
+		t.Fatalf("sandbox records left: %v, %v", entries, err)
+	}
+}
+
+// With the conf dir emptied (the network's config gone, NetworkReady false), crictl rmp -f
+// still tears the pod down from the config cached at set-up, releasing its IP and rules.
+func TestCRIRemoveAfterConfDirEmptied(t *testing.T) {
+	s := readyServer(t, "e2e-confgone")
+	hostPort := freeHostPort(t)
+	id := s.runp(podSpec{name: "orphan", hostPort: hostPort})
+	s.podIP(id)
+	if st := leakcheck.Take(s.scope()); len(st.IPs) != 1 || len(st.Rules) == 0 {
+		t.Fatalf("before removal: IPs %v, rules %v; want the pod's IP and portmap rules", st.IPs, st.Rules)
+	}
+
+	entries, err := os.ReadDir(s.confDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := os.Remove(s.confDir + "/" + e.Name()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.waitNetworkReady(false)
+
+	out := s.mustCrictl("rmp", "-f", id)
+	if !strings.Contains(out, "Removed sandbox "+id) {
+		t.Fatalf("crictl rmp -f printed %q", out)
+	}
+	if st := leakcheck.Take(s.scope()); len(st.IPs)+len(st.Cache)+len(st.Netns)+len(st.Rules) > 0 {
+		t.Fatalf("left after rmp with no config: IPs %v, cache %v, netns %v, rules %v", st.IPs, st.Cache, st.Netns, st.Rules)
+	}
+}
+
+// A sandbox whose record is lost while the server is down (the server no longer knows it) is
+// garbage-collected at the next start: its IP, cache entry, rules and netns are released, while
+// a known pod keeps all of its own. cnishim gc run afterwards against the server takes nothing
+// from the known pod either.
+func TestCRIRestartCollectsUnknownSandbox(t *testing.T) {
+	s := readyServer(t, "e2e-gc")
+	hostPort := freeHostPort(t)
+	lost := s.runp(podSpec{name: "lost", hostPort: hostPort})
+	kept := s.runp(podSpec{name: "kept"})
+	keptStatus := s.inspectp(kept)
+	keptIP := s.podIP(kept)
+	greet(t, keptStatus.Info.NetNSPath, "kept")
+
+	s.kill()
+	if err := os.Remove(s.stateDir + "/sandboxes/" + lost + ".json"); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+
+	st := leakcheck.Take(s.scope())
+	if len(st.IPs) != 1 || !strings.HasSuffix(st.IPs[0], "/"+keptIP.String()) || len(st.Cache) != 1 || !strings.Contains(st.Cache[0], kept) {
+		t.Fatalf("after the restart: IPs %v, cache %v; want only the kept pod's %s", st.IPs, st.Cache, keptIP)
+	}
+	for _, r := range st.Rules {
+		if strings.Contains(r, lost) || strings.Contains(r, fmt.Sprintf("dport %d", hostPort)) {
+			t.Fatalf("rule of the unknown sandbox left: %s", r)
+		}
+	}
+	if len(st.Netns) != 1 || st.Netns[0] != keptStatus.Info.NetNSPath {
+		t.Fatalf("netns mounts after the restart: %v, want only %s", st.Netns, keptStatus.Info.NetNSPath)
+	}
+
+	out, err := exec.Command(env.cnishim, "gc", "--listen", "unix://"+s.sock).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "1 valid sandboxes") {
+		t.Fatalf("cnishim gc: %v: %s", err, out)
+	}
+	fetch(t, "", net.JoinHostPort(keptIP.String(), fmt.Sprint(containerPort)), "hello from kept")
+	if st := leakcheck.Take(s.scope()); len(st.IPs) != 1 || len(st.Cache) != 1 {
+		t.Fatalf("after cnishim gc: IPs %v, cache %v; want the kept pod's", st.IPs, st.Cache)
+	}
+	s.mustCrictl("rmp", "-f", kept)
+}

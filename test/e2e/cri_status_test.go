@@ -1,0 +1,82 @@
+//go:build linux
+
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// An empty conf dir: crictl info says NetworkReady false with the reason; after a conflist is
+// copied in with plain cp (written in place, not renamed), it says true, and shows the chosen
+// network. The socket is 0600 and the state dir 0700.
+func TestCRINetworkReadyAfterPlainCopy(t *testing.T) {
+	n := newTestNet(t, "e2e-ready")
+	s := startServer(t, n)
+
+	fi, err := os.Stat(s.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket %s mode = %v, want a socket with mode 0600", s.sock, fi.Mode())
+	}
+	if fi, err := os.Stat(s.stateDir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("state dir %s mode = %v, %v; want 0700", s.stateDir, fi.Mode().Perm(), err)
+	}
+
+	ready, reason, msg := s.networkReady()
+	if ready || reason != "NetworkPluginNotReady" || !strings.Contains(msg, s.confDir) {
+		t.Fatalf("with an empty conf dir: NetworkReady = %v, reason %q, message %q; want false, NetworkPluginNotReady, a message naming %s",
+			ready, reason, msg, s.confDir)
+	}
+	if ci := s.info(); ci.LastLoadError == "" || ci.Config != nil {
+		t.Fatalf("with an empty conf dir: lastLoadError %q, config %+v", ci.LastLoadError, ci.Config)
+	}
+
+	s.installConf()
+	took := s.waitNetworkReady(true)
+	t.Logf("NetworkReady became true %v after cp", took)
+
+	ci := s.info()
+	wantFile := filepath.Join(s.confDir, "10-"+n.name+".conflist")
+	if ci.Config == nil || ci.Config.Name != n.name || ci.Config.File != wantFile || ci.Config.CNIVersion != "1.0.0" ||
+		!slices.Equal(ci.Config.Plugins, []string{"bridge", "portmap"}) {
+		t.Fatalf("crictl info config = %+v, want network %q from %s", ci.Config, n.name, wantFile)
+	}
+
+	// cnishim status reads the same directory without the server, and asks the server too.
+	out, err := exec.Command(env.cnishim, "status", "-o", "json",
+		"--cni-conf-dir", s.confDir, "--cni-bin-dir", env.cniBin, "--listen", "unix://"+s.sock).Output()
+	if err != nil {
+		t.Fatalf("cnishim status: %v\n%s", err, out)
+	}
+	var st struct {
+		Ready   bool `json:"ready"`
+		Default *struct {
+			Name    string   `json:"name"`
+			File    string   `json:"file"`
+			Plugins []string `json:"plugins"`
+		} `json:"default"`
+		Server *struct {
+			Reachable    bool `json:"reachable"`
+			NetworkReady bool `json:"networkReady"`
+			Admission    *struct {
+				Limits map[string]int `json:"limits"`
+			} `json:"admission"`
+		} `json:"server"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("cnishim status -o json: %v\n%s", err, out)
+	}
+	if !st.Ready || st.Default == nil || st.Default.Name != n.name || st.Default.File != wantFile ||
+		st.Server == nil || !st.Server.Reachable || !st.Server.NetworkReady ||
+		st.Server.Admission == nil || st.Server.Admission.Limits["add"] < 1 {
+		t.Fatalf("cnishim status = %s", out)
+	}
+}
