@@ -1,0 +1,238 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// cniBinDir returns the real plugins' directory; the commands validate configs against it.
+func cniBinDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("CNISHIM_TEST_CNI_BIN")
+	if dir == "" {
+		_, file, _, _ := runtime.Caller(0)
+		dir = filepath.Join(filepath.Dir(file), "..", "..", "_output", "cni", "bin")
+	}
+	for _, p := range []string{"bridge", "host-local", "portmap"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
+			t.Fatalf("CNI plugin %q missing in %s (run hack/install-cni-plugins.sh): %v", p, dir, err)
+		}
+	}
+	return dir
+}
+
+func TestRunExitCodes(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		inStdout string
+		inStderr string
+	}{
+		{"no command", nil, 2, "Commands:", ""},
+		{"help", []string{"help"}, 0, "serve", ""},
+		{"unknown command", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{"version", []string{"version"}, 0, "cnishim " + version, ""},
+		{"bad flag", []string{"status", "--no-such-flag"}, 2, "", "no-such-flag"},
+		{"stray argument", []string{"version", "extra"}, 2, "", `unexpected argument "extra"`},
+		{"bad output format", []string{"status", "-o", "yaml"}, 2, "", "want text or json"},
+		{"bad listen", []string{"serve", "--listen", "tcp://127.0.0.1:1"}, 2, "", "unix:///absolute/path"},
+		{"flag help", []string{"gc", "-h"}, 0, "", "--sandbox-ids"},
+		{"demo pods out of range", []string{"demo", "--pods", "1"}, 2, "", "want 2 to 200"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(t.Context(), tc.args, &stdout, &stderr)
+			if code != tc.code || !strings.Contains(stdout.String(), tc.inStdout) || !strings.Contains(stderr.String(), tc.inStderr) {
+				t.Fatalf("run(%q) = %d\nstdout: %s\nstderr: %s\nwant %d, stdout with %q, stderr with %q",
+					tc.args, code, stdout.String(), stderr.String(), tc.code, tc.inStdout, tc.inStderr)
+			}
+		})
+	}
+}
+
+func TestSplitListAndUnixPath(t *testing.T) {
+	if got := splitList(" /opt/cni/bin, ,/usr/lib/cni,"); !slices.Equal(got, []string{"/opt/cni/bin", "/usr/lib/cni"}) {
+		t.Fatalf("splitList = %q", got)
+	}
+	for in, want := range map[string]string{
+		"unix:///run/cnishim/cnishim.sock": "/run/cnishim/cnishim.sock",
+		"unix:///run/x/../y.sock":          "/run/y.sock",
+		"unix://relative.sock":             "",
+		"/run/cnishim.sock":                "",
+		"tcp://127.0.0.1:80":               "",
+	} {
+		got, err := unixPath(in)
+		if got != want || (want == "") != (err != nil) {
+			t.Errorf("unixPath(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+const goodConflist = `{"cniVersion":"1.0.0","name":"good","plugins":[{"type":"bridge","bridge":"cnishim-ut0","ipam":{"type":"host-local","ranges":[[{"subnet":"10.99.250.0/24"}]]}},{"type":"portmap","capabilities":{"portMappings":true}}]}`
+
+// status reports the chosen network, every skipped file with its reason, and warns about
+// configuration that users other than root can change.
+func TestStatusReport(t *testing.T) {
+	bin := cniBinDir(t)
+	conf := t.TempDir()
+	for name, body := range map[string]string{
+		"05-broken.conf":     `{"cniVersion":`,
+		"10-good.conflist":   goodConflist,
+		"20-noplugin.conf":   `{"cniVersion":"1.0.0","name":"np","type":"no-such-plugin"}`,
+		"30-notconfig.txt":   "ignored",
+		"40-second.conflist": strings.Replace(goodConflist, `"good"`, `"second"`, 1),
+	} {
+		if err := os.WriteFile(filepath.Join(conf, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A world-writable config file and one owned by another user.
+	if err := os.Chmod(filepath.Join(conf, "40-second.conflist"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Join(conf, "10-good.conflist"), 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+
+	var stdout, stderr bytes.Buffer
+	args := []string{"status", "-o", "json", "--cni-conf-dir", conf, "--cni-bin-dir", bin, "--listen", "unix://" + filepath.Join(t.TempDir(), "none.sock")}
+	if code := run(t.Context(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("status exit %d: %s", code, stderr.String())
+	}
+	var rep statusReport
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, stdout.String())
+	}
+	if !rep.Ready || rep.Default == nil || rep.Default.Name != "good" || rep.Default.CNIVersion != "1.0.0" ||
+		!slices.Equal(rep.Default.Plugins, []string{"bridge", "portmap"}) || !slices.Equal(rep.Default.Capabilities, []string{"portMappings"}) ||
+		len(rep.Networks) != 2 {
+		t.Fatalf("report = %+v", rep)
+	}
+	skipped := map[string]string{}
+	for _, s := range rep.Skipped {
+		skipped[filepath.Base(s.File)] = s.Reason
+	}
+	if len(skipped) != 2 || skipped["05-broken.conf"] == "" || !strings.Contains(skipped["20-noplugin.conf"], "no-such-plugin") {
+		t.Fatalf("skipped = %v, want the broken file and the one with a missing plugin, each with a reason", skipped)
+	}
+	warnings := strings.Join(rep.Warnings, "\n")
+	if !strings.Contains(warnings, "40-second.conflist is writable by group or others (mode 0666)") ||
+		!strings.Contains(warnings, "10-good.conflist is owned by uid 1000") {
+		t.Fatalf("warnings = %s", warnings)
+	}
+	if rep.Server == nil || rep.Server.Reachable {
+		t.Fatalf("server = %+v, want not reachable", rep.Server)
+	}
+
+	// The text form says the same; with no valid config, it says why and exits 1.
+	empty := t.TempDir()
+	stdout.Reset()
+	code := run(t.Context(), []string{"status", "--cni-conf-dir", empty, "--cni-bin-dir", bin, "--listen", "unix:///nonexistent/x.sock"}, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stdout.String(), "Network: NOT READY") || !strings.Contains(stdout.String(), empty) {
+		t.Fatalf("status on an empty dir: exit %d\n%s", code, stdout.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitFor polls until cond holds; it fails only if it never does within a generous bound.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never saw %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// watch prints the starting state and each change of the chosen network, and stops cleanly
+// when its context ends.
+func TestWatchPrintsChanges(t *testing.T) {
+	bin := cniBinDir(t)
+	conf := t.TempDir()
+	ctx, cancel := context.WithCancel(t.Context())
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"watch", "--cni-conf-dir", conf, "--cni-bin-dir", bin}, &out, &errOut) }()
+
+	waitFor(t, "the not-ready line", func() bool { return strings.Contains(out.String(), "not ready:") })
+	write := func(name, body string) {
+		tmp := filepath.Join(conf, "."+name)
+		if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(conf, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("20-good.conflist", goodConflist)
+	waitFor(t, `the "good" line`, func() bool { return strings.Contains(out.String(), `default network "good"`) })
+	// A file sorting first takes over.
+	write("10-first.conflist", strings.Replace(goodConflist, `"good"`, `"first"`, 1))
+	waitFor(t, `the "first" line`, func() bool { return strings.Contains(out.String(), `default network "first"`) })
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("watch exit %d: %s", code, errOut.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "not ready") || !strings.Contains(lines[1], `"good"`) || !strings.Contains(lines[2], `"first"`) ||
+		!strings.Contains(lines[2], "plugins bridge -> portmap") {
+		t.Fatalf("watch printed:\n%s\nwant exactly: not ready, good, first", out.String())
+	}
+}
+
+// The demo, the README's main command, passes on this machine: three pods set up, reaching
+// each other and the host port, and nothing left afterwards.
+func TestDemo(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("the demo needs root: run the tests as root (make test)")
+	}
+	bin := cniBinDir(t)
+	var stdout, stderr bytes.Buffer
+	if code := run(t.Context(), []string{"demo", "--cni-bin-dir", bin}, &stdout, &stderr); code != 0 {
+		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{
+		"Pod demo-1 -> pod demo-2", "Pod demo-3 -> pod demo-1", `"hello from demo-1"`,
+		"(host port) -> pod demo-1", "no IP in the host-local store", "Removed bridge cnishim-demo0", "Demo passed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "cnishim-demo/demo-") < 6 { // progress lines and table rows
+		t.Fatalf("demo output lacks the pods:\n%s", out)
+	}
+}
