@@ -7,6 +7,7 @@
 //	cnibench [run flags]          measure, print the markdown report, write results and plots
 //	cnibench report -in FILE      rebuild the report and plots from a results file
 //	cnibench memory [-sandboxes]  measure the Plugin's RSS with live sandboxes (fake exec)
+//	cnibench micro-report -in FILE  summarise go test -bench output of test/bench/micro
 package main
 
 import (
@@ -14,14 +15,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/cnishim/cnishim/test/bench/internal/runner"
+	"k8s.io/klog/v2"
 )
 
 func main() {
+	quietKlog()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := dispatch(ctx, os.Args[1:])
 	stop()
@@ -46,8 +50,21 @@ func dispatch(ctx context.Context, args []string) error {
 		return reportCmd(args[1:])
 	case "memory":
 		return memoryCmd(ctx, args[1:])
+	case "micro-report":
+		return microReportCmd(args[1:])
 	case "memory-worker":
 		return memoryWorker(ctx, args[1:])
 	}
 	return runCmd(ctx, args)
+}
+
+// quietKlog stops klog (which the library logs through) from writing into the benchmark's
+// output; the benchmark reports errors itself.
+func quietKlog() {
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	_ = fs.Set("logtostderr", "false")
+	_ = fs.Set("alsologtostderr", "false")
+	_ = fs.Set("stderrthreshold", "FATAL")
+	klog.SetOutput(io.Discard)
 }

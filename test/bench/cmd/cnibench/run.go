@@ -48,6 +48,9 @@ func runCmd(ctx context.Context, args []string) error {
 	plotDir := fs.String("plot-dir", "docs", "directory for bench-setup-latency.png and bench-admission.png")
 	opTimeout := fs.Duration("op-timeout", 2*time.Minute, "timeout of each set-up or teardown call")
 	settle := fs.Duration("settle", 3*time.Second, "longest wait for the CPUs to go quiet before each run")
+	rerun := fs.String("rerun", "make bench", "the command the report says reruns the benchmark")
+	microMD := fs.String("micro-md", "", "markdown of the micro-benchmarks (cnibench micro-report) to include after the real-plugin section")
+	memoryMD := fs.String("memory-md", "", "markdown of the memory figures (cnibench memory) to include at the end")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -77,31 +80,31 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 
 	s := &saved{
-		Meta:     meta(*binDir, *rounds, *extraRounds, strings.Join(os.Args, " ")),
+		Meta:     meta(*binDir, *rounds, *extraRounds, *rerun),
 		Main:     mainCells,
 		Defaults: impls.DefaultLimits(),
 	}
 	plan, oneCaller := buildPlan(mainCells, storms, sweep, *sweepMax, *rounds, *extraRounds, s.Defaults)
 	s.OneCaller = oneCaller
 	s.Storms = storms
-	fmt.Printf("cnibench: %d runs planned; results in %s\n", countRuns(plan), *out)
+	fmt.Fprintf(os.Stderr, "cnibench: %d runs planned; results in %s\n", countRuns(plan), *out)
 
 	start := time.Now()
 	runs, runErr := runner.Execute(ctx, runner.Options{
 		Plan: plan, BinDir: *binDir, OpTimeout: *opTimeout, Settle: *settle,
-		Worker: []string{self, "worker"}, Log: os.Stdout,
+		Worker: []string{self, "worker"}, Log: os.Stderr,
 		OnRun: func(runs []runner.Run) {
 			s.Runs = runs
 			_ = writeJSON(*out, s)
 		},
 	})
 	s.Runs = runs
-	fmt.Printf("cnibench: %d runs in %s\n\n", len(runs), time.Since(start).Round(time.Second))
+	fmt.Fprintf(os.Stderr, "cnibench: %d runs in %s\n", len(runs), time.Since(start).Round(time.Second))
 	if err := writeJSON(*out, s); err != nil {
 		runErr = errors.Join(runErr, err)
 	}
 	if len(runs) > 0 {
-		runErr = errors.Join(runErr, writeReport(s, *md, *plotDir))
+		runErr = errors.Join(runErr, writeReport(s, *md, *plotDir, *microMD, *memoryMD))
 	}
 	return runErr
 }
@@ -240,13 +243,26 @@ func writeJSON(path string, v any) error {
 }
 
 // writeReport prints the markdown report to stdout and mdPath, and draws the plots.
-func writeReport(s *saved, mdPath, plotDir string) error {
+func writeReport(s *saved, mdPath, plotDir, microMD, memoryMD string) error {
+	var errs []error
+	include := func(b *strings.Builder, path string) {
+		if path == "" {
+			return
+		}
+		md, err := os.ReadFile(path)
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		b.Write(md)
+	}
 	var b strings.Builder
 	report.WriteMeta(&b, s.Meta)
 	v1 := report.RealPlugin(&b, s.Runs, s.Main)
+	include(&b, microMD)
 	v2 := report.Admission(&b, s.Runs, s.Storms, s.OneCaller, s.Defaults)
+	include(&b, memoryMD)
 	fmt.Fprintf(&b, "%s\n", report.Summary(v1, v2))
-	var errs []error
 	if _, err := io.WriteString(os.Stdout, b.String()); err != nil {
 		errs = append(errs, err)
 	}
@@ -284,6 +300,8 @@ func reportCmd(args []string) error {
 	in := fs.String("in", "_output/bench/results.json", "results file written by a run")
 	md := fs.String("markdown", "_output/bench/results.md", "markdown report file")
 	plotDir := fs.String("plot-dir", "docs", "directory for the plots")
+	microMD := fs.String("micro-md", "", "markdown of the micro-benchmarks to include")
+	memoryMD := fs.String("memory-md", "", "markdown of the memory figures to include")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -295,5 +313,5 @@ func reportCmd(args []string) error {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("%s: %w", *in, err)
 	}
-	return writeReport(&s, *md, *plotDir)
+	return writeReport(&s, *md, *plotDir, *microMD, *memoryMD)
 }

@@ -59,12 +59,20 @@ func SetupLatencyPlot(path string, runs []runner.Run, cells []runner.Cell, cols 
 	return saveGrid(path, panels, cols, 5*vg.Inch)
 }
 
-// AdmissionPlot writes a PNG with, for each cell where ADD bounds were swept, the set-up
-// throughput of each fixed bound beside cnishim's default, unbounded and go-cni; and for
-// every storm cell a bar chart of the three.
+// AdmissionPlot writes a PNG of the storms: the set-up throughput and the set-up p99 of
+// cnishim at its default, unbounded and go-cni on every storm, and, for each storm where
+// fixed ADD bounds were swept, the throughput of each bound beside those three.
 func AdmissionPlot(path string, runs []runner.Run, storms []runner.Cell) error {
 	x := newIndex(runs)
-	var panels []*plot.Plot
+	rate, err := groupedBars(x, storms, "setup pods/s (median)", setupRate)
+	if err != nil {
+		return err
+	}
+	p99, err := groupedBars(x, storms, "setup p99 (ms, median)", setupPct(99))
+	if err != nil {
+		return err
+	}
+	panels := []*plot.Plot{rate, p99}
 	for _, c := range storms {
 		var sweep plotter.XYs
 		for k := 1; k <= 64; k++ {
@@ -72,20 +80,16 @@ func AdmissionPlot(path string, runs []runner.Run, storms []runner.Cell) error {
 				sweep = append(sweep, plotter.XY{X: float64(k), Y: r})
 			}
 		}
+		if len(sweep) == 0 {
+			continue
+		}
 		p := plot.New()
-		p.Title.Text = c.String()
+		p.Title.Text = "ADD bound sweep: " + c.String()
+		p.X.Label.Text = "fixed ADD bound"
 		p.Y.Label.Text = "setup pods/s (median)"
 		p.Y.Min = 0
 		p.Legend.Top = false
-		p.Legend.Left = true
-		if len(sweep) == 0 {
-			if err := addBars(p, x, c); err != nil {
-				return err
-			}
-			panels = append(panels, p)
-			continue
-		}
-		p.X.Label.Text = "fixed ADD bound"
+		p.Legend.Left = false
 		p.Add(plotter.NewGrid())
 		l, s, err := plotter.NewLinePoints(sweep)
 		if err != nil {
@@ -115,29 +119,52 @@ func AdmissionPlot(path string, runs []runner.Run, storms []runner.Cell) error {
 		}
 		panels = append(panels, p)
 	}
-	return saveGrid(path, panels, 2, 5*vg.Inch)
+	return saveGrid(path, panels, 2, 6*vg.Inch)
 }
 
-// addBars draws the median set-up throughput of cnishim's default, unbounded and go-cni.
-func addBars(p *plot.Plot, x *index, c runner.Cell) error {
+// groupedBars draws m's median for cnishim's default, unbounded and go-cni, one group of
+// bars per storm.
+func groupedBars(x *index, storms []runner.Cell, ylabel string, m metric) (*plot.Plot, error) {
+	p := plot.New()
+	p.Y.Label.Text = ylabel
+	p.Y.Min = 0
+	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Add(plotter.NewGrid())
 	names := []string{Cnishim, Unbounded, GoCNI}
-	w := vg.Points(30)
+	w := vg.Points(14)
+	top := 0.0
 	for i, name := range names {
-		r := x.get(c, name).median(setupRate)
-		if math.IsNaN(r) {
-			r = 0
+		vals := make(plotter.Values, len(storms))
+		for j, c := range storms {
+			if v := x.get(c, name).median(m); !math.IsNaN(v) {
+				vals[j] = v
+				top = max(top, v)
+			}
 		}
-		b, err := plotter.NewBarChart(plotter.Values{r}, w)
+		b, err := plotter.NewBarChart(vals, w)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		b.Color = colors[name]
+		b.LineStyle.Width = 0
 		b.Offset = vg.Length(i-1) * w
 		p.Add(b)
-		p.Legend.Add(name, b)
+		label := name
+		if name == Cnishim {
+			label = "cnishim (default)"
+		}
+		p.Legend.Add(label, b)
 	}
-	p.NominalX("")
-	return nil
+	labels := make([]string, len(storms))
+	for j, c := range storms {
+		labels[j] = c.Short()
+	}
+	p.NominalX(labels...)
+	// Room for the legend above the bars, and for the outer bars at the sides.
+	p.Y.Max = top * 1.3
+	p.X.Min, p.X.Max = -0.7, float64(len(storms))-0.3
+	return p, nil
 }
 
 func saveGrid(path string, panels []*plot.Plot, cols int, tile vg.Length) error {

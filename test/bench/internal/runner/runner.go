@@ -40,6 +40,15 @@ func (c Cell) String() string {
 	return s
 }
 
+// Short is a compact label: 200×8, or 200×8 hp with a hostPort.
+func (c Cell) Short() string {
+	s := fmt.Sprintf("%d×%d", c.Pods, c.Callers)
+	if c.PortMap {
+		s += " hp"
+	}
+	return s
+}
+
 // Variant is one implementation with its settings.
 type Variant struct {
 	Name string `json:"name"`

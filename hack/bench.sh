@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The side-by-side benchmark (make bench): cnishim's Plugin against containerd's go-cni and raw
+# libcni (the floor) over the real CNI plugins in real network namespaces, the admission
+# storms, the micro-benchmarks and the memory figure. Needs root: it creates network
+# namespaces, a bridge (cnibench0, 10.199.0.0/16, on this machine only) and iptables rules,
+# and removes them all, also when interrupted. No packet leaves the machine.
+#
+# Writes the markdown tables to stdout and to ${BENCH_OUT}/benchmarks-bench.md, the raw
+# figures to ${BENCH_OUT}/results.json (cnibench report -in rebuilds tables and plots from
+# it), and the plots to docs/ (to ${BENCH_OUT} in quick mode, so smoke runs never replace the
+# published ones).
+#
+# Environment:
+#   BENCH_QUICK=1           smoke run: tiny scenarios, one round, a short micro-benchmark run
+#   BENCH_ROUNDS            rounds of the real-plugin scenarios (default 3)
+#   BENCH_EXTRA_ROUNDS      rounds of the storms outside them and of the ADD bound sweep (default 1)
+#   BENCH_SCENARIOS         real-plugin scenarios, PODSxCALLERS (default 100x1,200x8,400x32)
+#   BENCH_STORMS            admission storms (default 200x8,200x32,400x8,400x32)
+#   BENCH_SWEEP             storms on which fixed ADD bounds are swept (default 200x32+hp)
+#   BENCH_SWEEP_MAX         largest fixed ADD bound (default 8)
+#   BENCH_MICRO_COUNT       go test -count of the micro-benchmarks (default 6, for benchstat)
+#   BENCH_SKIP_TESTS=1      skip the benchmark's own tests (fairness of inputs, leak checks)
+#   BENCH_OUT               output directory (default _output/bench)
+#   CNI_BIN_DIR             real CNI plugins (default _output/cni/bin)
+set -o errexit -o nounset -o pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "${root}"
+# shellcheck source=hack/versions.sh
+source hack/versions.sh
+
+bin_dir=${CNI_BIN_DIR:-${root}/_output/cni/bin}
+out=${BENCH_OUT:-${root}/_output/bench}
+quick=${BENCH_QUICK:-0}
+
+if [[ $(id -u) != 0 ]]; then
+  echo "bench: must run as root (network namespaces, a bridge, iptables rules)" >&2
+  exit 1
+fi
+if ! grep -q "github.com/containerd/go-cni ${GO_CNI_VERSION}\$" test/bench/go.mod; then
+  echo "bench: test/bench/go.mod does not require go-cni ${GO_CNI_VERSION} (hack/versions.sh)" >&2
+  echo "  fix: (cd test/bench && go get github.com/containerd/go-cni@${GO_CNI_VERSION} && go mod tidy)" >&2
+  exit 1
+fi
+
+hack/install-cni-plugins.sh "${bin_dir}"
+mkdir -p "${out}"
+export CNISHIM_TEST_CNI_BIN=${bin_dir}
+
+echo "bench: building test/bench/cmd/cnibench" >&2
+(cd test/bench && CGO_ENABLED=0 go build -o "${out}/cnibench" ./cmd/cnibench)
+
+if [[ ${BENCH_SKIP_TESTS:-0} != 1 ]]; then
+  echo "bench: checking the harness (same plugin input from all three, leak checks)" >&2
+  (cd test/bench && go test -race -count=1 ./...) >&2
+fi
+
+micro_count=${BENCH_MICRO_COUNT:-6}
+micro_time=1s
+sandboxes=0,1000
+rerun="make bench"
+if [[ ${quick} == 1 ]]; then
+  micro_count=1
+  micro_time=100ms
+  sandboxes=0,100
+  rerun="BENCH_QUICK=1 make bench"
+fi
+
+echo "bench: micro-benchmarks (count ${micro_count})" >&2
+(cd test/bench && go test -run '^$' -bench . -benchtime "${micro_time}" -count "${micro_count}" ./micro/) \
+  | tee "${out}/micro.txt" >&2
+"${out}/cnibench" micro-report -in "${out}/micro.txt" >"${out}/micro.md"
+
+echo "bench: memory with ${sandboxes} live sandboxes" >&2
+"${out}/cnibench" memory -sandboxes "${sandboxes}" >"${out}/memory.md"
+
+args=(
+  -cni-bin-dir "${bin_dir}"
+  -out "${out}/results.json"
+  -markdown "${out}/benchmarks-bench.md"
+  -micro-md "${out}/micro.md"
+  -memory-md "${out}/memory.md"
+  -rerun "${rerun}"
+)
+if [[ ${quick} == 1 ]]; then
+  args+=(-quick -plot-dir "${out}")
+else
+  args+=(
+    -plot-dir "${root}/docs"
+    -rounds "${BENCH_ROUNDS:-3}"
+    -extra-rounds "${BENCH_EXTRA_ROUNDS:-1}"
+    -scenarios "${BENCH_SCENARIOS:-100x1,200x8,400x32}"
+    -storms "${BENCH_STORMS:-200x8,200x32,400x8,400x32}"
+    -sweep "${BENCH_SWEEP:-200x32+hp}"
+    -sweep-max "${BENCH_SWEEP_MAX:-8}"
+  )
+fi
+
+# The real-plugin runs and the storms, last because they are long. The report (stdout and
+# benchmarks-bench.md) includes the micro-benchmark and memory tables. A failed or leaking
+# run makes cnibench exit non-zero after cleaning up and reporting what it measured.
+echo "bench: real-plugin scenarios and admission storms" >&2
+"${out}/cnibench" "${args[@]}"
+echo "bench: tables in ${out}/benchmarks-bench.md, raw figures in ${out}/results.json" >&2
