@@ -15,28 +15,29 @@ type admissionFlags struct {
 }
 
 func (a *admissionFlags) register(fs *flag.FlagSet) {
-	def := admission.DefaultLimits()
+	def := cninetwork.DefaultAdmissionLimits()
 	fs.IntVar(&a.setups, "max-parallel-setups", def.Add, "most pod network set-ups (ADD chains) run at once, 0 = unbounded; the default is the number of CPUs available")
 	fs.IntVar(&a.teardowns, "max-parallel-teardowns", def.Del, "most pod network teardowns (DEL chains) run at once; 0 = unbounded")
 }
 
-// limits returns the admission limits the flags ask for.
-func (a *admissionFlags) limits() admission.Limits {
-	l := admission.DefaultLimits()
+// limits returns the admission limits the flags ask for; CHECK, STATUS and GC keep their
+// defaults.
+func (a *admissionFlags) limits() cninetwork.AdmissionLimits {
+	l := cninetwork.DefaultAdmissionLimits()
 	l.Add, l.Del = a.setups, a.teardowns
 	return l
 }
 
 // pluginOptions returns the cninetwork options for the bounds.
 func (a *admissionFlags) pluginOptions() []cninetwork.Option {
-	return nil
+	return []cninetwork.Option{cninetwork.WithAdmission(a.limits())}
 }
 
 // statusInfo returns the verbose Status entries that show the bounds and the queues.
 func (a *admissionFlags) statusInfo(p *cninetwork.Plugin) func() map[string]any {
 	l := a.limits()
 	return func() map[string]any {
-		return map[string]any{"admission": admissionInfo{Limits: limitsInfo(l)}}
+		return map[string]any{"admission": admissionInfo{Limits: limitsInfo(l), Lanes: lanesInfo(p.AdmissionStats())}}
 	}
 }
 
@@ -58,14 +59,14 @@ type laneInfo struct {
 	MeanWaitMS float64 `json:"meanWaitMs"`
 }
 
-func limitsInfo(l admission.Limits) map[string]int {
+func limitsInfo(l cninetwork.AdmissionLimits) map[string]int {
 	return map[string]int{
 		admission.LaneAdd: l.Add, admission.LaneDel: l.Del, admission.LaneCheck: l.Check,
 		admission.LaneStatus: l.Status, admission.LaneGC: l.GC,
 	}
 }
 
-func lanesInfo(stats []admission.Stats) []laneInfo {
+func lanesInfo(stats []cninetwork.LaneStats) []laneInfo {
 	out := make([]laneInfo, 0, len(stats))
 	for _, s := range stats {
 		li := laneInfo{Name: s.Name, Limit: s.Limit, InFlight: s.InFlight, Queued: s.Queued, Admitted: s.Admitted, TimedOut: s.TimedOut}

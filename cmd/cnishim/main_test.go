@@ -133,6 +133,9 @@ func TestStatusReport(t *testing.T) {
 		!strings.Contains(warnings, "10-good.conflist is owned by uid 1000") {
 		t.Fatalf("warnings = %s", warnings)
 	}
+	if strings.Contains(warnings, "directory above a CNI directory /tmp ") {
+		t.Fatalf("warned about the sticky /tmp above the conf dir: %s", warnings)
+	}
 	if rep.Server == nil || rep.Server.Reachable {
 		t.Fatalf("server = %+v, want not reachable", rep.Server)
 	}
@@ -143,6 +146,51 @@ func TestStatusReport(t *testing.T) {
 	code := run(t.Context(), []string{"status", "--cni-conf-dir", empty, "--cni-bin-dir", bin, "--listen", "unix:///nonexistent/x.sock"}, &stdout, &stderr)
 	if code != 1 || !strings.Contains(stdout.String(), "Network: NOT READY") || !strings.Contains(stdout.String(), empty) {
 		t.Fatalf("status on an empty dir: exit %d\n%s", code, stdout.String())
+	}
+}
+
+func TestUnsafePerm(t *testing.T) {
+	dir := t.TempDir()
+	mk := func(name string, mode os.FileMode, isDir bool, uid int) string {
+		p := filepath.Join(dir, name)
+		var err error
+		if isDir {
+			err = os.Mkdir(p, 0o700)
+		} else {
+			err = os.WriteFile(p, nil, 0o600)
+		}
+		if err == nil {
+			err = os.Chmod(p, mode)
+		}
+		if err == nil {
+			err = os.Chown(p, uid, 0)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name     string
+		path     string
+		stickyOK bool
+		want     string
+	}{
+		{"root file 0644", mk("a", 0o644, false, 0), false, ""},
+		{"group-writable file", mk("b", 0o664, false, 0), false, "writable by group or others (mode 0664)"},
+		{"file of another user", mk("c", 0o644, false, 1000), false, "owned by uid 1000"},
+		{"both", mk("d", 0o666, false, 1000), false, "owned by uid 1000 and writable by group or others"},
+		{"sticky dir above", mk("e", 0o777|os.ModeSticky, true, 0), true, ""},
+		{"sticky dir as CNI dir", mk("f", 0o777|os.ModeSticky, true, 0), false, "writable by group or others (mode 0777)"},
+		{"missing", filepath.Join(t.TempDir(), "none"), false, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := unsafePerm(tc.path, "thing", tc.stickyOK)
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Fatalf("unsafePerm(%s) = %q, want %q", tc.path, got, tc.want)
+			}
+		})
 	}
 }
 
@@ -184,7 +232,9 @@ func TestWatchPrintsChanges(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	var out, errOut syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"watch", "--cni-conf-dir", conf, "--cni-bin-dir", bin}, &out, &errOut) }()
+	go func() {
+		done <- run(ctx, []string{"watch", "--cni-conf-dir", conf, "--cni-bin-dir", bin}, &out, &errOut)
+	}()
 
 	waitFor(t, "the not-ready line", func() bool { return strings.Contains(out.String(), "not ready:") })
 	write := func(name, body string) {

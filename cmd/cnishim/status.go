@@ -143,13 +143,18 @@ func permissionWarnings(confDir string, confFiles, binDirs []string) []string {
 			return
 		}
 		seen[path] = true
-		if w := unsafePerm(path, what); w != "" {
+		if w := unsafePerm(path, what, false); w != "" {
 			warns = append(warns, w)
 		}
 	}
 	checkAncestors := func(dir string) {
 		for d := filepath.Dir(filepath.Clean(dir)); ; d = filepath.Dir(d) {
-			check(d, "directory above a CNI directory")
+			if !seen[d] {
+				seen[d] = true
+				if w := unsafePerm(d, "directory above a CNI directory", true); w != "" {
+					warns = append(warns, w)
+				}
+			}
 			if d == "/" || d == "." {
 				return
 			}
@@ -180,7 +185,10 @@ func permissionWarnings(confDir string, confFiles, binDirs []string) []string {
 	return warns
 }
 
-func unsafePerm(path, what string) string {
+// unsafePerm says why path is unsafe, or "". A sticky world-writable directory is accepted when
+// stickyOK (an ancestor: others cannot replace what is in it), not for a CNI directory itself
+// (others could add files to it).
+func unsafePerm(path, what string, stickyOK bool) string {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return ""
@@ -194,7 +202,7 @@ func unsafePerm(path, what string) string {
 		why = append(why, fmt.Sprintf("owned by uid %d", st.Uid))
 	}
 	mode := fi.Mode()
-	if mode.Perm()&0o022 != 0 && !(fi.IsDir() && mode&os.ModeSticky != 0) {
+	if mode.Perm()&0o022 != 0 && !(stickyOK && fi.IsDir() && mode&os.ModeSticky != 0) {
 		why = append(why, fmt.Sprintf("writable by group or others (mode %04o)", mode.Perm()))
 	}
 	if len(why) == 0 {

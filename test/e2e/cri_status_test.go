@@ -17,7 +17,7 @@ import (
 // network. The socket is 0600 and the state dir 0700.
 func TestCRINetworkReadyAfterPlainCopy(t *testing.T) {
 	n := newTestNet(t, "e2e-ready")
-	s := startServer(t, n)
+	s := startServer(t, n, "--max-parallel-setups", "3", "--max-parallel-teardowns", "5")
 
 	fi, err := os.Stat(s.sock)
 	if err != nil {
@@ -68,6 +68,10 @@ func TestCRINetworkReadyAfterPlainCopy(t *testing.T) {
 			NetworkReady bool `json:"networkReady"`
 			Admission    *struct {
 				Limits map[string]int `json:"limits"`
+				Lanes  []struct {
+					Name  string `json:"name"`
+					Limit int    `json:"limit"`
+				} `json:"lanes"`
 			} `json:"admission"`
 		} `json:"server"`
 	}
@@ -76,7 +80,14 @@ func TestCRINetworkReadyAfterPlainCopy(t *testing.T) {
 	}
 	if !st.Ready || st.Default == nil || st.Default.Name != n.name || st.Default.File != wantFile ||
 		st.Server == nil || !st.Server.Reachable || !st.Server.NetworkReady ||
-		st.Server.Admission == nil || st.Server.Admission.Limits["add"] < 1 {
+		st.Server.Admission == nil || st.Server.Admission.Limits["add"] != 3 || st.Server.Admission.Limits["del"] != 5 {
 		t.Fatalf("cnishim status = %s", out)
+	}
+	lanes := map[string]int{}
+	for _, l := range st.Server.Admission.Lanes {
+		lanes[l.Name] = l.Limit
+	}
+	if lanes["add"] != 3 || lanes["del"] != 5 {
+		t.Fatalf("cnishim status admission lanes = %v, want add 3 and del 5 from the server's flags", lanes)
 	}
 }

@@ -198,6 +198,7 @@ type server struct {
 	stateDir string
 	crictlCf string
 	net      *testNet
+	flags    []string // extra cnishim serve flags
 
 	mu   sync.Mutex // guards cmd and logs
 	cmd  *exec.Cmd
@@ -207,9 +208,9 @@ type server struct {
 	ids []string // sandboxes created through runp
 }
 
-// startServer starts cnishim serve on fresh dirs with an empty conf dir, registers its
-// stop and the leak check at cleanup, and waits until it answers.
-func startServer(t *testing.T, n *testNet) *server {
+// startServer starts cnishim serve on fresh dirs with an empty conf dir and any extra flags,
+// registers its stop and the leak check at cleanup, and waits until it answers.
+func startServer(t *testing.T, n *testNet, extraFlags ...string) *server {
 	t.Helper()
 	dir := t.TempDir()
 	s := &server{
@@ -221,6 +222,7 @@ func startServer(t *testing.T, n *testNet) *server {
 		stateDir: filepath.Join(dir, "state"),
 		crictlCf: filepath.Join(dir, "crictl.yaml"),
 		net:      n,
+		flags:    extraFlags,
 	}
 	if err := os.MkdirAll(s.confDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -314,8 +316,8 @@ func (s *server) start() {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	cmd := exec.Command(env.cnishim, "serve",
-		"--listen", "unix://"+s.sock,
+	args := []string{"serve",
+		"--listen", "unix://" + s.sock,
 		"--state-dir", s.stateDir,
 		"--cni-conf-dir", s.confDir,
 		"--cni-bin-dir", env.cniBin,
@@ -323,7 +325,8 @@ func (s *server) start() {
 		"--operation-timeout", "1m",
 		"--shutdown-grace", "30s",
 		"-v", "4",
-	)
+	}
+	cmd := exec.Command(env.cnishim, append(args, s.flags...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
