@@ -30,6 +30,9 @@ type Scope struct {
 	CacheDir string
 	// NetnsDir holds namespace mounts.
 	NetnsDir string
+	// Bridges names the bridges whose veth ports are counted. Veths elsewhere on the host
+	// belong to others (tests run in parallel), so with no bridges no veth is read.
+	Bridges []string
 	// RuleNeedles are strings (container IDs, chain names) whose presence in `iptables-save`
 	// or `nft list ruleset` output counts as a rule left behind. Empty: rules are not read.
 	RuleNeedles []string
@@ -40,7 +43,7 @@ type State struct {
 	IPs      []string // "<store>/<ip>"
 	Cache    []string // cache file names
 	Netns    []string // mounted namespace paths
-	Veths    []string // host veth names
+	Veths    []string // host veths attached to one of Scope.Bridges
 	Rules    []string // rule lines holding a needle
 	Problems []string // what could not be read
 }
@@ -81,14 +84,8 @@ func Take(s Scope) State {
 		}
 		st.Netns = m
 	}
-	links, err := netlink.LinkList()
-	if err != nil {
-		st.Problems = append(st.Problems, fmt.Sprintf("list links: %v", err))
-	}
-	for _, l := range links {
-		if l.Type() == "veth" {
-			st.Veths = append(st.Veths, l.Attrs().Name)
-		}
+	if len(s.Bridges) > 0 {
+		st.Veths, st.Problems = bridgeVeths(s.Bridges, st.Problems)
 	}
 	if len(s.RuleNeedles) > 0 {
 		for _, cmd := range [][]string{{"iptables-save"}, {"ip6tables-save"}, {"nft", "list", "ruleset"}} {
@@ -136,4 +133,26 @@ func Leaks(before, after State) []string {
 		out = append(out, "could not check: "+p)
 	}
 	return out
+}
+
+// bridgeVeths lists the veths whose master is one of the named bridges. A bridge that does not
+// exist has no ports.
+func bridgeVeths(bridges []string, problems []string) ([]string, []string) {
+	masters := map[int]bool{}
+	for _, b := range bridges {
+		if l, err := netlink.LinkByName(b); err == nil {
+			masters[l.Attrs().Index] = true
+		}
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, append(problems, fmt.Sprintf("list links: %v", err))
+	}
+	var out []string
+	for _, l := range links {
+		if l.Type() == "veth" && masters[l.Attrs().MasterIndex] {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out, problems
 }
