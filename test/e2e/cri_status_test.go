@@ -4,6 +4,9 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +20,8 @@ import (
 // network. The socket is 0600 and the state dir 0700.
 func TestCRINetworkReadyAfterPlainCopy(t *testing.T) {
 	n := newTestNet(t, "e2e-ready")
-	s := startServer(t, n, "--max-parallel-setups", "3", "--max-parallel-teardowns", "5")
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freeHostPort(t))
+	s := startServer(t, n, "--max-parallel-setups", "3", "--max-parallel-teardowns", "5", "--metrics-bind-address", metricsAddr)
 
 	fi, err := os.Stat(s.sock)
 	if err != nil {
@@ -89,5 +93,21 @@ func TestCRINetworkReadyAfterPlainCopy(t *testing.T) {
 	}
 	if lanes["add"] != 3 || lanes["del"] != 5 {
 		t.Fatalf("cnishim status admission lanes = %v, want add 3 and del 5 from the server's flags", lanes)
+	}
+
+	// Prometheus metrics, from the plugin, its admission lanes and the server.
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %v, %v", resp.Status, err)
+	}
+	for _, want := range []string{`cnishim_admission_limit{lane="add"} 3`, `cnishim_pod_sandboxes{state="ready"} 0`, "go_goroutines"} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("/metrics lacks %q:\n%s", want, body)
+		}
 	}
 }

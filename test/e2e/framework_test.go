@@ -389,22 +389,37 @@ func (s *server) kill() {
 // stop stops a running server with SIGTERM and checks that it exits 0.
 func (s *server) stop() {
 	s.mu.Lock()
+	running := s.cmd != nil
+	s.mu.Unlock()
+	if !running {
+		return
+	}
+	if err := s.terminate(); err != nil {
+		s.t.Error(err)
+	}
+}
+
+// terminate sends SIGTERM to the running server and waits for it to exit; an error says how it
+// did not exit 0.
+func (s *server) terminate() error {
+	s.mu.Lock()
 	cmd, done := s.cmd, s.done
 	s.cmd = nil
 	s.mu.Unlock()
 	if cmd == nil {
-		return
+		return errors.New("no server running")
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-done:
 		if !cmd.ProcessState.Success() {
-			s.t.Errorf("cnishim serve exited with %v after SIGTERM", cmd.ProcessState)
+			return fmt.Errorf("cnishim serve exited with %v after SIGTERM", cmd.ProcessState)
 		}
+		return nil
 	case <-time.After(2 * time.Minute):
 		_ = cmd.Process.Kill()
 		<-done
-		s.t.Errorf("cnishim serve did not stop within 2 minutes of SIGTERM")
+		return errors.New("cnishim serve did not stop within 2 minutes of SIGTERM")
 	}
 }
 
