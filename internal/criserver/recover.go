@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/cnishim/cnishim/internal/sandboxstore"
@@ -18,6 +19,11 @@ import (
 const (
 	ReasonSetUpCutOff = "set-up was cut off by a restart of cnishim; its network was rolled back"
 	ReasonNetNSLost   = "network namespace was lost (node restart?); its network was torn down"
+	// ReasonRollbackFailed starts the reason of a sandbox whose failed set-up could not be
+	// rolled back.
+	ReasonRollbackFailed = "rollback failed"
+	// ReasonSetUpReleased is the reason of a sandbox whose failed set-up was released later.
+	ReasonSetUpReleased = "set-up did not complete; its network was released"
 )
 
 // Recover reconciles the records with the host after a start, before the server takes calls:
@@ -40,7 +46,11 @@ func (s *Server) Recover(ctx context.Context) error {
 		logger := logger.WithValues("podSandboxID", rec.ID, "pod", klog.KRef(rec.Config.GetMetadata().GetNamespace(), rec.Config.GetMetadata().GetName()))
 		switch rec.State {
 		case sandboxstore.StateCreating:
-			if err := s.recoverStop(ctx, rec, ReasonSetUpCutOff); err != nil {
+			reason := ReasonSetUpCutOff
+			if strings.HasPrefix(rec.Reason, ReasonRollbackFailed) {
+				reason = ReasonSetUpReleased // its set-up failed, not cut off
+			}
+			if err := s.recoverStop(ctx, rec, reason); err != nil {
 				errs = append(errs, err)
 				continue
 			}

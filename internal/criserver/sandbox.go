@@ -24,8 +24,8 @@ import (
 // RunPodSandbox writes the sandbox's record (state "creating"), creates its network namespace
 // under Config.NetNSDir, sets up its network and marks it ready. On any failure it tears down the
 // network, removes the namespace and deletes the record before returning an error saying why; if
-// that rollback itself fails, the record stays (NOTREADY, with the reason) so that the operator
-// can remove the sandbox, and nothing is forgotten.
+// that rollback itself fails, the record stays (NOTREADY, with the reason) so that stopping or
+// removing the sandbox retries the teardown, and nothing is forgotten.
 //
 // A sandbox that asks for the node's network namespace (NamespaceMode NODE) gets no namespace
 // and no CNI set-up, as in the kubelet's runtimes.
@@ -81,8 +81,9 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		defer cancel()
 		if err := s.release(cctx, rec); err != nil {
 			logger.Error(err, "Rolling back failed sandbox set-up")
-			rec.State = sandboxstore.StateNotReady
-			rec.Reason = fmt.Sprintf("set-up failed and its rollback failed (%v); remove the sandbox to retry the teardown", err)
+			// The record stays "creating" (NOTREADY to clients), so that stopping or removing
+			// the sandbox, or the next start, tears it down again.
+			rec.Reason = fmt.Sprintf("%s: set-up failed and its rollback failed (%v); stop or remove the sandbox to retry the teardown", ReasonRollbackFailed, err)
 			if uerr := s.cfg.Store.Update(rec); uerr != nil {
 				logger.Error(uerr, "Recording failed rollback")
 			}
@@ -176,6 +177,9 @@ func (s *Server) stop(ctx context.Context, rec sandboxstore.Record) error {
 	what := fmt.Sprintf("stop pod sandbox %s (pod %s/%s)", rec.ID, md.GetNamespace(), md.GetName())
 	if err := s.release(ctx, rec); err != nil {
 		return grpcError(what, err)
+	}
+	if rec.State == sandboxstore.StateCreating {
+		rec.Reason = ReasonSetUpReleased
 	}
 	rec.State = sandboxstore.StateNotReady
 	rec.IPs = nil

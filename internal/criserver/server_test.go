@@ -363,8 +363,12 @@ func TestRunPodSandboxFailures(t *testing.T) {
 				}
 				return
 			}
-			if len(recs) != 1 || recs[0].State != sandboxstore.StateNotReady || !strings.Contains(recs[0].Reason, "del boom") {
-				t.Fatalf("records = %+v, want one NOTREADY saying why", recs)
+			if len(recs) != 1 || recs[0].State != sandboxstore.StateCreating || !strings.Contains(recs[0].Reason, "del boom") {
+				t.Fatalf("records = %+v, want one still to tear down, saying why", recs)
+			}
+			st, err := e.rt.PodSandboxStatus(t.Context(), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: recs[0].ID})
+			if err != nil || st.GetStatus().GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+				t.Fatalf("status of the kept sandbox = %v, %v; want NOTREADY", st.GetStatus(), err)
 			}
 			// Once the teardown works again, removal releases it.
 			tc.net.mu.Lock()
@@ -375,6 +379,9 @@ func TestRunPodSandboxFailures(t *testing.T) {
 			}
 			if len(e.store.List()) != 0 {
 				t.Fatal("record left after remove")
+			}
+			if _, tears, _ := tc.net.calls(); tears != 2 {
+				t.Fatalf("%d teardowns, want 2: the removal must retry the failed rollback", tears)
 			}
 		})
 	}
