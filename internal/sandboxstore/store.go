@@ -90,16 +90,18 @@ func NewID() string {
 }
 
 // Store is a directory of sandbox records with an in-memory index. Its methods are safe for
-// concurrent use; they do not serialize operations on one sandbox beyond the single call (the
-// caller holds a per-sandbox lock for a multi-step operation).
+// concurrent use, with one rule: calls that write one sandbox's record (Create, Update, Delete
+// of the same ID) must not overlap; a caller holds its own per-sandbox lock for them. Files are
+// written outside the Store's lock, so reads and writes of other sandboxes never wait for an
+// fsync.
 type Store struct {
 	dir string
 
-	// mu guards records and names, and orders writes of the files (so the file of a record
-	// always holds the version in memory).
+	// mu guards records, names and pending; it is never held during file I/O.
 	mu      sync.Mutex
 	records map[string]*Record
-	names   map[string]string // Key() -> ID
+	names   map[string]string // Key() -> ID, for records and pending creations
+	pending map[string]bool   // IDs whose Create is writing its file
 }
 
 const (
@@ -121,7 +123,7 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox store %s: %w", dir, err)
 	}
-	s := &Store{dir: dir, records: map[string]*Record{}, names: map[string]string{}}
+	s := &Store{dir: dir, records: map[string]*Record{}, names: map[string]string{}, pending: map[string]bool{}}
 	for _, e := range entries {
 		name := e.Name()
 		path := filepath.Join(dir, name)
@@ -182,20 +184,29 @@ func (s *Store) Create(r Record) error {
 	if err := validate(&r); err != nil {
 		return err
 	}
+	key := r.Key()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.records[r.ID]; ok {
+	if _, ok := s.records[r.ID]; ok || s.pending[r.ID] {
+		s.mu.Unlock()
 		return fmt.Errorf("%w: %s", ErrExists, r.ID)
 	}
-	key := r.Key()
 	if id, ok := s.names[key]; ok {
+		s.mu.Unlock()
 		return fmt.Errorf("%w: %q is held by sandbox %s; stop and remove it first", ErrNameReserved, key, id)
 	}
-	if err := s.write(&r); err != nil {
+	s.names[key] = r.ID // reserved while the file is written
+	s.pending[r.ID] = true
+	s.mu.Unlock()
+
+	err := s.write(&r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.pending, r.ID)
+	if err != nil {
+		delete(s.names, key)
 		return err
 	}
 	s.records[r.ID] = &r
-	s.names[key] = r.ID
 	return nil
 }
 
@@ -205,8 +216,8 @@ func (s *Store) Update(r Record) error {
 		return err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	old, ok := s.records[r.ID]
+	s.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrNotFound, r.ID)
 	}
@@ -216,7 +227,9 @@ func (s *Store) Update(r Record) error {
 	if err := s.write(&r); err != nil {
 		return err
 	}
+	s.mu.Lock()
 	s.records[r.ID] = &r
+	s.mu.Unlock()
 	return nil
 }
 
@@ -224,8 +237,8 @@ func (s *Store) Update(r Record) error {
 // that does not exist is not an error.
 func (s *Store) Delete(id string) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	r, ok := s.records[id]
+	s.mu.Unlock()
 	if !ok {
 		return nil
 	}
@@ -236,8 +249,10 @@ func (s *Store) Delete(id string) error {
 	if err := syncDir(s.dir); err != nil {
 		return err
 	}
+	s.mu.Lock()
 	delete(s.records, id)
 	delete(s.names, r.Key())
+	s.mu.Unlock()
 	return nil
 }
 
@@ -297,7 +312,7 @@ func (s *Store) List() []Record {
 
 func (s *Store) path(id string) string { return filepath.Join(s.dir, id+recordExt) }
 
-// write stores r in its file atomically. Called with s.mu held.
+// write stores r in its file atomically. Called without s.mu; writes of one ID never overlap.
 func (s *Store) write(r *Record) (retErr error) {
 	data, err := json.Marshal(r)
 	if err != nil {

@@ -214,3 +214,34 @@ func TestNewID(t *testing.T) {
 		t.Fatalf("NewID = %q, %q", a, b)
 	}
 }
+
+// Creates of different sandboxes run concurrently; two creates of one name race and exactly
+// one wins.
+func TestConcurrentCreates(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 32
+	errs := make(chan error, 2*n)
+	for i := range n {
+		for range 2 {
+			go func() { errs <- s.Create(record(NewID(), "pod", uint32(i), int64(i))) }()
+		}
+	}
+	reserved := 0
+	for range 2 * n {
+		if err := <-errs; errors.Is(err, ErrNameReserved) {
+			reserved++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if reserved != n || len(s.List()) != n {
+		t.Fatalf("%d name conflicts and %d records, want %d of each", reserved, len(s.List()), n)
+	}
+	s2, err := Open(s.Dir())
+	if err != nil || len(s2.List()) != n {
+		t.Fatalf("reopened: %d records, %v", len(s2.List()), err)
+	}
+}
