@@ -167,7 +167,7 @@ func (e *Env) Sweep(ctx context.Context, pods []impls.PodSpec) error {
 		libcni.NewCNIConfigWithCacheDir([]string{e.BinDir}, e.CacheDir, impls.DefaultExec()),
 		libcni.NewCNIConfigWithCacheDir([]string{e.BinDir}, impls.GoCNICacheDir, impls.DefaultExec()),
 	}
-	return parallel(len(pods), 4, func(i int) error {
+	err = parallel(len(pods), 4, func(i int) error {
 		var errs []error
 		for _, c := range caches {
 			if err := c.DelNetworkList(ctx, list, impls.RuntimeConf(&pods[i])); err != nil {
@@ -178,6 +178,9 @@ func (e *Env) Sweep(ctx context.Context, pods []impls.PodSpec) error {
 		_ = os.Remove(filepath.Join(impls.GoCNICacheDir, "results", "cni-loopback-"+pods[i].ID+"-lo"))
 		return errors.Join(errs...)
 	})
+	// A plugin killed half-way through ADD can leave rules its DEL no longer finds (bridge
+	// tears ipMasq down only for the addresses still on the pod's interface).
+	return errors.Join(err, e.scrubRules(pods))
 }
 
 // Close removes the benchmark bridge and the scratch directories.

@@ -191,8 +191,10 @@ func mentions(line, network string, p *impls.PodSpec) bool {
 		strings.Contains(line, chainName("CNI-", network, p.ID))
 }
 
-// chainName is how the plugins name a per-container chain: the prefix followed by the hex
+// ChainName is how the plugins name a per-container chain: the prefix followed by the hex
 // SHA-512 of network name and container ID, 28 characters in all.
+func ChainName(prefix, network, id string) string { return chainName(prefix, network, id) }
+
 func chainName(prefix, network, id string) string {
 	sum := sha512.Sum512([]byte(network + id))
 	return (prefix + fmt.Sprintf("%x", sum))[:28]

@@ -3,6 +3,7 @@
 package host_test
 
 import (
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -28,6 +29,9 @@ func TestCheckLeaksSeesWhatPodsLeave(t *testing.T) {
 	pods := []impls.PodSpec{
 		{ID: strings.Repeat("1", 64), Name: "leak-a", Namespace: "cnibench", UID: "a"},
 		{ID: strings.Repeat("2", 64), Name: "leak-b", Namespace: "cnibench", UID: "b", HostPort: 30998, HostIP: host.HostIP},
+		// Never set up: it gets only the rules a plugin killed half-way through ADD would
+		// leave, which no DEL removes.
+		{ID: strings.Repeat("3", 64), Name: "leak-c", Namespace: "cnibench", UID: "c"},
 	}
 	if err := env.CreateNetNS(pods); err != nil {
 		t.Fatal(err)
@@ -55,6 +59,18 @@ func TestCheckLeaksSeesWhatPodsLeave(t *testing.T) {
 		}
 	}
 
+	stray := host.ChainName("CNI-", env.Network, pods[2].ID)
+	comment := `name: "` + env.Network + `" id: "` + pods[2].ID + `"`
+	for _, args := range [][]string{
+		{"-N", stray},
+		{"-A", stray, "-d", "10.198.0.0/16", "-m", "comment", "--comment", comment, "-j", "ACCEPT"},
+		{"-A", "POSTROUTING", "-s", "10.198.255.254/32", "-m", "comment", "--comment", comment, "-j", stray},
+	} {
+		if out, err := exec.Command("iptables", append([]string{"-w", "-t", "nat"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("iptables %v: %v: %s", args, err, out)
+		}
+	}
+
 	l, err := env.CheckLeaks(pods)
 	if err != nil {
 		t.Fatal(err)
@@ -74,13 +90,15 @@ func TestCheckLeaksSeesWhatPodsLeave(t *testing.T) {
 		}
 	}
 	// ipMasq rules for both pods, and portmap's chain and rules for pod b.
-	var masqA, dnatB bool
+	var masqA, dnatB, strayC bool
 	for _, r := range l.Rules {
 		masqA = masqA || strings.Contains(r, pods[0].ID)
 		dnatB = dnatB || strings.Contains(r, "CNI-DN-") && strings.Contains(r, "30998")
+		strayC = strayC || strings.Contains(r, ":"+stray)
 	}
-	if !masqA || !dnatB {
-		t.Errorf("rules: masquerade of pod a found %v, DNAT of pod b's hostPort found %v; rules: %v", masqA, dnatB, l.Rules)
+	if !masqA || !dnatB || !strayC {
+		t.Errorf("rules: masquerade of pod a found %v, DNAT of pod b's hostPort found %v, pod c's stray chain found %v; rules: %v",
+			masqA, dnatB, strayC, l.Rules)
 	}
 	if l.Clean() {
 		t.Error("Clean() = true with pods set up")

@@ -253,7 +253,15 @@ func startWorker(ctx context.Context, o *Options, job *Job) (*Result, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Run(); err != nil {
+	err = cmd.Run()
+	if cmd.Process != nil {
+		// A plugin or an iptables it ran may outlive a killed worker for a moment; the
+		// cleanup must not race with it.
+		if gerr := waitGroupGone(cmd.Process.Pid, 30*time.Second); gerr != nil {
+			err = errors.Join(err, gerr)
+		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("worker %s: %w", job.Impl, err)
 	}
 	var res Result
@@ -261,4 +269,19 @@ func startWorker(ctx context.Context, o *Options, job *Job) (*Result, error) {
 		return nil, fmt.Errorf("worker %s: result: %w", job.Impl, err)
 	}
 	return &res, nil
+}
+
+// waitGroupGone kills what is left of process group pgid and waits until none of it runs.
+func waitGroupGone(pgid int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process group %d still running after %s", pgid, timeout)
+		}
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		time.Sleep(20 * time.Millisecond)
+	}
 }
