@@ -16,7 +16,7 @@
 #   BENCH_EXTRA_ROUNDS      rounds of the storms outside them and of the ADD bound sweep (default 1)
 #   BENCH_SCENARIOS         real-plugin scenarios, PODSxCALLERS (default 100x1,200x8,400x32)
 #   BENCH_STORMS            admission storms (default 200x8,200x32,400x8,400x32)
-#   BENCH_SWEEP             storms on which fixed ADD bounds are swept (default 200x32+hp)
+#   BENCH_SWEEP             storms on which fixed ADD bounds are swept (default 200x32-hp)
 #   BENCH_SWEEP_MAX         largest fixed ADD bound (default 8)
 #   BENCH_MICRO_COUNT       go test -count of the micro-benchmarks (default 6, for benchstat)
 #   BENCH_SKIP_TESTS=1      skip the benchmark's own tests (fairness of inputs, leak checks)
@@ -91,7 +91,7 @@ else
     -extra-rounds "${BENCH_EXTRA_ROUNDS:-1}"
     -scenarios "${BENCH_SCENARIOS:-100x1,200x8,400x32}"
     -storms "${BENCH_STORMS:-200x8,200x32,400x8,400x32}"
-    -sweep "${BENCH_SWEEP:-200x32+hp}"
+    -sweep "${BENCH_SWEEP:-200x32-hp}"
     -sweep-max "${BENCH_SWEEP_MAX:-8}"
   )
 fi

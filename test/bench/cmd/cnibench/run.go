@@ -36,18 +36,18 @@ type saved struct {
 func runCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("cnibench", flag.ContinueOnError)
 	binDir := fs.String("cni-bin-dir", "_output/cni/bin", "directory of the real CNI plugins")
-	rounds := fs.Int("rounds", 3, "rounds of the real-plugin scenarios and of the storms they share")
-	extraRounds := fs.Int("extra-rounds", 1, "rounds of the storms not among the real-plugin scenarios, and of the ADD bound sweep")
+	rounds := fs.Int("rounds", 3, "rounds of the real-plugin scenarios (cnishim, go-cni, floor; unbounded with one caller)")
+	extraRounds := fs.Int("extra-rounds", 1, "rounds of the rest of the storms (unbounded, the storms outside the scenarios) and of the ADD bound sweep")
 	mainSpec := fs.String("scenarios", "100x1,200x8,400x32", "real-plugin scenarios: PODSxCALLERS, each with and without a hostPort (suffix +hp or -hp for only one)")
 	stormSpec := fs.String("storms", "200x8,200x32,400x8,400x32", "admission storms, same syntax")
-	sweepSpec := fs.String("sweep", "200x32+hp", "storms on which to sweep fixed ADD bounds, same syntax")
+	sweepSpec := fs.String("sweep", "200x32-hp", "storms on which to sweep fixed ADD bounds, same syntax")
 	sweepMax := fs.Int("sweep-max", 8, "largest fixed ADD bound of the sweep")
 	quick := fs.Bool("quick", false, "smoke run: tiny scenarios, one round (overrides sizes and rounds)")
 	out := fs.String("out", "_output/bench/results.json", "results file (JSON, every latency)")
 	md := fs.String("markdown", "_output/bench/results.md", "markdown report file")
 	plotDir := fs.String("plot-dir", "docs", "directory for bench-setup-latency.png and bench-admission.png")
 	opTimeout := fs.Duration("op-timeout", 2*time.Minute, "timeout of each set-up or teardown call")
-	settle := fs.Duration("settle", 3*time.Second, "longest wait for the CPUs to go quiet before each run")
+	settle := fs.Duration("settle", 2*time.Second, "longest wait for the CPUs to go quiet before each run")
 	rerun := fs.String("rerun", "make bench", "the command the report says reruns the benchmark")
 	microMD := fs.String("micro-md", "", "markdown of the micro-benchmarks (cnibench micro-report) to include after the real-plugin section")
 	memoryMD := fs.String("memory-md", "", "markdown of the memory figures (cnibench memory) to include at the end")
@@ -87,7 +87,8 @@ func runCmd(ctx context.Context, args []string) error {
 	plan, oneCaller := buildPlan(mainCells, storms, sweep, *sweepMax, *rounds, *extraRounds, s.Defaults)
 	s.OneCaller = oneCaller
 	s.Storms = storms
-	fmt.Fprintf(os.Stderr, "cnibench: %d runs planned; results in %s\n", countRuns(plan), *out)
+	fmt.Fprintf(os.Stderr, "cnibench: %d runs planned, roughly %s on 2 cores; results in %s\n",
+		countRuns(plan), estimate(plan, *settle).Round(time.Minute), *out)
 
 	start := time.Now()
 	runs, runErr := runner.Execute(ctx, runner.Options{
@@ -110,8 +111,9 @@ func runCmd(ctx context.Context, args []string) error {
 }
 
 // buildPlan lays out the runs: every real-plugin scenario with cnishim, go-cni and the floor
-// (plus cnishim unbounded where it is also a storm or has one caller) for rounds; the other
-// storms with cnishim, unbounded and go-cni, and the sweep, for extraRounds.
+// (and cnishim unbounded where there is one caller, for the no-contention check) for rounds;
+// for extraRounds, cnishim unbounded on the storms among those scenarios, the other storms
+// with cnishim, unbounded and go-cni, and the sweep of fixed ADD bounds.
 func buildPlan(mainCells, storms, sweep []runner.Cell, sweepMax, rounds, extraRounds int, defaults impls.Limits) (plan []runner.Item, oneCaller []runner.Cell) {
 	cnishim := runner.Variant{Name: report.Cnishim, Impl: impls.Cnishim}
 	unbounded := runner.Variant{Name: report.Unbounded, Impl: impls.Cnishim, Limits: &impls.Limits{}}
@@ -119,13 +121,14 @@ func buildPlan(mainCells, storms, sweep []runner.Cell, sweepMax, rounds, extraRo
 	floor := runner.Variant{Name: report.Floor, Impl: impls.Floor}
 	for _, c := range mainCells {
 		vs := []runner.Variant{cnishim, gocni, floor}
-		if contains(storms, c) || c.Callers == 1 {
-			vs = append(vs, unbounded)
-		}
 		if c.Callers == 1 {
+			vs = append(vs, unbounded)
 			oneCaller = append(oneCaller, c)
 		}
 		plan = append(plan, runner.Item{Cell: c, Variants: vs, Rounds: rounds})
+		if contains(storms, c) && c.Callers != 1 {
+			plan = append(plan, runner.Item{Cell: c, Variants: []runner.Variant{unbounded}, Rounds: extraRounds})
+		}
 	}
 	for _, c := range storms {
 		if !contains(mainCells, c) {
@@ -159,6 +162,18 @@ func countRuns(plan []runner.Item) int {
 		n += it.Rounds * len(it.Variants)
 	}
 	return n
+}
+
+// estimate is a rough duration of the plan, from set-up plus teardown seconds per pod
+// measured on 2 cores with the real plugins, and a few seconds per run for namespaces,
+// settling and the leak check.
+func estimate(plan []runner.Item, settle time.Duration) time.Duration {
+	var sec float64
+	for _, it := range plan {
+		perPod := map[[2]bool]float64{{true, false}: 0.15, {true, true}: 0.26, {false, false}: 0.08, {false, true}: 0.19}[[2]bool{it.Cell.Callers == 1, it.Cell.PortMap}]
+		sec += float64(it.Rounds*len(it.Variants)) * (float64(it.Cell.Pods)*perPod + 1.5 + settle.Seconds())
+	}
+	return time.Duration(sec * float64(time.Second))
 }
 
 // parseCells parses "100x1,200x8+hp": pods x callers, with and without a hostPort unless

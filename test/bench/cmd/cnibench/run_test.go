@@ -52,7 +52,8 @@ func TestBuildPlan(t *testing.T) {
 		rounds   int
 	}{
 		{runner.Cell{Pods: 100, Callers: 1}, []string{"cnishim", "go-cni", "floor", "cnishim-unbounded"}, 3},
-		{runner.Cell{Pods: 200, Callers: 8}, []string{"cnishim", "go-cni", "floor", "cnishim-unbounded"}, 3},
+		{runner.Cell{Pods: 200, Callers: 8}, []string{"cnishim", "go-cni", "floor"}, 3},
+		{runner.Cell{Pods: 200, Callers: 8}, []string{"cnishim-unbounded"}, 1},
 		{runner.Cell{Pods: 400, Callers: 32}, []string{"cnishim", "cnishim-unbounded", "go-cni"}, 1},
 		{runner.Cell{Pods: 400, Callers: 32}, []string{"cnishim-add=1", "cnishim-add=2", "cnishim-add=3"}, 1},
 	}
@@ -64,7 +65,7 @@ func TestBuildPlan(t *testing.T) {
 			t.Errorf("item %d = %v %v x%d; want %v %v x%d", i, plan[i].Cell, names(plan[i]), plan[i].Rounds, w.cell, w.variants, w.rounds)
 		}
 	}
-	if l := plan[3].Variants[2].Limits; l == nil || l.Add != 3 || l.Del != 8 {
+	if l := plan[4].Variants[2].Limits; l == nil || l.Add != 3 || l.Del != 8 {
 		t.Errorf("sweep add=3 limits = %+v, want Add 3 and the default Del 8", l)
 	}
 	if l := plan[0].Variants[3].Limits; l == nil || *l != (impls.Limits{}) {
