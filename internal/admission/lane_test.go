@@ -98,12 +98,13 @@ func TestLaneNeverExceedsLimit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := NewLane("stress", tc.limit, nil)
+			guard := guardCtx(t) // a leaked slot fails the test instead of hanging it
 			var cur, peak, ran, failed atomic.Int64
 			var wg sync.WaitGroup
 			for g := range tc.goroutines {
 				wg.Go(func() {
 					for i := range tc.iterations {
-						ctx := t.Context()
+						ctx := guard
 						if tc.cancelEvery > 0 && (g*tc.iterations+i)%tc.cancelEvery == 0 {
 							c, cancel := context.WithCancel(ctx)
 							go cancel()
@@ -111,6 +112,10 @@ func TestLaneNeverExceedsLimit(t *testing.T) {
 						}
 						release, err := l.Acquire(ctx)
 						if err != nil {
+							if guard.Err() != nil {
+								t.Errorf("Acquire blocked until the hang guard ended it: %v", err)
+								return
+							}
 							if !errors.Is(err, ErrQueueTimeout) || !errors.Is(err, context.Canceled) {
 								t.Errorf("Acquire: %v, want ErrQueueTimeout and context.Canceled", err)
 							}
