@@ -74,6 +74,14 @@ func NewMetrics(r prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
+// Unregister removes the collectors that NewMetrics registered from r, for a
+// caller whose own construction failed after NewMetrics succeeded or that is
+// shutting down. It reports whether they were registered with r. Lanes that
+// report to m keep working; their values are just no longer collected by r.
+func (m *Metrics) Unregister(r prometheus.Registerer) bool {
+	return r.Unregister(collector{m})
+}
+
 // collector presents a Metrics as one prometheus.Collector.
 type collector struct{ m *Metrics }
 

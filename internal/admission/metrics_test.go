@@ -176,6 +176,18 @@ func TestNewMetricsRegistration(t *testing.T) {
 			if n, err := testutil.GatherAndCount(reg); err != nil || n != 25 {
 				t.Errorf("GatherAndCount = %d, %v; want 25 series", n, err)
 			}
+			if !m.Unregister(reg) {
+				t.Error("Unregister found nothing to remove")
+			}
+			if n, err := testutil.GatherAndCount(reg); err != nil || n != 0 {
+				t.Errorf("after Unregister: GatherAndCount = %d, %v; want 0 series", n, err)
+			}
+			if m.Unregister(reg) {
+				t.Error("second Unregister reported removing something")
+			}
+			if _, err := NewMetrics(reg); err != nil {
+				t.Errorf("NewMetrics after Unregister: %v", err)
+			}
 		})
 	}
 }

@@ -19,15 +19,18 @@ type Limits struct {
 }
 
 // DefaultLimits returns bounds derived from the CPUs available to the process,
-// runtime.GOMAXPROCS(0). Since Go 1.25 that already honours the CPU affinity
-// mask and the cgroup CPU quota, and an operator's GOMAXPROCS setting is taken
-// as their statement of how many CPUs this process may use.
+// runtime.GOMAXPROCS(0), read at each call. That honours the CPU affinity mask
+// and, when the main module declares go 1.25 or later, the cgroup CPU quota
+// (and follows changes to it); an operator's GOMAXPROCS setting is taken as
+// their statement of how many CPUs this process may use. Plugin processes
+// inherit the process's affinity and cgroup, so they share those CPUs.
 //
 // Setting up a pod network runs CPU-bound plugin processes (and their iptables
 // calls), so throughput peaks at about one ADD chain per CPU and falls beyond:
 // Add is the CPU count. Teardown mostly waits on the kernel and gains from more
 // width, and must never be starved by a set-up storm: Del is four per CPU, at
-// least 8. CHECK, STATUS and GC are rare and light: 2, 1 and 1.
+// least 8. CHECK, STATUS and GC are rare, and STATUS and GC need no
+// parallelism: 2, 1 and 1.
 func DefaultLimits() Limits {
 	return limitsForCPUs(runtime.GOMAXPROCS(0))
 }
