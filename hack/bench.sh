@@ -72,7 +72,13 @@ echo "bench: micro-benchmarks (count ${micro_count})" >&2
 "${out}/cnibench" micro-report -in "${out}/micro.txt" >"${out}/micro.md"
 
 echo "bench: memory with ${sandboxes} live sandboxes" >&2
-"${out}/cnibench" memory -sandboxes "${sandboxes}" >"${out}/memory.md"
+cnishim_bin=${CNISHIM_TEST_CNISHIM:-${root}/_output/bin/cnishim}
+[[ -x ${cnishim_bin} ]] || make build
+serve_plugins=${out}/serve-plugins
+mkdir -p "${serve_plugins}"
+CGO_ENABLED=0 go build -o "${serve_plugins}/cnitest" ./test/plugins/cnitest
+install -m 0755 "${bin_dir}/host-local" "${serve_plugins}/host-local"
+"${out}/cnibench" memory -sandboxes "${sandboxes}" -cnishim "${cnishim_bin}" -serve-plugins "${serve_plugins}" >"${out}/memory.md"
 
 args=(
   -cni-bin-dir "${bin_dir}"

@@ -47,7 +47,12 @@ func Memory() (rss, peak int64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
+	return ParseMemory(b)
+}
+
+// ParseMemory reads VmRSS and VmHWM, in KiB, from the contents of a /proc/<pid>/status file.
+func ParseMemory(status []byte) (rss, peak int64, err error) {
+	sc := bufio.NewScanner(bytes.NewReader(status))
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), ":")
 		if !ok {
@@ -60,7 +65,7 @@ func Memory() (rss, peak int64, err error) {
 			peak, err = kib(v)
 		}
 		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/self/status %s: %w", k, err)
+			return 0, 0, fmt.Errorf("process status %s: %w", k, err)
 		}
 	}
 	return rss, peak, sc.Err()

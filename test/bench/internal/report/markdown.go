@@ -110,6 +110,7 @@ func RealPlugin(w io.Writer, runs []runner.Run, cells []runner.Cell) Verdicts {
 	}
 	fmt.Fprintln(w)
 	writeLeakSummary(w, runs)
+	fmt.Fprintf(w, "![Set-up latency distribution per implementation and scenario](bench-setup-latency.png)\n\n")
 	return v
 }
 
@@ -210,6 +211,7 @@ func Admission(w io.Writer, runs []runner.Run, storms, oneCaller []runner.Cell, 
 		}
 		fmt.Fprintln(w)
 	}
+	fmt.Fprintf(w, "![Storms: set-up throughput and p99 of cnishim's default, unbounded and go-cni; the ADD bound sweep](bench-admission.png)\n\n")
 	return v
 }
 
