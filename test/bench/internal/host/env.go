@@ -43,6 +43,10 @@ type Env struct {
 	CacheDir string
 	IPAMDir  string
 	NetNSDir string
+
+	// goCNICacheExisted says whether go-cni's cache dir was there before the run; if not,
+	// Close removes it again when it is empty.
+	goCNICacheExisted bool
 }
 
 // NewEnv creates the scratch directories under a new temporary directory and writes the
@@ -66,14 +70,16 @@ func NewEnv(binDir, cniVersion string, names Names) (_ *Env, retErr error) {
 			_ = os.RemoveAll(root)
 		}
 	}()
+	_, statErr := os.Stat(impls.GoCNICacheDir)
 	e := &Env{
-		Names:    names,
-		Root:     root,
-		ConfDir:  filepath.Join(root, "net.d"),
-		BinDir:   binDir,
-		CacheDir: filepath.Join(root, "cache"),
-		IPAMDir:  filepath.Join(root, "ipam"),
-		NetNSDir: filepath.Join(root, "netns"),
+		goCNICacheExisted: statErr == nil,
+		Names:             names,
+		Root:              root,
+		ConfDir:           filepath.Join(root, "net.d"),
+		BinDir:            binDir,
+		CacheDir:          filepath.Join(root, "cache"),
+		IPAMDir:           filepath.Join(root, "ipam"),
+		NetNSDir:          filepath.Join(root, "netns"),
 	}
 	for _, d := range []string{e.ConfDir, e.CacheDir, e.IPAMDir, e.NetNSDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -183,9 +189,15 @@ func (e *Env) Sweep(ctx context.Context, pods []impls.PodSpec) error {
 	return errors.Join(err, e.scrubRules(pods))
 }
 
-// Close removes the benchmark bridge and the scratch directories.
+// Close removes the benchmark bridge and the scratch directories, and go-cni's cache
+// directory if the run created it and it is empty.
 func (e *Env) Close() error {
 	err := deleteBridge(e.Bridge)
+	if !e.goCNICacheExisted {
+		// os.Remove leaves a directory that is not empty.
+		_ = os.Remove(filepath.Join(impls.GoCNICacheDir, "results"))
+		_ = os.Remove(impls.GoCNICacheDir)
+	}
 	return errors.Join(err, os.RemoveAll(e.Root))
 }
 
