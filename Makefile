@@ -29,6 +29,7 @@ deps: ## Install what the tests and the demo need: the CNI plugins, iptables, cr
 .PHONY: test
 test: deps build ## Run every test: unit tests with -race, and the root tests against real plugins.
 	go test -race -count=1 -timeout 20m $(GO_TEST_FLAGS) ./...
+	cd test/bench && go test -race -count=1 -timeout 10m $(GO_TEST_FLAGS) ./...
 
 .PHONY: e2e
 e2e: deps build ## Run only the root end-to-end tests against real plugins and crictl.
