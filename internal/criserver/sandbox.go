@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -83,6 +84,8 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 			logger.Error(err, "Rolling back failed sandbox set-up")
 			// The record stays "creating" (NOTREADY to clients), so that stopping or removing
 			// the sandbox, or the next start, tears it down again.
+			rec.State = sandboxstore.StateCreating
+			rec.IPs = nil
 			rec.Reason = fmt.Sprintf("%s: set-up failed and its rollback failed (%v); stop or remove the sandbox to retry the teardown", ReasonRollbackFailed, err)
 			if uerr := s.cfg.Store.Update(rec); uerr != nil {
 				logger.Error(uerr, "Recording failed rollback")
@@ -116,7 +119,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
 }
 
-func (s *Server) netnsPath(id string) string { return s.cfg.NetNSDir + "/" + id }
+func (s *Server) netnsPath(id string) string { return filepath.Join(s.cfg.NetNSDir, id) }
 
 // release tears down the sandbox's network and removes its network namespace. It is idempotent.
 func (s *Server) release(ctx context.Context, rec sandboxstore.Record) error {

@@ -142,7 +142,7 @@ func unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	logger.V(5).Info("RPC", "request", req)
 	resp, err := handler(ctx, req)
 	if err != nil {
-		logger.Error(err, "RPC failed")
+		logFailure(logger, err)
 	} else {
 		logger.V(5).Info("RPC done", "response", resp)
 	}
@@ -155,9 +155,21 @@ func streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 	}
 	err := handler(srv, ss)
 	if err != nil {
-		klog.FromContext(ss.Context()).Error(err, "RPC failed", "rpc", info.FullMethod)
+		logFailure(klog.FromContext(ss.Context()).WithValues("rpc", info.FullMethod), err)
 	}
 	return err
+}
+
+// logFailure logs a failed call once: as an error when something went wrong in cnishim or a
+// plugin, at V(2) when the caller asked for something that cannot be (an unknown sandbox, a
+// reserved name, a network not ready yet), which clients do routinely.
+func logFailure(logger klog.Logger, err error) {
+	switch status.Code(err) {
+	case codes.NotFound, codes.AlreadyExists, codes.InvalidArgument, codes.FailedPrecondition, codes.Canceled:
+		logger.V(2).Info("RPC refused", "err", err)
+	default:
+		logger.Error(err, "RPC failed")
+	}
 }
 
 // imageService answers every ImageService RPC with Unimplemented (through the interceptor), so
