@@ -1,0 +1,350 @@
+//go:build linux
+
+package reliability
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cnishim/cnishim/internal/leakcheck"
+	"github.com/cnishim/cnishim/internal/plugintest"
+	"github.com/cnishim/cnishim/internal/plugintest/behavior"
+	"github.com/cnishim/cnishim/pkg/cninetwork"
+)
+
+// faultTimeout is the operation timeout of the faulty-plugin tests: short, so a hung plugin
+// is killed quickly, and long enough for a real chain on a busy machine.
+const faultTimeout = 4 * time.Second
+
+// faultNetwork is the name of the network whose second plugin misbehaves.
+const faultNetwork = "relfaulty"
+
+// fault is one way the second plugin of a real bridge + host-local chain misbehaves on ADD.
+// The plugin first allocates an address from a real host-local store of its own (DEL releases
+// it), so every failure happens with addresses held by both plugins and a veth on the bridge.
+type fault struct {
+	name string
+	add  behavior.Action
+	// setUps is how many pods are set up in turn (default 1); fails says which (1-based) must
+	// fail.
+	setUps int
+	fails  func(i int) bool
+	// timeout: the failure must be the operation timeout (cninetwork.ErrTimeout; gRPC
+	// DeadlineExceeded through the server).
+	timeout bool
+	// code, if not zero, is the CNI error code the caller must see (errors.As *types.Error).
+	code uint
+	// want are substrings of the error besides the network, plugin and pod, which every
+	// error must name.
+	want []string
+}
+
+func always(int) bool { return true }
+
+var faults = []fault{
+	{
+		name:    "hang",
+		add:     behavior.Action{Do: behavior.Hang, DelegateIPAM: true},
+		fails:   always,
+		timeout: true,
+		want:    []string{"ADD timed out", `in plugin "faulty"`},
+	},
+	{
+		name:  "crash after allocating",
+		add:   behavior.Action{Do: behavior.Exit, ExitCode: 3, DelegateIPAM: true},
+		fails: always,
+		want:  []string{`plugin type="faulty"`, "netplugin failed with no error message: exit status 3"},
+	},
+	{
+		name:  "garbage",
+		add:   behavior.Action{Do: behavior.Garbage, DelegateIPAM: true},
+		fails: always,
+		want:  []string{`plugin type="faulty"`, "invalid character"},
+	},
+	{
+		name:  "truncated result",
+		add:   behavior.Action{Do: behavior.Truncated, DelegateIPAM: true},
+		fails: always,
+		want:  []string{`plugin type="faulty"`, "unexpected end of JSON input"},
+	},
+	{
+		name:  "CNI error with a code",
+		add:   behavior.Action{Do: behavior.Error, Code: 11, Msg: "cnitest: address pool busy", Details: "try again later", DelegateIPAM: true},
+		fails: always,
+		code:  11,
+		want:  []string{`plugin type="faulty"`, "cnitest: address pool busy; try again later"},
+	},
+	{
+		name:  "slow within the timeout",
+		add:   behavior.Action{SleepMS: 500, DelegateIPAM: true},
+		fails: func(int) bool { return false },
+	},
+	{
+		name:   "fails only the 2nd call",
+		add:    behavior.Action{Do: behavior.Error, OnCall: 2, Code: 7, Msg: "cnitest: second ADD fails", DelegateIPAM: true},
+		setUps: 3,
+		fails:  func(i int) bool { return i == 2 },
+		code:   7,
+		want:   []string{`plugin type="faulty"`, "cnitest: second ADD fails"},
+	},
+}
+
+// faultTally counts what the faulty-plugin tests did and found, for the summary line.
+type faultTally struct {
+	setUps, failed, succeeded, timeouts int
+	leaks, strays                       int
+}
+
+func (f *faultTally) log(t *testing.T, driver string) {
+	t.Logf("SUMMARY faulty plugins via %s: %d behaviours, %d set-ups tried, %d failed with a clear error (%d by the operation timeout), %d succeeded and were torn down; left behind: %d leaks (IPs, veths, netns, cache entries, rules), %d plugin processes, 0 goroutines",
+		driver, len(faults), f.setUps, f.failed, f.timeouts, f.succeeded, f.leaks, f.strays)
+}
+
+// faultBehavior writes the behavior file of a fault: ADD does what the fault says (after
+// allocating), DEL releases what host-local holds. Call counters live in a fresh directory.
+func faultBehavior(t *testing.T, path string, f fault) {
+	t.Helper()
+	counters, err := os.MkdirTemp(filepath.Dir(path), "counters-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugintest.MustWriteBehavior(t, path, plugintest.Behavior{
+		Counters: counters,
+		Commands: map[string]behavior.Action{
+			"ADD": f.add,
+			"DEL": {DelegateIPAM: true},
+		},
+	})
+}
+
+// checkAllocated fails the test unless both host-local stores of the faulty network have
+// handed out an address: the fault struck with addresses held, so "nothing left" means the
+// rollback released them.
+func (n *node) checkAllocated(t *testing.T) {
+	t.Helper()
+	for _, store := range []string{"bridge", "faulty"} {
+		p := filepath.Join(n.ipamDir, store, faultNetwork, "last_reserved_ip.0")
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("the %s plugin's host-local store never allocated: %v", store, err)
+		}
+	}
+}
+
+// checkFaultError checks that err is the clear error the fault must produce for pod podRef.
+func checkFaultError(t *testing.T, f fault, podRef string, err error) {
+	t.Helper()
+	msg := err.Error()
+	for _, w := range append([]string{fmt.Sprintf("network %q", faultNetwork), podRef}, f.want...) {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error does not say %q:\n%s", w, msg)
+		}
+	}
+	if strings.Contains(msg, "rollback") {
+		t.Errorf("the rollback of the failed set-up failed:\n%s", msg)
+	}
+}
+
+// TestFaultyPluginsPluginAPI drives each fault through cninetwork.Plugin.SetUpPod.
+func TestFaultyPluginsPluginAPI(t *testing.T) {
+	n := newNode(t)
+	n.installFaulty()
+	behaviorFile := filepath.Join(n.dir, "faulty.behavior.json")
+	faultBehavior(t, behaviorFile, fault{})
+	n.writeConf("10-faulty.conflist", conflist("1.0.0", faultNetwork, n.bridgePlugin(), n.faultyPlugin(behaviorFile)))
+
+	goroutinesBefore := stableGoroutines()
+	p := n.plugin(faultTimeout)
+	waitDefault(t, p, faultNetwork)
+	ctx := t.Context()
+	var tally faultTally
+
+	for _, f := range faults {
+		t.Run(f.name, func(t *testing.T) {
+			faultBehavior(t, behaviorFile, f)
+			baseline := stableGoroutines()
+			before := leakcheck.Take(n.scope("", n.cacheDir))
+			setUps := max(f.setUps, 1)
+			var up, pods []*cninetwork.Pod
+			for i := 1; i <= setUps; i++ {
+				pod := n.pod(fmt.Sprintf("faulty-%d", i))
+				pods = append(pods, pod)
+				cctx, cancel := callContext(t)
+				st, err := p.SetUpPod(cctx, pod)
+				cancel()
+				tally.setUps++
+				if !f.fails(i) {
+					if err != nil {
+						t.Fatalf("set-up %d: %v", i, err)
+					}
+					if len(st.IPs) == 0 {
+						t.Fatalf("set-up %d: no IPs in %+v", i, st)
+					}
+					tally.succeeded++
+					up = append(up, pod)
+					continue
+				}
+				if err == nil {
+					t.Fatalf("set-up %d succeeded, want the fault's error", i)
+				}
+				tally.failed++
+				t.Logf("set-up %d: %v", i, err)
+				n.checkAllocated(t)
+				checkFaultError(t, f, pod.String(), err)
+				if got := errors.Is(err, cninetwork.ErrTimeout); got != f.timeout {
+					t.Errorf("errors.Is(err, ErrTimeout) = %v, want %v", got, f.timeout)
+				}
+				if f.timeout {
+					tally.timeouts++
+					if !errors.Is(err, context.DeadlineExceeded) {
+						t.Errorf("a timeout that does not wrap context.DeadlineExceeded: %v", err)
+					}
+				}
+				var cniErr *types.Error
+				if f.code != 0 && (!errors.As(err, &cniErr) || cniErr.Code != f.code) {
+					t.Errorf("want a *types.Error with code %d in the chain, got %#v", f.code, cniErr)
+				}
+				if _, err := p.GetPodNetworkStatus(ctx, pod); !errors.Is(err, cninetwork.ErrUnknownSandbox) {
+					t.Errorf("status of the failed pod: %v, want ErrUnknownSandbox", err)
+				}
+				// The failed pod holds nothing any more, even while the pods set up around it
+				// hold theirs.
+				ports, err := bridgePorts(n.bridge)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(ports) != len(up) {
+					t.Errorf("bridge %s has ports %v, want %d (one per pod up)", n.bridge, ports, len(up))
+				}
+			}
+			for _, pod := range up {
+				if err := p.TearDownPod(ctx, pod); err != nil {
+					t.Fatalf("tear down %s: %v", pod, err)
+				}
+			}
+			// The namespaces are the test's own (a runtime makes them): read what is left
+			// while they exist, as removing one destroys its end of a leaked veth pair.
+			tally.leaks += checkNoLeaks(t, f.name, before, leakcheck.Take(n.scope("", n.cacheDir)))
+			for _, pod := range pods {
+				n.removeNetns(pod.NetNS)
+			}
+			tally.strays += checkNoStrays(t, []string{n.binDir})
+			goroutinesSettle(t, baseline)
+		})
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	goroutinesSettle(t, goroutinesBefore)
+	tally.log(t, "the Plugin API")
+}
+
+// TestFaultyPluginsServe drives each fault through a cnishim serve process's RunPodSandbox.
+func TestFaultyPluginsServe(t *testing.T) {
+	n := newNode(t)
+	n.installFaulty()
+	behaviorFile := filepath.Join(n.dir, "faulty.behavior.json")
+	faultBehavior(t, behaviorFile, fault{})
+	n.writeConf("10-faulty.conflist", conflist("1.0.0", faultNetwork, n.bridgePlugin(), n.faultyPlugin(behaviorFile)))
+	s := startServer(t, n, serverOpts{timeout: faultTimeout})
+	ctx := t.Context()
+	eventually(t, "network ready", func() string {
+		st, err := s.rt.Status(ctx, &runtimeapi.StatusRequest{})
+		if err != nil {
+			return err.Error()
+		}
+		for _, c := range st.GetStatus().GetConditions() {
+			if c.GetType() == runtimeapi.NetworkReady && !c.GetStatus() {
+				return c.GetMessage()
+			}
+		}
+		return ""
+	})
+	nsDir := filepath.Join(s.stateDir, "netns")
+	var tally faultTally
+
+	for _, f := range faults {
+		t.Run(f.name, func(t *testing.T) {
+			faultBehavior(t, behaviorFile, f)
+			baseline, err := s.goroutines()
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := leakcheck.Take(n.scope(nsDir, s.cacheDir))
+			setUps := max(f.setUps, 1)
+			var up []string
+			for i := 1; i <= setUps; i++ {
+				name := fmt.Sprintf("faulty-%d", i)
+				cctx, cancel := callContext(t)
+				resp, err := s.rt.RunPodSandbox(cctx, &runtimeapi.RunPodSandboxRequest{Config: podConfig(name)})
+				cancel()
+				tally.setUps++
+				if !f.fails(i) {
+					if err != nil {
+						t.Fatalf("set-up %d: %v", i, err)
+					}
+					n.addNeedle(resp.GetPodSandboxId())
+					tally.succeeded++
+					up = append(up, resp.GetPodSandboxId())
+					continue
+				}
+				if err == nil {
+					n.addNeedle(resp.GetPodSandboxId())
+					t.Fatalf("set-up %d succeeded, want the fault's error", i)
+				}
+				tally.failed++
+				t.Logf("set-up %d: %v", i, err)
+				n.checkAllocated(t)
+				checkFaultError(t, f, fmt.Sprintf("pod reliability/%s (sandbox ", name), err)
+				wantCode := codes.Internal
+				if f.timeout {
+					wantCode = codes.DeadlineExceeded
+					tally.timeouts++
+				}
+				if got := status.Code(err); got != wantCode {
+					t.Errorf("gRPC code %v, want %v", got, wantCode)
+				}
+				// The failed sandbox is gone: no record, no veth, while the others stay.
+				ids, err := s.list(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(ids) != len(up) {
+					t.Errorf("sandboxes %v after the failure, want only the %d set up", ids, len(up))
+				}
+				ports, err := bridgePorts(n.bridge)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(ports) != len(up) {
+					t.Errorf("bridge %s has ports %v, want %d (one per pod up)", n.bridge, ports, len(up))
+				}
+			}
+			for _, id := range up {
+				if _, err := s.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+					t.Fatalf("stop %s: %v", id, err)
+				}
+				if _, err := s.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+					t.Fatalf("remove %s: %v", id, err)
+				}
+			}
+			if files := s.sandboxFiles(); len(files) != 0 {
+				t.Errorf("sandbox records left: %v", files)
+			}
+			tally.leaks += checkNoLeaks(t, f.name, before, leakcheck.Take(n.scope(nsDir, s.cacheDir)))
+			tally.strays += checkNoStrays(t, []string{n.binDir}, s.pid())
+			s.goroutinesSettle(baseline)
+		})
+	}
+	tally.log(t, "cnishim serve")
+}
