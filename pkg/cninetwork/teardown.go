@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/cnishim/cnishim/internal/cniargs"
 	"github.com/containernetworking/cni/libcni"
 	"k8s.io/klog/v2"
 )
@@ -166,7 +167,11 @@ func (p *Plugin) delFallback(ctx context.Context, pod *Pod, netns string) (done 
 	}
 	args, err := podCNIArgs(pod)
 	if err != nil {
-		return nil, []error{err}
+		// SetUpPod refuses such a pod (a name, namespace or UID that CNI_ARGS cannot carry)
+		// before any plugin runs, so it set nothing up. The plugins still get their DEL, with
+		// the sandbox ID alone, so that the rollback of the refused set-up, and any later
+		// teardown, succeed.
+		args = [][2]string{{cniargs.KeyIgnoreUnknown, "1"}, {cniargs.KeySandboxID, pod.SandboxID}}
 	}
 	caps, err := podCaps(pod, *p.podCIDRs.Load())
 	if err != nil {
