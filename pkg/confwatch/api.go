@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,7 +86,9 @@ func WithValidateTimeout(d time.Duration) Option {
 }
 
 // WithExec replaces libcni's plugin executor used to validate plugins (find the binary, run
-// VERSION); for tests. Nil means libcni's default executor.
+// VERSION); for tests. Nil means libcni's default executor, running each plugin with only the
+// CNI_* variables and PATH of its environment, so the caller's own environment (credentials,
+// proxies, tokens) never reaches a plugin. A given executor gets the whole environment.
 func WithExec(e invoke.Exec) Option { return func(o *options) { o.exec = e } }
 
 // Watcher watches a CNI configuration directory and publishes immutable Snapshots of it.
@@ -172,10 +176,10 @@ func New(dir string, opts ...Option) (*Watcher, error) {
 	}
 	inner := o.exec
 	if inner == nil {
-		inner = &invoke.DefaultExec{
+		inner = cniEnvExec{&invoke.DefaultExec{
 			RawExec:       &invoke.RawExec{Stderr: io.Discard},
 			PluginDecoder: version.PluginDecoder{},
-		}
+		}}
 	}
 	memo := newMemoExec(inner)
 	w := &Watcher{
@@ -234,4 +238,22 @@ func (w *Watcher) publish(s *Snapshot) {
 	close(w.changed)
 	w.changed = make(chan struct{})
 	w.pubMu.Unlock()
+}
+
+// cniEnvExec runs plugins with only the CNI_* variables and PATH of the environment libcni
+// hands it (the process's whole environment plus the CNI variables).
+type cniEnvExec struct{ invoke.Exec }
+
+// ExecPlugin implements invoke.Exec.
+func (e cniEnvExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
+	if environ == nil {
+		environ = os.Environ()
+	}
+	env := make([]string, 0, 8)
+	for _, kv := range environ {
+		if strings.HasPrefix(kv, "CNI_") || strings.HasPrefix(kv, "PATH=") {
+			env = append(env, kv)
+		}
+	}
+	return e.Exec.ExecPlugin(ctx, pluginPath, stdin, env)
 }
