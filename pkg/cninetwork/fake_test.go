@@ -54,10 +54,13 @@ type reply struct {
 
 // fakeExec is a hand-written invoke.Exec that records every call (plugin, environment, stdin)
 // and answers as configured. By default ADD of a chain's first plugin returns a result with
-// one sandbox interface and one IPv4 address (10.88.0.N, N counting ADDs), later plugins echo
+// one sandbox interface and one IPv4 address (10.88.N/250.N%250, N counting ADDs), later plugins echo
 // their prevResult, and every other command succeeds with no output.
 type fakeExec struct {
 	version.PluginDecoder
+
+	// quiet makes the fake record no calls, for benchmarks.
+	quiet bool
 
 	mu      sync.Mutex
 	calls   []execCall
@@ -124,7 +127,9 @@ func (f *fakeExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []by
 	}
 
 	f.mu.Lock()
-	f.calls = append(f.calls, c)
+	if !f.quiet {
+		f.calls = append(f.calls, c)
+	}
 	r := f.replies[c.Plugin+"/"+c.Command]
 	f.inFlight[c.ContainerID]++
 	f.maxInFlight[c.ContainerID] = max(f.maxInFlight[c.ContainerID], f.inFlight[c.ContainerID])
@@ -184,8 +189,8 @@ func (f *fakeExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []by
 	if len(conf.PrevResult) > 0 {
 		return conf.PrevResult, nil
 	}
-	return []byte(fmt.Sprintf(`{"cniVersion":%q,"interfaces":[{"name":"veth%d"},{"name":%q,"sandbox":%q}],"ips":[{"address":"10.88.0.%d/16","interface":1}]}`,
-		conf.CNIVersion, ipN, c.IfName, c.NetNS, ipN)), nil
+	return []byte(fmt.Sprintf(`{"cniVersion":%q,"interfaces":[{"name":"veth%d"},{"name":%q,"sandbox":%q}],"ips":[{"address":"10.88.%d.%d/16","interface":1}]}`,
+		conf.CNIVersion, ipN, c.IfName, c.NetNS, ipN/250%250, ipN%250)), nil
 }
 
 // callsOf returns the calls so far with the given command ("" for all).

@@ -203,6 +203,18 @@ func TestTearDownIdempotent(t *testing.T) {
 		t.Fatalf("status after teardown: %v; want ErrUnknownSandbox", err)
 	}
 
+	// A pod whose name CNI_ARGS cannot carry was never set up; its teardown succeeds, and the
+	// plugins get their DEL with the sandbox ID alone.
+	fe.reset()
+	bad := testPod("s4")
+	bad.Name = "a;b"
+	if err := p.TearDownPod(ctx, bad); err != nil {
+		t.Fatalf("TearDownPod of a pod SetUpPod refuses = %v; want success", err)
+	}
+	if c := fe.callsOf(""); len(c) != 1 || c[0].Args != "IgnoreUnknown=1;K8S_POD_INFRA_CONTAINER_ID=s4" {
+		t.Fatalf("calls = %+v", c)
+	}
+
 	// No network at all and nothing cached: nothing to do.
 	src.publish(errors.New("no config"))
 	fe.reset()

@@ -203,6 +203,9 @@ func (p *Plugin) attachmentFor(n *confwatch.Network, ifName string) attachment {
 // cached configuration is the whole chain that ran. Lists are kept by the network's digest.
 func (p *Plugin) listFor(n *confwatch.Network) *libcni.NetworkConfigList {
 	key := n.Name + "\x00" + n.Digest
+	if n.Digest == "" {
+		key = fmt.Sprintf("%s\x00%p", n.Name, n.Config)
+	}
 	p.listsMu.Lock()
 	l := p.lists[key]
 	p.listsMu.Unlock()
