@@ -1,4 +1,23 @@
 // Package cninetwork is a kubelet-style CNI network plugin that a CRI runtime embeds: it turns a
 // pod sandbox's network setup, inspection and teardown into libcni calls on the default network
 // chosen by package confwatch.
+//
+// A Plugin is built with New and started with Run, which scans the configuration directory
+// once and then watches it. SetUpPod attaches a pod to its networks (loopback, the default
+// network on eth0, then any extra networks) and returns its IPs; TearDownPod detaches it with
+// the configuration libcni cached when it was attached, so a configuration change never leaks
+// a pod's IP; GetPodNetworkStatus answers from memory or libcni's cache without entering the
+// netns; CheckPod and GC run CNI CHECK and GC; Status reports readiness without I/O.
+//
+// Plugins receive the CNI environment and PATH only, CNI_ARGS with the pod's identity
+// (IgnoreUnknown, K8S_POD_NAMESPACE, K8S_POD_NAME, K8S_POD_INFRA_CONTAINER_ID, K8S_POD_UID),
+// and, as runtimeConfig, the capability args their network declares: portMappings, bandwidth,
+// ipRanges, dns, io.kubernetes.cri.pod-annotations and cgroupPath.
+//
+// Operations on one sandbox are serialized, operations on different sandboxes run in
+// parallel within the admission bounds (see WithAdmission), and each is capped by the
+// operation timeout. The Plugin registers its Prometheus metrics, labelled by operation_type
+// (set_up_pod, tear_down_pod, get_pod_network_status, check, status, gc), with the registerer
+// given by WithRegisterer, and logs one line per operation at V(4) through the logger of the
+// caller's context.
 package cninetwork

@@ -1,0 +1,45 @@
+package cninetwork_test
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cnishim/cnishim/pkg/cninetwork"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// A CRI runtime's RunPodSandbox and StopPodSandbox, reduced to their network part.
+func Example() {
+	ctx := context.Background()
+	p, err := cninetwork.New(
+		cninetwork.WithConfDir("/etc/cni/net.d"),
+		cninetwork.WithBinDirs("/opt/cni/bin"),
+	)
+	if err != nil {
+		panic(err)
+	}
+	defer p.Close()
+	if err := p.Run(ctx); err != nil {
+		panic(err)
+	}
+	if err := p.Status(ctx); err != nil {
+		fmt.Println("node network not ready:", err)
+		return
+	}
+
+	cfg := &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "default", Uid: "6f1c"},
+		PortMappings: []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 8080}},
+	}
+	pod := cninetwork.PodFromSandboxConfig("4b2e0c", "/var/run/netns/4b2e0c", cfg)
+	status, err := p.SetUpPod(ctx, pod)
+	if err != nil {
+		fmt.Println("set up:", err) // names the pod, the network and the plugin
+		return
+	}
+	fmt.Println("pod IP:", status.CRI().GetIp())
+
+	if err := p.TearDownPod(ctx, pod); err != nil {
+		fmt.Println("tear down:", err)
+	}
+}
