@@ -144,7 +144,7 @@ func bridgeVeths(bridges []string, problems []string) ([]string, []string) {
 			masters[l.Attrs().Index] = true
 		}
 	}
-	links, err := netlink.LinkList()
+	links, err := linkList()
 	if err != nil {
 		return nil, append(problems, fmt.Sprintf("list links: %v", err))
 	}
@@ -155,4 +155,18 @@ func bridgeVeths(bridges []string, problems []string) ([]string, []string) {
 		}
 	}
 	return out, problems
+}
+
+// linkList lists the host's links. The kernel interrupts a link dump when links change during
+// it (other pods coming and going), and netlink then returns partial results with
+// ErrDumpInterrupted: retry, a bounded number of times, until one dump completes.
+func linkList() ([]netlink.Link, error) {
+	var err error
+	for range 100 {
+		var links []netlink.Link
+		if links, err = netlink.LinkList(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return links, err
+		}
+	}
+	return nil, err
 }
