@@ -27,6 +27,10 @@ import (
 // is killed quickly, and long enough for a real chain on a busy machine.
 const faultTimeout = 4 * time.Second
 
+// faultRounds is how many times each fault is tried through each driver, each round with
+// fresh call counters.
+const faultRounds = 3
+
 // faultNetwork is the name of the network whose second plugin misbehaves.
 const faultNetwork = "relfaulty"
 
@@ -107,8 +111,8 @@ type faultTally struct {
 }
 
 func (f *faultTally) log(t *testing.T, driver string) {
-	t.Logf("SUMMARY faulty plugins via %s: %d behaviours, %d set-ups tried, %d failed with a clear error (%d by the operation timeout), %d succeeded and were torn down; left behind: %d leaks (IPs, veths, netns, cache entries, rules), %d plugin processes, 0 goroutines",
-		driver, len(faults), f.setUps, f.failed, f.timeouts, f.succeeded, f.leaks, f.strays)
+	t.Logf("SUMMARY faulty plugins via %s: %d behaviours x %d rounds, %d set-ups tried, %d failed with a clear error (%d by the operation timeout), %d succeeded and were torn down; left behind: %d leaks (IPs, veths, netns, cache entries, rules), %d plugin processes, 0 goroutines",
+		driver, len(faults), faultRounds, f.setUps, f.failed, f.timeouts, f.succeeded, f.leaks, f.strays)
 }
 
 // faultBehavior writes the behavior file of a fault: ADD does what the fault says (after
@@ -166,80 +170,13 @@ func TestFaultyPluginsPluginAPI(t *testing.T) {
 	goroutinesBefore := stableGoroutines()
 	p := n.plugin(faultTimeout)
 	waitDefault(t, p, faultNetwork)
-	ctx := t.Context()
 	var tally faultTally
 
 	for _, f := range faults {
 		t.Run(f.name, func(t *testing.T) {
-			faultBehavior(t, behaviorFile, f)
-			baseline := stableGoroutines()
-			before := leakcheck.Take(n.scope("", n.cacheDir))
-			setUps := max(f.setUps, 1)
-			var up, pods []*cninetwork.Pod
-			for i := 1; i <= setUps; i++ {
-				pod := n.pod(fmt.Sprintf("faulty-%d", i))
-				pods = append(pods, pod)
-				cctx, cancel := callContext(t)
-				st, err := p.SetUpPod(cctx, pod)
-				cancel()
-				tally.setUps++
-				if !f.fails(i) {
-					if err != nil {
-						t.Fatalf("set-up %d: %v", i, err)
-					}
-					if len(st.IPs) == 0 {
-						t.Fatalf("set-up %d: no IPs in %+v", i, st)
-					}
-					tally.succeeded++
-					up = append(up, pod)
-					continue
-				}
-				if err == nil {
-					t.Fatalf("set-up %d succeeded, want the fault's error", i)
-				}
-				tally.failed++
-				t.Logf("set-up %d: %v", i, err)
-				n.checkAllocated(t)
-				checkFaultError(t, f, pod.String(), err)
-				if got := errors.Is(err, cninetwork.ErrTimeout); got != f.timeout {
-					t.Errorf("errors.Is(err, ErrTimeout) = %v, want %v", got, f.timeout)
-				}
-				if f.timeout {
-					tally.timeouts++
-					if !errors.Is(err, context.DeadlineExceeded) {
-						t.Errorf("a timeout that does not wrap context.DeadlineExceeded: %v", err)
-					}
-				}
-				var cniErr *types.Error
-				if f.code != 0 && (!errors.As(err, &cniErr) || cniErr.Code != f.code) {
-					t.Errorf("want a *types.Error with code %d in the chain, got %#v", f.code, cniErr)
-				}
-				if _, err := p.GetPodNetworkStatus(ctx, pod); !errors.Is(err, cninetwork.ErrUnknownSandbox) {
-					t.Errorf("status of the failed pod: %v, want ErrUnknownSandbox", err)
-				}
-				// The failed pod holds nothing any more, even while the pods set up around it
-				// hold theirs.
-				ports, err := bridgePorts(n.bridge)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(ports) != len(up) {
-					t.Errorf("bridge %s has ports %v, want %d (one per pod up)", n.bridge, ports, len(up))
-				}
+			for round := 1; round <= faultRounds; round++ {
+				apiFaultRound(t, n, p, behaviorFile, f, &tally)
 			}
-			for _, pod := range up {
-				if err := p.TearDownPod(ctx, pod); err != nil {
-					t.Fatalf("tear down %s: %v", pod, err)
-				}
-			}
-			// The namespaces are the test's own (a runtime makes them): read what is left
-			// while they exist, as removing one destroys its end of a leaked veth pair.
-			tally.leaks += checkNoLeaks(t, f.name, before, leakcheck.Take(n.scope("", n.cacheDir)))
-			for _, pod := range pods {
-				n.removeNetns(pod.NetNS)
-			}
-			tally.strays += checkNoStrays(t, []string{n.binDir})
-			goroutinesSettle(t, baseline)
 		})
 	}
 	if err := p.Close(); err != nil {
@@ -247,6 +184,81 @@ func TestFaultyPluginsPluginAPI(t *testing.T) {
 	}
 	goroutinesSettle(t, goroutinesBefore)
 	tally.log(t, "the Plugin API")
+}
+
+// apiFaultRound tries fault f once through the Plugin API and checks that nothing is left.
+func apiFaultRound(t *testing.T, n *node, p *cninetwork.Plugin, behaviorFile string, f fault, tally *faultTally) {
+	t.Helper()
+	ctx := t.Context()
+	faultBehavior(t, behaviorFile, f)
+	baseline := stableGoroutines()
+	before := leakcheck.Take(n.scope("", n.cacheDir))
+	setUps := max(f.setUps, 1)
+	var up, pods []*cninetwork.Pod
+	for i := 1; i <= setUps; i++ {
+		pod := n.pod(fmt.Sprintf("faulty-%d", i))
+		pods = append(pods, pod)
+		cctx, cancel := callContext(t)
+		st, err := p.SetUpPod(cctx, pod)
+		cancel()
+		tally.setUps++
+		if !f.fails(i) {
+			if err != nil {
+				t.Fatalf("set-up %d: %v", i, err)
+			}
+			if len(st.IPs) == 0 {
+				t.Fatalf("set-up %d: no IPs in %+v", i, st)
+			}
+			tally.succeeded++
+			up = append(up, pod)
+			continue
+		}
+		if err == nil {
+			t.Fatalf("set-up %d succeeded, want the fault's error", i)
+		}
+		tally.failed++
+		t.Logf("set-up %d: %v", i, err)
+		n.checkAllocated(t)
+		checkFaultError(t, f, pod.String(), err)
+		if got := errors.Is(err, cninetwork.ErrTimeout); got != f.timeout {
+			t.Errorf("errors.Is(err, ErrTimeout) = %v, want %v", got, f.timeout)
+		}
+		if f.timeout {
+			tally.timeouts++
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("a timeout that does not wrap context.DeadlineExceeded: %v", err)
+			}
+		}
+		var cniErr *types.Error
+		if f.code != 0 && (!errors.As(err, &cniErr) || cniErr.Code != f.code) {
+			t.Errorf("want a *types.Error with code %d in the chain, got %#v", f.code, cniErr)
+		}
+		if _, err := p.GetPodNetworkStatus(ctx, pod); !errors.Is(err, cninetwork.ErrUnknownSandbox) {
+			t.Errorf("status of the failed pod: %v, want ErrUnknownSandbox", err)
+		}
+		// The failed pod holds nothing any more, even while the pods set up around it
+		// hold theirs.
+		ports, err := bridgePorts(n.bridge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ports) != len(up) {
+			t.Errorf("bridge %s has ports %v, want %d (one per pod up)", n.bridge, ports, len(up))
+		}
+	}
+	for _, pod := range up {
+		if err := p.TearDownPod(ctx, pod); err != nil {
+			t.Fatalf("tear down %s: %v", pod, err)
+		}
+	}
+	// The namespaces are the test's own (a runtime makes them): read what is left
+	// while they exist, as removing one destroys its end of a leaked veth pair.
+	tally.leaks += checkNoLeaks(t, f.name, before, leakcheck.Take(n.scope("", n.cacheDir)))
+	for _, pod := range pods {
+		n.removeNetns(pod.NetNS)
+	}
+	tally.strays += checkNoStrays(t, []string{n.binDir})
+	goroutinesSettle(t, baseline)
 }
 
 // TestFaultyPluginsServe drives each fault through a cnishim serve process's RunPodSandbox.
@@ -270,81 +282,90 @@ func TestFaultyPluginsServe(t *testing.T) {
 		}
 		return ""
 	})
-	nsDir := filepath.Join(s.stateDir, "netns")
 	var tally faultTally
 
 	for _, f := range faults {
 		t.Run(f.name, func(t *testing.T) {
-			faultBehavior(t, behaviorFile, f)
-			baseline, err := s.goroutines()
-			if err != nil {
-				t.Fatal(err)
+			for round := 1; round <= faultRounds; round++ {
+				serveFaultRound(t, n, s, behaviorFile, f, &tally)
 			}
-			before := leakcheck.Take(n.scope(nsDir, s.cacheDir))
-			setUps := max(f.setUps, 1)
-			var up []string
-			for i := 1; i <= setUps; i++ {
-				name := fmt.Sprintf("faulty-%d", i)
-				cctx, cancel := callContext(t)
-				resp, err := s.rt.RunPodSandbox(cctx, &runtimeapi.RunPodSandboxRequest{Config: podConfig(name)})
-				cancel()
-				tally.setUps++
-				if !f.fails(i) {
-					if err != nil {
-						t.Fatalf("set-up %d: %v", i, err)
-					}
-					n.addNeedle(resp.GetPodSandboxId())
-					tally.succeeded++
-					up = append(up, resp.GetPodSandboxId())
-					continue
-				}
-				if err == nil {
-					n.addNeedle(resp.GetPodSandboxId())
-					t.Fatalf("set-up %d succeeded, want the fault's error", i)
-				}
-				tally.failed++
-				t.Logf("set-up %d: %v", i, err)
-				n.checkAllocated(t)
-				checkFaultError(t, f, fmt.Sprintf("pod reliability/%s (sandbox ", name), err)
-				wantCode := codes.Internal
-				if f.timeout {
-					wantCode = codes.DeadlineExceeded
-					tally.timeouts++
-				}
-				if got := status.Code(err); got != wantCode {
-					t.Errorf("gRPC code %v, want %v", got, wantCode)
-				}
-				// The failed sandbox is gone: no record, no veth, while the others stay.
-				ids, err := s.list(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(ids) != len(up) {
-					t.Errorf("sandboxes %v after the failure, want only the %d set up", ids, len(up))
-				}
-				ports, err := bridgePorts(n.bridge)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(ports) != len(up) {
-					t.Errorf("bridge %s has ports %v, want %d (one per pod up)", n.bridge, ports, len(up))
-				}
-			}
-			for _, id := range up {
-				if _, err := s.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
-					t.Fatalf("stop %s: %v", id, err)
-				}
-				if _, err := s.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
-					t.Fatalf("remove %s: %v", id, err)
-				}
-			}
-			if files := s.sandboxFiles(); len(files) != 0 {
-				t.Errorf("sandbox records left: %v", files)
-			}
-			tally.leaks += checkNoLeaks(t, f.name, before, leakcheck.Take(n.scope(nsDir, s.cacheDir)))
-			tally.strays += checkNoStrays(t, []string{n.binDir}, s.pid())
-			s.goroutinesSettle(baseline)
 		})
 	}
 	tally.log(t, "cnishim serve")
+}
+
+// serveFaultRound tries fault f once through the server and checks that nothing is left.
+func serveFaultRound(t *testing.T, n *node, s *server, behaviorFile string, f fault, tally *faultTally) {
+	t.Helper()
+	ctx := t.Context()
+	nsDir := filepath.Join(s.stateDir, "netns")
+	faultBehavior(t, behaviorFile, f)
+	baseline, err := s.goroutines()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := leakcheck.Take(n.scope(nsDir, s.cacheDir))
+	setUps := max(f.setUps, 1)
+	var up []string
+	for i := 1; i <= setUps; i++ {
+		name := fmt.Sprintf("faulty-%d", i)
+		cctx, cancel := callContext(t)
+		resp, err := s.rt.RunPodSandbox(cctx, &runtimeapi.RunPodSandboxRequest{Config: podConfig(name)})
+		cancel()
+		tally.setUps++
+		if !f.fails(i) {
+			if err != nil {
+				t.Fatalf("set-up %d: %v", i, err)
+			}
+			n.addNeedle(resp.GetPodSandboxId())
+			tally.succeeded++
+			up = append(up, resp.GetPodSandboxId())
+			continue
+		}
+		if err == nil {
+			n.addNeedle(resp.GetPodSandboxId())
+			t.Fatalf("set-up %d succeeded, want the fault's error", i)
+		}
+		tally.failed++
+		t.Logf("set-up %d: %v", i, err)
+		n.checkAllocated(t)
+		checkFaultError(t, f, fmt.Sprintf("pod reliability/%s (sandbox ", name), err)
+		wantCode := codes.Internal
+		if f.timeout {
+			wantCode = codes.DeadlineExceeded
+			tally.timeouts++
+		}
+		if got := status.Code(err); got != wantCode {
+			t.Errorf("gRPC code %v, want %v", got, wantCode)
+		}
+		// The failed sandbox is gone: no record, no veth, while the others stay.
+		ids, err := s.list(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ids) != len(up) {
+			t.Errorf("sandboxes %v after the failure, want only the %d set up", ids, len(up))
+		}
+		ports, err := bridgePorts(n.bridge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ports) != len(up) {
+			t.Errorf("bridge %s has ports %v, want %d (one per pod up)", n.bridge, ports, len(up))
+		}
+	}
+	for _, id := range up {
+		if _, err := s.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+			t.Fatalf("stop %s: %v", id, err)
+		}
+		if _, err := s.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+			t.Fatalf("remove %s: %v", id, err)
+		}
+	}
+	if files := s.sandboxFiles(); len(files) != 0 {
+		t.Errorf("sandbox records left: %v", files)
+	}
+	tally.leaks += checkNoLeaks(t, f.name, before, leakcheck.Take(n.scope(nsDir, s.cacheDir)))
+	tally.strays += checkNoStrays(t, []string{n.binDir}, s.pid())
+	s.goroutinesSettle(baseline)
 }

@@ -473,7 +473,12 @@ func bridgePorts(bridge string) ([]string, error) {
 	if err != nil {
 		return nil, nil
 	}
-	links, err := netlink.LinkList()
+	var links []netlink.Link
+	for range 100 { // a dump that links changed under is interrupted: retry
+		if links, err = netlink.LinkList(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,8 @@ import (
 // TestServeFileModes checks that only root can reach cnishim serve's CRI socket and read or
 // change its state: the socket is 0600, the socket directory it creates and the state dir (even
 // one that existed with a wider mode) are 0700, and so are the dirs of sandbox records and
-// network namespaces.
+// network namespaces; a sandbox's record and its libcni cache entry (which hold the pod's
+// config and annotations) are 0600.
 func TestServeFileModes(t *testing.T) {
 	n := newNode(t)
 	n.writeConf("10-good.conflist", conflist("1.0.0", goodNetwork, n.bridgePlugin()))
@@ -58,6 +59,8 @@ func TestServeFileModes(t *testing.T) {
 		{stateDir, os.ModeDir | 0o700},
 		{filepath.Join(stateDir, "sandboxes"), os.ModeDir | 0o700},
 		{filepath.Join(stateDir, "netns"), os.ModeDir | 0o700},
+		{filepath.Join(stateDir, "sandboxes", id+".json"), 0o600},
+		{filepath.Join(s.cacheDir, "results", goodNetwork+"-"+id+"-eth0"), 0o600},
 	} {
 		fi, err := os.Lstat(c.path)
 		if err != nil {
