@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/containernetworking/cni/libcni"
@@ -97,58 +98,67 @@ func digestParts(parts ...[2][]byte) string {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
-// parseConfig parses the bytes of the configuration file path (in dir) with libcni v1.3's
-// semantics, the way the kubelet loads a directory:
+// parseFile parses the bytes of the configuration file path with libcni v1.3's semantics, the
+// way the kubelet loads a directory, except for the plugin subdirectory (see completeList):
 //
-//   - a .conflist file is a plugin list (libcni.NetworkConfFromBytes); unless it sets
-//     loadOnlyInlinedPlugins, the plugin configs in <dir>/<network name>/*.conf are appended
-//     in lexical order (what libcni.NetworkConfFromFile does), read here once each so that
-//     the digest and the parse see the same bytes;
+//   - a .conflist file is a plugin list (libcni.NetworkConfFromBytes);
 //   - a .conf or .json file is a single plugin (libcni.ConfFromBytes) converted to a list
 //     (libcni.ConfListFromConf); a plugin list saved with one of these extensions has no
 //     "type" and is rejected, as the kubelet rejects it.
 //
-// A list without plugins is an error. On error, subdir is still set when the subdirectory was
-// consulted, so the caller can watch it. Every error here means the file's content (or its
+// It depends only on the extension and the bytes, so its result is cached by them; the list
+// returned must not be modified.
+func parseFile(path string, data []byte) (*libcni.NetworkConfigList, error) {
+	if filepath.Ext(path) == ".conflist" {
+		return libcni.NetworkConfFromBytes(data)
+	}
+	conf, err := libcni.ConfFromBytes(data)
+	if err != nil {
+		var probe struct {
+			Plugins json.RawMessage `json:"plugins"`
+		}
+		if json.Unmarshal(data, &probe) == nil && probe.Plugins != nil {
+			return nil, fmt.Errorf("plugin list in a %s file (only .conflist files hold lists): %w", filepath.Ext(path), err)
+		}
+		return nil, err
+	}
+	return libcni.ConfListFromConf(conf)
+}
+
+// completeList finishes loading a parsed file: unless a .conflist sets loadOnlyInlinedPlugins,
+// the plugin configs in <dir>/<network name>/*.conf are appended in lexical order (what
+// libcni.NetworkConfFromFile does), each read once so that the digest and the parse see the
+// same bytes. hasEntry reports whether the conf dir listing has an entry of that name; without
+// one the subdirectory is not looked for (it does not exist). A list without plugins is an
+// error. On error, subdir is still set when the subdirectory was consulted, so the caller can
+// watch it. base is not modified.
+//
+// Every error from parseFile and completeList means the file's content (or its
 // subdirectory's) is unusable as read; see Scan for how a previously valid file that starts
 // failing here is treated.
-func parseConfig(dir, path string, data []byte) (loaded, error) {
-	if filepath.Ext(path) != ".conflist" {
-		conf, err := libcni.ConfFromBytes(data)
-		if err != nil {
-			var probe struct {
-				Plugins json.RawMessage `json:"plugins"`
-			}
-			if json.Unmarshal(data, &probe) == nil && probe.Plugins != nil {
-				return loaded{}, fmt.Errorf("plugin list in a %s file (only .conflist files hold lists): %w", filepath.Ext(path), err)
-			}
-			return loaded{}, err
-		}
-		list, err := libcni.ConfListFromConf(conf)
-		if err != nil {
-			return loaded{}, err
-		}
-		return loaded{list: list, digest: digestParts([2][]byte{nil, data})}, nil
-	}
-
-	list, err := libcni.NetworkConfFromBytes(data)
-	if err != nil {
-		return loaded{}, err
-	}
+func completeList(dir, path string, data []byte, base *libcni.NetworkConfigList, hasEntry func(string) bool) (loaded, error) {
 	parts := [][2][]byte{{nil, data}}
+	list := base
 	var subdir string
-	if !list.LoadOnlyInlinedPlugins {
-		if list.Name == "" || list.Name == "." || list.Name == ".." || strings.ContainsAny(list.Name, `/\`) {
-			return loaded{}, fmt.Errorf("network name %q cannot name a plugin config subdirectory (set loadOnlyInlinedPlugins or rename it)", list.Name)
+	if filepath.Ext(path) == ".conflist" && !base.LoadOnlyInlinedPlugins {
+		if base.Name == "" || base.Name == "." || base.Name == ".." || strings.ContainsAny(base.Name, `/\`) {
+			return loaded{}, fmt.Errorf("network name %q cannot name a plugin config subdirectory (set loadOnlyInlinedPlugins or rename it)", base.Name)
 		}
-		subdir = filepath.Join(dir, list.Name)
-		extra, err := readPluginDir(subdir)
-		if err != nil {
-			return loaded{subdir: subdir}, err
-		}
-		for _, p := range extra {
-			list.Plugins = append(list.Plugins, p.conf)
-			parts = append(parts, [2][]byte{[]byte(p.name), p.conf.Bytes})
+		subdir = filepath.Join(dir, base.Name)
+		if hasEntry(base.Name) {
+			extra, err := readPluginDir(subdir)
+			if err != nil {
+				return loaded{subdir: subdir}, err
+			}
+			if len(extra) > 0 {
+				cp := *base
+				cp.Plugins = slices.Clip(base.Plugins)
+				for _, p := range extra {
+					cp.Plugins = append(cp.Plugins, p.conf)
+					parts = append(parts, [2][]byte{[]byte(p.name), p.conf.Bytes})
+				}
+				list = &cp
+			}
 		}
 	}
 	if len(list.Plugins) == 0 {

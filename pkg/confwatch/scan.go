@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containernetworking/cni/libcni"
 	"k8s.io/klog/v2"
 )
 
@@ -24,10 +25,42 @@ type scanState struct {
 	files map[string]*fileState
 	// recheckAt is the last scan's scanResult.recheckAt.
 	recheckAt time.Time
+	// parsed caches parseFile's results by extension and content digest.
+	parsed map[string]*parsedFile
+	// bins resolves plugin types to binaries within one scan: every network of a scan sees
+	// the same binary for a type, and each is looked up and stat'ed once.
+	bins map[string]pluginBinary
+}
+
+// parsedFile is a cached parseFile result.
+type parsedFile struct {
+	list *libcni.NetworkConfigList
+	err  error
+	used uint64
+}
+
+// pluginBinary is a plugin type resolved in the bin dirs during one scan.
+type pluginBinary struct {
+	id  string // fileIdentity; "" when not found
+	err error
 }
 
 func newScanState() scanState {
-	return scanState{cache: map[string]*validation{}, files: map[string]*fileState{}}
+	return scanState{cache: map[string]*validation{}, files: map[string]*fileState{}, parsed: map[string]*parsedFile{}}
+}
+
+// parse returns parseFile's result for the bytes of path, from the cache when the same
+// extension and bytes were parsed before. sum is the bytes' digest.
+func (st *scanState) parse(path string, data []byte, sum string) (*libcni.NetworkConfigList, error) {
+	key := filepath.Ext(path) + "\x00" + sum
+	p, ok := st.parsed[key]
+	if !ok {
+		p = &parsedFile{}
+		p.list, p.err = parseFile(path, data)
+		st.parsed[key] = p
+	}
+	p.used = st.seq
+	return p.list, p.err
 }
 
 // fileState is what the last scan published for one configuration file.
@@ -103,7 +136,13 @@ func (w *Watcher) scan(ctx context.Context, full bool) scanResult {
 		dirErr   error
 		newFiles = map[string]*fileState{}
 	)
+	st.bins = map[string]pluginBinary{}
 	entries, err := os.ReadDir(w.dir)
+	names := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		names[e.Name()] = true
+	}
+	hasEntry := func(name string) bool { return names[name] }
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		dirErr = errors.New("directory does not exist")
@@ -119,9 +158,16 @@ func (w *Watcher) scan(ctx context.Context, full bool) scanResult {
 		if errors.Is(err, errIsDir) {
 			continue
 		}
-		var l loaded
+		var (
+			l   loaded
+			sum string
+		)
 		if err == nil {
-			l, err = parseConfig(w.dir, path, data)
+			sum = digestParts([2][]byte{nil, data})
+			var base *libcni.NetworkConfigList
+			if base, err = st.parse(path, data, sum); err == nil {
+				l, err = completeList(w.dir, path, data, base, hasEntry)
+			}
 		}
 		if l.subdir != "" {
 			res.subdirs = append(res.subdirs, l.subdir)
@@ -131,8 +177,8 @@ func (w *Watcher) scan(ctx context.Context, full bool) scanResult {
 			// The file does not load. Hold its previous valid network, if any, per the
 			// rule in Scan's comment.
 			broken := "error:" + err.Error()
-			if data != nil {
-				broken = digestParts([2][]byte{nil, data})
+			if sum != "" {
+				broken = sum
 			}
 			if prev == nil || prev.net == nil {
 				cands = append(cands, candidate{path: path, err: err})
@@ -180,6 +226,11 @@ func (w *Watcher) scan(ctx context.Context, full bool) scanResult {
 			delete(st.cache, k)
 		}
 	}
+	for k, v := range st.parsed {
+		if v.used != st.seq {
+			delete(st.parsed, k)
+		}
+	}
 	w.memo.sweep()
 
 	snap := w.build(cands, dirErr)
@@ -211,16 +262,15 @@ func (w *Watcher) validate(ctx context.Context, path string, l loaded, full bool
 		case strings.ContainsAny(t, `/\`) || t == "." || t == "..":
 			return nil, fmt.Errorf("plugin type %q is not a bare binary name", t)
 		}
-		bin, err := w.memo.FindInPath(t, w.opts.binDirs)
-		if err != nil {
-			return nil, fmt.Errorf("plugin %q not found in %v", t, w.opts.binDirs)
+		bin, ok := st.bins[t]
+		if !ok {
+			bin = w.resolve(t)
+			st.bins[t] = bin
 		}
-		id, err := fileIdentity(bin)
-		if err != nil {
-			return nil, fmt.Errorf("plugin %q: %w", t, err)
+		if bin.err != nil {
+			return nil, bin.err
 		}
-		w.memo.touch(id)
-		ids = append(ids, id)
+		ids = append(ids, bin.id)
 		types = append(types, t)
 	}
 	key := path + "\x00" + l.digest + "\x00" + strings.Join(ids, "\x00")
@@ -251,6 +301,21 @@ func (w *Watcher) validate(ctx context.Context, path string, l loaded, full bool
 	}
 	st.cache[key] = v
 	return v.net, v.err
+}
+
+// resolve finds the binary of plugin type t in the bin dirs (with the executor's
+// FindInPath, as libcni does) and identifies it.
+func (w *Watcher) resolve(t string) pluginBinary {
+	path, err := w.memo.FindInPath(t, w.opts.binDirs)
+	if err != nil {
+		return pluginBinary{err: fmt.Errorf("plugin %q not found in %v", t, w.opts.binDirs)}
+	}
+	id, err := fileIdentity(path)
+	if err != nil {
+		return pluginBinary{err: fmt.Errorf("plugin %q: %w", t, err)}
+	}
+	w.memo.touch(id)
+	return pluginBinary{id: id}
 }
 
 // build turns the scan's candidates into a Snapshot (without a generation): the valid networks
