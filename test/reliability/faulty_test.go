@@ -132,15 +132,24 @@ func faultBehavior(t *testing.T, path string, f fault) {
 	})
 }
 
-// checkAllocated fails the test unless both host-local stores of the faulty network have
-// handed out an address: the fault struck with addresses held, so "nothing left" means the
-// rollback released them.
-func (n *node) checkAllocated(t *testing.T) {
-	t.Helper()
+// lastReserved returns what each host-local store of the faulty network last handed out.
+func (n *node) lastReserved() map[string]string {
+	out := map[string]string{}
 	for _, store := range []string{"bridge", "faulty"} {
-		p := filepath.Join(n.ipamDir, store, faultNetwork, "last_reserved_ip.0")
-		if _, err := os.Stat(p); err != nil {
-			t.Errorf("the %s plugin's host-local store never allocated: %v", store, err)
+		b, _ := os.ReadFile(filepath.Join(n.ipamDir, store, faultNetwork, "last_reserved_ip.0"))
+		out[store] = string(b)
+	}
+	return out
+}
+
+// checkAllocated fails the test unless both host-local stores of the faulty network handed out
+// an address since before (from lastReserved): the fault struck with addresses held, so
+// "nothing left" means the rollback released them.
+func (n *node) checkAllocated(t *testing.T, before map[string]string) {
+	t.Helper()
+	for store, now := range n.lastReserved() {
+		if now == "" || now == before[store] {
+			t.Errorf("the %s plugin's host-local store allocated nothing for the failed set-up (last reserved %q)", store, now)
 		}
 	}
 }
@@ -198,6 +207,7 @@ func apiFaultRound(t *testing.T, n *node, p *cninetwork.Plugin, behaviorFile str
 	for i := 1; i <= setUps; i++ {
 		pod := n.pod(fmt.Sprintf("faulty-%d", i))
 		pods = append(pods, pod)
+		reserved := n.lastReserved()
 		cctx, cancel := callContext(t)
 		st, err := p.SetUpPod(cctx, pod)
 		cancel()
@@ -218,7 +228,7 @@ func apiFaultRound(t *testing.T, n *node, p *cninetwork.Plugin, behaviorFile str
 		}
 		tally.failed++
 		t.Logf("set-up %d: %v", i, err)
-		n.checkAllocated(t)
+		n.checkAllocated(t, reserved)
 		checkFaultError(t, f, pod.String(), err)
 		if got := errors.Is(err, cninetwork.ErrTimeout); got != f.timeout {
 			t.Errorf("errors.Is(err, ErrTimeout) = %v, want %v", got, f.timeout)
@@ -309,6 +319,7 @@ func serveFaultRound(t *testing.T, n *node, s *server, behaviorFile string, f fa
 	var up []string
 	for i := 1; i <= setUps; i++ {
 		name := fmt.Sprintf("faulty-%d", i)
+		reserved := n.lastReserved()
 		cctx, cancel := callContext(t)
 		resp, err := s.rt.RunPodSandbox(cctx, &runtimeapi.RunPodSandboxRequest{Config: podConfig(name)})
 		cancel()
@@ -328,7 +339,7 @@ func serveFaultRound(t *testing.T, n *node, s *server, behaviorFile string, f fa
 		}
 		tally.failed++
 		t.Logf("set-up %d: %v", i, err)
-		n.checkAllocated(t)
+		n.checkAllocated(t, reserved)
 		checkFaultError(t, f, fmt.Sprintf("pod reliability/%s (sandbox ", name), err)
 		wantCode := codes.Internal
 		if f.timeout {
