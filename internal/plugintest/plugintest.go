@@ -36,6 +36,20 @@ type (
 	Action = behavior.Action
 	// Record is one recorded invocation; see package behavior.
 	Record = behavior.Record
+	// IP is one address of an ADD result; see package behavior.
+	IP = behavior.IP
+	// Interface is one interface of an ADD result; see package behavior.
+	Interface = behavior.Interface
+)
+
+// Actions, re-exported from package behavior.
+const (
+	Succeed   = behavior.Succeed
+	Hang      = behavior.Hang
+	Exit      = behavior.Exit
+	Garbage   = behavior.Garbage
+	Truncated = behavior.Truncated
+	Error     = behavior.Error
 )
 
 // pkgPath is the plugin's import path.

@@ -7,12 +7,20 @@
 // next to the binary as invoked. VERSION never sees a network config, so the supported versions
 // come from the environment or the file beside the binary. Without any behavior file the plugin
 // supports every version and succeeds.
+//
+// When cnitest delegates to an IPAM plugin that is itself cnitest (installed under another
+// name), the delegate sees the same config; it then takes its behavior from the "behavior" key
+// of the config's "ipam" section, else from the file beside its own binary, and ignores the
+// top-level key and CNITEST_BEHAVIOR_FILE.
 package behavior
 
 import "encoding/json"
 
 // EnvFile is the environment variable naming a behavior file.
 const EnvFile = "CNITEST_BEHAVIOR_FILE"
+
+// EnvDelegated is set to "1" in the environment of an IPAM plugin cnitest delegates to.
+const EnvDelegated = "CNITEST_DELEGATED"
 
 // ConfKey is the network config key naming a behavior file.
 const ConfKey = "behavior"

@@ -227,6 +227,11 @@ func delegateIPAM(cmd string, stdin []byte) (types.Result, error) {
 	if err := json.Unmarshal(stdin, &conf); err != nil || conf.IPAM.Type == "" {
 		return nil, types.NewError(types.ErrInvalidNetworkConfig, "cnitest: delegateIPAM needs ipam.type in the config", "")
 	}
+	// The IPAM plugin may be cnitest too: tell it it was delegated to, so that it takes its
+	// behavior from the ipam section or its own binary, not from the config's top level.
+	if err := os.Setenv(behavior.EnvDelegated, "1"); err != nil {
+		return nil, err
+	}
 	ctx := context.Background()
 	if cmd == "DEL" {
 		return nil, invoke.DelegateDel(ctx, conf.IPAM.Type, stdin, nil)
@@ -235,17 +240,23 @@ func delegateIPAM(cmd string, stdin []byte) (types.Result, error) {
 }
 
 // loadBehavior finds and reads the behavior file: the config's "behavior" key, else the
-// environment, else the file beside the binary. No file at all means the zero File.
+// environment, else the file beside the binary; when delegated to as IPAM, the ipam section's
+// "behavior" key, else the file beside the binary. No file at all means the zero File.
 func loadBehavior(stdin []byte) (behavior.File, string, error) {
 	var b behavior.File
-	var conf map[string]any
-	path := ""
-	if len(stdin) > 0 && json.Unmarshal(stdin, &conf) == nil {
-		if p, ok := conf[behavior.ConfKey].(string); ok {
-			path = p
-		}
+	var conf struct {
+		Behavior string `json:"behavior"`
+		IPAM     struct {
+			Behavior string `json:"behavior"`
+		} `json:"ipam"`
 	}
-	if path == "" {
+	if len(stdin) > 0 {
+		_ = json.Unmarshal(stdin, &conf)
+	}
+	path := conf.Behavior
+	if os.Getenv(behavior.EnvDelegated) == "1" {
+		path = conf.IPAM.Behavior
+	} else if path == "" {
 		path = os.Getenv(behavior.EnvFile)
 	}
 	if path == "" {
