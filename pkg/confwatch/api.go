@@ -131,7 +131,8 @@ type Watcher struct {
 }
 
 // New returns a Watcher for dir. It applies all options, then checks them, so their order
-// does not matter. It does no I/O and starts no goroutine.
+// does not matter. It starts no goroutine and touches no file; a relative dir or bin dir is
+// made absolute against the working directory.
 func New(dir string, opts ...Option) (*Watcher, error) {
 	if dir == "" {
 		return nil, errors.New("confwatch: empty configuration directory")

@@ -112,6 +112,7 @@ func parseFile(path string, data []byte) (*libcni.NetworkConfigList, error) {
 	if filepath.Ext(path) == ".conflist" {
 		return libcni.NetworkConfFromBytes(data)
 	}
+	//lint:ignore SA1019 single-plugin files are still loaded, as the kubelet and CRI-O load them.
 	conf, err := libcni.ConfFromBytes(data)
 	if err != nil {
 		var probe struct {
@@ -122,6 +123,7 @@ func parseFile(path string, data []byte) (*libcni.NetworkConfigList, error) {
 		}
 		return nil, err
 	}
+	//lint:ignore SA1019 the upconversion the kubelet and CRI-O use for single-plugin files.
 	return libcni.ConfListFromConf(conf)
 }
 
