@@ -125,8 +125,8 @@ type Watcher struct {
 	kick chan struct{}
 	// injectErr, when set by a test before Run, is read like the fsnotify error channel.
 	injectErr chan error
-	// scanned, when set by a test, receives the result of every scan Run performs; sends
-	// block, so a test that sets it must keep reading until Run returns.
+	// scanned, when set by a test, receives the result of every scan Run performs. A send
+	// blocks while the channel is full (until Run's context ends), so tests give it a buffer.
 	scanned chan scanResult
 }
 

@@ -299,7 +299,7 @@ func TestScan(t *testing.T) {
 			}
 			tc.setup(e)
 			w := e.watcher(tc.opts...)
-			s := w.Scan(t.Context())
+			s := w.Scan(testContext(t))
 			fix := func(s string) string {
 				return strings.ReplaceAll(strings.ReplaceAll(s, "DIR", e.conf), "BIN", e.bin)
 			}
@@ -368,7 +368,7 @@ func mustSymlink(t testing.TB, target, link string) {
 func TestScanReadinessExact(t *testing.T) {
 	e := newEnv(t, "bridge")
 	e.write("10-flannel.conflist", conflist("cbr0", "1.0.0", "flannel"))
-	s := e.watcher().Scan(t.Context())
+	s := e.watcher().Scan(testContext(t))
 	want := `no valid CNI network config in ` + e.conf + `: 10-flannel.conflist: plugin "flannel" not found in [` + e.bin + `]`
 	if s.Err == nil || s.Err.Error() != want {
 		t.Fatalf("Err = %v\nwant  %s", s.Err, want)
@@ -381,19 +381,19 @@ func TestDigest(t *testing.T) {
 	e := newEnv(t, "bridge", "portmap")
 	e.write("10-a.conflist", conflist("a", "1.0.0", "bridge"))
 	w := e.watcher()
-	d1 := w.Scan(t.Context()).Default.Digest
+	d1 := w.Scan(testContext(t)).Default.Digest
 
 	e.write("a/10-portmap.conf", `{"type":"portmap"}`)
-	s2 := w.Scan(t.Context())
+	s2 := w.Scan(testContext(t))
 	if s2.Default.Digest == d1 {
 		t.Error("digest unchanged after adding a plugin config to the subdirectory")
 	}
 	e.remove("a")
-	if d := w.Scan(t.Context()).Default.Digest; d != d1 {
+	if d := w.Scan(testContext(t)).Default.Digest; d != d1 {
 		t.Errorf("digest %s after removing the subdirectory, want the original %s", d, d1)
 	}
 	e.write("20-b.conflist", conflist("a", "1.0.0", "bridge"))
-	if d := w.Scan(t.Context()).Default.Digest; d != d1 {
+	if d := w.Scan(testContext(t)).Default.Digest; d != d1 {
 		t.Error("digest changed by an unrelated file")
 	}
 }
@@ -423,7 +423,7 @@ func TestGeneration(t *testing.T) {
 	}
 	for _, st := range steps {
 		st.do()
-		s := w.Scan(t.Context())
+		s := w.Scan(testContext(t))
 		if s.Generation != st.gen {
 			t.Errorf("%s: generation %d, want %d", st.name, s.Generation, st.gen)
 		}
@@ -463,7 +463,7 @@ func TestValidationCache(t *testing.T) {
 	}
 	for _, st := range steps {
 		st.do()
-		s := w.Scan(t.Context())
+		s := w.Scan(testContext(t))
 		if got := e.exec.versions(); got != st.versions {
 			t.Errorf("%s: %d VERSION execs, want %d", st.name, got, st.versions)
 		}
@@ -480,15 +480,15 @@ func TestValidationFailureRetriedOnResync(t *testing.T) {
 	e.behave("bridge", plugintest.Behavior{Commands: map[string]plugintest.Action{"VERSION": {Do: "exit"}}})
 	e.write("10-a.conflist", conflist("a", "1.0.0", "bridge"))
 	w := e.watcher()
-	if s := w.Scan(t.Context()); s.Default != nil || e.exec.versions() != 1 {
+	if s := w.Scan(testContext(t)); s.Default != nil || e.exec.versions() != 1 {
 		t.Fatalf("first scan: default %v", s.Default)
 	}
 	// The plugin recovers without its binary changing.
 	e.behave("bridge", plugintest.Behavior{})
-	if s := w.Scan(t.Context()); s.Default != nil || e.exec.versions() != 0 {
+	if s := w.Scan(testContext(t)); s.Default != nil || e.exec.versions() != 0 {
 		t.Fatalf("ordinary rescan revalidated a cached failure")
 	}
-	if res := w.scan(t.Context(), true); res.snap.Default == nil || e.exec.versions() != 1 {
+	if res := w.scan(testContext(t), true); res.snap.Default == nil || e.exec.versions() != 1 {
 		t.Fatalf("full rescan: default %v err %v", res.snap.Default, res.snap.Err)
 	}
 }
@@ -503,7 +503,7 @@ func TestScanCancelled(t *testing.T) {
 	if s := w.Scan(ctx); s.Generation != 0 {
 		t.Fatalf("cancelled scan published generation %d", s.Generation)
 	}
-	if s := w.Scan(t.Context()); s.Generation != 1 || s.Default == nil {
+	if s := w.Scan(testContext(t)); s.Generation != 1 || s.Default == nil {
 		t.Fatalf("scan after a cancelled one: gen %d err %v", s.Generation, s.Err)
 	}
 }
@@ -584,7 +584,7 @@ func TestHoldHalfWritten(t *testing.T) {
 				} else {
 					e.write("10-a.conflist", st.content)
 				}
-				s := w.Scan(t.Context())
+				s := w.Scan(testContext(t))
 				if got := defaultFile(s); got != st.def || s.Default.CNIVersion != st.version {
 					t.Fatalf("%s: default %s (%s), want %s (%s); skipped %v", st.name, got, s.Default.CNIVersion, st.def, st.version, s.Skipped)
 				}
@@ -651,7 +651,7 @@ func TestWait(t *testing.T) {
 		s, _ := w.Wait(t.Context(), 0)
 		done <- s
 	}()
-	s := w.Scan(t.Context())
+	s := w.Scan(testContext(t))
 	if got := <-done; got != s {
 		t.Fatalf("Wait returned %+v, want the first snapshot", got)
 	}
