@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/cnishim/cnishim/internal/sandboxstore"
@@ -38,7 +40,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	}
 	hostNetwork := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
 	podRef := klog.KRef(md.GetNamespace(), md.GetName())
-	what := fmt.Sprintf("run pod sandbox for pod %s", podRef)
+	what := fmt.Sprintf("run pod sandbox for pod %s", quoteUnprintable(podRef.String()))
 
 	// Refuse early, before anything is created, when no network is ready.
 	if !hostNetwork {
@@ -177,7 +179,7 @@ func (s *Server) stop(ctx context.Context, rec sandboxstore.Record) error {
 	md := rec.Config.GetMetadata()
 	logger := klog.FromContext(ctx).WithValues("pod", klog.KRef(md.GetNamespace(), md.GetName()), "podSandboxID", rec.ID)
 	ctx = klog.NewContext(ctx, logger)
-	what := fmt.Sprintf("stop pod sandbox %s (pod %s/%s)", rec.ID, md.GetNamespace(), md.GetName())
+	what := fmt.Sprintf("stop pod sandbox %s (pod %s)", rec.ID, quoteUnprintable(md.GetNamespace()+"/"+md.GetName()))
 	if err := s.release(ctx, rec); err != nil {
 		return grpcError(what, err)
 	}
@@ -388,4 +390,13 @@ func matchLabels(labels, selector map[string]string) bool {
 // podOf describes a sandbox for the network plugin.
 func podOf(rec sandboxstore.Record) *cninetwork.Pod {
 	return cninetwork.PodFromSandboxConfig(rec.ID, rec.NetNSPath, rec.Config)
+}
+
+// quoteUnprintable returns s, quoted if it holds unprintable characters, so that a name from a
+// client cannot put a raw newline or NUL into an error message.
+func quoteUnprintable(s string) string {
+	if strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(s)
+	}
+	return s
 }
