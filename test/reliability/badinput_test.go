@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -106,7 +107,12 @@ func TestBadInput(t *testing.T) {
 					t.Errorf("gRPC code %v, want %v", st.Code(), r.code)
 				}
 			}
-			t.Logf("error: %s", msg)
+			t.Logf("error: %q", msg)
+			// A clear error is printable: a raw newline or NUL from the input would forge or
+			// cut lines in whatever logs or shows it.
+			if strings.ContainsFunc(msg, unicode.IsControl) {
+				t.Errorf("error holds control characters: %q", msg)
+			}
 			if !strings.Contains(msg, r.want) {
 				t.Errorf("error does not say %q", r.want)
 			}
@@ -119,6 +125,9 @@ func TestBadInput(t *testing.T) {
 			counts[r.via]++
 		})
 	}
+	// Portmap rules are read once, after the whole table (they are slow to read): none may
+	// name a sandbox ID the test used.
+	lost += checkNoLeaks(t, "rules", leakcheck.State{}, leakcheck.Take(n.ruleScope()))
 	t.Logf("SUMMARY bad input: %d inputs refused or ignored (%d in the conf dir, %d through the Plugin API, %d through the CRI); lost or left behind: %d",
 		counts[viaConf]+counts[viaAPI]+counts[viaCRI], counts[viaConf], counts[viaAPI], counts[viaCRI], lost)
 }

@@ -175,18 +175,25 @@ func newNode(t *testing.T) *node {
 	return n
 }
 
-// scope is where the node's pods can leave something behind. nsDir is the namespace
-// directory to read (the node's own, or a server's).
+// scope is where the node's pods can leave something behind, but for rules: host-local
+// stores, the cache dir, the namespace dir nsDir (the node's own, or a server's; "" for none)
+// and the bridge's veths. Reading the rules runs iptables-save and nft, slow on a busy machine,
+// so tests read them once before and once after (ruleScope).
 func (n *node) scope(nsDir, cacheDir string) leakcheck.Scope {
-	n.mu.Lock()
-	defer n.mu.Unlock()
 	return leakcheck.Scope{
 		HostLocalDirs: []string{filepath.Join(n.ipamDir, "bridge"), filepath.Join(n.ipamDir, "faulty")},
 		CacheDir:      cacheDir,
 		NetnsDir:      nsDir,
 		Bridges:       []string{n.bridge},
-		RuleNeedles:   slices.Clone(n.ids),
 	}
+}
+
+// ruleScope is where portmap rules of the node's sandboxes would be: rules naming any sandbox
+// ID the test used.
+func (n *node) ruleScope() leakcheck.Scope {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return leakcheck.Scope{RuleNeedles: slices.Clone(n.ids)}
 }
 
 // addNeedle registers a sandbox ID (or other string) whose presence in a rule is a leak.
