@@ -111,7 +111,7 @@ type faultTally struct {
 }
 
 func (f *faultTally) log(t *testing.T, driver string) {
-	t.Logf("SUMMARY faulty plugins via %s: %d behaviours x %d rounds, %d set-ups tried, %d failed with a clear error (%d by the operation timeout), %d succeeded and were torn down; left behind: %d leaks (IPs, veths, netns, cache entries, rules), %d plugin processes, 0 goroutines",
+	t.Logf("SUMMARY faulty plugins via %s: %d behaviours x %d rounds, %d set-ups tried, %d failed with a clear error (%d by the operation timeout), %d succeeded and were torn down; left behind: %d leaks (IPs, veths, netns, cache entries, sandbox records), %d plugin processes, 0 goroutines",
 		driver, len(faults), faultRounds, f.setUps, f.failed, f.timeouts, f.succeeded, f.leaks, f.strays)
 }
 
