@@ -11,13 +11,14 @@ import (
 )
 
 // k8sArgs is how plugins read the Kubernetes CNI_ARGS (the shape the kubelet-era plugins and
-// libcni's own examples use), through libcni's types.LoadArgs.
+// libcni's own examples use), through libcni's types.LoadArgs, which matches keys to field
+// names: hence the names.
 type k8sArgs struct {
 	types.CommonArgs
-	K8S_POD_NAMESPACE          types.UnmarshallableString //nolint:revive // the CNI_ARGS key
-	K8S_POD_NAME               types.UnmarshallableString //nolint:revive // the CNI_ARGS key
-	K8S_POD_INFRA_CONTAINER_ID types.UnmarshallableString //nolint:revive // the CNI_ARGS key
-	K8S_POD_UID                types.UnmarshallableString //nolint:revive // the CNI_ARGS key
+	K8S_POD_NAMESPACE          types.UnmarshallableString
+	K8S_POD_NAME               types.UnmarshallableString
+	K8S_POD_INFRA_CONTAINER_ID types.UnmarshallableString
+	K8S_POD_UID                types.UnmarshallableString
 }
 
 // FuzzCNIArgsLibcni builds the CNI_ARGS of arbitrary pod identities and checks them against
