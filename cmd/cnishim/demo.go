@@ -472,7 +472,7 @@ func (d *demo) verifyClean() error {
 	for _, p := range st.Problems {
 		leaks = append(leaks, "could not check: "+p)
 	}
-	ports, err := bridgePorts(demoBridge)
+	ports, err := leakcheck.BridgePorts(demoBridge)
 	if err != nil {
 		leaks = append(leaks, "could not check: "+err.Error())
 	}
@@ -491,29 +491,6 @@ func (d *demo) verifyClean() error {
 	}
 	d.progress("Removed bridge %s (the bridge plugin leaves it)", demoBridge)
 	return nil
-}
-
-// bridgePorts lists the interfaces enslaved to the bridge.
-func bridgePorts(bridge string) ([]string, error) {
-	br, err := netlink.LinkByName(bridge)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("bridge %s: %w", bridge, err)
-	}
-	links, err := netlink.LinkList()
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, l := range links {
-		if l.Attrs().MasterIndex == br.Attrs().Index {
-			out = append(out, l.Attrs().Name)
-		}
-	}
-	return out, nil
 }
 
 func deleteBridge(name string) error {

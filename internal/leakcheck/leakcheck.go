@@ -144,7 +144,7 @@ func bridgeVeths(bridges []string, problems []string) ([]string, []string) {
 			masters[l.Attrs().Index] = true
 		}
 	}
-	links, err := linkList()
+	links, err := LinkList()
 	if err != nil {
 		return nil, append(problems, fmt.Sprintf("list links: %v", err))
 	}
@@ -157,10 +157,33 @@ func bridgeVeths(bridges []string, problems []string) ([]string, []string) {
 	return out, problems
 }
 
-// linkList lists the host's links. The kernel interrupts a link dump when links change during
+// BridgePorts lists the names of the links enslaved to the bridge; none if the bridge does not
+// exist.
+func BridgePorts(bridge string) ([]string, error) {
+	br, err := netlink.LinkByName(bridge)
+	if err != nil {
+		if _, ok := errors.AsType[netlink.LinkNotFoundError](err); ok {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("bridge %s: %w", bridge, err)
+	}
+	links, err := LinkList()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range links {
+		if l.Attrs().MasterIndex == br.Attrs().Index {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out, nil
+}
+
+// LinkList lists the host's links. The kernel interrupts a link dump when links change during
 // it (other pods coming and going), and netlink then returns partial results with
 // ErrDumpInterrupted: retry, a bounded number of times, until one dump completes.
-func linkList() ([]netlink.Link, error) {
+func LinkList() ([]netlink.Link, error) {
 	var err error
 	for range 100 {
 		var links []netlink.Link

@@ -244,7 +244,7 @@ func startServer(t *testing.T, n *testNet, extraFlags ...string) *server {
 			}
 			t.Errorf("left behind: %s", leak)
 		}
-		if ports := bridgePorts(t, n.bridge); len(ports) > 0 {
+		if ports := bridgePortsOf(t, n.bridge); len(ports) > 0 {
 			t.Errorf("left behind: veths on bridge %s: %v", n.bridge, ports)
 		}
 		if l, err := netlink.LinkByName(n.bridge); err == nil {
@@ -623,27 +623,6 @@ func (s *server) podIP(id string) net.IP {
 	return ip
 }
 
-// bridgePorts lists the interfaces enslaved to the bridge; none if it does not exist.
-func bridgePorts(t *testing.T, bridge string) []string {
-	t.Helper()
-	br, err := netlink.LinkByName(bridge)
-	if err != nil {
-		return nil
-	}
-	links, err := netlink.LinkList()
-	if err != nil {
-		t.Errorf("list links: %v", err)
-		return nil
-	}
-	var out []string
-	for _, l := range links {
-		if l.Attrs().MasterIndex == br.Attrs().Index {
-			out = append(out, l.Attrs().Name)
-		}
-	}
-	return out
-}
-
 // freeHostPort returns a TCP port nothing on the host listens on right now.
 func freeHostPort(t *testing.T) int32 {
 	t.Helper()
@@ -653,4 +632,14 @@ func freeHostPort(t *testing.T) int32 {
 	}
 	defer l.Close()
 	return int32(l.Addr().(*net.TCPAddr).Port)
+}
+
+// bridgePortsOf lists the interfaces enslaved to the bridge; none if it does not exist.
+func bridgePortsOf(t *testing.T, bridge string) []string {
+	t.Helper()
+	ports, err := leakcheck.BridgePorts(bridge)
+	if err != nil {
+		t.Errorf("%v", err)
+	}
+	return ports
 }

@@ -248,7 +248,7 @@ func apiFaultRound(t *testing.T, n *node, p *cninetwork.Plugin, behaviorFile str
 		}
 		// The failed pod holds nothing any more, even while the pods set up around it
 		// hold theirs.
-		ports, err := bridgePorts(n.bridge)
+		ports, err := leakcheck.BridgePorts(n.bridge)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -357,7 +357,7 @@ func serveFaultRound(t *testing.T, n *node, s *server, behaviorFile string, f fa
 		if len(ids) != len(up) {
 			t.Errorf("sandboxes %v after the failure, want only the %d set up", ids, len(up))
 		}
-		ports, err := bridgePorts(n.bridge)
+		ports, err := leakcheck.BridgePorts(n.bridge)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -474,30 +474,6 @@ func checkNoLeaks(t *testing.T, what string, before, after leakcheck.State) int 
 	return len(leaks)
 }
 
-// bridgePorts lists the interfaces enslaved to the bridge; none if it does not exist.
-func bridgePorts(bridge string) ([]string, error) {
-	br, err := netlink.LinkByName(bridge)
-	if err != nil {
-		return nil, nil
-	}
-	var links []netlink.Link
-	for range 100 { // a dump that links changed under is interrupted: retry
-		if links, err = netlink.LinkList(); !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, l := range links {
-		if l.Attrs().MasterIndex == br.Attrs().Index {
-			out = append(out, l.Attrs().Name)
-		}
-	}
-	return out, nil
-}
-
 // server is one `cnishim serve` process on a node, and a CRI client connected to it.
 type server struct {
 	t        *testing.T

@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cnishim/cnishim/internal/leakcheck"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 )
 
@@ -160,7 +161,7 @@ func TestBandwidthAnnotationsShapeHostVeth(t *testing.T) {
 	if err := p.TearDownPod(t.Context(), pod); err != nil {
 		t.Fatal(err)
 	}
-	links, _ := netlink.LinkList()
+	links, _ := leakcheck.LinkList()
 	for _, l := range links {
 		if l.Type() == "ifb" && strings.HasPrefix(l.Attrs().Name, "bwp") {
 			t.Errorf("egress shaping device %s left after teardown", l.Attrs().Name)
@@ -175,7 +176,7 @@ func bridgePort(t *testing.T, br string) netlink.Link {
 	if err != nil {
 		t.Fatal(err)
 	}
-	links, err := netlink.LinkList()
+	links, err := leakcheck.LinkList()
 	if err != nil {
 		t.Fatal(err)
 	}
