@@ -398,6 +398,7 @@ func apiRows() []badInput {
 			return e.setUp(t, e.apiPod(t, func(p *cninetwork.Pod) { p.NetNS = f }))
 		}},
 		api("netns path is a mount namespace", "not a network namespace", cninetwork.ErrInvalidPod, func(p *cninetwork.Pod) { p.NetNS = "/proc/self/ns/mnt" }),
+		api("netns path is a procfs file", "not a network namespace", cninetwork.ErrInvalidPod, func(p *cninetwork.Pod) { p.NetNS = "/proc/self/status" }),
 		api("invalid bandwidth quantity", `annotation kubernetes.io/ingress-bandwidth="10Mbit"`, cninetwork.ErrInvalidPod,
 			annotations("kubernetes.io/ingress-bandwidth", "10Mbit")),
 		api("bandwidth below the minimum", `annotation kubernetes.io/egress-bandwidth="500": below the minimum of 1k bits per second`, cninetwork.ErrInvalidPod,
@@ -499,7 +500,7 @@ func (e *badEnv) reuseSandboxID(t *testing.T) error {
 	if err != nil || !slices.EqualFunc(got.IPs, st.IPs, func(a, b net.IP) bool { return a.Equal(b) }) {
 		t.Errorf("the first pod's status changed: %+v, %v; want %+v", got, err, st)
 	}
-	if ports, _ := bridgePorts(e.n.bridge); len(ports) != 1 {
+	if ports, _ := leakcheck.BridgePorts(e.n.bridge); len(ports) != 1 {
 		t.Errorf("bridge ports %v, want the first pod's veth", ports)
 	}
 	if err := e.p.TearDownPod(ctx, first); err != nil {
