@@ -71,6 +71,12 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		// and removes it.
 		rec.NetNSPath = s.netnsPath(id)
 	}
+	if !hostNetwork {
+		// Refuse a pod the plugin would refuse before anything exists for it.
+		if err := podOf(rec).Validate(); err != nil {
+			return nil, grpcError(what, err)
+		}
+	}
 	if err := s.cfg.Store.Create(rec); err != nil {
 		return nil, grpcError(what, err)
 	}

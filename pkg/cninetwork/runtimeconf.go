@@ -91,6 +91,18 @@ func preparePod(pod *Pod, podCIDRs []*net.IPNet) (*podArgs, error) {
 	return &podArgs{cniArgs: args, caps: caps}, nil
 }
 
+// Validate checks everything about the pod that SetUpPod would refuse before running a plugin
+// and that does not depend on the node: the sandbox ID, the CNI_ARGS fields, port mappings,
+// bandwidth annotations and DNS. A runtime calls it before it creates anything for the pod.
+// Errors wrap ErrInvalidPod and name the pod and the field.
+func (pod *Pod) Validate() error {
+	if err := checkSandboxID(pod); err != nil {
+		return err
+	}
+	_, err := preparePod(pod, nil)
+	return err
+}
+
 // checkSandboxID checks that pod is set and its sandbox ID is one libcni accepts (it names
 // cache files). Errors wrap ErrInvalidPod.
 func checkSandboxID(pod *Pod) error {

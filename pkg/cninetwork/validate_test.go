@@ -1,0 +1,49 @@
+package cninetwork
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+func TestPodValidate(t *testing.T) {
+	valid := func() *Pod {
+		return &Pod{SandboxID: "abc123", Name: "web", Namespace: "default", UID: "u1", NetNS: "/does/not/matter"}
+	}
+	tests := []struct {
+		name    string
+		mutate  func(*Pod)
+		wantErr string // empty: valid
+	}{
+		{name: "valid", mutate: func(*Pod) {}},
+		{name: "netns is not checked", mutate: func(p *Pod) { p.NetNS = "" }},
+		{name: "empty sandbox ID", mutate: func(p *Pod) { p.SandboxID = "" }, wantErr: "sandbox ID is empty"},
+		{name: "semicolon in name", mutate: func(p *Pod) { p.Name = "a;b" }, wantErr: "name"},
+		{name: "equals in namespace", mutate: func(p *Pod) { p.Namespace = "a=b" }, wantErr: "namespace"},
+		{name: "newline in UID", mutate: func(p *Pod) { p.UID = "a\nb" }, wantErr: "UID"},
+		{name: "bad bandwidth", mutate: func(p *Pod) {
+			p.Annotations = map[string]string{"kubernetes.io/egress-bandwidth": "fast"}
+		}, wantErr: "egress-bandwidth"},
+		{name: "host port out of range", mutate: func(p *Pod) {
+			p.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 70000}}
+		}, wantErr: "70000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := valid()
+			tt.mutate(p)
+			err := p.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v; want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalidPod) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Validate() = %v; want ErrInvalidPod mentioning %q", err, tt.wantErr)
+			}
+		})
+	}
+}
