@@ -151,7 +151,7 @@ func (n *crashNode) addIDs(ids ...string) {
 // start starts `cnishim serve` and waits until it answers, which it does only after its
 // recovery and start-up GC. The server leads a process group of its own, with the plugins it
 // runs, so that kill can take them down together.
-func (n *crashNode) start() {
+func (n *crashNode) start(extraFlags ...string) {
 	n.t.Helper()
 	logf, err := os.CreateTemp(n.dir, "serve-*.log")
 	if err != nil {
@@ -167,6 +167,7 @@ func (n *crashNode) start() {
 		"--shutdown-grace", "1m",
 		"-v", "2",
 	)
+	cmd.Args = append(cmd.Args, extraFlags...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -479,19 +480,21 @@ func (n *crashNode) podConfig(round, i int) *runtimeapi.PodSandboxConfig {
 
 // roundStats is what one kill round counted.
 type roundStats struct {
-	round     int
-	delay     time.Duration // from the first call to the kill
-	group     bool          // the kill took the plugins' process group too
-	started   int           // RunPodSandbox calls in flight
-	succeeded int           // calls answered with a sandbox ID before the kill
-	refused   int           // calls failed before the kill (must be 0)
-	records   int           // sandbox records on disk right after the kill
-	orphans   int           // plugin processes still running right after the kill
-	listed    int           // sandboxes crictl listed after the restart
-	ready     int           // of which SANDBOX_READY
-	stopped   int           // sandboxes crictl stopp stopped
-	removed   int           // sandboxes crictl rmp removed
-	leaks     int           // things left behind after the cleanup (must be 0)
+	round      int
+	delay      time.Duration // from the first record the server wrote to the kill
+	sinceCalls time.Duration // from the first call to the kill
+	group      bool          // the kill took the plugins' process group too
+	parallel   int           // the server's bound on set-ups run at once; 0: its default
+	started    int           // RunPodSandbox calls in flight
+	succeeded  int           // calls answered with a sandbox ID before the kill
+	refused    int           // calls failed before the kill (must be 0)
+	records    int           // sandbox records on disk right after the kill
+	orphans    int           // plugin processes still running right after the kill
+	listed     int           // sandboxes crictl listed after the restart
+	ready      int           // of which SANDBOX_READY
+	stopped    int           // sandboxes crictl stopp stopped
+	removed    int           // sandboxes crictl rmp removed
+	leaks      int           // things left behind after the cleanup (must be 0)
 
 	restart  time.Duration // from the kill until the restarted server answered (its recovery)
 	teardown time.Duration // crictl stopp and rmp of everything listed, and cnishim gc
@@ -503,10 +506,14 @@ func (r roundStats) String() string {
 	if r.group {
 		mode = "process group"
 	}
-	return fmt.Sprintf("round %d: kill (%s) after %v: started %d, succeeded before kill %d, failed before kill %d, "+
+	parallel := "default"
+	if r.parallel > 0 {
+		parallel = strconv.Itoa(r.parallel)
+	}
+	return fmt.Sprintf("round %d: kill (%s, parallel set-ups %s) %v after the first record (%v after the first call): started %d, succeeded before kill %d, failed before kill %d, "+
 		"records at kill %d, orphan plugins %d, found after restart %d (%d ready), stopped %d, removed %d, leaks %d; "+
 		"restart took %v, teardown %v, round %v",
-		r.round, mode, r.delay.Round(time.Millisecond), r.started, r.succeeded, r.refused, r.records, r.orphans,
+		r.round, mode, parallel, r.delay.Round(time.Millisecond), r.sinceCalls.Round(time.Millisecond), r.started, r.succeeded, r.refused, r.records, r.orphans,
 		r.listed, r.ready, r.stopped, r.removed, r.leaks,
 		r.restart.Round(time.Millisecond), r.teardown.Round(time.Millisecond), r.took.Round(time.Millisecond))
 }
@@ -528,19 +535,34 @@ func TestCrashRestart(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 0x50a6))
 	n := newCrashNode(t, pods)
 	n.before = leakcheck.Take(n.scope())
-	n.start()
 
-	// Kill points: round r's delay is drawn from the r-th of `rounds` equal slices of
-	// [0, maxDelay), and the rounds run in a random order, so early kills land among the
-	// records and namespaces being created and later ones among set-ups in every phase.
+	// Kill points: round r's delay, counted from the moment the first set-up reaches the
+	// server, is drawn from the r-th of `rounds` equal slices of [0, maxDelay), and the rounds
+	// run in a random order, so early kills land among the records and namespaces being
+	// created and later ones among set-ups in every phase. Kills alternate between the server
+	// alone and its process group; the server alternates between its default bound on
+	// set-ups run at once (the CPU count) and 16, so that many plugin chains are cut off
+	// mid-way in some rounds.
 	maxDelay := 6 * time.Second
 	order := rng.Perm(rounds)
+	plans := make([]roundPlan, rounds)
+	for r := range plans {
+		slice := maxDelay / time.Duration(rounds)
+		plans[r] = roundPlan{
+			delay:    time.Duration(order[r])*slice + time.Duration(rng.Int64N(int64(slice))),
+			group:    r%2 == 1,
+			parallel: []int{0, 16}[r/2%2],
+		}
+	}
+	n.start(plans[0].flags()...)
 	start := time.Now()
 	var all []roundStats
 	for r := range rounds {
-		slice := maxDelay / time.Duration(rounds)
-		delay := time.Duration(order[r])*slice + time.Duration(rng.Int64N(int64(slice)))
-		rs := n.crashRound(r, delay, r%2 == 1)
+		next := roundPlan{}
+		if r+1 < rounds {
+			next = plans[r+1]
+		}
+		rs := n.crashRound(r, plans[r], next)
 		t.Log(rs)
 		all = append(all, rs)
 		if t.Failed() {
@@ -580,13 +602,28 @@ func TestCrashRestart(t *testing.T) {
 	}
 }
 
-// crashRound runs one round: all pods' RunPodSandbox calls at once, a kill after delay, a
-// restart, the checks of what the restart kept and released, then crictl stopp and rmp of
-// everything listed, a GC pass, and the leak check.
-func (n *crashNode) crashRound(round int, delay time.Duration, group bool) roundStats {
+// roundPlan is how one round kills the server.
+type roundPlan struct {
+	delay    time.Duration // from the first set-up reaching the server to the kill
+	group    bool          // kill the server's process group, not the server alone
+	parallel int           // the server's --max-parallel-setups; 0: its default
+}
+
+// flags are the server flags of a round.
+func (p roundPlan) flags() []string {
+	if p.parallel == 0 {
+		return nil
+	}
+	return []string{"--max-parallel-setups", strconv.Itoa(p.parallel)}
+}
+
+// crashRound runs one round: all pods' RunPodSandbox calls at once, a kill as planned, a
+// restart (with the next round's flags), the checks of what the restart kept and released,
+// then crictl stopp and rmp of everything listed, a GC pass, and the leak check.
+func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 	t := n.t
 	t.Helper()
-	rs := roundStats{round: round, delay: delay, group: group, started: n.pods}
+	rs := roundStats{round: round, group: plan.group, parallel: plan.parallel, started: n.pods}
 	roundStart := time.Now()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
@@ -612,12 +649,24 @@ func (n *crashNode) crashRound(round int, delay time.Duration, group bool) round
 			outcomes[i] = outcome{id: resp.GetPodSandboxId(), err: err, at: time.Now()}
 		})
 	}
-	if err := pause(ctx, delay-time.Since(callStart)); err != nil {
+	// The delay counts from the first record the server writes: its first set-up under way.
+	records := filepath.Join(n.stateDir, "sandboxes")
+	for {
+		if entries, _ := os.ReadDir(records); len(entries) > 0 {
+			break
+		}
+		if err := pause(ctx, time.Millisecond); err != nil {
+			t.Fatalf("round %d: no set-up reached the server: %v", round, err)
+		}
+	}
+	firstAt := time.Now()
+	if err := pause(ctx, plan.delay); err != nil {
 		t.Fatal(err)
 	}
 	killAt := time.Now()
-	n.kill(group)
-	rs.delay = killAt.Sub(callStart)
+	n.kill(plan.group)
+	rs.delay = killAt.Sub(firstAt)
+	rs.sinceCalls = killAt.Sub(callStart)
 	// Plugins the server started may still be running (with a server-only kill). Let them
 	// finish before the restart, as a service manager restarting the unit would after its
 	// stop timeout, so that the restart's recovery sees everything they did.
@@ -640,11 +689,11 @@ func (n *crashNode) crashRound(round int, delay time.Duration, group bool) round
 	}
 	rs.succeeded = len(succeeded)
 	n.addIDs(succeeded...)
-	records, recorded := n.recordedIDs()
-	rs.records = len(records)
+	recs, recorded := n.recordedIDs()
+	rs.records = len(recs)
 	n.addIDs(recorded...)
 
-	n.start()
+	n.start(next.flags()...)
 	rs.restart = time.Since(killAt)
 	pods, err := n.listPods(ctx)
 	if err != nil {
@@ -672,6 +721,11 @@ func (n *crashNode) crashRound(round int, delay time.Duration, group bool) round
 	if len(st.IPs) != len(ready) || len(st.Cache) != len(ready) || len(st.Netns) != len(ready) || len(st.Veths) != len(ready) {
 		t.Errorf("round %d: after the restart, %d ready sandboxes hold %d IPs, %d cache entries, %d netns mounts, %d veths; want %d of each",
 			round, len(ready), len(st.IPs), len(st.Cache), len(st.Netns), len(st.Veths), len(ready))
+	}
+	// The rule check sees the portmap rules of live sandboxes, so its zero at the end means
+	// something.
+	if len(ready) > 0 && len(st.Rules) == 0 {
+		t.Errorf("round %d: no portmap rule found for %d ready sandboxes with host ports", round, len(ready))
 	}
 
 	teardownStart := time.Now()
