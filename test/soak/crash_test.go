@@ -650,9 +650,9 @@ func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 		})
 	}
 	// The delay counts from the first record the server writes: its first set-up under way.
-	records := filepath.Join(n.stateDir, "sandboxes")
+	recordDir := filepath.Join(n.stateDir, "sandboxes")
 	for {
-		if entries, _ := os.ReadDir(records); len(entries) > 0 {
+		if entries, _ := os.ReadDir(recordDir); len(entries) > 0 {
 			break
 		}
 		if err := pause(ctx, time.Millisecond); err != nil {
