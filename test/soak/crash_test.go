@@ -489,6 +489,7 @@ type roundStats struct {
 	succeeded  int           // calls answered with a sandbox ID before the kill
 	refused    int           // calls failed before the kill (must be 0)
 	records    int           // sandbox records on disk right after the kill
+	midChain   int           // plugin processes running just before the kill
 	orphans    int           // plugin processes still running right after the kill
 	listed     int           // sandboxes crictl listed after the restart
 	ready      int           // of which SANDBOX_READY
@@ -511,9 +512,9 @@ func (r roundStats) String() string {
 		parallel = strconv.Itoa(r.parallel)
 	}
 	return fmt.Sprintf("round %d: kill (%s, parallel set-ups %s) %v after the first record (%v after the first call): started %d, succeeded before kill %d, failed before kill %d, "+
-		"records at kill %d, orphan plugins %d, found after restart %d (%d ready), stopped %d, removed %d, leaks %d; "+
+		"records at kill %d, plugins running at kill %d, orphan plugins %d, found after restart %d (%d ready), stopped %d, removed %d, leaks %d; "+
 		"restart took %v, teardown %v, round %v",
-		r.round, mode, parallel, r.delay.Round(time.Millisecond), r.sinceCalls.Round(time.Millisecond), r.started, r.succeeded, r.refused, r.records, r.orphans,
+		r.round, mode, parallel, r.delay.Round(time.Millisecond), r.sinceCalls.Round(time.Millisecond), r.started, r.succeeded, r.refused, r.records, r.midChain, r.orphans,
 		r.listed, r.ready, r.stopped, r.removed, r.leaks,
 		r.restart.Round(time.Millisecond), r.teardown.Round(time.Millisecond), r.took.Round(time.Millisecond))
 }
@@ -583,6 +584,7 @@ func TestCrashRestart(t *testing.T) {
 		sum.refused += r.refused
 		sum.records += r.records
 		sum.orphans += r.orphans
+		sum.midChain += r.midChain
 		sum.listed += r.listed
 		sum.ready += r.ready
 		sum.stopped += r.stopped
@@ -593,9 +595,10 @@ func TestCrashRestart(t *testing.T) {
 	seen := len(n.ids)
 	n.mu.Unlock()
 	t.Logf("SUMMARY crash/restart: %d kills in %v (seed %d): %d RunPodSandbox calls started, %d succeeded before a kill, "+
-		"%d failed before a kill, %d sandbox records at kills, %d orphan plugin processes, %d sandboxes found after restarts "+
+		"%d failed before a kill, %d sandbox records at kills, %d plugin processes running at kills, %d orphan plugin processes, "+
+		"%d sandboxes found after restarts "+
 		"(%d ready), %d stopped and %d removed with crictl, %d sandbox IDs checked for rules, %d leaks",
-		len(all), time.Since(start).Round(time.Second), seed, sum.started, sum.succeeded, sum.refused, sum.records, sum.orphans,
+		len(all), time.Since(start).Round(time.Second), seed, sum.started, sum.succeeded, sum.refused, sum.records, sum.midChain, sum.orphans,
 		sum.listed, sum.ready, sum.stopped, sum.removed, seen, sum.leaks+len(leaks))
 	if len(all) != rounds {
 		t.Fatalf("ran %d of %d rounds", len(all), rounds)
@@ -662,6 +665,10 @@ func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 	firstAt := time.Now()
 	if err := pause(ctx, plan.delay); err != nil {
 		t.Fatal(err)
+	}
+	// The plugins running now are the set-ups the kill cuts off mid-chain.
+	if procs, err := pluginProcs(n.binDir); err == nil {
+		rs.midChain = len(procs)
 	}
 	killAt := time.Now()
 	n.kill(plan.group)
