@@ -246,22 +246,3 @@ func deleteBridge(t *testing.T, name string) {
 		}
 	}
 }
-
-// bridgePorts lists the interfaces enslaved to the bridge; none if it does not exist.
-func bridgePorts(name string) ([]string, error) {
-	br, err := netlink.LinkByName(name)
-	if err != nil {
-		return nil, nil
-	}
-	links, err := netlink.LinkList()
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, l := range links {
-		if l.Attrs().MasterIndex == br.Attrs().Index {
-			out = append(out, l.Attrs().Name)
-		}
-	}
-	return out, nil
-}
