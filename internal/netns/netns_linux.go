@@ -36,21 +36,36 @@ func Create(dir, name string) (path string, retErr error) {
 		}
 	}()
 
-	// Unshare on a dedicated, locked OS thread; the thread is thrown away afterwards (the
-	// goroutine exits still locked), so no other goroutine ever runs in the new namespace.
+	// Unshare on a locked OS thread, bind-mount the new namespace, and switch the thread back
+	// before unlocking it, so no other goroutine ever runs in the new namespace. Only a thread
+	// that cannot switch back is thrown away (its goroutine exits still locked): Go cannot end
+	// the process's main thread, it parks it for good, and a thread parked in the namespace
+	// would keep it alive after Remove.
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		runtime.LockOSThread()
+		orig, oerr := os.Open("/proc/thread-self/ns/net")
+		if oerr != nil {
+			runtime.UnlockOSThread()
+			err = fmt.Errorf("netns %s: current namespace: %w", path, oerr)
+			return
+		}
+		defer orig.Close()
 		if err = unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			err = fmt.Errorf("netns %s: unshare: %w", path, err)
 			return
 		}
-		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		if err = unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
+		if err = unix.Mount("/proc/thread-self/ns/net", path, "none", unix.MS_BIND, ""); err != nil {
 			err = fmt.Errorf("netns %s: bind mount: %w", path, err)
 		}
+		if serr := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); serr != nil {
+			err = errors.Join(err, fmt.Errorf("netns %s: switch back: %w", path, serr))
+			return
+		}
+		runtime.UnlockOSThread()
 	}()
 	wg.Wait()
 	if err != nil {

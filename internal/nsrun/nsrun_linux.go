@@ -1,13 +1,14 @@
 //go:build linux
 
-// Package nsrun runs code inside a network namespace without exec: on a dedicated OS thread
-// that joins the namespace and is thrown away afterwards, so no other goroutine ever runs there.
+// Package nsrun runs code inside a network namespace without exec: on a locked OS thread that
+// joins the namespace and leaves it before it is unlocked, so no other goroutine ever runs there.
 // Sockets keep the namespace they were created in, so a listener or connection made by
 // ListenTCP or DialTCP can be used from any goroutine afterwards.
 package nsrun
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,7 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Do runs fn on a new OS thread inside the network namespace at path (a bind mount or an nsfs
+// Do runs fn on a locked OS thread inside the network namespace at path (a bind mount or an nsfs
 // file) and returns its error. fn must do its namespace-bound work (creating sockets, netlink
 // calls) on its own goroutine: goroutines it starts run in the caller's namespace. Do blocks
 // until fn returns.
@@ -29,14 +30,30 @@ func Do(path string, fn func() error) error {
 	defer f.Close()
 	errc := make(chan error, 1)
 	go func() {
-		// The thread stays locked and dies with the goroutine, so it never runs other code in
-		// the namespace.
+		// The thread switches back before it is unlocked. Only a thread that cannot switch back
+		// is thrown away (its goroutine exits still locked): Go cannot end the process's main
+		// thread, it parks it for good, and a thread parked in the namespace would keep it
+		// alive after it is removed.
 		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("netns %s: current namespace: %w", path, err)
+			return
+		}
+		defer orig.Close()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("netns %s: setns: %w", path, err)
 			return
 		}
-		errc <- fn()
+		err = fn()
+		if serr := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); serr != nil {
+			errc <- errors.Join(err, fmt.Errorf("netns %s: switch back: %w", path, serr))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- err
 	}()
 	return <-errc
 }

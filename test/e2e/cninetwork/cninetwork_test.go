@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -298,5 +299,26 @@ func TestTeardownAfterNetnsVanished(t *testing.T) {
 	}
 	if ips := reservedIPs(t, filepath.Join(n.ipamDir, "e2e-gone")); len(ips) != 0 {
 		t.Fatalf("store still holds %v", ips)
+	}
+	// The bridge plugin could not reach the pod's end, so the host end goes with the namespace:
+	// the kernel destroys a namespace's links in the background after its last reference goes.
+	// Wait for that, bounded, so the leak check at cleanup does not see a veth on its way out.
+	// The kernel tears namespaces down one batch at a time, so while other tests churn through
+	// namespaces it can take tens of seconds.
+	removed := time.Now()
+	deadline := removed.Add(90 * time.Second)
+	for {
+		ports, err := leakcheck.BridgePorts(n.bridge(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ports) == 0 {
+			t.Logf("the kernel removed the host veth %s after the namespace", time.Since(removed).Round(time.Millisecond))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host veth %v still on bridge %s %s after its namespace was removed", ports, n.bridge(0), time.Since(removed).Round(time.Second))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
