@@ -23,6 +23,16 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	total    *prometheus.CounterVec
 	errors   *prometheus.CounterVec
+	// byOp holds every operation's series, resolved once so that recording one does not
+	// hash label values on every call.
+	byOp map[string]opSeries
+}
+
+// opSeries are one operation's series of the metrics.
+type opSeries struct {
+	duration prometheus.Observer
+	total    prometheus.Counter
+	errors   prometheus.Counter
 }
 
 // newMetrics creates the metrics and registers them with reg, unless reg is nil.
@@ -47,10 +57,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"operation_type"}),
 	}
 	// Create every series up front, so a scrape shows zeros rather than nothing.
-	for _, op := range []string{opSetUp, opTearDown, opPodStatus, opCheck, opStatus, opGC} {
-		m.duration.WithLabelValues(op)
-		m.total.WithLabelValues(op)
-		m.errors.WithLabelValues(op)
+	ops := []string{opSetUp, opTearDown, opPodStatus, opCheck, opStatus, opGC}
+	m.byOp = make(map[string]opSeries, len(ops))
+	for _, op := range ops {
+		m.byOp[op] = opSeries{
+			duration: m.duration.WithLabelValues(op),
+			total:    m.total.WithLabelValues(op),
+			errors:   m.errors.WithLabelValues(op),
+		}
 	}
 	if reg == nil {
 		return m, nil
@@ -79,9 +93,13 @@ func (m *metrics) unregister(reg prometheus.Registerer) {
 
 // observe records one operation that started at start; failed says whether it failed.
 func (m *metrics) observe(op string, start time.Time, failed bool) {
-	m.duration.WithLabelValues(op).Observe(time.Since(start).Seconds())
-	m.total.WithLabelValues(op).Inc()
+	series, ok := m.byOp[op]
+	if !ok {
+		series = opSeries{m.duration.WithLabelValues(op), m.total.WithLabelValues(op), m.errors.WithLabelValues(op)}
+	}
+	series.duration.Observe(time.Since(start).Seconds())
+	series.total.Inc()
 	if failed {
-		m.errors.WithLabelValues(op).Inc()
+		series.errors.Inc()
 	}
 }

@@ -16,32 +16,42 @@ import (
 // execs a plugin or waits for another operation on the sandbox. Only pod.SandboxID is used. A
 // sandbox with no known network gets an error wrapping ErrUnknownSandbox. The caller may modify
 // the returned status.
-func (p *Plugin) GetPodNetworkStatus(ctx context.Context, pod *Pod) (status *PodNetworkStatus, retErr error) {
+func (p *Plugin) GetPodNetworkStatus(ctx context.Context, pod *Pod) (*PodNetworkStatus, error) {
+	// The runtime asks for this on every PodSandboxStatus, so the path from memory allocates
+	// only the copy it returns: the log line's values are built only when it is enabled.
 	start := time.Now()
-	defer func() {
-		p.metrics.observe(opPodStatus, start, retErr != nil && !errors.Is(retErr, ErrUnknownSandbox))
-	}()
+	status, err := p.podNetworkStatus(pod)
+	p.metrics.observe(opPodStatus, start, err != nil && !errors.Is(err, ErrUnknownSandbox))
+	if logger := klog.FromContext(ctx); logger.V(4).Enabled() {
+		logger.V(4).Info("Got pod network status", "pod", klog.KObj(pod), "podSandboxID", podSandboxID(pod),
+			"ips", ipStrings(status), "duration", time.Since(start), "ok", err == nil)
+	}
+	return status, err
+}
+
+func (p *Plugin) podNetworkStatus(pod *Pod) (*PodNetworkStatus, error) {
+	if pod != nil && pod.SandboxID != "" {
+		// Only a valid sandbox ID was ever set up, so one found here needs no other check.
+		p.statusMu.Lock()
+		st := p.pods[pod.SandboxID]
+		p.statusMu.Unlock()
+		if st != nil {
+			return st.clone(), nil
+		}
+	}
 	if err := checkSandboxID(pod); err != nil {
 		return nil, err
 	}
-	logger := klog.FromContext(ctx).WithValues("pod", klog.KObj(pod), "podSandboxID", pod.SandboxID)
-	defer func() {
-		logger.V(4).Info("Got pod network status", "ips", ipStrings(status), "duration", time.Since(start), "ok", retErr == nil)
-	}()
-
-	p.statusMu.Lock()
-	st := p.pods[pod.SandboxID]
-	p.statusMu.Unlock()
-	if st != nil {
-		return st.clone(), nil
-	}
-
 	// Not kept in memory: a teardown may run meanwhile, and only setups fill the memory.
-	st, err := p.statusFromCache(pod)
-	if err != nil {
-		return nil, err
+	return p.statusFromCache(pod)
+}
+
+// podSandboxID is pod's sandbox ID, or "" for a nil pod.
+func podSandboxID(pod *Pod) string {
+	if pod == nil {
+		return ""
 	}
-	return st, nil
+	return pod.SandboxID
 }
 
 // statusFromCache rebuilds a pod's status from libcni's cache. The default network's

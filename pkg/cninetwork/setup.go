@@ -314,22 +314,39 @@ func (s *PodNetworkStatus) clone() *PodNetworkStatus {
 	if s == nil {
 		return nil
 	}
-	out := &PodNetworkStatus{IPs: cloneIPs(s.IPs), Attachments: make([]AttachmentStatus, len(s.Attachments))}
+	// One array for every IP header and one for every address byte, whatever the number of
+	// attachments: the copy costs four allocations.
+	n, size := len(s.IPs), ipBytes(s.IPs)
+	for _, a := range s.Attachments {
+		n += len(a.IPs)
+		size += ipBytes(a.IPs)
+	}
+	ips, buf := make([]net.IP, 0, n), make([]byte, 0, size)
+	copyIPs := func(in []net.IP) []net.IP {
+		if in == nil {
+			return nil
+		}
+		start := len(ips)
+		for _, ip := range in {
+			from := len(buf)
+			buf = append(buf, ip...)
+			ips = append(ips, buf[from:len(buf):len(buf)])
+		}
+		return ips[start:len(ips):len(ips)]
+	}
+	out := &PodNetworkStatus{IPs: copyIPs(s.IPs), Attachments: make([]AttachmentStatus, len(s.Attachments))}
 	for i, a := range s.Attachments {
-		out.Attachments[i] = AttachmentStatus{Network: a.Network, IfName: a.IfName, IPs: cloneIPs(a.IPs)}
+		out.Attachments[i] = AttachmentStatus{Network: a.Network, IfName: a.IfName, IPs: copyIPs(a.IPs)}
 	}
 	return out
 }
 
-func cloneIPs(ips []net.IP) []net.IP {
-	if ips == nil {
-		return nil
+func ipBytes(ips []net.IP) int {
+	n := 0
+	for _, ip := range ips {
+		n += len(ip)
 	}
-	out := make([]net.IP, len(ips))
-	for i, ip := range ips {
-		out[i] = append(net.IP(nil), ip...)
-	}
-	return out
+	return n
 }
 
 func ipStrings(s *PodNetworkStatus) []string {
