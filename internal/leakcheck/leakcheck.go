@@ -40,7 +40,11 @@ type Scope struct {
 
 // State is what Take found, each list sorted.
 type State struct {
-	IPs      []string // "<store>/<ip>"
+	IPs []string // "<store>/<ip>"
+	// IPOwners holds what each reservation of IPs names as its owner: host-local writes the
+	// container ID and interface into the file, so "" means a plugin died between creating
+	// the file and writing it.
+	IPOwners map[string]string
 	Cache    []string // cache file names
 	Netns    []string // mounted namespace paths
 	Veths    []string // host veths attached to one of Scope.Bridges
@@ -63,7 +67,16 @@ func Take(s Scope) State {
 			files, _ := os.ReadDir(filepath.Join(d, store.Name()))
 			for _, f := range files {
 				if net.ParseIP(f.Name()) != nil {
-					st.IPs = append(st.IPs, store.Name()+"/"+f.Name())
+					ip := store.Name() + "/" + f.Name()
+					st.IPs = append(st.IPs, ip)
+					owner, err := os.ReadFile(filepath.Join(d, ip))
+					if err != nil {
+						owner = []byte("unreadable: " + err.Error())
+					}
+					if st.IPOwners == nil {
+						st.IPOwners = map[string]string{}
+					}
+					st.IPOwners[ip] = strings.Join(strings.Fields(string(owner)), " ")
 				}
 			}
 		}
@@ -117,18 +130,24 @@ func Take(s Scope) State {
 // was left behind. Problems in reading either state are reported too.
 func Leaks(before, after State) []string {
 	var out []string
-	add := func(kind string, b, a []string) {
+	add := func(kind string, b, a []string, detail func(string) string) {
 		for _, x := range a {
 			if !slices.Contains(b, x) {
-				out = append(out, kind+": "+x)
+				out = append(out, kind+": "+x+detail(x))
 			}
 		}
 	}
-	add("host-local IP", before.IPs, after.IPs)
-	add("libcni cache entry", before.Cache, after.Cache)
-	add("netns mount", before.Netns, after.Netns)
-	add("host veth", before.Veths, after.Veths)
-	add("rule", before.Rules, after.Rules)
+	none := func(string) string { return "" }
+	add("host-local IP", before.IPs, after.IPs, func(ip string) string {
+		if owner := after.IPOwners[ip]; owner != "" {
+			return fmt.Sprintf(" (reserved for %q)", owner)
+		}
+		return " (empty reservation: its plugin died before writing the owner)"
+	})
+	add("libcni cache entry", before.Cache, after.Cache, none)
+	add("netns mount", before.Netns, after.Netns, none)
+	add("host veth", before.Veths, after.Veths, none)
+	add("rule", before.Rules, after.Rules, none)
 	for _, p := range after.Problems {
 		out = append(out, "could not check: "+p)
 	}

@@ -34,14 +34,19 @@ func TestTakeAndLeaks(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(store, "10.1.2.3"), []byte("id\neth0"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(store, "fd00::3"), []byte("id\neth0"), 0o600); err != nil {
+	// An empty reservation: host-local killed between creating the file and writing it.
+	if err := os.WriteFile(filepath.Join(store, "fd00::3"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(cache, "results", "net1-abc-eth0"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	got := Leaks(before, Take(scope))
-	want := []string{"host-local IP: net1/10.1.2.3", "host-local IP: net1/fd00::3", "libcni cache entry: net1-abc-eth0"}
+	want := []string{
+		`host-local IP: net1/10.1.2.3 (reserved for "id eth0")`,
+		"host-local IP: net1/fd00::3 (empty reservation: its plugin died before writing the owner)",
+		"libcni cache entry: net1-abc-eth0",
+	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("Leaks = %q; want %q", got, want)
 	}
