@@ -78,7 +78,9 @@ func WithConfDir(dir string) Option { return func(o *options) { o.confDir = dir 
 // WithBinDirs sets the directories searched for plugin binaries (default DefaultBinDir).
 func WithBinDirs(dirs ...string) Option { return func(o *options) { o.binDirs = dirs } }
 
-// WithCacheDir sets libcni's cache directory (default DefaultCacheDir).
+// WithCacheDir sets libcni's cache directory (default DefaultCacheDir). The Plugin also keeps
+// its records of set-ups under way there, in cnishim/setups/, so that a set-up cut off by a
+// crash is torn down with the configuration it ran with.
 func WithCacheDir(dir string) Option { return func(o *options) { o.cacheDir = dir } }
 
 // WithNetworkName pins the default network by name.

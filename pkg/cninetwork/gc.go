@@ -17,7 +17,8 @@ import (
 // still exist:
 //
 //  1. Every attachment libcni cached for a sandbox not in validSandboxIDs is deleted with the
-//     configuration and arguments cached at its ADD, whether or not its network still exists;
+//     configuration and arguments cached at its ADD, whether or not its network still exists,
+//     and so is every attachment recorded for such a sandbox by a set-up that never completed;
 //     a sandbox with an operation in flight is left for the next GC.
 //  2. Every valid network of cniVersion 1.1.0 or later gets a CNI GC, so its plugins release
 //     what no remaining attachment holds. Setups wait while this runs (a setup not yet
@@ -56,10 +57,19 @@ func (p *Plugin) GC(ctx context.Context, validSandboxIDs []string) (retErr error
 	if err != nil {
 		return fmt.Errorf("GC: read CNI cache: %w", err)
 	}
+	pendingIDs, err := p.pending.list()
+	if err != nil {
+		return fmt.Errorf("GC: %w", err)
+	}
 	var stale []string
 	for _, a := range cached {
 		if !valid[a.ContainerID] && !slices.Contains(stale, a.ContainerID) {
 			stale = append(stale, a.ContainerID)
+		}
+	}
+	for _, id := range pendingIDs {
+		if !valid[id] && !slices.Contains(stale, id) {
+			stale = append(stale, id)
 		}
 	}
 	slices.Sort(stale)
@@ -80,7 +90,18 @@ func (p *Plugin) GC(ctx context.Context, validSandboxIDs []string) (retErr error
 			errs = append(errs, fmt.Errorf("GC: sandbox %s: read CNI cache: %w", id, err))
 			continue
 		}
-		_, derrs := p.delCached(ctx, atts, cachedNetNS, logger)
+		pending, err := p.pending.get(id)
+		if err != nil {
+			unlock()
+			errs = append(errs, fmt.Errorf("GC: sandbox %s: %w", id, err))
+			continue
+		}
+		_, derrs := p.delCached(ctx, withPending(atts, pending), cachedNetNS, logger)
+		if len(derrs) == 0 {
+			if err := p.pending.remove(id); err != nil {
+				derrs = append(derrs, err)
+			}
+		}
 		if len(derrs) == 0 {
 			deleted = append(deleted, id)
 			p.statusMu.Lock()

@@ -49,6 +49,8 @@ type Plugin struct {
 	source  snapshotSource
 	cni     cniRunner
 	metrics *metrics
+	// pending records set-ups under way, so that one cut off is torn down with its own config.
+	pending pendingStore
 	// lanes bounds the plugin chains in flight, per kind of operation.
 	lanes *admission.Set
 	// loopbackList is the built-in network LoopbackPlugin attaches pods to.
@@ -159,6 +161,7 @@ func New(opts ...Option) (*Plugin, error) {
 		source:       o.source,
 		cni:          libcni.NewCNIConfigWithCacheDir(o.binDirs, o.cacheDir, exec),
 		metrics:      m,
+		pending:      newPendingStore(o.cacheDir),
 		lanes:        admission.NewSet(limits, am),
 		loopbackList: lo,
 		pods:         make(map[string]*PodNetworkStatus),

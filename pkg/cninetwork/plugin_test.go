@@ -127,14 +127,7 @@ func TestTearDownUsesCachedConfig(t *testing.T) {
 				t.Fatal(err)
 			}
 			calls := fe.callsOf("")
-			wantCalls(t, calls, "DEL bandwidth net-a eth0", "DEL portmap net-a eth0", "DEL bridge net-a eth0")
-			for _, c := range calls {
-				if !strings.Contains(c.Args, "K8S_POD_NAME=web-s1;") {
-					t.Fatalf("DEL CNI_ARGS = %q; want the cached ones", c.Args)
-				}
-			}
-			assertJSONEqual(t, "portmap DEL runtimeConfig", calls[1].conf(t)["runtimeConfig"],
-				`{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]}`)
+			wantSetUpsDel(t, calls)
 			if _, ok := calls[1].conf(t)["prevResult"]; !ok {
 				t.Fatal("DEL did not get the cached prevResult")
 			}
@@ -143,6 +136,20 @@ func TestTearDownUsesCachedConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// wantSetUpsDel checks that calls are the DELs of net-a's chain for pod s1 set up with host port
+// 8080, each with the set-up's CNI_ARGS and portmap with its port mappings.
+func wantSetUpsDel(t *testing.T, calls []execCall) {
+	t.Helper()
+	wantCalls(t, calls, "DEL bandwidth net-a eth0", "DEL portmap net-a eth0", "DEL bridge net-a eth0")
+	for _, c := range calls {
+		if !strings.Contains(c.Args, "K8S_POD_NAME=web-s1;") {
+			t.Fatalf("DEL CNI_ARGS = %q; want the set-up's", c.Args)
+		}
+	}
+	assertJSONEqual(t, "portmap DEL runtimeConfig", calls[1].conf(t)["runtimeConfig"],
+		`{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]}`)
 }
 
 func TestTearDownIdempotent(t *testing.T) {

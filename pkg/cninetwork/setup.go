@@ -88,8 +88,27 @@ func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStat
 		rt      *libcni.RuntimeConf
 	}
 	var attempted []tried
+
+	// Record every attachment about to be made before any plugin runs: if this process dies
+	// mid-chain, libcni will have cached nothing, and the record is what lets the teardown use
+	// this set-up's own configuration rather than whatever the default network is by then.
+	var loRT *libcni.RuntimeConf
+	if p.opts.loopback == LoopbackPlugin {
+		loRT = runtimeConf(pod.SandboxID, pa, nil, "lo", pod.NetNS)
+	}
+	rts := make([]*libcni.RuntimeConf, len(plan))
+	for i, a := range plan {
+		rts[i] = runtimeConf(pod.SandboxID, pa, a.caps, a.ifName, pod.NetNS)
+	}
+	if err := p.pending.put(pod.SandboxID, pendingAttachments(p.loopbackList, loRT, plan, rts)); err != nil {
+		return nil, fmt.Errorf("%s: %w", pod, err)
+	}
 	defer func() {
 		if retErr == nil || len(attempted) == 0 {
+			// libcni's cache now holds every attachment, or nothing was attached. A record
+			// that cannot be removed only makes a later teardown delete twice, which plugins
+			// must accept.
+			_ = p.pending.remove(pod.SandboxID)
 			return
 		}
 		rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.operationTimeout)
@@ -104,8 +123,11 @@ func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStat
 			}
 		}
 		if len(errs) > 0 {
+			// The record stays: the next teardown deletes with this set-up's configuration.
 			retErr = fmt.Errorf("%w; rollback of %s: %w", retErr, pod, errors.Join(errs...))
+			return
 		}
+		_ = p.pending.remove(pod.SandboxID)
 	}()
 
 	switch p.opts.loopback {
@@ -114,17 +136,16 @@ func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStat
 			return nil, fmt.Errorf("%s: %w", pod, err)
 		}
 	case LoopbackPlugin:
-		rt := runtimeConf(pod.SandboxID, pa, nil, "lo", pod.NetNS)
-		attempted = append(attempted, tried{LoopbackNetworkName, p.loopbackList, rt})
+		attempted = append(attempted, tried{LoopbackNetworkName, p.loopbackList, loRT})
 		tctx, tr := withTrace(ctx)
-		if _, err := p.cni.AddNetworkList(tctx, p.loopbackList, rt); err != nil {
+		if _, err := p.cni.AddNetworkList(tctx, p.loopbackList, loRT); err != nil {
 			return nil, fmt.Errorf("%s: %w", pod, chainError(tctx, start, LoopbackNetworkName, "ADD", tr, false, err))
 		}
 	}
 
 	status = &PodNetworkStatus{Attachments: make([]AttachmentStatus, 0, len(plan))}
-	for _, a := range plan {
-		rt := runtimeConf(pod.SandboxID, pa, a.caps, a.ifName, pod.NetNS)
+	for i, a := range plan {
+		rt := rts[i]
 		attempted = append(attempted, tried{a.network, a.list, rt})
 		tctx, tr := withTrace(ctx)
 		res, err := p.cni.AddNetworkList(tctx, a.list, rt)
@@ -259,7 +280,8 @@ func inlinedList(list *libcni.NetworkConfigList) *libcni.NetworkConfigList {
 	return out
 }
 
-// checkNotSetUp refuses a sandbox ID that is already set up, in memory or in libcni's cache.
+// checkNotSetUp refuses a sandbox ID that is already set up, in memory or in libcni's cache,
+// or whose earlier set-up left a record (see pendingStore).
 func (p *Plugin) checkNotSetUp(pod *Pod) error {
 	p.statusMu.Lock()
 	_, known := p.pods[pod.SandboxID]
@@ -274,6 +296,14 @@ func (p *Plugin) checkNotSetUp(pod *Pod) error {
 	if len(cached) > 0 {
 		return fmt.Errorf("%w: %s: sandbox is already set up (network %q, interface %s); tear it down first",
 			ErrInvalidPod, pod, cached[0].Network, cached[0].IfName)
+	}
+	pending, err := p.pending.get(pod.SandboxID)
+	if err != nil {
+		return fmt.Errorf("%s: %w", pod, err)
+	}
+	if len(pending) > 0 {
+		return fmt.Errorf("%w: %s: an earlier set-up of this sandbox (network %q) was cut off or not rolled back; tear it down first",
+			ErrInvalidPod, pod, pending[len(pending)-1].Network)
 	}
 	return nil
 }
@@ -307,6 +337,25 @@ func (p *Plugin) waitError(pod *Pod, start time.Time, err error) error {
 		return fmt.Errorf("%s: %w after %s: %w", pod, ErrTimeout, time.Since(start).Round(time.Millisecond), err)
 	}
 	return fmt.Errorf("%s: %w", pod, err)
+}
+
+// pendingAttachments describes, as libcni caches them, the attachments a set-up is about to
+// make: the loopback network when lo is set (LoopbackPlugin), then plan with rts.
+func pendingAttachments(lo *libcni.NetworkConfigList, loRT *libcni.RuntimeConf, plan []attachment, rts []*libcni.RuntimeConf) []*libcni.NetworkAttachment {
+	att := func(network string, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) *libcni.NetworkAttachment {
+		return &libcni.NetworkAttachment{
+			ContainerID: rt.ContainerID, Network: network, IfName: rt.IfName, Config: list.Bytes,
+			NetNS: rt.NetNS, CniArgs: rt.Args, CapabilityArgs: rt.CapabilityArgs,
+		}
+	}
+	out := make([]*libcni.NetworkAttachment, 0, len(plan)+1)
+	if loRT != nil {
+		out = append(out, att(LoopbackNetworkName, lo, loRT))
+	}
+	for i, a := range plan {
+		out = append(out, att(a.network, a.list, rts[i]))
+	}
+	return out
 }
 
 // clone returns a deep copy of s, which the caller may modify.

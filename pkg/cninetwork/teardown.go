@@ -14,10 +14,13 @@ import (
 
 // TearDownPod detaches the pod from every network it was set up on, with the configuration and
 // runtime arguments libcni cached when it was set up, so a pod is torn down on the network it
-// joined even after the default network changed or its file was deleted. Only when nothing is
-// cached for the sandbox does it fall back to the current default network and pod's extra
-// networks, with arguments built from pod. The netns is passed to plugins if it still is one,
-// else the empty path (plugins then release what they hold outside the netns).
+// joined even after the default network changed or its file was deleted. A set-up that never
+// completed (cut off by a crash of the process, or whose rollback failed) left no such cache
+// entry; its attachments are deleted with the configuration and arguments SetUpPod recorded
+// before running any plugin. Only when nothing is cached or recorded for the sandbox does it
+// fall back to the current default network and pod's extra networks, with arguments built
+// from pod. The netns is passed to plugins if it still is one, else the empty path (plugins
+// then release what they hold outside the netns).
 //
 // TearDownPod is idempotent: a pod whose netns is gone, a second teardown, and a pod never set
 // up all succeed. Only pod.SandboxID is needed when the sandbox is cached; pod's other fields
@@ -59,14 +62,23 @@ func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 		netns = pod.NetNS
 	}
 
+	pending, err := p.pending.get(pod.SandboxID)
+	if err != nil {
+		return fmt.Errorf("%s: %w", pod, err)
+	}
+	atts := withPending(cached, pending)
+
 	var errs []error
-	if len(cached) > 0 {
-		torn, errs = p.delCached(ctx, cached, func(*libcni.NetworkAttachment) string { return netns }, logger)
+	if len(atts) > 0 {
+		torn, errs = p.delCached(ctx, atts, func(*libcni.NetworkAttachment) string { return netns }, logger)
 	} else {
 		torn, errs = p.delFallback(ctx, pod, netns)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s: %w", pod, errors.Join(errs...))
+	}
+	if err := p.pending.remove(pod.SandboxID); err != nil {
+		return fmt.Errorf("%s: %w", pod, err)
 	}
 	p.statusMu.Lock()
 	delete(p.pods, pod.SandboxID)

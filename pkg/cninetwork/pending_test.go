@@ -1,0 +1,162 @@
+package cninetwork
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// pendingFiles lists the set-up records under p's cache dir.
+func pendingFiles(t *testing.T, p *Plugin) []string {
+	t.Helper()
+	ids, err := p.pending.list()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// TestCutOffSetUpTornDownWithItsOwnConfig: a process dies while a pod's chain runs, so libcni
+// caches nothing for it; the default network then changes. The next process tears the pod down
+// with the configuration and arguments the cut-off set-up ran with, not the new default.
+func TestCutOffSetUpTornDownWithItsOwnConfig(t *testing.T) {
+	cacheDir := t.TempDir()
+	fe := newFakeExec()
+	a, b := network(t, bridgeNet), network(t, otherNet)
+	src1 := newFakeSource()
+	src1.publish(nil, a, b)
+	first := newTestPlugin(t, fe, src1, WithCacheDir(cacheDir))
+
+	// portmap's ADD hangs: the chain is cut off after bridge made its veth and took an IP.
+	inPortmap, hang := make(chan struct{}), make(chan struct{})
+	fe.set("portmap", "ADD", reply{block: hang, hook: func(context.Context, execCall) { close(inPortmap) }})
+	pod := testPod("s1")
+	pod.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 8080}}
+	ctx, cancel := context.WithCancel(t.Context())
+	setUp := make(chan error, 1)
+	go func() {
+		_, err := first.SetUpPod(ctx, pod)
+		setUp <- err
+	}()
+	t.Cleanup(func() { cancel(); close(hang); <-setUp })
+	<-inPortmap
+	if got := pendingFiles(t, first); len(got) != 1 || got[0] != "s1" {
+		t.Fatalf("set-up records while the chain runs = %v; want [s1]", got)
+	}
+	if got := cacheFiles(t, first); len(got) != 0 {
+		t.Fatalf("libcni cache while the chain runs = %v; want nothing (the premise of this test)", got)
+	}
+
+	// The process is gone (first is never used again); the default is now net-b, and net-a's
+	// file was deleted.
+	src2 := newFakeSource()
+	src2.publish(nil, b)
+	second := newTestPlugin(t, fe, src2, WithCacheDir(cacheDir))
+
+	_, err := second.SetUpPod(t.Context(), testPod("s1"))
+	if !errors.Is(err, ErrInvalidPod) || !strings.Contains(err.Error(), "cut off") {
+		t.Fatalf("SetUpPod of the cut-off sandbox = %v; want ErrInvalidPod saying its set-up was cut off", err)
+	}
+
+	fe.reset()
+	if err := second.TearDownPod(t.Context(), &Pod{SandboxID: "s1", NetNS: netnsPath}); err != nil {
+		t.Fatal(err)
+	}
+	wantSetUpsDel(t, fe.callsOf(""))
+	if got := pendingFiles(t, second); len(got) != 0 {
+		t.Fatalf("set-up records after the teardown = %v", got)
+	}
+	fe.reset()
+	if err := second.TearDownPod(t.Context(), &Pod{SandboxID: "s1", NetNS: netnsPath}); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, fe.callsOf(""), "DEL ptp net-b eth0") // nothing recorded any more: the fallback
+}
+
+// TestSetUpRecordLifetime: a set-up that succeeds, or fails and is rolled back, leaves no
+// record; one whose rollback fails keeps it, and the teardown, or a GC once the sandbox is gone,
+// deletes with the recorded configuration and removes it.
+func TestSetUpRecordLifetime(t *testing.T) {
+	addFails := &types.Error{Code: 5, Msg: "add failed"}
+	for _, tc := range []struct {
+		name      string
+		addErr    error
+		delErr    error
+		wantKept  bool
+		viaGC     bool
+		wantCalls []string // of the later teardown or GC, after the default moved to net-a
+	}{
+		{name: "success"},
+		{name: "rolled back", addErr: addFails},
+		{name: "rollback failed, teardown", addErr: addFails, delErr: &types.Error{Code: 5, Msg: "del failed"}, wantKept: true,
+			wantCalls: []string{"DEL ptp net-b eth0"}},
+		{name: "rollback failed, GC", addErr: addFails, delErr: &types.Error{Code: 5, Msg: "del failed"}, wantKept: true, viaGC: true,
+			wantCalls: []string{"DEL ptp net-b eth0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fe, src := newFakeExec(), newFakeSource()
+			a, b := network(t, bridgeNet), network(t, otherNet)
+			src.publish(nil, b, a)
+			p := newTestPlugin(t, fe, src)
+			fe.set("ptp", "ADD", reply{err: tc.addErr, hook: func(context.Context, execCall) {
+				if got := pendingFiles(t, p); len(got) != 1 {
+					t.Errorf("set-up records during ADD = %v; want the pod's", got)
+				}
+			}})
+			fe.set("ptp", "DEL", reply{err: tc.delErr})
+			_, err := p.SetUpPod(t.Context(), testPod("s1"))
+			if (err != nil) != (tc.addErr != nil) {
+				t.Fatalf("SetUpPod = %v", err)
+			}
+			if got := pendingFiles(t, p); (len(got) == 1) != tc.wantKept {
+				t.Fatalf("set-up records after SetUpPod = %v; want kept: %v", got, tc.wantKept)
+			}
+			if !tc.wantKept {
+				return
+			}
+			src.publish(nil, a, b)
+			fe.set("ptp", "DEL", reply{})
+			fe.reset()
+			if tc.viaGC {
+				err = p.GC(t.Context(), nil)
+			} else {
+				err = p.TearDownPod(t.Context(), testPod("s1"))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantCalls(t, fe.callsOf("DEL"), tc.wantCalls...)
+			if got := pendingFiles(t, p); len(got) != 0 {
+				t.Fatalf("set-up records after the teardown = %v", got)
+			}
+		})
+	}
+}
+
+// TestSetUpRecordCorrupt: a record that cannot be read fails the teardown with its path, rather
+// than tearing down with another configuration.
+func TestSetUpRecordCorrupt(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, otherNet))
+	p := newTestPlugin(t, fe, src)
+	path := p.pending.path("s1")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(`{"kind":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := p.TearDownPod(t.Context(), testPod("s1"))
+	if err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("TearDownPod = %v; want an error naming %s", err, path)
+	}
+	if calls := fe.callsOf(""); len(calls) != 0 {
+		t.Fatalf("plugin calls = %v; want none", summary(t, calls))
+	}
+}
