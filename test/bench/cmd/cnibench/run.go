@@ -47,7 +47,7 @@ func runCmd(ctx context.Context, args []string) error {
 	md := fs.String("markdown", "_output/bench/results.md", "markdown report file")
 	plotDir := fs.String("plot-dir", "docs", "directory for bench-setup-latency.png and bench-admission.png")
 	opTimeout := fs.Duration("op-timeout", 2*time.Minute, "timeout of each set-up or teardown call")
-	settle := fs.Duration("settle", 2*time.Second, "longest wait for the CPUs to go quiet before each run")
+	settle := fs.Duration("settle", 10*time.Second, "longest wait for the CPUs to go quiet before each run")
 	rerun := fs.String("rerun", "make bench", "the command the report says reruns the benchmark")
 	microMD := fs.String("micro-md", "", "markdown of the micro-benchmarks (cnibench micro-report) to include after the real-plugin section")
 	memoryMD := fs.String("memory-md", "", "markdown of the memory figures (cnibench memory) to include at the end")

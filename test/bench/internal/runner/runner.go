@@ -93,9 +93,10 @@ type Options struct {
 // ErrFailed says a run failed or leaked; the runs measured so far are still returned.
 var ErrFailed = errors.New("benchmark failed")
 
-// Execute runs the plan: round by round, cell by cell, each variant in turn (A B C A B C),
-// each run in a fresh worker. It stops at the first run that fails or leaks, after cleaning
-// up what that run left. Cancelling ctx kills the running worker and cleans up likewise.
+// Execute runs the plan: round by round, cell by cell, each variant in turn, the order rotated
+// by one each round (A B C, B C A, C A B), each run in a fresh worker. It stops at the first
+// run that fails or leaks, after cleaning up what that run left. Cancelling ctx kills the
+// running worker and cleans up likewise.
 func Execute(ctx context.Context, o Options) (runs []Run, retErr error) {
 	env, err := host.NewEnv(o.BinDir, "1.0.0", host.Bench)
 	if err != nil {
@@ -116,7 +117,11 @@ func Execute(ctx context.Context, o Options) (runs []Run, retErr error) {
 			if round > it.Rounds {
 				continue
 			}
-			for _, v := range it.Variants {
+			// Each round starts the cell with the next variant (A B C, B C A, C A B, ...):
+			// the first run of a cell follows the previous cell's, whose namespaces the kernel
+			// may still be destroying, and no variant should always be the one that pays.
+			for k := range it.Variants {
+				v := it.Variants[(k+round-1)%len(it.Variants)]
 				seq++
 				r := Run{Round: round, Cell: it.Cell, Variant: v, Start: time.Now()}
 				if why, ok := unavailable[v.Name]; ok {
