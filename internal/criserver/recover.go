@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/cnishim/cnishim/internal/sandboxstore"
@@ -40,21 +42,24 @@ const (
 // failed stays NOTREADY and is torn down again by StopPodSandbox or RemovePodSandbox.
 func (s *Server) Recover(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
-	var errs []error
+	type stop struct {
+		rec    sandboxstore.Record
+		reason string
+		done   string // the log message once stopped
+	}
+	var (
+		errs  []error
+		stops []stop
+	)
 	owned := map[string]bool{}
 	for _, rec := range s.cfg.Store.List() {
-		logger := logger.WithValues("podSandboxID", rec.ID, "pod", klog.KRef(rec.Config.GetMetadata().GetNamespace(), rec.Config.GetMetadata().GetName()))
 		switch rec.State {
 		case sandboxstore.StateCreating:
 			reason := ReasonSetUpCutOff
 			if strings.HasPrefix(rec.Reason, ReasonRollbackFailed) {
 				reason = ReasonSetUpReleased // its set-up failed, not cut off
 			}
-			if err := s.recoverStop(ctx, rec, reason); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			logger.Info("Rolled back sandbox set-up cut off by a restart")
+			stops = append(stops, stop{rec, reason, "Rolled back sandbox set-up cut off by a restart"})
 		case sandboxstore.StateReady:
 			if rec.HostNetwork {
 				continue
@@ -64,11 +69,7 @@ func (s *Server) Recover(ctx context.Context) error {
 				continue
 			}
 			// The namespace is gone: tear down with no netns, as the CNI spec allows.
-			if err := s.recoverStop(ctx, rec, ReasonNetNSLost); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			logger.Info("Tore down sandbox whose network namespace was lost")
+			stops = append(stops, stop{rec, ReasonNetNSLost, "Tore down sandbox whose network namespace was lost"})
 		case sandboxstore.StateNotReady:
 			if rec.NetNSPath != "" {
 				if err := netns.Remove(rec.NetNSPath); err != nil {
@@ -77,6 +78,32 @@ func (s *Server) Recover(ctx context.Context) error {
 			}
 		}
 	}
+
+	// The server does not listen until this is done, so the teardowns run side by side: a
+	// crash amid a pod-start storm leaves a few hundred cut-off set-ups, and one after the
+	// other they would keep the runtime down for a minute. The network plugin's own bound on
+	// teardowns applies within this one.
+	var (
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		sem = make(chan struct{}, max(8, 4*runtime.GOMAXPROCS(0)))
+	)
+	for _, st := range stops {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			logger := logger.WithValues("podSandboxID", st.rec.ID, "pod", klog.KRef(st.rec.Config.GetMetadata().GetNamespace(), st.rec.Config.GetMetadata().GetName()))
+			if err := s.recoverStop(ctx, st.rec, st.reason); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				return
+			}
+			logger.Info(st.done)
+		})
+	}
+	wg.Wait()
+
 	if err := s.removeOrphanNetNS(owned); err != nil {
 		errs = append(errs, err)
 	}
