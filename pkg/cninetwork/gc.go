@@ -24,8 +24,8 @@ import (
 //     what no remaining attachment holds. Setups wait while this runs (a setup not yet
 //     cached would otherwise look stale), and setups in flight finish before it starts.
 //
-// GC fails without deleting anything if libcni's cache cannot be read. It is capped by the
-// operation timeout.
+// GC fails without deleting anything if libcni's cache or the set-up records cannot be listed.
+// It is capped by the operation timeout.
 func (p *Plugin) GC(ctx context.Context, validSandboxIDs []string) (retErr error) {
 	start := time.Now()
 	defer func() { p.metrics.observe(opGC, start, retErr != nil) }()
@@ -67,12 +67,19 @@ func (p *Plugin) GC(ctx context.Context, validSandboxIDs []string) (retErr error
 			stale = append(stale, a.ContainerID)
 		}
 	}
+	// A set-up in flight has a record too. If it completes between this listing and the lock
+	// below, its record is gone by then: onlyRecorded marks the IDs to skip in that case.
+	onlyRecorded := map[string]bool{}
 	for _, id := range pendingIDs {
 		if !valid[id] && !slices.Contains(stale, id) {
 			stale = append(stale, id)
+			onlyRecorded[id] = true
 		}
 	}
 	slices.Sort(stale)
+	if p.testHookGCStale != nil {
+		p.testHookGCStale()
+	}
 	var errs []error
 	for _, id := range stale {
 		if ctx.Err() != nil {
@@ -94,6 +101,17 @@ func (p *Plugin) GC(ctx context.Context, validSandboxIDs []string) (retErr error
 		if err != nil {
 			unlock()
 			errs = append(errs, fmt.Errorf("GC: sandbox %s: %w", id, err))
+			continue
+		}
+		if onlyRecorded[id] && len(pending) == 0 {
+			// Its set-up finished or was rolled back since the listing (it was in flight), or
+			// its record is empty (written just before a power loss): there is nothing to
+			// delete by it. Remove an empty record; a finished set-up's is gone already.
+			err := p.pending.remove(id)
+			unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("GC: sandbox %s: %w", id, err))
+			}
 			continue
 		}
 		_, derrs := p.delCached(ctx, withPending(atts, pending), cachedNetNS, logger)

@@ -158,3 +158,39 @@ func TestGCWaitsForSetups(t *testing.T) {
 		t.Fatalf("cache = %v", got)
 	}
 }
+
+// TestGCSkipsSetUpFinishedAfterListing: a set-up in flight when GC lists the stale sandboxes
+// (its record is on disk) and done by the time GC takes its lock is left alone, not torn down
+// right after SetUpPod returned its IPs.
+func TestGCSkipsSetUpFinishedAfterListing(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, bridgeNet))
+	p := newTestPlugin(t, fe, src)
+	ctx := t.Context()
+
+	addStarted, releaseAdd := make(chan struct{}), make(chan struct{})
+	fe.set("bridge", "ADD", reply{hook: func(context.Context, execCall) { close(addStarted) }, block: releaseAdd})
+	setup := make(chan error, 1)
+	go func() {
+		_, err := p.SetUpPod(ctx, testPod("new"))
+		setup <- err
+	}()
+	<-addStarted
+	var setupErr error
+	p.testHookGCStale = func() {
+		close(releaseAdd)
+		setupErr = <-setup
+	}
+	if err := p.GC(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if setupErr != nil {
+		t.Fatal(setupErr)
+	}
+	if dels := fe.callsOf("DEL"); len(dels) != 0 {
+		t.Fatalf("GC deleted the sandbox whose set-up finished meanwhile: %v", summary(t, dels))
+	}
+	if _, err := p.GetPodNetworkStatus(ctx, testPod("new")); err != nil {
+		t.Fatalf("status of the sandbox after GC: %v", err)
+	}
+}

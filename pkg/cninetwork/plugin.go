@@ -65,6 +65,8 @@ type Plugin struct {
 	gcGate sync.RWMutex
 	// testHookGCGate, if set, runs as GC is about to take gcGate; for tests.
 	testHookGCGate func()
+	// testHookGCStale, if set, runs once GC has listed the stale sandboxes; for tests.
+	testHookGCStale func()
 
 	podCIDRs  atomic.Pointer[[]*net.IPNet]
 	netStatus atomic.Pointer[networkStatus]
