@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 )
@@ -24,9 +25,13 @@ const pendingKind = "cnishimSetupV1"
 // default network is by then. A record is removed once the set-up succeeded (libcni's cache
 // covers it) or its attachments were deleted.
 //
-// Records are written by rename, so a reader never sees half of one; they are not synced to
-// disk, as they only need to survive the process, not the node: a node restart takes the pods'
-// namespaces with it.
+// Records are written by rename, so a reader never sees half of one. They are not synced to
+// disk, no more than libcni's cache or host-local's reservations beside them: a set-up in
+// flight when the node loses power may come back as an empty file, which get treats as no
+// record (as libcni skips an unreadable cache entry), so the teardown falls back to the cache
+// and the current config. A non-empty record that does not parse is an error naming the file:
+// something other than a crash wrote it. Temporary files of a put cut off by a crash are
+// removed by list once they are a minute old.
 type pendingStore struct {
 	dir string
 }
@@ -82,6 +87,11 @@ func (s pendingStore) get(sandboxID string) ([]*libcni.NetworkAttachment, error)
 	if err != nil {
 		return nil, fmt.Errorf("read set-up record: %w", err)
 	}
+	if len(data) == 0 {
+		// Written by rename, so empty only if the node lost power before the data reached
+		// the disk: nothing can be learnt from it.
+		return nil, nil
+	}
 	var rec pendingRecord
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return nil, fmt.Errorf("set-up record %s: %w (remove the file once the sandbox's network is released)", path, err)
@@ -100,7 +110,8 @@ func (s pendingStore) remove(sandboxID string) error {
 	return nil
 }
 
-// list returns the sandbox IDs with a record.
+// list returns the sandbox IDs with a record, and removes temporary files abandoned by a
+// crash.
 func (s pendingStore) list() ([]string, error) {
 	entries, err := os.ReadDir(s.dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -109,14 +120,30 @@ func (s pendingStore) list() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read set-up records: %w", err)
 	}
-	var ids []string
+	var (
+		ids  []string
+		errs []error
+	)
 	for _, e := range entries {
-		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok && !strings.HasPrefix(id, ".") {
+		if strings.HasPrefix(e.Name(), ".") {
+			// A put writes its temporary file and renames it within microseconds: one a
+			// minute old was left by a crash.
+			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleTemp {
+				if err := os.Remove(filepath.Join(s.dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+					errs = append(errs, fmt.Errorf("remove abandoned set-up record: %w", err))
+				}
+			}
+			continue
+		}
+		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok {
 			ids = append(ids, id)
 		}
 	}
-	return ids, nil
+	return ids, errors.Join(errs...)
 }
+
+// staleTemp is the age past which list removes a temporary file of put.
+const staleTemp = time.Minute
 
 // withPending adds to cached the recorded attachments it lacks (by interface), so a set-up cut
 // off before libcni cached some of its attachments is deleted with the configuration it ran.

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -158,5 +160,76 @@ func TestSetUpRecordCorrupt(t *testing.T) {
 	}
 	if calls := fe.callsOf(""); len(calls) != 0 {
 		t.Fatalf("plugin calls = %v; want none", summary(t, calls))
+	}
+
+	// An empty record is what a power loss leaves of one written just before it: the teardown
+	// goes on without it (here: the fallback on the current network) and removes it.
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.TearDownPod(t.Context(), testPod("s1")); err != nil {
+		t.Fatalf("TearDownPod with an empty record: %v", err)
+	}
+	if calls := fe.callsOf("DEL"); len(calls) == 0 {
+		t.Fatal("TearDownPod with an empty record ran no DEL")
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("empty record still there after the teardown: %v", err)
+	}
+}
+
+// TestSetUpRecordTempFiles: list removes a temporary file of put once it is a minute old (a
+// put cut off by a crash), never a fresh one (a put under way), and never lists either.
+func TestSetUpRecordTempFiles(t *testing.T) {
+	s := newPendingStore(t.TempDir())
+	if err := s.put("s1", nil); err != nil {
+		t.Fatal(err)
+	}
+	old, fresh := filepath.Join(s.dir, ".s2.123"), filepath.Join(s.dir, ".s3.456")
+	for _, f := range []string{old, fresh} {
+		if err := os.WriteFile(f, []byte(`{"kind":`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-2 * staleTemp)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := s.list()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ids, []string{"s1"}) {
+		t.Fatalf("list = %v; want [s1]", ids)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("abandoned temporary file still there: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("fresh temporary file: %v", err)
+	}
+}
+
+// TestGCRemovesEmptySetUpRecord: GC deletes nothing by an empty record (it names no
+// configuration) and removes it, so it does not come back in every GC.
+func TestGCRemovesEmptySetUpRecord(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, bridgeNet))
+	p := newTestPlugin(t, fe, src)
+	path := p.pending.path("s9")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.GC(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if dels := fe.callsOf("DEL"); len(dels) != 0 {
+		t.Fatalf("GC ran DELs for an empty record: %v", summary(t, dels))
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("empty record still there after GC: %v", err)
 	}
 }

@@ -23,10 +23,10 @@ import (
 // then release what they hold outside the netns).
 //
 // TearDownPod is idempotent: a pod whose netns is gone, a second teardown, and a pod never set
-// up all succeed. Only pod.SandboxID is needed when the sandbox is cached; pod's other fields
-// are used for the fallback. A failure of the built-in loopback network is not an error. A
-// failed teardown keeps libcni's cache entries of the networks that failed, so it can be
-// retried.
+// up all succeed. Only pod.SandboxID is needed when the sandbox is cached or recorded; pod's
+// other fields are used for the fallback. A failure of the built-in loopback network is not
+// an error. A failed teardown keeps libcni's cache entries of the networks that failed, and
+// the set-up record, so it can be retried.
 func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 	start := time.Now()
 	defer func() { p.metrics.observe(opTearDown, start, retErr != nil) }()
