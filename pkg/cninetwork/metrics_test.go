@@ -4,7 +4,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cnishim/cnishim/pkg/confwatch"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -162,5 +164,19 @@ func TestMetricsRegistrationAllOrNothing(t *testing.T) {
 	}
 	if got, _ := reg.Gather(); len(got) != len(before)-3 {
 		t.Fatalf("after a failed New: %d metric families; want %d", len(got), len(before)-3)
+	}
+
+	// A New that fails building its watcher registers nothing: a retry on the same registerer
+	// then succeeds.
+	fresh := prometheus.NewPedanticRegistry()
+	if _, err := New(WithConfDir(t.TempDir()), WithRegisterer(fresh),
+		WithWatcherOptions(confwatch.WithDebounce(-time.Second, 0))); err == nil {
+		t.Fatal("New with a negative debounce window succeeded")
+	}
+	if got, _ := fresh.Gather(); len(got) != 0 {
+		t.Fatalf("a New that failed building its watcher left %d metric families registered", len(got))
+	}
+	if _, err := New(withSource(src), WithRegisterer(fresh)); err != nil {
+		t.Fatalf("New after a failed New on the same registerer: %v", err)
 	}
 }

@@ -139,6 +139,28 @@ func New(opts ...Option) (*Plugin, error) {
 	}
 	exec := &pluginExec{inner: inner, passEnv: o.passEnv}
 
+	// Everything that can fail without side effects comes first, so a failed New leaves the
+	// registerer as it found it.
+	lo, err := libcni.ConfListFromBytes([]byte(`{"cniVersion":"1.0.0","name":"` + LoopbackNetworkName + `","plugins":[{"type":"loopback"}]}`))
+	if err != nil {
+		return nil, fmt.Errorf("loopback network: %w", err)
+	}
+	source := o.source
+	if source == nil {
+		wopts := []confwatch.Option{
+			confwatch.WithBinDirs(o.binDirs...),
+			confwatch.WithExec(exec),
+		}
+		if o.networkName != "" {
+			wopts = append(wopts, confwatch.WithNetworkName(o.networkName))
+		}
+		w, err := confwatch.New(o.confDir, append(wopts, o.watchOpts...)...)
+		if err != nil {
+			return nil, err
+		}
+		source = w
+	}
+
 	m, err := newMetrics(o.registerer)
 	if err != nil {
 		return nil, err
@@ -154,13 +176,9 @@ func New(opts ...Option) (*Plugin, error) {
 			return nil, err
 		}
 	}
-	lo, err := libcni.ConfListFromBytes([]byte(`{"cniVersion":"1.0.0","name":"` + LoopbackNetworkName + `","plugins":[{"type":"loopback"}]}`))
-	if err != nil {
-		return nil, fmt.Errorf("loopback network: %w", err)
-	}
 	p := &Plugin{
 		opts:         o,
-		source:       o.source,
+		source:       source,
 		cni:          libcni.NewCNIConfigWithCacheDir(o.binDirs, o.cacheDir, exec),
 		metrics:      m,
 		pending:      newPendingStore(o.cacheDir),
@@ -169,20 +187,6 @@ func New(opts ...Option) (*Plugin, error) {
 		pods:         make(map[string]*PodNetworkStatus),
 	}
 	p.podCIDRs.Store(&cidrs)
-	if p.source == nil {
-		wopts := []confwatch.Option{
-			confwatch.WithBinDirs(o.binDirs...),
-			confwatch.WithExec(exec),
-		}
-		if o.networkName != "" {
-			wopts = append(wopts, confwatch.WithNetworkName(o.networkName))
-		}
-		w, err := confwatch.New(o.confDir, append(wopts, o.watchOpts...)...)
-		if err != nil {
-			return nil, err
-		}
-		p.source = w
-	}
 	return p, nil
 }
 
