@@ -12,8 +12,10 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cnishim/cnishim/internal/admission"
 	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/cnishim/cnishim/internal/sandboxstore"
+	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"k8s.io/klog/v2"
 )
 
@@ -39,7 +41,9 @@ const (
 //   - then one CNI GC pass runs with the ready sandboxes as the valid set (see GC).
 //
 // Recover keeps going past a failure and returns all failures joined; a sandbox whose teardown
-// failed stays NOTREADY and is torn down again by StopPodSandbox or RemovePodSandbox.
+// failed keeps its state (a cut-off set-up stays NOTREADY, a ready sandbox whose namespace is
+// gone stays READY and in GC's valid set) and is torn down again by StopPodSandbox or
+// RemovePodSandbox.
 func (s *Server) Recover(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
 	type stop struct {
@@ -81,12 +85,12 @@ func (s *Server) Recover(ctx context.Context) error {
 
 	// The server does not listen until this is done, so the teardowns run side by side: a
 	// crash amid a pod-start storm leaves a few hundred cut-off set-ups, and one after the
-	// other they would keep the runtime down for a minute. The network plugin's own bound on
-	// teardowns applies within this one.
+	// other they would keep the runtime down for a minute. As many run at once as the network
+	// admits teardowns, so none spends its cleanup timeout queued for admission.
 	var (
 		wg  sync.WaitGroup
 		mu  sync.Mutex
-		sem = make(chan struct{}, max(8, 4*runtime.GOMAXPROCS(0)))
+		sem = make(chan struct{}, s.recoverWidth())
 	)
 	for _, st := range stops {
 		sem <- struct{}{}
@@ -111,6 +115,19 @@ func (s *Server) Recover(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// recoverWidth is how many sandboxes Recover tears down at once: the network's bound on
+// teardowns when it has one, else max(8, 4 × GOMAXPROCS).
+func (s *Server) recoverWidth() int {
+	if a, ok := s.cfg.Network.(interface{ AdmissionStats() []cninetwork.LaneStats }); ok {
+		for _, l := range a.AdmissionStats() {
+			if l.Name == admission.LaneDel && l.Limit > 0 {
+				return l.Limit
+			}
+		}
+	}
+	return max(8, 4*runtime.GOMAXPROCS(0))
 }
 
 // recoverStop releases a sandbox's network and records it NOTREADY with a reason.
