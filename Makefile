@@ -44,7 +44,7 @@ demo: deps build ## Set up three pods on a built-in bridge network, prove they t
 	$(BIN_DIR)/cnishim demo --cni-bin-dir $(CNI_BIN_DIR)
 
 .PHONY: bench
-bench: deps build ## Run the benchmarks against go-cni and raw libcni; writes docs/benchmarks.md figures.
+bench: deps build ## Run the benchmarks against go-cni and raw libcni (see docs/benchmarks.md); plots to docs/, tables to _output/bench.
 	hack/bench.sh
 
 .PHONY: fuzz
