@@ -61,6 +61,9 @@ type crashNode struct {
 	done chan struct{}
 	logs []string        // log file of each server started
 	ids  map[string]bool // every sandbox ID the test saw: returned, recorded or listed
+	// failures repeats every failure message, for the summary that ends a failed test's
+	// output after the server logs (a CI excerpt shows the end of the output).
+	failures []string
 
 	before leakcheck.State // what the scope held before the first server started
 }
@@ -140,6 +143,28 @@ func (n *crashNode) scope() leakcheck.Scope {
 	}
 }
 
+// errorf fails the test with a message that also goes into the closing summary.
+func (n *crashNode) errorf(format string, args ...any) {
+	n.t.Helper()
+	n.record(fmt.Sprintf(format, args...))
+	n.t.Errorf(format, args...)
+}
+
+// fatalf is errorf that stops the test.
+func (n *crashNode) fatalf(format string, args ...any) {
+	n.t.Helper()
+	n.record(fmt.Sprintf(format, args...))
+	n.t.Fatalf(format, args...)
+}
+
+func (n *crashNode) record(msg string) {
+	// The first line is enough for the summary; the full message is above it.
+	first, _, _ := strings.Cut(msg, "\n")
+	n.mu.Lock()
+	n.failures = append(n.failures, first)
+	n.mu.Unlock()
+}
+
 func (n *crashNode) addIDs(ids ...string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -197,9 +222,9 @@ func (n *crashNode) start(extraFlags ...string) {
 		}
 		select {
 		case <-done:
-			n.t.Fatalf("cnishim serve exited at start: %v\n%s", cmd.ProcessState, n.logTail(1))
+			n.fatalf("cnishim serve exited at start: %v\n%s", cmd.ProcessState, n.logTail(1))
 		case <-ctx.Done():
-			n.t.Fatalf("cnishim serve did not answer on %s: %v\n%s", n.sock, err, n.logTail(1))
+			n.fatalf("cnishim serve did not answer on %s: %v\n%s", n.sock, err, n.logTail(1))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -231,7 +256,7 @@ func (n *crashNode) kill(group bool) {
 		pid = -pid
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		n.t.Fatalf("kill %d: %v", pid, err)
+		n.fatalf("kill %d: %v", pid, err)
 	}
 	<-done
 }
@@ -249,7 +274,7 @@ func (n *crashNode) stop() {
 	select {
 	case <-done:
 		if !cmd.ProcessState.Success() {
-			n.t.Errorf("cnishim serve exited with %v after SIGTERM\n%s", cmd.ProcessState, n.logTail(1))
+			n.errorf("cnishim serve exited with %v after SIGTERM\n%s", cmd.ProcessState, n.logTail(1))
 		}
 	case <-time.After(2 * time.Minute):
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
@@ -382,17 +407,17 @@ func (n *crashNode) cleanUp() {
 	}
 	if running {
 		if pods, err := n.listPods(ctx); err != nil {
-			t.Errorf("list pods at cleanup: %v", err)
+			n.errorf("list pods at cleanup: %v", err)
 		} else if len(pods) > 0 {
 			ids := make([]string, len(pods))
 			for i, p := range pods {
 				ids[i] = p.ID
 			}
 			if !t.Failed() {
-				t.Errorf("the test left %d sandboxes", len(ids))
+				n.errorf("the test left %d sandboxes", len(ids))
 			}
 			if _, err := n.crictlEach(ctx, "rmp", append([]string{"-f"}, ids...)); err != nil {
-				t.Errorf("remove leftover sandboxes: %v", err)
+				n.errorf("remove leftover sandboxes: %v", err)
 			}
 		}
 		n.stop()
@@ -403,14 +428,18 @@ func (n *crashNode) cleanUp() {
 	mounted, _ := netns.Mounted(filepath.Join(n.stateDir, "netns"))
 	for _, p := range mounted {
 		if err := netns.Remove(p); err != nil {
-			t.Errorf("remove netns %s: %v", p, err)
+			n.errorf("remove netns %s: %v", p, err)
 		}
 	}
 	for _, l := range n.raced() {
-		t.Errorf("cnishim serve reported a data race: see %s\n%s", l, n.logTail(len(n.logs)))
+		n.errorf("cnishim serve reported a data race: see %s\n%s", l, n.logTail(len(n.logs)))
 	}
 	if t.Failed() {
 		t.Logf("server logs:\n%s", n.logTail(3))
+		n.mu.Lock()
+		failures := slices.Clone(n.failures)
+		n.mu.Unlock()
+		t.Logf("FAILED: %d failures (full messages above, before the server logs):\n  %s", len(failures), strings.Join(failures, "\n  "))
 	}
 }
 
@@ -449,7 +478,7 @@ func (n *crashNode) scrub(ctx context.Context) {
 	cni := libcni.NewCNIConfigWithCacheDir([]string{n.binDir}, n.cacheDir, nil)
 	list, err := libcni.ConfListFromBytes([]byte(n.conflist()))
 	if err != nil {
-		n.t.Errorf("scrub: %v", err)
+		n.errorf("scrub: %v", err)
 		return
 	}
 	for id := range held {
@@ -457,7 +486,7 @@ func (n *crashNode) scrub(ctx context.Context) {
 			"portMappings": []map[string]any{{"hostPort": n.portBase, "containerPort": containerPort, "protocol": "tcp"}},
 		}}
 		if err := cni.DelNetworkList(ctx, list, rt); err != nil {
-			n.t.Errorf("scrub sandbox %s: %v", id, err)
+			n.errorf("scrub sandbox %s: %v", id, err)
 		}
 	}
 	n.t.Logf("scrubbed %d sandboxes the server left", len(held))
@@ -579,7 +608,7 @@ func TestCrashRestart(t *testing.T) {
 	after := leakcheck.Take(n.scope())
 	leaks := leakcheck.Leaks(n.before, after)
 	for _, l := range leaks {
-		t.Errorf("left behind after all rounds: %s", l)
+		n.errorf("left behind after all rounds: %s", l)
 	}
 	var sum roundStats
 	for _, r := range all {
@@ -607,7 +636,7 @@ func TestCrashRestart(t *testing.T) {
 		len(all), time.Since(start).Round(time.Second), seed, sum.started, sum.succeeded, sum.refused, sum.records, sum.midChain, sum.orphans,
 		sum.listed, sum.ready, sum.stopped, sum.removed, seen, sum.leaks+len(leaks), sum.emptyReservations)
 	if len(all) != rounds {
-		t.Fatalf("ran %d of %d rounds", len(all), rounds)
+		n.fatalf("ran %d of %d rounds", len(all), rounds)
 	}
 }
 
@@ -624,7 +653,7 @@ func (n *crashNode) removeEmptyReservations(round int, st leakcheck.State) int {
 		}
 		n.t.Logf("round %d: host-local reservation %s is empty: host-local was killed between creating and writing it; removing it", round, ip)
 		if err := os.Remove(filepath.Join(n.ipamDir, ip)); err != nil {
-			n.t.Errorf("round %d: %v", round, err)
+			n.errorf("round %d: %v", round, err)
 			continue
 		}
 		removed++
@@ -686,7 +715,7 @@ func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 			break
 		}
 		if err := pause(ctx, time.Millisecond); err != nil {
-			t.Fatalf("round %d: no set-up reached the server: %v", round, err)
+			n.fatalf("round %d: no set-up reached the server: %v", round, err)
 		}
 	}
 	firstAt := time.Now()
@@ -706,7 +735,7 @@ func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 	// stop timeout, so that the restart's recovery sees everything they did.
 	orphans, err := waitPluginProcs(ctx, n.binDir)
 	if err != nil {
-		t.Fatalf("round %d: %v", round, err)
+		n.fatalf("round %d: %v", round, err)
 	}
 	rs.orphans = orphans
 	wg.Wait()
@@ -718,7 +747,7 @@ func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 			succeeded = append(succeeded, o.id)
 		case o.at.Before(killAt):
 			rs.refused++
-			t.Errorf("round %d: pod %d failed before the kill: %v", round, i, o.err)
+			n.errorf("round %d: pod %d failed before the kill: %v", round, i, o.err)
 		}
 	}
 	rs.succeeded = len(succeeded)
@@ -731,7 +760,7 @@ func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 	rs.restart = time.Since(killAt)
 	pods, err := n.listPods(ctx)
 	if err != nil {
-		t.Fatalf("round %d: %v", round, err)
+		n.fatalf("round %d: %v", round, err)
 	}
 	rs.listed = len(pods)
 	ids := make([]string, 0, len(pods))
@@ -746,7 +775,7 @@ func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 	n.addIDs(ids...)
 	for _, id := range succeeded {
 		if !slices.Contains(ready, id) {
-			t.Errorf("round %d: sandbox %s was set up before the kill but is not listed ready after the restart", round, id)
+			n.errorf("round %d: sandbox %s was set up before the kill but is not listed ready after the restart", round, id)
 		}
 	}
 	// The restart's recovery released everything of the cut-off set-ups and nothing of the
@@ -757,34 +786,34 @@ func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 		st = leakcheck.Take(n.scope())
 	}
 	if len(st.IPs) != len(ready) || len(st.Cache) != len(ready) || len(st.Netns) != len(ready) || len(st.Veths) != len(ready) {
-		t.Errorf("round %d: after the restart, %d ready sandboxes hold %d IPs, %d cache entries, %d netns mounts, %d veths; want %d of each",
+		n.errorf("round %d: after the restart, %d ready sandboxes hold %d IPs, %d cache entries, %d netns mounts, %d veths; want %d of each",
 			round, len(ready), len(st.IPs), len(st.Cache), len(st.Netns), len(st.Veths), len(ready))
 	}
 	// The rule check sees the portmap rules of live sandboxes, so its zero at the end means
 	// something.
 	if len(ready) > 0 && len(st.Rules) == 0 {
-		t.Errorf("round %d: no portmap rule found for %d ready sandboxes with host ports", round, len(ready))
+		n.errorf("round %d: no portmap rule found for %d ready sandboxes with host ports", round, len(ready))
 	}
 
 	teardownStart := time.Now()
 	stopped, err := n.crictlEach(ctx, "stopp", ids)
 	if err != nil {
-		t.Errorf("round %d: crictl stopp: %v", round, err)
+		n.errorf("round %d: crictl stopp: %v", round, err)
 	}
 	rs.stopped = stopped
 	removed, err := n.crictlEach(ctx, "rmp", ids)
 	if err != nil {
-		t.Errorf("round %d: crictl rmp: %v", round, err)
+		n.errorf("round %d: crictl rmp: %v", round, err)
 	}
 	rs.removed = removed
 	if out, err := exec.CommandContext(ctx, env.cnishim, "gc", "--listen", "unix://"+n.sock).CombinedOutput(); err != nil ||
 		!strings.Contains(string(out), " 0 valid sandboxes") {
-		t.Errorf("round %d: cnishim gc: %v: %s", round, err, out)
+		n.errorf("round %d: cnishim gc: %v: %s", round, err, out)
 	}
 	rs.teardown = time.Since(teardownStart)
 
 	if left, err := n.listPods(ctx); err != nil || len(left) > 0 {
-		t.Errorf("round %d: crictl pods after stopp and rmp: %v, %v", round, left, err)
+		n.errorf("round %d: crictl pods after stopp and rmp: %v, %v", round, left, err)
 	}
 	st = leakcheck.Take(n.scope())
 	leaks := leakcheck.Leaks(n.before, st)
@@ -795,7 +824,7 @@ func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 		leaks = append(leaks, fmt.Sprintf("plugin processes: %v", procs))
 	}
 	for _, l := range leaks {
-		t.Errorf("round %d: left behind: %s", round, l)
+		n.errorf("round %d: left behind: %s", round, l)
 	}
 	rs.leaks = len(leaks)
 	rs.took = time.Since(roundStart)
