@@ -120,18 +120,14 @@ func (s pendingStore) list() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read set-up records: %w", err)
 	}
-	var (
-		ids  []string
-		errs []error
-	)
+	var ids []string
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), ".") {
 			// A put writes its temporary file and renames it within microseconds: one a
-			// minute old was left by a crash.
+			// minute old was left by a crash. Removing it is best effort: it holds no state
+			// anyone reads, and GC must not fail over it.
 			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleTemp {
-				if err := os.Remove(filepath.Join(s.dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-					errs = append(errs, fmt.Errorf("remove abandoned set-up record: %w", err))
-				}
+				_ = os.Remove(filepath.Join(s.dir, e.Name()))
 			}
 			continue
 		}
@@ -139,7 +135,7 @@ func (s pendingStore) list() ([]string, error) {
 			ids = append(ids, id)
 		}
 	}
-	return ids, errors.Join(errs...)
+	return ids, nil
 }
 
 // staleTemp is the age past which list removes a temporary file of put.
