@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,42 +35,76 @@ func Create(dir, name string) (path string, retErr error) {
 		}
 	}()
 
-	// Unshare on a locked OS thread, bind-mount the new namespace, and switch the thread back
-	// before unlocking it, so no other goroutine ever runs in the new namespace. Only a thread
-	// that cannot switch back is thrown away (its goroutine exits still locked): Go cannot end
-	// the process's main thread, it parks it for good, and a thread parked in the namespace
-	// would keep it alive after Remove.
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		runtime.LockOSThread()
-		orig, oerr := os.Open("/proc/thread-self/ns/net")
-		if oerr != nil {
-			runtime.UnlockOSThread()
-			err = fmt.Errorf("netns %s: current namespace: %w", path, oerr)
-			return
-		}
-		defer orig.Close()
-		if err = unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			err = fmt.Errorf("netns %s: unshare: %w", path, err)
-			return
-		}
-		if err = unix.Mount("/proc/thread-self/ns/net", path, "none", unix.MS_BIND, ""); err != nil {
-			err = fmt.Errorf("netns %s: bind mount: %w", path, err)
-		}
-		if serr := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); serr != nil {
-			err = errors.Join(err, fmt.Errorf("netns %s: switch back: %w", path, serr))
-			return
-		}
-		runtime.UnlockOSThread()
-	}()
-	wg.Wait()
+	// The bind mount must be made from a thread inside the new namespace.
+	err = onThread(path,
+		func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+				return fmt.Errorf("netns %s: unshare: %w", path, err)
+			}
+			return nil
+		},
+		func() error {
+			if err := unix.Mount("/proc/thread-self/ns/net", path, "none", unix.MS_BIND, ""); err != nil {
+				return fmt.Errorf("netns %s: bind mount: %w", path, err)
+			}
+			return nil
+		})
 	if err != nil {
 		return "", err
 	}
 	return path, nil
+}
+
+// Do runs fn on a locked OS thread inside the network namespace at path (a bind mount or an
+// nsfs file) and returns its error. fn must do its namespace-bound work (creating sockets,
+// netlink calls) itself: goroutines it starts run in the caller's namespace. Do blocks until fn
+// returns.
+func Do(path string, fn func() error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("netns %s: %w", path, err)
+	}
+	defer f.Close()
+	return onThread(path, func() error {
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("netns %s: setns: %w", path, err)
+		}
+		return nil
+	}, fn)
+}
+
+// onThread runs enter and then fn on a locked OS thread of their own, and switches the thread
+// back to the network namespace it started in before unlocking it, so no other goroutine ever
+// runs in the namespace enter moved it to. Only a thread that cannot switch back is thrown away
+// (its goroutine exits still locked): Go cannot end the process's main thread, it parks it for
+// good, and a thread parked in a namespace would keep that namespace alive after it is removed.
+// fn does not run if enter fails. path names the namespace in errors.
+func onThread(path string, enter, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("netns %s: current namespace: %w", path, err)
+			return
+		}
+		defer orig.Close()
+		if err := enter(); err != nil {
+			// A failed unshare or setns leaves the thread where it was.
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		err = fn()
+		if serr := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); serr != nil {
+			errc <- errors.Join(err, fmt.Errorf("netns %s: switch back: %w", path, serr))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- err
+	}()
+	return <-errc
 }
 
 // Remove unmounts and removes a namespace made by Create. A path that is already gone, or not

@@ -97,3 +97,17 @@ func TestIsNetNSOnPlainFile(t *testing.T) {
 		t.Fatal("IsNetNS(missing) = nil error")
 	}
 }
+
+func TestDoErrors(t *testing.T) {
+	if err := Do("/nonexistent/netns", func() error { return nil }); err == nil {
+		t.Fatal("Do on a missing path succeeded")
+	}
+	f, err := os.CreateTemp(t.TempDir(), "notns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := Do(f.Name(), func() error { return nil }); err == nil {
+		t.Fatal("Do on a plain file succeeded")
+	}
+}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cnishim/cnishim/internal/netns"
-	"github.com/cnishim/cnishim/internal/nsrun"
 )
 
 // TestNoThreadStaysInANamespace creates namespaces and runs code in them many times, and checks
@@ -84,7 +83,7 @@ func createRunRemove(dir, name string) error {
 		return err
 	}
 	defer f.Close()
-	if err := nsrun.Do(path, func() error { return nil }); err != nil {
+	if err := netns.Do(path, func() error { return nil }); err != nil {
 		return err
 	}
 	ns, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))

@@ -1,67 +1,23 @@
 //go:build linux
 
-// Package nsrun runs code inside a network namespace without exec: on a locked OS thread that
-// joins the namespace and leaves it before it is unlocked, so no other goroutine ever runs there.
-// Sockets keep the namespace they were created in, so a listener or connection made by
-// ListenTCP or DialTCP can be used from any goroutine afterwards.
+// Package nsrun opens TCP listeners and connections inside a network namespace without exec,
+// on netns.Do's locked thread. Sockets keep the namespace they were created in, so a listener or
+// connection made by ListenTCP or DialTCP can be used from any goroutine afterwards.
 package nsrun
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"runtime"
 
-	"golang.org/x/sys/unix"
+	"github.com/cnishim/cnishim/internal/netns"
 )
-
-// Do runs fn on a locked OS thread inside the network namespace at path (a bind mount or an nsfs
-// file) and returns its error. fn must do its namespace-bound work (creating sockets, netlink
-// calls) on its own goroutine: goroutines it starts run in the caller's namespace. Do blocks
-// until fn returns.
-func Do(path string, fn func() error) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("netns %s: %w", path, err)
-	}
-	defer f.Close()
-	errc := make(chan error, 1)
-	go func() {
-		// The thread switches back before it is unlocked. Only a thread that cannot switch back
-		// is thrown away (its goroutine exits still locked): Go cannot end the process's main
-		// thread, it parks it for good, and a thread parked in the namespace would keep it
-		// alive after it is removed.
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("netns %s: current namespace: %w", path, err)
-			return
-		}
-		defer orig.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("netns %s: setns: %w", path, err)
-			return
-		}
-		err = fn()
-		if serr := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); serr != nil {
-			errc <- errors.Join(err, fmt.Errorf("netns %s: switch back: %w", path, serr))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	return <-errc
-}
 
 // ListenTCP opens a TCP listener on addr (an IP literal and port) inside the namespace at path.
 func ListenTCP(path, addr string) (net.Listener, error) {
 	var l net.Listener
-	err := Do(path, func() (err error) {
+	err := netns.Do(path, func() (err error) {
 		l, err = net.Listen("tcp", addr)
 		return err
 	})
@@ -75,7 +31,7 @@ func ListenTCP(path, addr string) (net.Listener, error) {
 // namespace) from inside the namespace at path.
 func DialTCP(ctx context.Context, path, addr string) (net.Conn, error) {
 	var c net.Conn
-	err := Do(path, func() (err error) {
+	err := netns.Do(path, func() (err error) {
 		var d net.Dialer
 		c, err = d.DialContext(ctx, "tcp", addr)
 		return err

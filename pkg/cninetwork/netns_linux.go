@@ -6,10 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 
+	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -42,45 +41,19 @@ func checkNetNS(path string) error {
 	return nil
 }
 
-// loopbackUp sets the lo interface up inside the network namespace at path, in process. It
-// switches a dedicated, locked OS thread into the namespace; if that thread cannot be switched
-// back it is discarded (its goroutine exits still locked), so no other goroutine ever runs in
-// the pod's namespace.
+// loopbackUp sets the lo interface up inside the network namespace at path, in process, on a
+// locked OS thread that leaves the namespace before any other goroutine can run on it.
 func loopbackUp(path string) error {
-	target, err := netns.GetFromPath(path)
+	err := netns.Do(path, func() error {
+		if err := setLinkUp("lo"); err != nil {
+			return fmt.Errorf("netns %s: %w", path, err)
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("loopback: open netns %s: %w", path, err)
+		return fmt.Errorf("loopback: %w", err)
 	}
-	defer target.Close()
-
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("loopback: current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("loopback: enter netns %s: %w", path, err)
-			return
-		}
-		upErr := setLinkUp("lo")
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: the runtime ends it with this goroutine.
-			errc <- errors.Join(upErr, fmt.Errorf("loopback: leave netns %s: %w", path, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		if upErr != nil {
-			upErr = fmt.Errorf("loopback in netns %s: %w", path, upErr)
-		}
-		errc <- upErr
-	}()
-	return <-errc
+	return nil
 }
 
 func setLinkUp(name string) error {
