@@ -24,6 +24,20 @@ func pendingFiles(t *testing.T, p *Plugin) []string {
 	return ids
 }
 
+// writeRecord writes data as sandbox id's set-up record, as a crash or a power loss may leave
+// it, and returns the record's path.
+func writeRecord(t *testing.T, p *Plugin, id string, data []byte) string {
+	t.Helper()
+	path := p.pending.path(id)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // TestCutOffSetUpTornDownWithItsOwnConfig: a process dies while a pod's chain runs, so libcni
 // caches nothing for it; the default network then changes. The next process tears the pod down
 // with the configuration and arguments the cut-off set-up ran with, not the new default.
@@ -147,13 +161,7 @@ func TestSetUpRecordCorrupt(t *testing.T) {
 	fe, src := newFakeExec(), newFakeSource()
 	src.publish(nil, network(t, otherNet))
 	p := newTestPlugin(t, fe, src)
-	path := p.pending.path("s1")
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(`{"kind":`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeRecord(t, p, "s1", []byte(`{"kind":`))
 	err := p.TearDownPod(t.Context(), testPod("s1"))
 	if err == nil || !strings.Contains(err.Error(), path) {
 		t.Fatalf("TearDownPod = %v; want an error naming %s", err, path)
@@ -164,9 +172,7 @@ func TestSetUpRecordCorrupt(t *testing.T) {
 
 	// An empty record is what a power loss leaves of one written just before it: the teardown
 	// goes on without it (here: the fallback on the current network) and removes it.
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeRecord(t, p, "s1", nil)
 	if err := p.TearDownPod(t.Context(), testPod("s1")); err != nil {
 		t.Fatalf("TearDownPod with an empty record: %v", err)
 	}
@@ -216,13 +222,7 @@ func TestGCRemovesEmptySetUpRecord(t *testing.T) {
 	fe, src := newFakeExec(), newFakeSource()
 	src.publish(nil, network(t, bridgeNet))
 	p := newTestPlugin(t, fe, src)
-	path := p.pending.path("s9")
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeRecord(t, p, "s9", nil)
 	if err := p.GC(t.Context(), nil); err != nil {
 		t.Fatal(err)
 	}
