@@ -30,6 +30,10 @@ var (
 	ErrUnknownSandbox = errors.New("unknown pod sandbox")
 	// ErrTimeout: an operation or a plugin exec ran past its deadline.
 	ErrTimeout = errors.New("timed out")
+	// ErrRollbackFailed: a set-up failed and some of what it attached could not be deleted
+	// again. The Plugin keeps its record of the sandbox, so TearDownPod retries the deletion.
+	// A SetUpPod error without it means nothing of the set-up is left.
+	ErrRollbackFailed = errors.New("rollback failed")
 )
 
 // LoopbackMode says how the pod's loopback interface is brought up.
@@ -57,6 +61,8 @@ type options struct {
 	confDir          string
 	binDirs          []string
 	cacheDir         string
+	stateDir         string
+	noFallback       bool
 	networkName      string
 	loopback         LoopbackMode
 	operationTimeout time.Duration
@@ -78,10 +84,28 @@ func WithConfDir(dir string) Option { return func(o *options) { o.confDir = dir 
 // WithBinDirs sets the directories searched for plugin binaries (default DefaultBinDir).
 func WithBinDirs(dirs ...string) Option { return func(o *options) { o.binDirs = dirs } }
 
-// WithCacheDir sets libcni's cache directory (default DefaultCacheDir). The Plugin also keeps
-// its records of set-ups under way there, in cnishim/setups/, so that a set-up cut off by a
-// crash is torn down with the configuration it ran with.
+// WithCacheDir sets libcni's cache directory (default DefaultCacheDir). Every runtime on a node
+// usually shares it; see WithStateDir.
 func WithCacheDir(dir string) Option { return func(o *options) { o.cacheDir = dir } }
+
+// WithStateDir sets the directory where the Plugin records every attachment it makes, from
+// before the first plugin of a set-up runs until the attachment is deleted: the record is how a
+// set-up cut off by a crash is torn down with the configuration it ran with, and the only thing
+// GC takes as proof that an attachment is this runtime's to delete. The directory must belong
+// to this Plugin alone: two Plugins recording into one directory would each take the other's
+// pods for their own. The default, <cache dir>/cnishim/attachments, is private only while no
+// other runtime embedding cnishim shares the cache dir, so a runtime should pass a directory of
+// its own state (cnishim serve passes <state-dir>/network).
+func WithStateDir(dir string) Option { return func(o *options) { o.stateDir = dir } }
+
+// WithFallbackTeardown says whether TearDownPod, for a sandbox with neither a record nor a
+// libcni cache entry, still sends a DEL to the current default network and the pod's extra
+// networks (default true, as the kubelet did for pods set up before libcni cached
+// attachments). A runtime whose every sandbox was set up by a Plugin keeping records turns it
+// off, so that no network a pod never joined gets a DEL.
+func WithFallbackTeardown(enabled bool) Option {
+	return func(o *options) { o.noFallback = !enabled }
+}
 
 // WithNetworkName pins the default network by name.
 func WithNetworkName(name string) Option { return func(o *options) { o.networkName = name } }

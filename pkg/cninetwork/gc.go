@@ -14,31 +14,48 @@ import (
 )
 
 // GC removes what pod sandboxes that are gone left behind, given the IDs of the sandboxes that
-// still exist:
+// still exist. It touches only what this Plugin can prove it made: libcni's cache directory is
+// shared by every runtime on the node (the kubelet, containerd, CRI-O, podman, nerdctl), so an
+// attachment cached there, whoever made it, is never taken for stale by its absence from
+// validSandboxIDs. GC goes in two steps:
 //
-//  1. Every attachment libcni cached for a sandbox not in validSandboxIDs is deleted with the
-//     configuration and arguments cached at its ADD, whether or not its network still exists,
-//     and so is every attachment recorded for such a sandbox by a set-up that never completed;
-//     a sandbox with an operation in flight is left for the next GC.
-//  2. Every valid network of cniVersion 1.1.0 or later gets a CNI GC, so its plugins release
-//     what no remaining attachment holds. Setups wait while this runs (a setup not yet
-//     cached would otherwise look stale), and setups in flight finish before it starts.
+//  1. Every sandbox this Plugin holds a record of (see WithStateDir) that is not in
+//     validSandboxIDs has its recorded attachments deleted, each with the configuration and
+//     arguments it was set up with, whether or not its network still exists, except those on a
+//     network with disableGC, which are kept (and stay recorded) as the CNI spec asks. A
+//     sandbox with an operation in flight is left for the next GC.
+//  2. Every valid network of cniVersion 1.1.0 or later without disableGC gets a CNI GC, so its
+//     plugins release what no remaining attachment holds. The valid attachments are every
+//     attachment recorded by this Plugin plus every attachment in libcni's cache, another
+//     runtime's included. Set-ups wait while this runs (one whose attachment is not yet
+//     recorded would otherwise look stale), and set-ups in flight finish before it starts.
 //
-// GC fails without deleting anything if libcni's cache or the set-up records cannot be listed.
-// It is capped by the operation timeout.
-func (p *Plugin) GC(ctx context.Context, validSandboxIDs []string) (retErr error) {
+// GC fails without deleting anything if the records cannot be listed, and step 2 does not run
+// if a record or libcni's cache cannot be read, as its valid set would be incomplete. It is
+// capped by the operation timeout.
+//
+// validSandboxIDs must hold every sandbox whose set-up may complete while GC runs, or the
+// caller must not start set-ups until GC returns; a caller that creates sandboxes meanwhile
+// uses GCFunc. A network that other runtimes attach pods to as well must set disableGC (as the
+// spec says), or be collected by one of them only: step 2 cannot see another runtime's
+// set-ups in flight.
+func (p *Plugin) GC(ctx context.Context, validSandboxIDs []string) error {
+	return p.GCFunc(ctx, func(context.Context) ([]string, error) { return validSandboxIDs, nil })
+}
+
+// GCFunc is GC for a caller that keeps creating sandboxes while it runs: valid is called once,
+// after GC has listed its records, and returns the sandboxes that still exist. A set-up that
+// started after the listing is not collected, so valid needs to hold only the sandboxes that
+// existed when it is called. If valid fails, GC does nothing and returns its error.
+func (p *Plugin) GCFunc(ctx context.Context, valid func(context.Context) ([]string, error)) (retErr error) {
 	start := time.Now()
 	defer func() { p.metrics.observe(opGC, start, retErr != nil) }()
 	logger := klog.FromContext(ctx)
-	var deleted, busy []string
+	var res gcResult
 	defer func() {
-		logger.V(4).Info("Garbage-collected pod networks", "deletedSandboxes", deleted, "busySandboxes", busy,
-			"duration", time.Since(start), "ok", retErr == nil)
+		logger.V(4).Info("Garbage-collected pod networks", "deletedSandboxes", res.deleted, "busySandboxes", res.busy,
+			"keptForDisableGC", res.kept, "duration", time.Since(start), "ok", retErr == nil)
 	}()
-	valid := make(map[string]bool, len(validSandboxIDs))
-	for _, id := range validSandboxIDs {
-		valid[id] = true
-	}
 
 	ctx, cancel := context.WithTimeout(ctx, p.opts.operationTimeout)
 	defer cancel()
@@ -52,31 +69,10 @@ func (p *Plugin) GC(ctx context.Context, validSandboxIDs []string) (retErr error
 	defer release()
 	snap := p.source.Snapshot()
 
-	// Phase 1: stale sandboxes, one at a time under their locks.
-	cached, err := p.cni.GetCachedAttachments("")
+	stale, err := p.staleSandboxes(ctx, valid, &res)
 	if err != nil {
-		return fmt.Errorf("GC: read CNI cache: %w", err)
+		return err
 	}
-	pendingIDs, err := p.pending.list()
-	if err != nil {
-		return fmt.Errorf("GC: %w", err)
-	}
-	var stale []string
-	for _, a := range cached {
-		if !valid[a.ContainerID] && !slices.Contains(stale, a.ContainerID) {
-			stale = append(stale, a.ContainerID)
-		}
-	}
-	// A set-up in flight has a record too. If it completes between this listing and the lock
-	// below, its record is gone by then: onlyRecorded marks the IDs to skip in that case.
-	onlyRecorded := map[string]bool{}
-	for _, id := range pendingIDs {
-		if !valid[id] && !slices.Contains(stale, id) {
-			stale = append(stale, id)
-			onlyRecorded[id] = true
-		}
-	}
-	slices.Sort(stale)
 	if p.testHookGCStale != nil {
 		p.testHookGCStale()
 	}
@@ -86,53 +82,11 @@ func (p *Plugin) GC(ctx context.Context, validSandboxIDs []string) (retErr error
 			errs = append(errs, fmt.Errorf("GC: %w before sandbox %s: %w", ErrTimeout, id, ctx.Err()))
 			break
 		}
-		unlock, ok := p.locks.tryLock(id)
-		if !ok {
-			busy = append(busy, id)
-			continue
-		}
-		atts, err := p.cni.GetCachedAttachments(id)
-		if err != nil {
-			unlock()
-			errs = append(errs, fmt.Errorf("GC: sandbox %s: read CNI cache: %w", id, err))
-			continue
-		}
-		pending, err := p.pending.get(id)
-		if err != nil {
-			unlock()
+		if err := p.collectSandbox(ctx, id, &res, logger); err != nil {
 			errs = append(errs, fmt.Errorf("GC: sandbox %s: %w", id, err))
-			continue
-		}
-		if onlyRecorded[id] && len(pending) == 0 {
-			// Its set-up finished or was rolled back since the listing (it was in flight), or
-			// its record is empty (written just before a power loss): there is nothing to
-			// delete by it. Remove an empty record; a finished set-up's is gone already.
-			err := p.pending.remove(id)
-			unlock()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("GC: sandbox %s: %w", id, err))
-			}
-			continue
-		}
-		_, derrs := p.delCached(ctx, withPending(atts, pending), cachedNetNS, logger)
-		if len(derrs) == 0 {
-			if err := p.pending.remove(id); err != nil {
-				derrs = append(derrs, err)
-			}
-		}
-		if len(derrs) == 0 {
-			deleted = append(deleted, id)
-			p.statusMu.Lock()
-			delete(p.pods, id)
-			p.statusMu.Unlock()
-		}
-		unlock()
-		for _, e := range derrs {
-			errs = append(errs, fmt.Errorf("GC: sandbox %s: %w", id, e))
 		}
 	}
 
-	// Phase 2: CNI GC of the networks that support it.
 	var gcNets []*libcni.NetworkConfigList
 	if snap != nil {
 		for _, n := range snap.Networks {
@@ -142,47 +96,102 @@ func (p *Plugin) GC(ctx context.Context, validSandboxIDs []string) (retErr error
 		}
 	}
 	if len(gcNets) > 0 {
-		errs = append(errs, p.gcNetworks(ctx, gcNets, valid)...)
+		errs = append(errs, p.gcNetworks(ctx, gcNets)...)
 	}
 	return errors.Join(errs...)
 }
 
-// gcNetworks runs CNI GC on lists, with every attachment still cached (and every attachment in
-// memory of a valid sandbox) as the valid ones. It holds gcGate's write side throughout.
-func (p *Plugin) gcNetworks(ctx context.Context, lists []*libcni.NetworkConfigList, valid map[string]bool) []error {
+// gcResult is what a GC did, for its log line.
+type gcResult struct {
+	deleted, busy, kept []string
+}
+
+// staleSandboxes lists the sandboxes recorded by this Plugin that valid does not name. A
+// sandbox with an operation in flight at the listing is left out: its set-up may complete
+// before valid is taken.
+func (p *Plugin) staleSandboxes(ctx context.Context, valid func(context.Context) ([]string, error), res *gcResult) ([]string, error) {
+	ids, err := p.records.list()
+	if err != nil {
+		return nil, fmt.Errorf("GC: %w", err)
+	}
+	busy := p.locks.busy()
+	validIDs, err := valid(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("GC: valid sandboxes: %w", err)
+	}
+	var stale []string
+	for _, id := range ids {
+		switch {
+		case slices.Contains(validIDs, id):
+		case busy[id]:
+			res.busy = append(res.busy, id)
+		default:
+			stale = append(stale, id)
+		}
+	}
+	slices.Sort(stale)
+	return stale, nil
+}
+
+// collectSandbox deletes the recorded attachments of a stale sandbox, under its lock, except
+// those on a network with disableGC, which stay recorded.
+func (p *Plugin) collectSandbox(ctx context.Context, id string, res *gcResult, logger klog.Logger) error {
+	unlock, ok := p.locks.tryLock(id)
+	if !ok {
+		res.busy = append(res.busy, id)
+		return nil
+	}
+	defer unlock()
+	recorded, err := p.records.get(id)
+	if err != nil {
+		return err
+	}
+	if len(recorded) == 0 {
+		// Torn down since the listing, or an empty record (written just before a power
+		// loss): there is nothing to delete by it. Remove an empty one.
+		return p.records.remove(id)
+	}
+	var del, keep []*libcni.NetworkAttachment
+	for _, a := range recorded {
+		if list, err := libcni.ConfListFromBytes(a.Config); err == nil && list.DisableGC {
+			keep = append(keep, a)
+		} else {
+			del = append(del, a) // an unparsable one fails its DEL, naming the network
+		}
+	}
+	// Only what the record names, whatever libcni caches under the same ID.
+	_, errs := p.delAttachments(ctx, teardownOrder(nil, del), cachedNetNS, logger)
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if len(keep) > 0 {
+		res.kept = append(res.kept, id)
+		return p.records.put(id, keep)
+	}
+	if err := p.records.remove(id); err != nil {
+		return err
+	}
+	res.deleted = append(res.deleted, id)
+	p.statusMu.Lock()
+	delete(p.pods, id)
+	p.statusMu.Unlock()
+	return nil
+}
+
+// gcNetworks runs CNI GC on lists while it holds the GC gate, with every attachment this Plugin
+// records and every attachment in libcni's cache as the valid ones.
+func (p *Plugin) gcNetworks(ctx context.Context, lists []*libcni.NetworkConfigList) []error {
 	if p.testHookGCGate != nil {
 		p.testHookGCGate()
 	}
-	p.gcGate.Lock()
-	defer p.gcGate.Unlock()
-	// Read again under the gate: setups that finished since phase 1 are cached now, and
-	// sandboxes phase 1 skipped are still cached. libcni's GCNetworkList ignores a failure to
-	// read the cache; here it stops the GC, as the valid set would be incomplete.
-	cached, err := p.cni.GetCachedAttachments("")
+	if err := p.gate.lock(ctx); err != nil {
+		return []error{fmt.Errorf("GC: %w", err)}
+	}
+	defer p.gate.unlock()
+	attachments, err := p.validAttachments()
 	if err != nil {
-		return []error{fmt.Errorf("GC: read CNI cache: %w", err)}
+		return []error{fmt.Errorf("GC: %w", err)}
 	}
-	seen := make(map[types.GCAttachment]bool, len(cached))
-	attachments := make([]types.GCAttachment, 0, len(cached))
-	add := func(a types.GCAttachment) {
-		if !seen[a] {
-			seen[a] = true
-			attachments = append(attachments, a)
-		}
-	}
-	for _, a := range cached {
-		add(types.GCAttachment{ContainerID: a.ContainerID, IfName: a.IfName})
-	}
-	p.statusMu.Lock()
-	for id, st := range p.pods {
-		if valid[id] {
-			for _, a := range st.Attachments {
-				add(types.GCAttachment{ContainerID: id, IfName: a.IfName})
-			}
-		}
-	}
-	p.statusMu.Unlock()
-
 	var errs []error
 	for _, list := range lists {
 		start := time.Now()
@@ -192,6 +201,45 @@ func (p *Plugin) gcNetworks(ctx context.Context, lists []*libcni.NetworkConfigLi
 		}
 	}
 	return errs
+}
+
+// validAttachments returns every attachment recorded by this Plugin and every attachment in
+// libcni's cache. Read under the gate, the records hold every set-up that may have attached
+// anything, whatever libcni cached: a cache entry that cannot be read is skipped by libcni, so
+// the cache alone could leave a running pod out. libcni's GCNetworkList ignores a failure to
+// read its cache and DELs every cached attachment not named, so a runtime's pods are named
+// here, or they would be deleted.
+func (p *Plugin) validAttachments() ([]types.GCAttachment, error) {
+	cached, err := p.cni.GetCachedAttachments("")
+	if err != nil {
+		return nil, fmt.Errorf("read CNI cache: %w", err)
+	}
+	ids, err := p.records.list()
+	if err != nil {
+		return nil, err
+	}
+	seen := make(map[types.GCAttachment]bool, len(cached)+len(ids))
+	out := make([]types.GCAttachment, 0, len(cached)+len(ids))
+	add := func(a *libcni.NetworkAttachment) {
+		ga := types.GCAttachment{ContainerID: a.ContainerID, IfName: a.IfName}
+		if !seen[ga] {
+			seen[ga] = true
+			out = append(out, ga)
+		}
+	}
+	for _, id := range ids {
+		recorded, err := p.records.get(id)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range recorded {
+			add(a)
+		}
+	}
+	for _, a := range cached {
+		add(a)
+	}
+	return out, nil
 }
 
 // cachedNetNS returns the netns an attachment was set up in if it still is one, else "".

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
@@ -43,14 +44,15 @@ var _ snapshotSource = (*confwatch.Watcher)(nil)
 // Operations on one pod sandbox are serialized; operations on different sandboxes run in
 // parallel. Each operation reads the configuration snapshot once and uses it throughout, so a
 // configuration reload never waits for a plugin, and no lock is held while plugins run other
-// than the sandbox's own (and, for ADD, the read side of gcGate).
+// than the sandbox's own (and, for ADD, a share of the GC gate).
 type Plugin struct {
 	opts    options
 	source  snapshotSource
 	cni     cniRunner
 	metrics *metrics
-	// pending records set-ups under way, so that one cut off is torn down with its own config.
-	pending pendingStore
+	// records holds what this Plugin made, from before each set-up's first plugin runs until
+	// its attachments are deleted: what teardown and GC go by.
+	records recordStore
 	// lanes bounds the plugin chains in flight, per kind of operation.
 	lanes *admission.Set
 	// loopbackList is the built-in network LoopbackPlugin attaches pods to.
@@ -58,11 +60,8 @@ type Plugin struct {
 
 	// locks serializes operations per sandbox.
 	locks sandboxLocks
-	// gcGate keeps GC's plugin phase apart from ADD chains: a CNI GC releases whatever the
-	// valid attachments it is given do not hold, so an ADD whose attachment is not yet cached
-	// must not run during it. ADD chains hold the read side, GC the write side; ADD chains
-	// never wait for each other.
-	gcGate sync.RWMutex
+	// gate keeps GC's plugin phase apart from ADD chains (see gcGate).
+	gate gcGate
 	// testHookGCGate, if set, runs as GC is about to take gcGate; for tests.
 	testHookGCGate func()
 	// testHookGCStale, if set, runs once GC has listed the stale sandboxes; for tests.
@@ -123,6 +122,9 @@ func New(opts ...Option) (*Plugin, error) {
 	if o.cacheDir == "" {
 		o.cacheDir = DefaultCacheDir
 	}
+	if o.stateDir == "" {
+		o.stateDir = filepath.Join(o.cacheDir, recordsDir)
+	}
 	if o.operationTimeout == 0 {
 		o.operationTimeout = DefaultOperationTimeout
 	}
@@ -181,7 +183,7 @@ func New(opts ...Option) (*Plugin, error) {
 		source:       source,
 		cni:          libcni.NewCNIConfigWithCacheDir(o.binDirs, o.cacheDir, exec),
 		metrics:      m,
-		pending:      newPendingStore(o.cacheDir),
+		records:      recordStore{dir: o.stateDir},
 		lanes:        admission.NewSet(limits, am),
 		loopbackList: lo,
 		pods:         make(map[string]*PodNetworkStatus),

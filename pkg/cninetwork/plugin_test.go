@@ -448,14 +448,15 @@ func TestExtraNetworks(t *testing.T) {
 		t.Fatalf("status ran plugins: %v", summary(t, c))
 	}
 
-	// Teardown undoes all of them, highest interface first, each on its own network.
+	// Teardown undoes all of them in the reverse of their set-up order (not of their
+	// interface names), each on its own network.
 	if err := p2.TearDownPod(t.Context(), &Pod{SandboxID: "s1"}); err != nil {
 		t.Fatal(err)
 	}
 	wantCalls(t, fe.callsOf(""),
 		"DEL ptp net-b net9",
-		"DEL bandwidth net-a eth2", "DEL portmap net-a eth2", "DEL bridge net-a eth2",
 		"DEL macvlan net-c eth1",
+		"DEL bandwidth net-a eth2", "DEL portmap net-a eth2", "DEL bridge net-a eth2",
 		"DEL ptp net-b eth0")
 }
 

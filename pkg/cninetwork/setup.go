@@ -71,13 +71,16 @@ func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStat
 		return nil, err
 	}
 
-	p.gcGate.RLock()
-	defer p.gcGate.RUnlock()
 	release, err := p.admit(ctx, laneAdd)
 	if err != nil {
 		return nil, p.waitError(pod, start, err)
 	}
 	defer release()
+	// After admission: a GC waits only for the chains admitted, never for those queued.
+	if err := p.gate.enter(ctx); err != nil {
+		return nil, p.waitError(pod, start, err)
+	}
+	defer p.gate.leave()
 
 	// Every attachment tried is rolled back if the setup fails, the one that failed included:
 	// a chain that fails part-way leaves what its first plugins made, and libcni caches
@@ -91,7 +94,8 @@ func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStat
 
 	// Record every attachment about to be made before any plugin runs: if this process dies
 	// mid-chain, libcni will have cached nothing, and the record is what lets the teardown use
-	// this set-up's own configuration rather than whatever the default network is by then.
+	// this set-up's own configuration rather than whatever the default network is by then. The
+	// record stays until the attachments are deleted: it is what GC goes by.
 	var loRT *libcni.RuntimeConf
 	if p.opts.loopback == LoopbackPlugin {
 		loRT = runtimeConf(pod.SandboxID, pa, nil, "lo", pod.NetNS)
@@ -100,15 +104,17 @@ func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStat
 	for i, a := range plan {
 		rts[i] = runtimeConf(pod.SandboxID, pa, a.caps, a.ifName, pod.NetNS)
 	}
-	if err := p.pending.put(pod.SandboxID, pendingAttachments(p.loopbackList, loRT, plan, rts)); err != nil {
+	if err := p.records.put(pod.SandboxID, recordedAttachments(p.loopbackList, loRT, plan, rts)); err != nil {
 		return nil, fmt.Errorf("%s: %w", pod, err)
 	}
 	defer func() {
-		if retErr == nil || len(attempted) == 0 {
-			// libcni's cache now holds every attachment, or nothing was attached. A record
-			// that cannot be removed only makes a later teardown delete twice, which plugins
-			// must accept.
-			_ = p.pending.remove(pod.SandboxID)
+		if retErr == nil {
+			return
+		}
+		if len(attempted) == 0 {
+			// Nothing was attached. A record that cannot be removed only makes a later
+			// teardown send DELs plugins must accept.
+			_ = p.records.remove(pod.SandboxID)
 			return
 		}
 		rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.operationTimeout)
@@ -124,10 +130,10 @@ func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStat
 		}
 		if len(errs) > 0 {
 			// The record stays: the next teardown deletes with this set-up's configuration.
-			retErr = fmt.Errorf("%w; rollback of %s: %w", retErr, pod, errors.Join(errs...))
+			retErr = fmt.Errorf("%w; %w of %s: %w", retErr, ErrRollbackFailed, pod, errors.Join(errs...))
 			return
 		}
-		_ = p.pending.remove(pod.SandboxID)
+		_ = p.records.remove(pod.SandboxID)
 	}()
 
 	switch p.opts.loopback {
@@ -281,7 +287,7 @@ func inlinedList(list *libcni.NetworkConfigList) *libcni.NetworkConfigList {
 }
 
 // checkNotSetUp refuses a sandbox ID that is already set up, in memory or in libcni's cache,
-// or whose earlier set-up left a record (see pendingStore).
+// or that this Plugin holds a record of (see recordStore).
 func (p *Plugin) checkNotSetUp(pod *Pod) error {
 	p.statusMu.Lock()
 	_, known := p.pods[pod.SandboxID]
@@ -297,13 +303,13 @@ func (p *Plugin) checkNotSetUp(pod *Pod) error {
 		return fmt.Errorf("%w: %s: sandbox is already set up (network %q, interface %s); tear it down first",
 			ErrInvalidPod, pod, cached[0].Network, cached[0].IfName)
 	}
-	pending, err := p.pending.get(pod.SandboxID)
+	recorded, err := p.records.get(pod.SandboxID)
 	if err != nil {
 		return fmt.Errorf("%s: %w", pod, err)
 	}
-	if len(pending) > 0 {
+	if len(recorded) > 0 {
 		return fmt.Errorf("%w: %s: an earlier set-up of this sandbox (network %q) was cut off or not rolled back; tear it down first",
-			ErrInvalidPod, pod, pending[len(pending)-1].Network)
+			ErrInvalidPod, pod, recorded[len(recorded)-1].Network)
 	}
 	return nil
 }
@@ -339,9 +345,9 @@ func (p *Plugin) waitError(pod *Pod, start time.Time, err error) error {
 	return fmt.Errorf("%s: %w", pod, err)
 }
 
-// pendingAttachments describes, as libcni caches them, the attachments a set-up is about to
-// make: the loopback network when lo is set (LoopbackPlugin), then plan with rts.
-func pendingAttachments(lo *libcni.NetworkConfigList, loRT *libcni.RuntimeConf, plan []attachment, rts []*libcni.RuntimeConf) []*libcni.NetworkAttachment {
+// recordedAttachments describes, as libcni caches them, the attachments a set-up is about to
+// make, in order: the loopback network when loRT is set (LoopbackPlugin), then plan with rts.
+func recordedAttachments(lo *libcni.NetworkConfigList, loRT *libcni.RuntimeConf, plan []attachment, rts []*libcni.RuntimeConf) []*libcni.NetworkAttachment {
 	att := func(network string, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) *libcni.NetworkAttachment {
 		return &libcni.NetworkAttachment{
 			ContainerID: rt.ContainerID, Network: network, IfName: rt.IfName, Config: list.Bytes,

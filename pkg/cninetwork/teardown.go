@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -13,20 +15,24 @@ import (
 )
 
 // TearDownPod detaches the pod from every network it was set up on, with the configuration and
-// runtime arguments libcni cached when it was set up, so a pod is torn down on the network it
-// joined even after the default network changed or its file was deleted. A set-up that never
-// completed (cut off by a crash of the process, or whose rollback failed) left no such cache
-// entry; its attachments are deleted with the configuration and arguments SetUpPod recorded
-// before running any plugin. Only when nothing is cached or recorded for the sandbox does it
-// fall back to the current default network and pod's extra networks, with arguments built
-// from pod. The netns is passed to plugins if it still is one, else the empty path (plugins
-// then release what they hold outside the netns).
+// runtime arguments that set-up ran with, so a pod is torn down on the networks it joined even
+// after the default network changed or its file was deleted: those of the Plugin's record of
+// the sandbox (see WithStateDir), written before the set-up's first plugin ran, so a set-up cut
+// off by a crash or whose rollback failed is covered too, and those libcni cached for the
+// sandbox that no record covers. Attachments are deleted in the reverse of their set-up order.
+// Only when nothing is recorded or cached for the sandbox does it fall back to the current
+// default network and pod's extra networks, with arguments built from pod (see
+// WithFallbackTeardown).
+//
+// Plugins get pod.NetNS if it still is a network namespace, else the empty path (plugins then
+// release what they hold outside the netns); when pod.NetNS is empty, each attachment's own
+// netns, as recorded at set-up, if it still is one.
 //
 // TearDownPod is idempotent: a pod whose netns is gone, a second teardown, and a pod never set
-// up all succeed. Only pod.SandboxID is needed when the sandbox is cached or recorded; pod's
+// up all succeed. Only pod.SandboxID is needed when the sandbox is recorded or cached; pod's
 // other fields are used for the fallback. A failure of the built-in loopback network is not
-// an error. A failed teardown keeps libcni's cache entries of the networks that failed, and
-// the set-up record, so it can be retried.
+// an error (its cache entry is removed all the same). A failed teardown keeps the record and
+// libcni's cache entries of the networks that failed, so it can be retried.
 func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 	start := time.Now()
 	defer func() { p.metrics.observe(opTearDown, start, retErr != nil) }()
@@ -57,27 +63,30 @@ func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 	if err != nil {
 		return fmt.Errorf("%s: read CNI cache: %w", pod, err)
 	}
-	netns := ""
-	if pod.NetNS != "" && checkNetNS(pod.NetNS) == nil {
-		netns = pod.NetNS
-	}
-
-	pending, err := p.pending.get(pod.SandboxID)
+	recorded, err := p.records.get(pod.SandboxID)
 	if err != nil {
 		return fmt.Errorf("%s: %w", pod, err)
 	}
-	atts := withPending(cached, pending)
+	netnsOf := cachedNetNS
+	if pod.NetNS != "" {
+		netns := ""
+		if checkNetNS(pod.NetNS) == nil {
+			netns = pod.NetNS
+		}
+		netnsOf = func(*libcni.NetworkAttachment) string { return netns }
+	}
 
 	var errs []error
-	if len(atts) > 0 {
-		torn, errs = p.delCached(ctx, atts, func(*libcni.NetworkAttachment) string { return netns }, logger)
-	} else {
-		torn, errs = p.delFallback(ctx, pod, netns)
+	switch atts := teardownOrder(cached, recorded); {
+	case len(atts) > 0:
+		torn, errs = p.delAttachments(ctx, atts, netnsOf, logger)
+	case !p.opts.noFallback:
+		torn, errs = p.delFallback(ctx, pod, netnsOf(&libcni.NetworkAttachment{}))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s: %w", pod, errors.Join(errs...))
 	}
-	if err := p.pending.remove(pod.SandboxID); err != nil {
+	if err := p.records.remove(pod.SandboxID); err != nil {
 		return fmt.Errorf("%s: %w", pod, err)
 	}
 	p.statusMu.Lock()
@@ -86,12 +95,11 @@ func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 	return nil
 }
 
-// delCached deletes every cached attachment, each with its cached configuration and runtime
-// arguments and the netns netnsOf returns for it: the sandbox's networks in the reverse order of their interfaces, then the built-in
-// loopback network, whose failure is only logged.
-func (p *Plugin) delCached(ctx context.Context, cached []*libcni.NetworkAttachment, netnsOf func(*libcni.NetworkAttachment) string, logger klog.Logger) (done []string, errs []error) {
-	sortForTeardown(cached)
-	for _, a := range cached {
+// delAttachments deletes atts in their order, each with its own configuration and runtime
+// arguments and the netns netnsOf returns for it. A failure of the built-in loopback network is
+// only logged, and its libcni cache entry removed so that the sandbox does not look set up.
+func (p *Plugin) delAttachments(ctx context.Context, atts []*libcni.NetworkAttachment, netnsOf func(*libcni.NetworkAttachment) string, logger klog.Logger) (done []string, errs []error) {
+	for _, a := range atts {
 		start := time.Now()
 		list, err := libcni.ConfListFromBytes(a.Config)
 		if err == nil && list.Name != a.Network {
@@ -111,8 +119,11 @@ func (p *Plugin) delCached(ctx context.Context, cached []*libcni.NetworkAttachme
 		tctx, tr := withTrace(ctx)
 		if err := p.cni.DelNetworkList(tctx, list, rt); err != nil {
 			err = chainError(tctx, start, a.Network, "DEL", tr, false, err)
-			if a.Network == LoopbackNetworkName && a.IfName == "lo" {
+			if isLoopback(a) {
 				logger.V(4).Info("Ignoring loopback teardown failure", "err", err)
+				if rerr := p.removeCacheEntry(a); rerr != nil {
+					errs = append(errs, rerr)
+				}
 				continue
 			}
 			errs = append(errs, err)
@@ -123,8 +134,19 @@ func (p *Plugin) delCached(ctx context.Context, cached []*libcni.NetworkAttachme
 	return done, errs
 }
 
-// sortForTeardown orders cached attachments for deletion: the loopback network last, the
-// others by interface name, highest first (eth2, eth1, eth0), undoing the setup order.
+// removeCacheEntry removes libcni's cache entry of a, as a successful DEL would have. libcni
+// has no call for it; the path is the one its CNIConfig reads and writes.
+func (p *Plugin) removeCacheEntry(a *libcni.NetworkAttachment) error {
+	path := filepath.Join(p.opts.cacheDir, "results", a.Network+"-"+a.ContainerID+"-"+a.IfName)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("network %q: remove cache entry of interface %s: %w", a.Network, a.IfName, err)
+	}
+	return nil
+}
+
+// sortForTeardown orders cached attachments that no record covers for deletion: the loopback
+// network last, the others by interface name, highest first (eth2, eth1, eth0), as the
+// set-up order is not known.
 func sortForTeardown(as []*libcni.NetworkAttachment) {
 	sort.SliceStable(as, func(i, j int) bool {
 		li, lj := isLoopback(as[i]), isLoopback(as[j])

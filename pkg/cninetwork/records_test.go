@@ -14,10 +14,10 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// pendingFiles lists the set-up records under p's cache dir.
-func pendingFiles(t *testing.T, p *Plugin) []string {
+// recordFiles lists the sandboxes p holds a record of.
+func recordFiles(t *testing.T, p *Plugin) []string {
 	t.Helper()
-	ids, err := p.pending.list()
+	ids, err := p.records.list()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func pendingFiles(t *testing.T, p *Plugin) []string {
 // it, and returns the record's path.
 func writeRecord(t *testing.T, p *Plugin, id string, data []byte) string {
 	t.Helper()
-	path := p.pending.path(id)
+	path := p.records.path(id)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestCutOffSetUpTornDownWithItsOwnConfig(t *testing.T) {
 	}()
 	t.Cleanup(func() { cancel(); close(hang); <-setUp })
 	<-inPortmap
-	if got := pendingFiles(t, first); len(got) != 1 || got[0] != "s1" {
+	if got := recordFiles(t, first); len(got) != 1 || got[0] != "s1" {
 		t.Fatalf("set-up records while the chain runs = %v; want [s1]", got)
 	}
 	if got := cacheFiles(t, first); len(got) != 0 {
@@ -85,7 +85,7 @@ func TestCutOffSetUpTornDownWithItsOwnConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantSetUpsDel(t, fe.callsOf(""))
-	if got := pendingFiles(t, second); len(got) != 0 {
+	if got := recordFiles(t, second); len(got) != 0 {
 		t.Fatalf("set-up records after the teardown = %v", got)
 	}
 	fe.reset()
@@ -95,9 +95,9 @@ func TestCutOffSetUpTornDownWithItsOwnConfig(t *testing.T) {
 	wantCalls(t, fe.callsOf(""), "DEL ptp net-b eth0") // nothing recorded any more: the fallback
 }
 
-// TestSetUpRecordLifetime: a set-up that succeeds, or fails and is rolled back, leaves no
-// record; one whose rollback fails keeps it, and the teardown, or a GC once the sandbox is gone,
-// deletes with the recorded configuration and removes it.
+// TestSetUpRecordLifetime: a set-up that fails and is rolled back leaves no record; one that
+// succeeds, or whose rollback fails, keeps it, and the teardown, or a GC once the sandbox is
+// gone, deletes with the recorded configuration and removes it.
 func TestSetUpRecordLifetime(t *testing.T) {
 	addFails := &types.Error{Code: 5, Msg: "add failed"}
 	for _, tc := range []struct {
@@ -108,7 +108,8 @@ func TestSetUpRecordLifetime(t *testing.T) {
 		viaGC     bool
 		wantCalls []string // of the later teardown or GC, after the default moved to net-a
 	}{
-		{name: "success"},
+		{name: "success, teardown", wantKept: true, wantCalls: []string{"DEL ptp net-b eth0"}},
+		{name: "success, GC", wantKept: true, viaGC: true, wantCalls: []string{"DEL ptp net-b eth0"}},
 		{name: "rolled back", addErr: addFails},
 		{name: "rollback failed, teardown", addErr: addFails, delErr: &types.Error{Code: 5, Msg: "del failed"}, wantKept: true,
 			wantCalls: []string{"DEL ptp net-b eth0"}},
@@ -121,7 +122,7 @@ func TestSetUpRecordLifetime(t *testing.T) {
 			src.publish(nil, b, a)
 			p := newTestPlugin(t, fe, src)
 			fe.set("ptp", "ADD", reply{err: tc.addErr, hook: func(context.Context, execCall) {
-				if got := pendingFiles(t, p); len(got) != 1 {
+				if got := recordFiles(t, p); len(got) != 1 {
 					t.Errorf("set-up records during ADD = %v; want the pod's", got)
 				}
 			}})
@@ -130,7 +131,7 @@ func TestSetUpRecordLifetime(t *testing.T) {
 			if (err != nil) != (tc.addErr != nil) {
 				t.Fatalf("SetUpPod = %v", err)
 			}
-			if got := pendingFiles(t, p); (len(got) == 1) != tc.wantKept {
+			if got := recordFiles(t, p); (len(got) == 1) != tc.wantKept {
 				t.Fatalf("set-up records after SetUpPod = %v; want kept: %v", got, tc.wantKept)
 			}
 			if !tc.wantKept {
@@ -148,7 +149,7 @@ func TestSetUpRecordLifetime(t *testing.T) {
 				t.Fatal(err)
 			}
 			wantCalls(t, fe.callsOf("DEL"), tc.wantCalls...)
-			if got := pendingFiles(t, p); len(got) != 0 {
+			if got := recordFiles(t, p); len(got) != 0 {
 				t.Fatalf("set-up records after the teardown = %v", got)
 			}
 		})
@@ -187,7 +188,7 @@ func TestSetUpRecordCorrupt(t *testing.T) {
 // TestSetUpRecordTempFiles: list removes a temporary file of put once it is a minute old (a
 // put cut off by a crash), never a fresh one (a put under way), and never lists either.
 func TestSetUpRecordTempFiles(t *testing.T) {
-	s := newPendingStore(t.TempDir())
+	s := recordStore{dir: t.TempDir()}
 	if err := s.put("s1", nil); err != nil {
 		t.Fatal(err)
 	}
