@@ -37,13 +37,13 @@ const (
 //     crictl lists it and the kubelet or operator removes it as any stopped sandbox;
 //   - a ready sandbox whose namespace is no longer mounted (the node rebooted) is torn down the
 //     same way, with ReasonNetNSLost;
-//   - namespace files under Config.NetNSDir that no live sandbox owns are removed;
-//   - then one CNI GC pass runs with the ready sandboxes as the valid set (see GC).
+//   - namespace files under Config.NetNSDir that no sandbox record names are removed;
+//   - then one CNI GC pass runs (see GC).
 //
 // Recover keeps going past a failure and returns all failures joined; a sandbox whose teardown
-// failed keeps its state (a cut-off set-up stays NOTREADY, a ready sandbox whose namespace is
-// gone stays READY and in GC's valid set) and is torn down again by StopPodSandbox or
-// RemovePodSandbox.
+// failed keeps its state and its namespace (a cut-off set-up stays "creating", NOTREADY to
+// clients; a ready sandbox whose namespace is gone stays READY), stays in GC's valid set, and is
+// torn down again by StopPodSandbox or RemovePodSandbox.
 func (s *Server) Recover(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
 	type stop struct {
@@ -57,6 +57,9 @@ func (s *Server) Recover(ctx context.Context) error {
 	)
 	owned := map[string]bool{}
 	for _, rec := range s.cfg.Store.List() {
+		if rec.NetNSPath != "" {
+			owned[filepath.Base(rec.NetNSPath)] = true
+		}
 		switch rec.State {
 		case sandboxstore.StateCreating:
 			reason := ReasonSetUpCutOff
@@ -69,7 +72,6 @@ func (s *Server) Recover(ctx context.Context) error {
 				continue
 			}
 			if ok, _ := netns.IsNetNS(rec.NetNSPath); ok {
-				owned[filepath.Base(rec.NetNSPath)] = true
 				continue
 			}
 			// The namespace is gone: tear down with no netns, as the CNI spec allows.
@@ -168,19 +170,24 @@ func (s *Server) removeOrphanNetNS(owned map[string]bool) error {
 	return errors.Join(errs...)
 }
 
-// GC runs one CNI GC pass with the ready sandboxes as the valid set and returns that set. It
-// waits for in-flight RunPodSandbox calls and holds new ones back while it runs, so no sandbox
-// whose network is being set up is missing from the set.
+// GC runs one CNI GC pass and returns the valid set it used: every sandbox whose network may
+// exist, that is every record not NOTREADY (a NOTREADY sandbox's network was released). A
+// sandbox being set up has its record ("creating") before the plugin records anything, and the
+// plugin takes the valid set only after listing its records (cninetwork.Plugin.GCFunc), so GC
+// never waits for a set-up nor holds one back. A sandbox whose failed set-up could not be rolled
+// back stays "creating" and valid: its teardown is retried when it is stopped or removed.
 func (s *Server) GC(ctx context.Context) ([]string, error) {
-	s.gcMu.Lock()
-	defer s.gcMu.Unlock()
-	valid := []string{}
-	for _, rec := range s.cfg.Store.List() {
-		if rec.State == sandboxstore.StateReady {
-			valid = append(valid, rec.ID)
+	var valid []string
+	err := s.cfg.Network.GCFunc(ctx, func(context.Context) ([]string, error) {
+		valid = []string{}
+		for _, rec := range s.cfg.Store.List() {
+			if rec.State != sandboxstore.StateNotReady && !rec.HostNetwork {
+				valid = append(valid, rec.ID)
+			}
 		}
-	}
-	if err := s.cfg.Network.GC(ctx, valid); err != nil {
+		return valid, nil
+	})
+	if err != nil {
 		return valid, fmt.Errorf("CNI GC with %d valid sandboxes: %w", len(valid), err)
 	}
 	klog.FromContext(ctx).V(2).Info("CNI GC done", "validSandboxes", len(valid))

@@ -49,9 +49,6 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		}
 	}
 
-	s.gcMu.RLock()
-	defer s.gcMu.RUnlock()
-
 	id := sandboxstore.NewID()
 	unlock := s.sandboxLocks.lock(id)
 	defer unlock()
@@ -81,6 +78,9 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		return nil, grpcError(what, err)
 	}
 
+	// setUpErr is SetUpPod's error: the plugin has rolled its set-up back then, and the
+	// server's rollback sends no DEL of its own unless the plugin's rollback failed.
+	var setUpErr error
 	defer func() {
 		if retErr == nil {
 			return
@@ -88,7 +88,11 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		// Roll back under a fresh bounded context: the request's may be the reason we fail.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CleanupTimeout)
 		defer cancel()
-		if err := s.release(cctx, rec); err != nil {
+		release := s.release
+		if setUpErr != nil && !errors.Is(setUpErr, cninetwork.ErrRollbackFailed) {
+			release = s.removeNetNS
+		}
+		if err := release(cctx, rec); err != nil {
 			logger.Error(err, "Rolling back failed sandbox set-up")
 			// The record stays "creating" (NOTREADY to clients), so that stopping or removing
 			// the sandbox, or the next start, tears it down again.
@@ -113,6 +117,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		}
 		st, err := s.cfg.Network.SetUpPod(ctx, podOf(rec))
 		if err != nil {
+			setUpErr = err
 			return nil, grpcError(what, err)
 		}
 		for _, ip := range st.IPs {
@@ -129,7 +134,9 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 
 func (s *Server) netnsPath(id string) string { return filepath.Join(s.cfg.NetNSDir, id) }
 
-// release tears down the sandbox's network and removes its network namespace. It is idempotent.
+// release tears down the sandbox's network, then removes its network namespace. A namespace
+// whose teardown failed is kept, as containerd does, so that the retried teardown runs in it
+// rather than with an empty CNI_NETNS. It is idempotent.
 func (s *Server) release(ctx context.Context, rec sandboxstore.Record) error {
 	if rec.HostNetwork {
 		return nil
@@ -141,16 +148,19 @@ func (s *Server) release(ctx context.Context, rec sandboxstore.Record) error {
 			pod.NetNS = ""
 		}
 	}
-	var errs []error
 	if err := s.cfg.Network.TearDownPod(ctx, pod); err != nil {
-		errs = append(errs, err)
+		return err
 	}
-	if rec.NetNSPath != "" {
-		if err := netns.Remove(rec.NetNSPath); err != nil {
-			errs = append(errs, err)
-		}
+	return s.removeNetNS(ctx, rec)
+}
+
+// removeNetNS removes the sandbox's network namespace, for a sandbox with no network to tear
+// down.
+func (s *Server) removeNetNS(_ context.Context, rec sandboxstore.Record) error {
+	if rec.NetNSPath == "" {
+		return nil
 	}
-	return errors.Join(errs...)
+	return netns.Remove(rec.NetNSPath)
 }
 
 // resolve finds a sandbox by ID or unique ID prefix.
@@ -343,26 +353,45 @@ func networkStatus(rec sandboxstore.Record) *runtimeapi.PodSandboxNetworkStatus 
 	return out
 }
 
-// ListPodSandbox lists the sandboxes matching the filter: ID prefix, state, and labels (all of
-// LabelSelector's pairs must match).
+// ListPodSandbox lists the sandboxes matching the filter: ID (a full ID, or a prefix of exactly
+// one, as elsewhere; an ambiguous prefix is InvalidArgument, an unknown one matches nothing),
+// state, and labels (all of LabelSelector's pairs must match).
 func (s *Server) ListPodSandbox(ctx context.Context, req *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
-	return &runtimeapi.ListPodSandboxResponse{Items: s.list(req.GetFilter())}, nil
+	items, err := s.list(req.GetFilter())
+	if err != nil {
+		return nil, grpcError("list pod sandboxes", err)
+	}
+	return &runtimeapi.ListPodSandboxResponse{Items: items}, nil
 }
 
-// StreamPodSandboxes sends the sandboxes matching the filter in one message (none when there
-// are none), then ends the stream.
+// StreamPodSandboxes sends the sandboxes matching the filter, as ListPodSandbox, in one message
+// (none when there are none), then ends the stream.
 func (s *Server) StreamPodSandboxes(req *runtimeapi.StreamPodSandboxesRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxesResponse]) error {
-	items := s.list(req.GetFilter())
+	items, err := s.list(req.GetFilter())
+	if err != nil {
+		return grpcError("stream pod sandboxes", err)
+	}
 	if len(items) == 0 {
 		return nil
 	}
 	return stream.Send(&runtimeapi.StreamPodSandboxesResponse{PodSandboxes: items})
 }
 
-func (s *Server) list(f *runtimeapi.PodSandboxFilter) []*runtimeapi.PodSandbox {
+func (s *Server) list(f *runtimeapi.PodSandboxFilter) ([]*runtimeapi.PodSandbox, error) {
+	id := f.GetId()
+	if id != "" {
+		rec, err := s.cfg.Store.Get(id)
+		switch {
+		case errors.Is(err, sandboxstore.ErrNotFound):
+			return nil, nil
+		case err != nil:
+			return nil, err
+		}
+		id = rec.ID
+	}
 	var out []*runtimeapi.PodSandbox
 	for _, rec := range s.cfg.Store.List() {
-		if f.GetId() != "" && !strings.HasPrefix(rec.ID, f.GetId()) {
+		if id != "" && rec.ID != id {
 			continue
 		}
 		if f.GetState() != nil && criState(rec.State) != f.GetState().GetState() {
@@ -381,7 +410,7 @@ func (s *Server) list(f *runtimeapi.PodSandboxFilter) []*runtimeapi.PodSandbox {
 			RuntimeHandler: rec.RuntimeHandler,
 		})
 	}
-	return out
+	return out, nil
 }
 
 func matchLabels(labels, selector map[string]string) bool {

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cnishim/cnishim/internal/sandboxstore"
@@ -38,7 +37,7 @@ type Network interface {
 	SetUpPod(ctx context.Context, pod *cninetwork.Pod) (*cninetwork.PodNetworkStatus, error)
 	TearDownPod(ctx context.Context, pod *cninetwork.Pod) error
 	GetPodNetworkStatus(ctx context.Context, pod *cninetwork.Pod) (*cninetwork.PodNetworkStatus, error)
-	GC(ctx context.Context, validSandboxIDs []string) error
+	GCFunc(ctx context.Context, valid func(context.Context) ([]string, error)) error
 	SetPodCIDRs(cidrs ...string) error
 }
 
@@ -72,10 +71,6 @@ type Server struct {
 
 	// sandboxLocks serializes RunPodSandbox, StopPodSandbox and RemovePodSandbox of one sandbox.
 	sandboxLocks keyedMutex
-	// gcMu keeps GC from running while a sandbox is being set up: RunPodSandbox holds it for
-	// reading from before its record exists until its set-up is done; GC holds it for writing,
-	// so the valid set it passes to the plugin includes every sandbox whose network may exist.
-	gcMu sync.RWMutex
 }
 
 // New returns a Server. It does no I/O; call Recover before serving.

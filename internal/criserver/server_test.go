@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/cnishim/cnishim/internal/sandboxstore"
@@ -87,7 +88,11 @@ func (f *fakeNetwork) GetPodNetworkStatus(ctx context.Context, pod *cninetwork.P
 	return &cninetwork.PodNetworkStatus{Attachments: []cninetwork.AttachmentStatus{{Network: "net1", IfName: "eth0"}}}, nil
 }
 
-func (f *fakeNetwork) GC(ctx context.Context, valid []string) error {
+func (f *fakeNetwork) GCFunc(ctx context.Context, validFn func(context.Context) ([]string, error)) error {
+	valid, err := validFn(ctx)
+	if err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.gcs = append(f.gcs, slices.Clone(valid))
@@ -326,18 +331,18 @@ func TestRunPodSandboxFailures(t *testing.T) {
 		},
 		{
 			name: "set-up fails", net: &fakeNetwork{setUpErr: errors.New(`network "net1": plugin bridge: boom`)},
-			cfg: podConfig("a", 0, nil), code: codes.Internal, msg: "plugin bridge: boom", wantTears: 1,
+			cfg: podConfig("a", 0, nil), code: codes.Internal, msg: "plugin bridge: boom", wantTears: 0,
 		},
 		{
 			name: "invalid pod", net: &fakeNetwork{setUpErr: fmt.Errorf("%w: name has ';'", cninetwork.ErrInvalidPod)},
-			cfg: podConfig("a", 0, nil), code: codes.InvalidArgument, msg: "name has ';'", wantTears: 1,
+			cfg: podConfig("a", 0, nil), code: codes.InvalidArgument, msg: "name has ';'", wantTears: 0,
 		},
 		{
 			name: "plugin timeout", net: &fakeNetwork{setUpErr: fmt.Errorf("plugin bridge: %w", cninetwork.ErrTimeout)},
-			cfg: podConfig("a", 0, nil), code: codes.DeadlineExceeded, msg: "timed out", wantTears: 1,
+			cfg: podConfig("a", 0, nil), code: codes.DeadlineExceeded, msg: "timed out", wantTears: 0,
 		},
 		{
-			name: "set-up and rollback fail", net: &fakeNetwork{setUpErr: errors.New("add boom"), tearErr: errors.New("del boom")},
+			name: "set-up and rollback fail", net: &fakeNetwork{setUpErr: fmt.Errorf("add boom; %w: del boom", cninetwork.ErrRollbackFailed), tearErr: errors.New("del boom")},
 			cfg: podConfig("a", 0, nil), code: codes.Internal, msg: "del boom", wantTears: 1, wantKept: true,
 		},
 		{
@@ -353,8 +358,9 @@ func TestRunPodSandboxFailures(t *testing.T) {
 			if _, tears, _ := tc.net.calls(); tears != tc.wantTears {
 				t.Fatalf("%d teardowns, want %d", tears, tc.wantTears)
 			}
-			if ms, _ := netns.Mounted(e.netnsDir); len(ms) != 0 {
-				t.Fatalf("netns left mounted: %v", ms)
+			// A sandbox whose rollback failed keeps its namespace for the retried teardown.
+			if ms, _ := netns.Mounted(e.netnsDir); (len(ms) == 1) != tc.wantKept || len(ms) > 1 {
+				t.Fatalf("netns mounted: %v; want kept: %v", ms, tc.wantKept)
 			}
 			recs := e.store.List()
 			if !tc.wantKept {
@@ -382,6 +388,15 @@ func TestRunPodSandboxFailures(t *testing.T) {
 			}
 			if _, tears, _ := tc.net.calls(); tears != 2 {
 				t.Fatalf("%d teardowns, want 2: the removal must retry the failed rollback", tears)
+			}
+			tc.net.mu.Lock()
+			retried := tc.net.tearDowns[1]
+			tc.net.mu.Unlock()
+			if retried.NetNS == "" {
+				t.Fatal("the retried teardown ran without the sandbox's netns")
+			}
+			if ms, _ := netns.Mounted(e.netnsDir); len(ms) != 0 {
+				t.Fatalf("netns left mounted after remove: %v", ms)
 			}
 		})
 	}
@@ -496,6 +511,17 @@ func TestAmbiguousPrefix(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, "ambiguous")
 	_, err = e.rt.RemovePodSandbox(t.Context(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: "ab"})
 	wantCode(t, err, codes.InvalidArgument, "ambiguous")
+	_, err = e.rt.ListPodSandbox(t.Context(), &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{Id: "ab"}})
+	wantCode(t, err, codes.InvalidArgument, "ambiguous")
+	for _, tc := range []struct {
+		filter string
+		want   int
+	}{{"ab1", 1}, {"ab" + strings.Repeat("2", 62), 1}, {"abc", 0}} {
+		resp, err := e.rt.ListPodSandbox(t.Context(), &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{Id: tc.filter}})
+		if err != nil || len(resp.GetItems()) != tc.want {
+			t.Fatalf("ListPodSandbox(id %s) = %v, %v; want %d items", tc.filter, resp.GetItems(), err, tc.want)
+		}
+	}
 	if _, err := e.rt.RemovePodSandbox(t.Context(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: "ab1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -732,7 +758,7 @@ func TestRecover(t *testing.T) {
 	}
 }
 
-func TestGCWaitsForSetUps(t *testing.T) {
+func TestGCDuringSetUp(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	fn := &fakeNetwork{}
 	e := newEnv(t, fn)
@@ -749,24 +775,17 @@ func TestGCWaitsForSetUps(t *testing.T) {
 		idc <- resp.GetPodSandboxId()
 	}()
 	<-entered
-	gcDone := make(chan []string, 1)
-	go func() {
-		ids, err := CallGC(context.WithoutCancel(t.Context()), e.conn)
-		if err != nil {
-			t.Error(err)
-		}
-		gcDone <- ids
-	}()
+	// GC runs while the set-up is in flight, without waiting for it, and counts the sandbox
+	// being set up as valid.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // a hang guard: GC must not wait
+	defer cancel()
+	valid, err := CallGC(ctx, e.conn)
 	close(release)
 	id := <-idc
-	valid := <-gcDone
-	// GC either waited for the set-up (and kept the sandbox) or ran before it began; it never
-	// runs while the set-up is in flight, and here the set-up began first.
-	if !slices.Equal(valid, []string{id}) {
-		t.Fatalf("GC valid set = %v, want [%s]: GC ran during a set-up", valid, id)
+	if err != nil {
+		t.Fatal(err)
 	}
-	_, _, gcs := fn.calls()
-	if last := gcs[len(gcs)-1]; !slices.Equal(last, []string{id}) {
-		t.Fatalf("plugin GC got %v", last)
+	if !slices.Equal(valid, []string{id}) {
+		t.Fatalf("GC valid set = %v, want [%s], the sandbox being set up", valid, id)
 	}
 }
