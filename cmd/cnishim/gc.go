@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/cnishim/cnishim/internal/criserver"
@@ -17,21 +18,25 @@ import (
 	"k8s.io/klog/v2"
 )
 
-const gcSynopsis = `Runs one CNI garbage collection pass: plugins release what they hold for sandboxes outside
-the valid set (IPs, rules, interfaces), and stale libcni cache entries are removed.
+const gcSynopsis = `Runs one CNI garbage collection pass: the networks of sandboxes outside the valid set are
+deleted, and plugins of CNI 1.1 networks release what no remaining attachment holds (IPs,
+rules, interfaces). Only what the server recorded as its own is deleted: attachments other
+runtimes made in the shared CNI cache dir are left alone, and so are those on networks with
+"disableGC".
 
-By default the server on --listen runs the pass itself with its ready sandboxes as the valid
-set, holding new RunPodSandbox calls back meanwhile, so no pod being set up loses its network.
-With --sandbox-ids, the pass runs here, against the CNI flags' directories, with that list as
-the valid set; it refuses to while a server answers on --listen.`
+By default the server on --listen runs the pass itself with its sandboxes as the valid set,
+without holding pod set-ups back. With --sandbox-ids, the pass runs here, against the CNI
+flags' directories and the records in --state-dir, with that list as the valid set; it refuses
+to while a server holds the state dir.`
 
 func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cni cniFlags
-	var listen, ids string
+	var listen, ids, stateDir string
 	var timeout time.Duration
 	fs := newFlagSet("gc", stderr, gcSynopsis)
 	cni.register(fs, true)
 	fs.StringVar(&listen, "listen", defaultListen, "CRI endpoint of the server")
+	fs.StringVar(&stateDir, "state-dir", defaultStateDir, "with --sandbox-ids: the server's state dir, whose records say what it made")
 	fs.StringVar(&ids, "sandbox-ids", "", "comma-separated valid sandbox IDs: run the pass here instead of in the server (may be empty: nothing is valid)")
 	fs.DurationVar(&timeout, "timeout", cninetwork.DefaultOperationTimeout, "cap on the whole pass")
 	addKlogFlags(fs)
@@ -68,8 +73,18 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if verr == nil {
 		return fmt.Errorf("a server answers on %s: a local pass would race with its set-ups; run cnishim gc without --sandbox-ids", listen)
 	}
+	if err := absPaths(&stateDir, &cni.confDir, &cni.binDirs, &cni.cacheDir); err != nil {
+		return err
+	}
+	unlock, err := lockStateDir(stateDir, stateHolder{PID: os.Getpid(), Command: "cnishim gc"})
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	valid := splitList(ids)
-	plugin, err := cninetwork.New(cni.pluginOptions()...)
+	plugin, err := cninetwork.New(append(cni.pluginOptions(),
+		cninetwork.WithStateDir(networkRecordsDir(stateDir)),
+		cninetwork.WithFallbackTeardown(false))...)
 	if err != nil {
 		return err
 	}

@@ -18,15 +18,16 @@ import (
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 )
 
-// cnishim gc --sandbox-ids runs a pass here: a pod missing from the list loses its IP and cache
-// entry, a listed one keeps them.
+// cnishim gc --sandbox-ids runs a pass here, by the records in --state-dir: a pod missing from
+// the list loses its IP and cache entry, a listed one keeps them.
 func TestLocalGC(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test needs root: it sets up pods on a bridge (run it through make test as root)")
 	}
 	bin := cniBinDir(t)
 	dir := t.TempDir()
-	conf, cache, ipam, nsDir := filepath.Join(dir, "net.d"), filepath.Join(dir, "cache"), filepath.Join(dir, "ipam"), filepath.Join(dir, "netns")
+	conf, cache, ipam, state := filepath.Join(dir, "net.d"), filepath.Join(dir, "cache"), filepath.Join(dir, "ipam"), filepath.Join(dir, "state")
+	nsDir := filepath.Join(state, "netns")
 	const bridge = "cnishim-gcut0"
 	t.Cleanup(func() {
 		if l, err := netlink.LinkByName(bridge); err == nil {
@@ -40,7 +41,8 @@ func TestLocalGC(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(conf, "10-gc.conflist"), []byte(list), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, err := cninetwork.New(cninetwork.WithConfDir(conf), cninetwork.WithBinDirs(bin), cninetwork.WithCacheDir(cache))
+	p, err := cninetwork.New(cninetwork.WithConfDir(conf), cninetwork.WithBinDirs(bin), cninetwork.WithCacheDir(cache),
+		cninetwork.WithStateDir(networkRecordsDir(state)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +76,7 @@ func TestLocalGC(t *testing.T) {
 
 	var stdout, stderr bytes.Buffer
 	args := []string{"gc", "--sandbox-ids", pods[0].SandboxID, "--cni-conf-dir", conf, "--cni-bin-dir", bin,
-		"--cni-cache-dir", cache, "--listen", "unix://" + filepath.Join(dir, "no-server.sock")}
+		"--cni-cache-dir", cache, "--state-dir", state, "--listen", "unix://" + filepath.Join(dir, "no-server.sock")}
 	if code := run(t.Context(), args, &stdout, &stderr); code != 0 {
 		t.Fatalf("gc exit %d: %s", code, stderr.String())
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cnishim/cnishim/internal/criserver"
@@ -20,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 )
@@ -72,6 +72,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if err := absPaths(&f.stateDir, &f.cni.confDir, &f.cni.binDirs, &f.cni.cacheDir); err != nil {
+		return err
+	}
 	return serve(ctx, &f, sockPath)
 }
 
@@ -79,9 +82,16 @@ func serve(ctx context.Context, f *serveFlags, sockPath string) (retErr error) {
 	logger := klog.Background()
 	ctx = klog.NewContext(ctx, logger)
 
-	if err := os.MkdirAll(f.stateDir, 0o700); err != nil {
-		return fmt.Errorf("state dir: %w", err)
+	// Nothing is created before these checks: another server on the socket, or on the state
+	// dir, is refused first.
+	if err := checkSocketFree(sockPath); err != nil {
+		return err
 	}
+	unlock, err := lockStateDir(f.stateDir, stateHolder{PID: os.Getpid(), Command: "cnishim serve", Listen: "unix://" + sockPath})
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := os.Chmod(f.stateDir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
@@ -91,6 +101,12 @@ func serve(ctx context.Context, f *serveFlags, sockPath string) (retErr error) {
 
 	opts := f.cni.pluginOptions()
 	opts = append(opts,
+		// The plugin's records of what it attached are this server's own, beside its
+		// sandbox records: the CNI cache dir is shared with every runtime on the node.
+		cninetwork.WithStateDir(networkRecordsDir(f.stateDir)),
+		// Every sandbox of the server is set up by the plugin, which records it: a sandbox
+		// with no record has no network to tear down.
+		cninetwork.WithFallbackTeardown(false),
 		cninetwork.WithOperationTimeout(f.operationTimeout),
 		cninetwork.WithLoopback(f.loopback.mode),
 		cninetwork.WithRegisterer(reg),
@@ -206,9 +222,32 @@ func unixPath(endpoint string) (string, error) {
 	return filepath.Clean(p), nil
 }
 
+// checkSocketFree fails if a server answers on the unix socket at path, or path is something
+// other than a socket. It creates and removes nothing.
+func checkSocketFree(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("socket %s: %w", path, err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("socket %s: exists and is not a socket", path)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		_ = c.Close()
+		return fmt.Errorf("socket %s: another server is listening on it", path)
+	}
+	return nil
+}
+
 // listenUnix listens on a unix socket at path with mode 0600. A missing directory is created
 // with mode 0700. A stale socket (nothing accepts on it) is removed; a live one, or a file that
-// is not a socket, is an error.
+// is not a socket, is an error. The socket is bound in a private directory, made 0600 and then
+// moved into place, so it is never reachable with wider permissions; the process-wide umask,
+// which plugins started meanwhile would inherit, is left alone. Closing the listener removes
+// the socket.
 func listenUnix(path string) (net.Listener, error) {
 	dir := filepath.Dir(path)
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
@@ -216,29 +255,45 @@ func listenUnix(path string) (net.Listener, error) {
 			return nil, fmt.Errorf("socket dir: %w", err)
 		}
 	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("socket %s: exists and is not a socket", path)
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			_ = c.Close()
-			return nil, fmt.Errorf("socket %s: another server is listening on it", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("stale socket: %w", err)
-		}
+	if err := checkSocketFree(path); err != nil {
+		return nil, err
 	}
-	old := unix.Umask(0o177) // the socket is created 0600, with no window where it is wider
-	lis, err := net.Listen("unix", path)
-	unix.Umask(old)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("stale socket: %w", err)
+	}
+	private, err := os.MkdirTemp(dir, ".cnishim-listen-") // mode 0700
+	if err != nil {
+		return nil, fmt.Errorf("socket dir: %w", err)
+	}
+	defer os.RemoveAll(private)
+	bound := filepath.Join(private, "sock")
+	lis, err := net.Listen("unix", bound)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	lis.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(bound, 0o600); err != nil {
 		_ = lis.Close()
 		return nil, fmt.Errorf("socket %s: %w", path, err)
 	}
-	return lis, nil
+	if err := os.Rename(bound, path); err != nil {
+		_ = lis.Close()
+		return nil, fmt.Errorf("socket %s: %w", path, err)
+	}
+	return &unlinkingListener{Listener: lis, path: path}, nil
+}
+
+// unlinkingListener removes its socket file when closed.
+type unlinkingListener struct {
+	net.Listener
+	path string
+	once sync.Once
+}
+
+func (l *unlinkingListener) Close() error {
+	err := l.Listener.Close()
+	l.once.Do(func() { _ = os.Remove(l.path) })
+	return err
 }
 
 // registerServerMetrics adds gauges of the sandboxes the server holds, by state.
