@@ -14,6 +14,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -143,6 +144,9 @@ type testNet struct {
 	bridge  string
 	subnet  *net.IPNet
 	ipamDir string
+
+	cniVersion string // of conflist; "" is 1.0.0
+	disableGC  bool   // conflist's disableGC
 }
 
 func newTestNet(t *testing.T, name string) *testNet {
@@ -165,11 +169,13 @@ func newTestNet(t *testing.T, name string) *testNet {
 	return n
 }
 
-// conflist is a bridge + host-local + portmap network list, cniVersion 1.0.0.
+// conflist is a bridge + host-local + portmap network list, of n.cniVersion (default 1.0.0).
 func (n *testNet) conflist() string {
+	version := cmp.Or(n.cniVersion, "1.0.0")
 	return fmt.Sprintf(`{
-  "cniVersion": "1.0.0",
+  "cniVersion": %q,
   "name": %q,
+  "disableGC": %t,
   "plugins": [
     {
       "type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": false, "hairpinMode": true,
@@ -178,7 +184,7 @@ func (n *testNet) conflist() string {
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
-`, n.name, n.bridge, n.ipamDir, n.subnet.String())
+`, version, n.name, n.disableGC, n.bridge, n.ipamDir, n.subnet.String())
 }
 
 // gateway is the bridge's address, the host's address on the test network.
@@ -195,7 +201,9 @@ type server struct {
 	sock     string
 	confDir  string
 	cacheDir string
-	stateDir string
+	stateDir string // absolute, for the test's own reads
+	stateArg string // --state-dir as passed
+	workDir  string // the server's working directory; "": the test's
 	crictlCf string
 	net      *testNet
 	flags    []string // extra cnishim serve flags
@@ -212,17 +220,42 @@ type server struct {
 // registers its stop and the leak check at cleanup, and waits until it answers.
 func startServer(t *testing.T, n *testNet, extraFlags ...string) *server {
 	t.Helper()
+	return startServerWith(t, n, serverDirs{}, extraFlags...)
+}
+
+// serverDirs overrides where startServerWith puts a server's dirs; a zero field keeps the fresh
+// default under the server's temp dir.
+type serverDirs struct {
+	cacheDir string // --cni-cache-dir, e.g. one another runtime uses too
+	stateDir string // --state-dir as passed; a relative one is taken from workDir
+	workDir  string // the server's working directory (default: the test's)
+}
+
+// startServerWith is startServer with some dirs given.
+func startServerWith(t *testing.T, n *testNet, dirs serverDirs, extraFlags ...string) *server {
+	t.Helper()
 	dir := t.TempDir()
 	s := &server{
 		t:        t,
 		dir:      dir,
 		sock:     filepath.Join(dir, "cri.sock"),
 		confDir:  filepath.Join(dir, "net.d"),
-		cacheDir: filepath.Join(dir, "cache"),
+		cacheDir: cmp.Or(dirs.cacheDir, filepath.Join(dir, "cache")),
 		stateDir: filepath.Join(dir, "state"),
+		workDir:  dirs.workDir,
 		crictlCf: filepath.Join(dir, "crictl.yaml"),
 		net:      n,
 		flags:    extraFlags,
+	}
+	if dirs.stateDir != "" {
+		s.stateArg, s.stateDir = dirs.stateDir, dirs.stateDir
+		if !filepath.IsAbs(dirs.stateDir) {
+			base := dirs.workDir
+			if base == "" {
+				base, _ = os.Getwd()
+			}
+			s.stateDir = filepath.Join(base, dirs.stateDir)
+		}
 	}
 	if err := os.MkdirAll(s.confDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -318,7 +351,7 @@ func (s *server) start() {
 	}
 	args := []string{"serve",
 		"--listen", "unix://" + s.sock,
-		"--state-dir", s.stateDir,
+		"--state-dir", cmp.Or(s.stateArg, s.stateDir),
 		"--cni-conf-dir", s.confDir,
 		"--cni-bin-dir", env.cniBin,
 		"--cni-cache-dir", s.cacheDir,
@@ -328,6 +361,7 @@ func (s *server) start() {
 	}
 	cmd := exec.Command(env.cnishim, append(args, s.flags...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = s.workDir
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
