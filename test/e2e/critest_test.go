@@ -25,10 +25,7 @@ var critestFocus = []string{
 }
 
 // critestSkip leaves out focused specs cnishim fails on purpose; docs/critest.md says why.
-var critestSkip = []string{
-	// cnishim answers NotFound for a stop of an unknown sandbox.
-	`Idempotence StopPodSandbox should not return an error if not found`,
-}
+var critestSkip []string
 
 // critestWant are the specs that must run and pass: a focus that matches fewer (a renamed spec
 // in a new cri-tools) fails the test rather than passing on nothing.
@@ -37,6 +34,7 @@ var critestWant = []string{
 	"PodSandbox runtime should support basic operations on PodSandbox runtime should support stopping PodSandbox [Conformance]",
 	"PodSandbox runtime should support basic operations on PodSandbox runtime should support removing PodSandbox [Conformance]",
 	"PodSandbox runtime should support basic operations on PodSandbox runtime should support preserving PodSandbox attributes [Conformance]",
+	"Idempotence StopPodSandbox should not return an error if not found",
 	"Idempotence StopPodSandbox should not return an error if already stopped",
 	"Idempotence RemovePodSandbox should not return an error if not found",
 	"Runtime info runtime should support returning runtime info runtime should return version info [Conformance]",
