@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,8 +65,8 @@ func (s *server) rxBytes(id string) uint64 {
 	return n
 }
 
-// The read-only crictl commands a sandbox-only runtime can answer succeed; statsp shows the
-// bytes the host sent into a pod.
+// The read-only crictl commands a sandbox-only runtime can answer succeed, inspect of a
+// container says there is none, and statsp shows the bytes the host sent into a pod.
 func TestCRIReadOnlyCommands(t *testing.T) {
 	s := readyServer(t, "e2e-readonly")
 	id := s.runp(podSpec{name: "sink"})
@@ -81,6 +82,13 @@ func TestCRIReadOnlyCommands(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("inspect", func(t *testing.T) {
+		_, err := s.crictl("inspect", "0123456789ab")
+		if err == nil || !strings.Contains(err.Error(), "NotFound") || !strings.Contains(err.Error(), "has no containers") {
+			t.Fatalf("crictl inspect of a container = %v, want NotFound saying there are no containers", err)
+		}
+	})
 
 	t.Run("statsp counts traffic", func(t *testing.T) {
 		ip := s.podIP(id)
