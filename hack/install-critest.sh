@@ -14,7 +14,9 @@ source "${root}/hack/versions.sh"
 bin_dir=${1:-${root}/_output/bin}
 want="critest version: ${CRITEST_VERSION#v}"
 
-if [[ -x "${bin_dir}/critest" ]] && "${bin_dir}/critest" --version 2>/dev/null | grep -qxF "${want}"; then
+# The output is read whole: grep -q would stop reading early, and critest's SIGPIPE would then
+# fail the pipeline.
+if [[ -x "${bin_dir}/critest" ]] && grep -qxF "${want}" <<<"$("${bin_dir}/critest" --version 2>/dev/null)"; then
   exit 0
 fi
 echo "install-critest: building critest ${CRITEST_VERSION} into ${bin_dir}" >&2
