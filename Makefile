@@ -11,6 +11,7 @@ FUZZTIME     ?= 30s
 export CNISHIM_TEST_CNI_BIN := $(CNI_BIN_DIR)
 export CNISHIM_TEST_CRICTL  := $(BIN_DIR)/crictl
 export CNISHIM_TEST_CNISHIM := $(BIN_DIR)/cnishim
+export CNISHIM_TEST_CRITEST := $(BIN_DIR)/critest
 
 .PHONY: help
 help: ## List the targets.
@@ -22,9 +23,10 @@ build: ## Build the cnishim command into _output/bin.
 	CGO_ENABLED=0 go build -o $(BIN_DIR)/cnishim ./cmd/cnishim
 
 .PHONY: deps
-deps: ## Install what the tests and the demo need: the CNI plugins, iptables, crictl.
+deps: ## Install what the tests and the demo need: the CNI plugins, iptables, crictl, critest.
 	hack/install-cni-plugins.sh $(CNI_BIN_DIR)
 	hack/install-crictl.sh $(BIN_DIR)
+	hack/install-critest.sh $(BIN_DIR)
 
 .PHONY: test
 test: deps build ## Run every test: unit tests with -race, and the root tests against real plugins.

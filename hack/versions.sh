@@ -3,6 +3,8 @@
 # change a version here and nowhere else.
 CNI_PLUGINS_VERSION="v1.10.0"
 CRICTL_VERSION="v1.37.0"
+# critest comes from the same cri-tools release as crictl.
+CRITEST_VERSION="${CRICTL_VERSION}"
 STATICCHECK_VERSION="v0.8.2"
 GO_CNI_VERSION="v1.1.14"
 # The plugins hack/install-cni-plugins.sh builds.

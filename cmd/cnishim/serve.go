@@ -144,6 +144,7 @@ func serve(ctx context.Context, f *serveFlags, sockPath string) (retErr error) {
 		Network:        plugin,
 		Store:          store,
 		NetNSDir:       filepath.Join(f.stateDir, "netns"),
+		StateDir:       f.stateDir,
 		Version:        version,
 		CleanupTimeout: f.operationTimeout,
 		StatusInfo:     f.admission.statusInfo(plugin),

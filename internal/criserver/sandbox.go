@@ -170,15 +170,23 @@ func (s *Server) resolve(id string) (sandboxstore.Record, error) {
 
 // StopPodSandbox tears down the sandbox's network and removes its network namespace, as
 // containerd does; the record stays, NOTREADY, until RemovePodSandbox. Stopping a stopped
-// sandbox does nothing. An unknown ID is codes.NotFound.
+// sandbox does nothing, and stopping an unknown one succeeds, as the CRI asks and containerd
+// does: nothing of it is left to reclaim.
 func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
 	rec, err := s.resolve(req.GetPodSandboxId())
+	if errors.Is(err, sandboxstore.ErrNotFound) {
+		return &runtimeapi.StopPodSandboxResponse{}, nil
+	}
 	if err != nil {
 		return nil, grpcError("stop pod sandbox", err)
 	}
 	unlock := s.sandboxLocks.lock(rec.ID)
 	defer unlock()
-	if rec, err = s.cfg.Store.Get(rec.ID); err != nil { // it may have changed while we waited
+	rec, err = s.cfg.Store.Get(rec.ID) // it may have changed while we waited
+	if errors.Is(err, sandboxstore.ErrNotFound) {
+		return &runtimeapi.StopPodSandboxResponse{}, nil
+	}
+	if err != nil {
 		return nil, grpcError("stop pod sandbox", err)
 	}
 	if err := s.stop(ctx, rec); err != nil {

@@ -1,9 +1,12 @@
 //go:build linux
 
 // Package criserver serves the CRI v1 RuntimeService for network-only pod sandboxes: each
-// sandbox is a network namespace whose network a cninetwork.Plugin sets up. Container and image
-// RPCs answer codes.Unimplemented. Sandbox records persist in a sandboxstore.Store so that a
-// restarted server knows every sandbox it made and can finish or roll back what a crash cut off.
+// sandbox is a network namespace whose network a cninetwork.Plugin sets up. The read-only
+// container and image RPCs answer as a runtime without containers or images truthfully can (no
+// containers, no images, the state directory's filesystem); every RPC that would pull an image or
+// create, run or change a container answers codes.Unimplemented. Sandbox records persist in a
+// sandboxstore.Store so that a restarted server knows every sandbox it made and can finish or
+// roll back what a crash cut off.
 package criserver
 
 import (
@@ -52,6 +55,9 @@ type Config struct {
 	// NetNSDir is the directory where sandbox network namespaces are bind-mounted, one file per
 	// sandbox named by its ID. Required. The server owns every file in it.
 	NetNSDir string
+	// StateDir is the directory whose filesystem ImageFsInfo reports; empty means NetNSDir's
+	// parent.
+	StateDir string
 	// Version is the runtime version the Version RPC reports.
 	Version string
 	// CleanupTimeout bounds the rollback of a failed set-up and each teardown done by Recover;
@@ -62,8 +68,8 @@ type Config struct {
 	StatusInfo func() map[string]any
 }
 
-// Server implements the CRI RuntimeService (pod sandboxes only) and an ImageService that
-// refuses every call. Its methods are safe for concurrent use.
+// Server implements the CRI RuntimeService (pod sandboxes only) and an ImageService without
+// images. Its methods are safe for concurrent use.
 type Server struct {
 	runtimeapi.UnimplementedRuntimeServiceServer
 
@@ -84,12 +90,12 @@ func New(cfg Config) (*Server, error) {
 	return &Server{cfg: cfg}, nil
 }
 
-// Register registers the RuntimeService, the refusing ImageService and the admin service with
+// Register registers the RuntimeService, the ImageService and the admin service with
 // g. Build g with ServerOptions() so that unsupported RPCs get a clear answer and every call is
 // logged.
 func (s *Server) Register(g *grpc.Server) {
 	runtimeapi.RegisterRuntimeServiceServer(g, s)
-	runtimeapi.RegisterImageServiceServer(g, imageService{})
+	runtimeapi.RegisterImageServiceServer(g, newImageService(s.cfg))
 	g.RegisterService(&adminServiceDesc, s)
 }
 
@@ -119,6 +125,21 @@ var implemented = map[string]bool{
 	"/runtime.v1.RuntimeService/StreamPodSandboxes":  true,
 	"/runtime.v1.RuntimeService/UpdateRuntimeConfig": true,
 	adminGCMethod: true,
+
+	// Stats, and what a runtime without containers or images can answer truthfully.
+	"/runtime.v1.RuntimeService/PodSandboxStats":       true,
+	"/runtime.v1.RuntimeService/ListPodSandboxStats":   true,
+	"/runtime.v1.RuntimeService/StreamPodSandboxStats": true,
+	"/runtime.v1.RuntimeService/ListContainers":        true,
+	"/runtime.v1.RuntimeService/StreamContainers":      true,
+	"/runtime.v1.RuntimeService/ContainerStatus":       true,
+	"/runtime.v1.RuntimeService/ContainerStats":        true,
+	"/runtime.v1.RuntimeService/ListContainerStats":    true,
+	"/runtime.v1.RuntimeService/StreamContainerStats":  true,
+	"/runtime.v1.ImageService/ListImages":              true,
+	"/runtime.v1.ImageService/StreamImages":            true,
+	"/runtime.v1.ImageService/ImageStatus":             true,
+	"/runtime.v1.ImageService/ImageFsInfo":             true,
 }
 
 // unsupported is the error for an RPC cnishim does not implement.
@@ -165,12 +186,6 @@ func logFailure(logger klog.Logger, err error) {
 	default:
 		logger.Error(err, "RPC failed")
 	}
-}
-
-// imageService answers every ImageService RPC with Unimplemented (through the interceptor), so
-// that crictl pull/images fail at once with a clear message instead of "unknown service".
-type imageService struct {
-	runtimeapi.UnimplementedImageServiceServer
 }
 
 // Version returns the runtime's name and version.

@@ -11,8 +11,9 @@ import (
 	"time"
 )
 
-// Container and image commands get a clear Unimplemented error at once, never a hang or an
-// "unknown service".
+// Commands that would create a container or pull an image get a clear Unimplemented error at
+// once, never a hang or an "unknown service". (The read-only ones succeed: see
+// TestCRIReadOnlyCommands.)
 func TestCRIUnsupportedCalls(t *testing.T) {
 	s := startServer(t, newTestNet(t, "e2e-unsupported"))
 	podCfg := filepath.Join(s.dir, "pod.json")
@@ -30,8 +31,6 @@ func TestCRIUnsupportedCalls(t *testing.T) {
 	}{
 		{"create", []string{"create", "--no-pull", "0123456789ab", ctrCfg, podCfg}, "CreateContainer"},
 		{"pull", []string{"pull", "registry.invalid/none:1"}, ""},
-		{"images", []string{"images"}, ""},
-		{"ps", []string{"ps"}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
