@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 )
@@ -245,10 +246,10 @@ func checkSocketFree(path string) error {
 
 // listenUnix listens on a unix socket at path with mode 0600. A missing directory is created
 // with mode 0700. A stale socket (nothing accepts on it) is removed; a live one, or a file that
-// is not a socket, is an error. The socket is bound in a private directory, made 0600 and then
-// moved into place, so it is never reachable with wider permissions; the process-wide umask,
-// which plugins started meanwhile would inherit, is left alone. Closing the listener removes
-// the socket.
+// is not a socket, is an error. The socket's mode is set on it before it is bound (Linux
+// creates the file with the socket's mode less the umask), so the file is never reachable
+// with wider permissions, and the process-wide umask, which plugins started meanwhile would
+// inherit, is left alone. Closing the listener removes the socket.
 func listenUnix(path string) (net.Listener, error) {
 	dir := filepath.Dir(path)
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
@@ -262,23 +263,31 @@ func listenUnix(path string) (net.Listener, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("stale socket: %w", err)
 	}
-	private, err := os.MkdirTemp(dir, ".cnishim-listen-") // mode 0700
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("socket dir: %w", err)
-	}
-	defer os.RemoveAll(private)
-	bound := filepath.Join(private, "sock")
-	lis, err := net.Listen("unix", bound)
-	if err != nil {
-		return nil, err
-	}
-	lis.(*net.UnixListener).SetUnlinkOnClose(false)
-	if err := os.Chmod(bound, 0o600); err != nil {
-		_ = lis.Close()
 		return nil, fmt.Errorf("socket %s: %w", path, err)
 	}
-	if err := os.Rename(bound, path); err != nil {
-		_ = lis.Close()
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close() // FileListener dups the descriptor
+	if err := unix.Fchmod(fd, 0o600); err != nil {
+		return nil, fmt.Errorf("socket %s: %w", path, err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		return nil, fmt.Errorf("socket %s: bind: %w", path, err)
+	}
+	var lis net.Listener
+	err = unix.Listen(fd, unix.SOMAXCONN)
+	if err == nil {
+		lis, err = net.FileListener(f)
+	}
+	if err == nil {
+		err = os.Chmod(path, 0o600) // in case a kernel ignores the socket's own mode
+	}
+	if err != nil {
+		if lis != nil {
+			_ = lis.Close()
+		}
+		_ = os.Remove(path)
 		return nil, fmt.Errorf("socket %s: %w", path, err)
 	}
 	return &unlinkingListener{Listener: lis, path: path}, nil
