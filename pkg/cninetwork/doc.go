@@ -5,11 +5,15 @@
 // A Plugin is built with New and started with Run, which scans the configuration directory
 // once and then watches it. SetUpPod attaches a pod to its networks (loopback, the default
 // network on eth0, then any extra networks) and returns its IPs; TearDownPod detaches it with
-// the configuration libcni cached when it was attached (or, for a set-up cut off by a crash
-// before libcni cached anything, the configuration SetUpPod recorded before running a plugin),
-// so a configuration change never leaks a pod's IP; GetPodNetworkStatus answers from memory or
-// libcni's cache without entering the netns; CheckPod and GC run CNI CHECK and GC; Status
-// reports readiness without I/O.
+// the configuration it was attached with, recorded by SetUpPod before any plugin ran (so a
+// set-up cut off by a crash is covered), so a configuration change never leaks a pod's IP;
+// GetPodNetworkStatus answers from memory or libcni's cache without entering the netns;
+// CheckPod and GC run CNI CHECK and GC; Status reports readiness without I/O.
+//
+// A node's libcni cache directory (/var/lib/cni) is shared by every runtime on it. The Plugin
+// keeps its own record of what it attached in a directory of its own (WithStateDir), and GC
+// deletes only what those records name: another runtime's attachments, and stale ones on
+// networks with disableGC, are never deleted (see GC).
 //
 // Plugins receive the CNI environment and PATH only, CNI_ARGS with the pod's identity
 // (IgnoreUnknown, K8S_POD_NAMESPACE, K8S_POD_NAME, K8S_POD_INFRA_CONTAINER_ID, K8S_POD_UID),
