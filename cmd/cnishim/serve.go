@@ -44,6 +44,7 @@ type serveFlags struct {
 	shutdownGrace    time.Duration
 	loopback         loopbackFlag
 	admission        admissionFlags
+	logs             logFlags
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -58,7 +59,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM/SIGINT, how long calls in flight may run before they are cancelled")
 	fs.Var(&f.loopback, "loopback", "how the pod's lo is brought up: in-process, plugin or off (default in-process)")
 	f.admission.register(fs)
-	addKlogFlags(fs)
+	f.logs = addLogFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -79,8 +80,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func serve(ctx context.Context, f *serveFlags, sockPath string) (retErr error) {
-	logger := klog.Background()
-	ctx = klog.NewContext(ctx, logger)
+	ctx = f.logs.context(ctx)
+	logger := klog.FromContext(ctx)
 
 	// Nothing is created before these checks: another server on the socket, or on the state
 	// dir, is refused first.
@@ -133,7 +134,9 @@ func serve(ctx context.Context, f *serveFlags, sockPath string) (retErr error) {
 		}
 	}()
 	if err := plugin.Status(ctx); err != nil {
-		logger.Info("Network not ready yet", "reason", err.Error())
+		// An error, as the kubelet logs "Container runtime network not ready": pod set-ups
+		// fail until a valid config appears (-v=2 logs when one does).
+		logger.Error(err, "Network not ready", "confDir", f.cni.confDir)
 	}
 
 	store, err := sandboxstore.Open(filepath.Join(f.stateDir, "sandboxes"))
