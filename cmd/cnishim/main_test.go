@@ -190,6 +190,28 @@ func TestStatusLogsOnlyToStderr(t *testing.T) {
 	}
 }
 
+// status -o json gives every list, empty or not, as a JSON array, never null.
+func TestStatusJSONEmptyLists(t *testing.T) {
+	bin := cniBinDir(t)
+	var stdout, stderr bytes.Buffer
+	args := []string{"status", "-o", "json", "--cni-conf-dir", t.TempDir(), "--cni-bin-dir", bin, "--listen", "unix:///nonexistent/x.sock"}
+	if code := run(t.Context(), args, &stdout, &stderr); code != 1 {
+		t.Fatalf("status on an empty dir: exit %d, want 1: %s", code, stderr.String())
+	}
+	var rep map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, stdout.String())
+	}
+	for _, key := range []string{"networks", "skipped", "warnings"} {
+		if l, ok := rep[key].([]any); !ok || len(l) != 0 {
+			t.Errorf("%q = %#v, want []", key, rep[key])
+		}
+	}
+	if strings.Contains(stdout.String(), "null") {
+		t.Errorf("JSON holds a null:\n%s", stdout.String())
+	}
+}
+
 func TestUnsafePerm(t *testing.T) {
 	dir := t.TempDir()
 	mk := func(name string, mode os.FileMode, isDir bool, uid int) string {

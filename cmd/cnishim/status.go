@@ -135,7 +135,7 @@ func buildReport(snap *confwatch.Snapshot, cni *cniFlags) *statusReport {
 // user could make the runtime exec a binary of their choosing as root. The ancestors of each
 // directory are checked too; a world-writable ancestor with the sticky bit (like /tmp) is fine.
 func permissionWarnings(confDir string, confFiles, binDirs []string) []string {
-	var warns []string
+	warns := []string{} // [] in JSON when there are none
 	seen := map[string]bool{}
 	check := func(path, what string) {
 		if seen[path] {
