@@ -25,14 +25,21 @@ import (
 	"k8s.io/klog/v2"
 )
 
-const serveSynopsis = `Serves the CRI v1 RuntimeService for pod sandboxes on a unix socket (mode 0600): crictl and
-the kubelet create, inspect, stop and remove pods whose network cnishim sets up in a network
-namespace under <state-dir>/netns. Container and image calls answer Unimplemented.
+const serveSynopsis = `Serves the CRI v1 RuntimeService and ImageService on a unix socket (mode 0600): crictl and the
+kubelet create, inspect, stop and remove pods whose network cnishim sets up in a network
+namespace under <state-dir>/netns. It runs no containers and holds no images, and the calls
+that only read say so: no containers, no images, container status NotFound; ImageFsInfo
+reports the state dir's filesystem and pod sandbox stats each pod's interface counters.
+Calls that would pull an image or create, start or change a container answer Unimplemented.
 
-Sandbox records live in <state-dir>/sandboxes and survive restarts. At start, a sandbox whose
-set-up a crash cut off is torn down and listed NOTREADY (remove it with crictl rmp), and one
-CNI GC pass runs with the ready sandboxes as the valid set. SIGTERM or SIGINT stops taking new
-calls and lets calls in flight finish within --shutdown-grace.`
+Sandbox records live in <state-dir>/sandboxes and survive restarts; what the plugin attached
+for each pod is recorded in <state-dir>/network. One server holds a state dir: a second one on
+it exits naming the holder. Every path flag is made absolute. At start, a sandbox whose set-up
+a crash cut off is torn down and listed NOTREADY (remove it with crictl rmp), and one CNI GC
+pass runs with every sandbox not NOTREADY as the valid set; it deletes only attachments this
+server recorded, never other runtimes' ones in the shared CNI cache dir, nor those of networks
+with "disableGC". SIGTERM or SIGINT stops taking new calls and lets calls in flight finish
+within --shutdown-grace.`
 
 type serveFlags struct {
 	cni              cniFlags
