@@ -353,3 +353,36 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo printed log lines at the default verbosity:\nstdout:\n%s\nstderr:\n%s", out, stderr.String())
 	}
 }
+
+// serve logs a network that is not ready at start as an error, as the kubelet logs a runtime
+// network that is not ready, on stderr; stdout stays empty.
+func TestServeLogsNotReadyAsError(t *testing.T) {
+	bin := cniBinDir(t)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "cri.sock")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--listen", "unix://" + sock, "--cni-conf-dir", filepath.Join(dir, "net.d"),
+			"--cni-bin-dir", bin, "--cni-cache-dir", filepath.Join(dir, "cache"), "--state-dir", filepath.Join(dir, "state")}, &stdout, &stderr)
+	}()
+	waitFor(t, "the server's socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("serve exit %d: %s", code, stderr.String())
+	}
+	var notReady []string
+	for _, line := range strings.Split(stderr.String(), "\n") {
+		if strings.Contains(line, `"Network not ready"`) {
+			notReady = append(notReady, line)
+		}
+	}
+	if len(notReady) != 1 || !strings.HasPrefix(notReady[0], "E") || !klogLine.MatchString(notReady[0]) {
+		t.Errorf("want one error line \"Network not ready\", got %q in:\n%s", notReady, stderr.String())
+	}
+	if stdout.String() != "" {
+		t.Errorf("serve wrote to stdout:\n%s", stdout.String())
+	}
+}

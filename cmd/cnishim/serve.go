@@ -143,7 +143,7 @@ func serve(ctx context.Context, f *serveFlags, sockPath string) (retErr error) {
 	if err := plugin.Status(ctx); err != nil {
 		// An error, as the kubelet logs "Container runtime network not ready": pod set-ups
 		// fail until a valid config appears (-v=2 logs when one does).
-		logger.Error(err, "Network not ready", "confDir", f.cni.confDir)
+		logger.Error(err, "Network not ready")
 	}
 
 	store, err := sandboxstore.Open(filepath.Join(f.stateDir, "sandboxes"))
