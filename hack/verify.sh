@@ -43,4 +43,7 @@ for m in "${mods[@]}"; do
   fi
 done
 
-exit "${failed}"
+if [[ "${failed}" -ne 0 ]]; then
+  exit 1
+fi
+echo "verify: OK (gofmt, go vet, go mod tidy, staticcheck ${STATICCHECK_VERSION}; modules: ${mods[*]})"

@@ -24,7 +24,6 @@ import (
 	"github.com/cnishim/cnishim/internal/sandboxstore"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-	"k8s.io/klog/v2"
 
 	"github.com/vishvananda/netlink"
 )
@@ -95,7 +94,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.BoolVar(&keep, "keep", false, "leave the pods up for inspection; remove them later with --cleanup")
 	fs.StringVar(&cleanup, "cleanup", "", "tear down a demo kept with --keep, given the directory it printed")
 	fs.IntVar(&pods, "pods", 3, "number of pods, 2 to 200")
-	addKlogFlags(fs)
+	logs := addLogFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -105,7 +104,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if os.Geteuid() != 0 {
 		return errors.New("needs root: it creates network namespaces, a bridge and veths (try sudo, or make demo as root)")
 	}
-	ctx = klog.NewContext(ctx, klog.Background())
+	ctx = logs.context(ctx)
 	d := &demo{out: stdout, binDirs: splitList(binDirs), pods: pods}
 	if cleanup != "" {
 		return d.cleanup(ctx, cleanup)

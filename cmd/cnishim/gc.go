@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-	"k8s.io/klog/v2"
 )
 
 const gcSynopsis = `Runs one CNI garbage collection pass: the networks of sandboxes outside the valid set are
@@ -39,7 +38,7 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&stateDir, "state-dir", defaultStateDir, "with --sandbox-ids: the server's state dir, whose records say what it made")
 	fs.StringVar(&ids, "sandbox-ids", "", "comma-separated valid sandbox IDs: run the pass here instead of in the server (may be empty: nothing is valid)")
 	fs.DurationVar(&timeout, "timeout", cninetwork.DefaultOperationTimeout, "cap on the whole pass")
-	addKlogFlags(fs)
+	logs := addLogFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -49,7 +48,7 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx = klog.NewContext(ctx, klog.Background())
+	ctx = logs.context(ctx)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 

@@ -25,6 +25,7 @@ import (
 	"syscall"
 
 	"k8s.io/klog/v2"
+	"k8s.io/klog/v2/textlogger"
 )
 
 // version is the cnishim version; release builds set it with
@@ -143,15 +144,22 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// addKlogFlags adds klog's -v and -vmodule flags to fs, for commands that run the plugin. The
-// other klog flags keep their defaults (log to stderr).
-func addKlogFlags(fs *flag.FlagSet) {
-	kfs := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(kfs)
-	for _, name := range []string{"v", "vmodule"} {
-		f := kfs.Lookup(name)
-		fs.Var(f.Value, f.Name, f.Usage)
-	}
+// logFlags are a command's -v and -vmodule: the klog logger it hands the libraries writes to
+// the command's stderr, never into its report on stdout. At the default -v=0 that is errors
+// and a few lines a server operator always wants; -v=2 adds config changes and the sandbox
+// lifecycle, -v=4 each pod network operation, -v=5 each RPC.
+type logFlags struct{ config *textlogger.Config }
+
+func addLogFlags(fs *flag.FlagSet, stderr io.Writer) logFlags {
+	c := textlogger.NewConfig(textlogger.Output(stderr))
+	fs.Var(c.Verbosity(), "v", "log verbosity: 2 adds config changes and sandbox lifecycle, 4 each pod network operation, 5 each RPC")
+	fs.Var(c.VModule(), "vmodule", "per-file log verbosity, comma-separated pattern=N")
+	return logFlags{config: c}
+}
+
+// context returns ctx carrying the logger the flags configure.
+func (l logFlags) context(ctx context.Context) context.Context {
+	return klog.NewContext(ctx, textlogger.NewLogger(l.config))
 }
 
 // splitList splits a comma-separated flag value, dropping empty items.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -149,6 +150,68 @@ func TestStatusReport(t *testing.T) {
 	}
 }
 
+// klogLine matches a line in klog's text format, e.g. `I1129 19:42:56.123456  123 scan.go:431] "..."`.
+var klogLine = regexp.MustCompile(`(?m)^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d{6} `)
+
+// status keeps its report free of log lines: the libraries log to stderr, and at the default
+// verbosity a routine config change is not logged at all; -v=2 shows it, on stderr.
+func TestStatusLogsOnlyToStderr(t *testing.T) {
+	bin := cniBinDir(t)
+	conf := t.TempDir()
+	if err := os.WriteFile(filepath.Join(conf, "10-good.conflist"), []byte(goodConflist), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		flags      []string
+		wantStderr string // a log message stderr must hold; "" for no log line at all
+	}{
+		{"default", nil, ""},
+		{"json", []string{"-o", "json"}, ""},
+		{"v=2", []string{"-v", "2"}, `"Selected default CNI network"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := append([]string{"status", "--cni-conf-dir", conf, "--cni-bin-dir", bin, "--listen", "unix:///nonexistent/x.sock"}, tc.flags...)
+			if code := run(t.Context(), args, &stdout, &stderr); code != 0 {
+				t.Fatalf("status exit %d: %s", code, stderr.String())
+			}
+			if klogLine.MatchString(stdout.String()) {
+				t.Errorf("stdout holds log lines:\n%s", stdout.String())
+			}
+			if tc.wantStderr == "" && klogLine.MatchString(stderr.String()) {
+				t.Errorf("stderr holds log lines at the default verbosity:\n%s", stderr.String())
+			}
+			if tc.wantStderr != "" && (!klogLine.MatchString(stderr.String()) || !strings.Contains(stderr.String(), tc.wantStderr)) {
+				t.Errorf("stderr lacks the log line %s:\n%s", tc.wantStderr, stderr.String())
+			}
+		})
+	}
+}
+
+// status -o json gives every list, empty or not, as a JSON array, never null.
+func TestStatusJSONEmptyLists(t *testing.T) {
+	bin := cniBinDir(t)
+	var stdout, stderr bytes.Buffer
+	args := []string{"status", "-o", "json", "--cni-conf-dir", t.TempDir(), "--cni-bin-dir", bin, "--listen", "unix:///nonexistent/x.sock"}
+	if code := run(t.Context(), args, &stdout, &stderr); code != 1 {
+		t.Fatalf("status on an empty dir: exit %d, want 1: %s", code, stderr.String())
+	}
+	var rep map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, stdout.String())
+	}
+	for _, key := range []string{"networks", "skipped", "warnings"} {
+		if l, ok := rep[key].([]any); !ok || len(l) != 0 {
+			t.Errorf("%q = %#v, want []", key, rep[key])
+		}
+	}
+	if strings.Contains(stdout.String(), "null") {
+		t.Errorf("JSON holds a null:\n%s", stdout.String())
+	}
+}
+
 func TestUnsafePerm(t *testing.T) {
 	dir := t.TempDir()
 	mk := func(name string, mode os.FileMode, isDir bool, uid int) string {
@@ -284,5 +347,42 @@ func TestDemo(t *testing.T) {
 	}
 	if strings.Count(out, "cnishim-demo/demo-") < 6 { // progress lines and table rows
 		t.Fatalf("demo output lacks the pods:\n%s", out)
+	}
+	// The demo's steps are not interleaved with log lines, on either stream.
+	if klogLine.MatchString(out) || klogLine.MatchString(stderr.String()) {
+		t.Fatalf("demo printed log lines at the default verbosity:\nstdout:\n%s\nstderr:\n%s", out, stderr.String())
+	}
+}
+
+// serve logs a network that is not ready at start as an error, as the kubelet logs a runtime
+// network that is not ready, on stderr; stdout stays empty.
+func TestServeLogsNotReadyAsError(t *testing.T) {
+	bin := cniBinDir(t)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "cri.sock")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--listen", "unix://" + sock, "--cni-conf-dir", filepath.Join(dir, "net.d"),
+			"--cni-bin-dir", bin, "--cni-cache-dir", filepath.Join(dir, "cache"), "--state-dir", filepath.Join(dir, "state")}, &stdout, &stderr)
+	}()
+	waitFor(t, "the server's socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("serve exit %d: %s", code, stderr.String())
+	}
+	var notReady []string
+	for _, line := range strings.Split(stderr.String(), "\n") {
+		if strings.Contains(line, `"Network not ready"`) {
+			notReady = append(notReady, line)
+		}
+	}
+	if len(notReady) != 1 || !strings.HasPrefix(notReady[0], "E") || !klogLine.MatchString(notReady[0]) {
+		t.Errorf("want one error line \"Network not ready\", got %q in:\n%s", notReady, stderr.String())
+	}
+	if stdout.String() != "" {
+		t.Errorf("serve wrote to stdout:\n%s", stdout.String())
 	}
 }

@@ -26,14 +26,21 @@ import (
 	"k8s.io/klog/v2"
 )
 
-const serveSynopsis = `Serves the CRI v1 RuntimeService for pod sandboxes on a unix socket (mode 0600): crictl and
-the kubelet create, inspect, stop and remove pods whose network cnishim sets up in a network
-namespace under <state-dir>/netns. Container and image calls answer Unimplemented.
+const serveSynopsis = `Serves the CRI v1 RuntimeService and ImageService on a unix socket (mode 0600): crictl and the
+kubelet create, inspect, stop and remove pods whose network cnishim sets up in a network
+namespace under <state-dir>/netns. It runs no containers and holds no images, and the calls
+that only read say so: no containers, no images, container status NotFound; ImageFsInfo
+reports the state dir's filesystem and pod sandbox stats each pod's interface counters.
+Calls that would pull an image or create, start or change a container answer Unimplemented.
 
-Sandbox records live in <state-dir>/sandboxes and survive restarts. At start, a sandbox whose
-set-up a crash cut off is torn down and listed NOTREADY (remove it with crictl rmp), and one
-CNI GC pass runs with the ready sandboxes as the valid set. SIGTERM or SIGINT stops taking new
-calls and lets calls in flight finish within --shutdown-grace.`
+Sandbox records live in <state-dir>/sandboxes and survive restarts; what the plugin attached
+for each pod is recorded in <state-dir>/network. One server holds a state dir: a second one on
+it exits naming the holder. Every path flag is made absolute. At start, a sandbox whose set-up
+a crash cut off is torn down and listed NOTREADY (remove it with crictl rmp), and one CNI GC
+pass runs with every sandbox not NOTREADY as the valid set; it deletes only attachments this
+server recorded, never other runtimes' ones in the shared CNI cache dir, nor those of networks
+with "disableGC". SIGTERM or SIGINT stops taking new calls and lets calls in flight finish
+within --shutdown-grace.`
 
 type serveFlags struct {
 	cni              cniFlags
@@ -45,6 +52,7 @@ type serveFlags struct {
 	shutdownGrace    time.Duration
 	loopback         loopbackFlag
 	admission        admissionFlags
+	logs             logFlags
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -59,7 +67,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM/SIGINT, how long calls in flight may run before they are cancelled")
 	fs.Var(&f.loopback, "loopback", "how the pod's lo is brought up: in-process, plugin or off (default in-process)")
 	f.admission.register(fs)
-	addKlogFlags(fs)
+	f.logs = addLogFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -80,8 +88,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func serve(ctx context.Context, f *serveFlags, sockPath string) (retErr error) {
-	logger := klog.Background()
-	ctx = klog.NewContext(ctx, logger)
+	ctx = f.logs.context(ctx)
+	logger := klog.FromContext(ctx)
 
 	// Nothing is created before these checks: another server on the socket, or on the state
 	// dir, is refused first.
@@ -134,7 +142,9 @@ func serve(ctx context.Context, f *serveFlags, sockPath string) (retErr error) {
 		}
 	}()
 	if err := plugin.Status(ctx); err != nil {
-		logger.Info("Network not ready yet", "reason", err.Error())
+		// An error, as the kubelet logs "Container runtime network not ready": pod set-ups
+		// fail until a valid config appears (-v=2 logs when one does).
+		logger.Error(err, "Network not ready")
 	}
 
 	store, err := sandboxstore.Open(filepath.Join(f.stateDir, "sandboxes"))

@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-	"k8s.io/klog/v2"
 )
 
 const statusSynopsis = `Reads the CNI configuration directory the way the server does and reports whether the node's
@@ -68,14 +67,14 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cni.register(fs, false)
 	fs.StringVar(&output, "o", "text", "output format: text or json")
 	fs.StringVar(&listen, "listen", defaultListen, "CRI endpoint of a running server to ask as well")
-	addKlogFlags(fs)
+	logs := addLogFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if output != "text" && output != "json" {
 		return fmt.Errorf("%w: -o %q: want text or json", errUsage, output)
 	}
-	ctx = klog.NewContext(ctx, klog.Background())
+	ctx = logs.context(ctx)
 
 	w, err := confwatch.New(cni.confDir, cni.watcherOptions()...)
 	if err != nil {
@@ -136,7 +135,7 @@ func buildReport(snap *confwatch.Snapshot, cni *cniFlags) *statusReport {
 // user could make the runtime exec a binary of their choosing as root. The ancestors of each
 // directory are checked too; a world-writable ancestor with the sticky bit (like /tmp) is fine.
 func permissionWarnings(confDir string, confFiles, binDirs []string) []string {
-	var warns []string
+	warns := []string{} // [] in JSON when there are none
 	seen := map[string]bool{}
 	check := func(path, what string) {
 		if seen[path] {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cnishim/cnishim/pkg/confwatch"
-	"k8s.io/klog/v2"
 )
 
 const watchSynopsis = `Watches the CNI configuration directory as the server does and prints a line each time the
@@ -22,11 +21,11 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var cni cniFlags
 	fs := newFlagSet("watch", stderr, watchSynopsis)
 	cni.register(fs, false)
-	addKlogFlags(fs)
+	logs := addLogFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	ctx = klog.NewContext(ctx, klog.Background())
+	ctx = logs.context(ctx)
 	w, err := confwatch.New(cni.confDir, cni.watcherOptions()...)
 	if err != nil {
 		return err

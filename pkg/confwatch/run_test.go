@@ -369,8 +369,8 @@ func TestRelevant(t *testing.T) {
 	}
 }
 
-// TestLogging checks point 9: the chosen network at V(0) when it changes, with path, name
-// and cniVersion; skipped files at V(2); nothing when nothing changed.
+// TestLogging checks point 9: the chosen network at V(2) when it changes, with path, name
+// and cniVersion; skipped files at V(2); nothing when nothing changed, nor at V(1).
 func TestLogging(t *testing.T) {
 	e := newEnv(t, "bridge")
 	logger := ktesting.NewLogger(t, ktesting.NewConfig(ktesting.Verbosity(2), ktesting.BufferLogs(true)))
@@ -395,7 +395,7 @@ func TestLogging(t *testing.T) {
 	e.write("10-a.conflist", conflist("a", "1.0.0", "bridge"))
 	w.Scan(ctx)
 	got := newEntries()
-	if len(got) != 1 || got[0].Message != "Selected default CNI network" || got[0].Verbosity != 0 || got[0].Type != ktesting.LogInfo {
+	if len(got) != 1 || got[0].Message != "Selected default CNI network" || got[0].Verbosity != 2 || got[0].Type != ktesting.LogInfo {
 		t.Fatalf("first scan logged %+v", got)
 	}
 	if m := kv(got[0]); m["path"] != filepath.Join(e.conf, "10-a.conflist") || m["network"] != "a" || m["cniVersion"] != "1.0.0" {
@@ -425,7 +425,15 @@ func TestLogging(t *testing.T) {
 	e.remove("10-a.conflist")
 	w.Scan(ctx)
 	got = newEntries()
-	if len(got) != 1 || got[0].Message != "No default CNI network" || got[0].Verbosity != 0 {
+	if len(got) != 1 || got[0].Message != "No default CNI network" || got[0].Verbosity != 2 {
 		t.Fatalf("lost default logged %+v", got)
+	}
+
+	// Below V(2) a change logs nothing: a command's output stays its own.
+	quiet := ktesting.NewLogger(t, ktesting.NewConfig(ktesting.Verbosity(1), ktesting.BufferLogs(true)))
+	e.write("10-a.conflist", conflist("a", "1.0.0", "bridge"))
+	e.watcher().Scan(klog.NewContext(t.Context(), quiet))
+	if got := quiet.GetSink().(ktesting.Underlier).GetBuffer().Data(); len(got) != 0 {
+		t.Errorf("at V(1), a scan logged %+v", got)
 	}
 }

@@ -424,16 +424,19 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// logChanges logs what a publish changed: the default network at V(0), skipped files at V(2).
+// logChanges logs what a publish changed at V(2), the level of routine state changes: the
+// default network and the skipped files. Not being ready is no error of the watcher's: it is
+// in the Snapshot, and the caller reports it as its users need.
 func logChanges(logger klog.Logger, old, cur *Snapshot) {
+	logger = logger.V(2)
+	if !logger.Enabled() {
+		return
+	}
 	switch {
 	case cur.Default != nil && !sameNetwork(old.Default, cur.Default):
 		logger.Info("Selected default CNI network", "path", cur.Default.File, "network", cur.Default.Name, "cniVersion", cur.Default.CNIVersion)
 	case cur.Default == nil && (old.Default != nil || errString(old.Err) != errString(cur.Err)):
 		logger.Info("No default CNI network", "err", cur.Err)
-	}
-	if !logger.V(2).Enabled() {
-		return
 	}
 	seen := map[string]string{}
 	for _, sk := range old.Skipped {
@@ -441,7 +444,7 @@ func logChanges(logger klog.Logger, old, cur *Snapshot) {
 	}
 	for _, sk := range cur.Skipped {
 		if r, ok := seen[sk.File]; !ok || r != errString(sk.Reason) {
-			logger.V(2).Info("Skipping CNI config", "path", sk.File, "err", sk.Reason)
+			logger.Info("Skipping CNI config", "path", sk.File, "err", sk.Reason)
 		}
 	}
 }
