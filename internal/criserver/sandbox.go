@@ -50,7 +50,10 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	}
 
 	id := sandboxstore.NewID()
-	unlock := s.sandboxLocks.lock(id)
+	unlock, err := s.sandboxLocks.Lock(ctx, id)
+	if err != nil {
+		return nil, grpcError(what, err)
+	}
 	defer unlock()
 	logger := klog.FromContext(ctx).WithValues("pod", podRef, "podSandboxID", id)
 	ctx = klog.NewContext(ctx, logger)
@@ -180,7 +183,10 @@ func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSand
 	if err != nil {
 		return nil, grpcError("stop pod sandbox", err)
 	}
-	unlock := s.sandboxLocks.lock(rec.ID)
+	unlock, err := s.sandboxLocks.Lock(ctx, rec.ID)
+	if err != nil {
+		return nil, grpcError("stop pod sandbox", err)
+	}
 	defer unlock()
 	rec, err = s.cfg.Store.Get(rec.ID) // it may have changed while we waited
 	if errors.Is(err, sandboxstore.ErrNotFound) {
@@ -229,7 +235,10 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 	if err != nil {
 		return nil, grpcError("remove pod sandbox", err)
 	}
-	unlock := s.sandboxLocks.lock(rec.ID)
+	unlock, err := s.sandboxLocks.Lock(ctx, rec.ID)
+	if err != nil {
+		return nil, grpcError("remove pod sandbox", err)
+	}
 	defer unlock()
 	rec, err = s.cfg.Store.Get(rec.ID)
 	if errors.Is(err, sandboxstore.ErrNotFound) {

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cnishim/cnishim/internal/keylock"
 	"github.com/cnishim/cnishim/internal/sandboxstore"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/pkg/confwatch"
@@ -76,7 +77,7 @@ type Server struct {
 	cfg Config
 
 	// sandboxLocks serializes RunPodSandbox, StopPodSandbox and RemovePodSandbox of one sandbox.
-	sandboxLocks keyedMutex
+	sandboxLocks keylock.Map
 }
 
 // New returns a Server. It does no I/O; call Recover before serving.

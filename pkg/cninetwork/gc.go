@@ -114,7 +114,7 @@ func (p *Plugin) staleSandboxes(ctx context.Context, valid func(context.Context)
 	if err != nil {
 		return nil, fmt.Errorf("GC: %w", err)
 	}
-	busy := p.locks.busy()
+	busy := p.locks.Busy()
 	validIDs, err := valid(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("GC: valid sandboxes: %w", err)
@@ -136,7 +136,7 @@ func (p *Plugin) staleSandboxes(ctx context.Context, valid func(context.Context)
 // collectSandbox deletes the recorded attachments of a stale sandbox, under its lock, except
 // those on a network with disableGC, which stay recorded.
 func (p *Plugin) collectSandbox(ctx context.Context, id string, res *gcResult, logger klog.Logger) error {
-	unlock, ok := p.locks.tryLock(id)
+	unlock, ok := p.locks.TryLock(id)
 	if !ok {
 		res.busy = append(res.busy, id)
 		return nil

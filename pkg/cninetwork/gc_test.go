@@ -75,7 +75,7 @@ func TestGC(t *testing.T) {
 	}
 
 	// A sandbox with an operation in flight is left alone, and stays valid for the plugins.
-	unlock, err := p.locks.lock(ctx, "b")
+	unlock, err := p.locks.Lock(ctx, "b")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cnishim/cnishim/internal/admission"
+	"github.com/cnishim/cnishim/internal/keylock"
 	"github.com/cnishim/cnishim/pkg/confwatch"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
@@ -59,7 +60,7 @@ type Plugin struct {
 	loopbackList *libcni.NetworkConfigList
 
 	// locks serializes operations per sandbox.
-	locks sandboxLocks
+	locks keylock.Map
 	// gate keeps GC's plugin phase apart from ADD chains (see gcGate).
 	gate gcGate
 	// testHookGCGate, if set, runs as GC is about to take gcGate; for tests.

@@ -61,7 +61,7 @@ func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStat
 
 	ctx, cancel := context.WithTimeout(ctx, p.opts.operationTimeout)
 	defer cancel()
-	unlock, err := p.locks.lock(ctx, pod.SandboxID)
+	unlock, err := p.locks.Lock(ctx, pod.SandboxID)
 	if err != nil {
 		return nil, p.waitError(pod, start, err)
 	}

@@ -47,7 +47,7 @@ func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 
 	ctx, cancel := context.WithTimeout(ctx, p.opts.operationTimeout)
 	defer cancel()
-	unlock, err := p.locks.lock(ctx, pod.SandboxID)
+	unlock, err := p.locks.Lock(ctx, pod.SandboxID)
 	if err != nil {
 		return p.waitError(pod, start, err)
 	}
