@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/containernetworking/cni/libcni"
 	"k8s.io/klog/v2"
 )
@@ -25,7 +26,7 @@ func (p *Plugin) CheckPod(ctx context.Context, pod *Pod) (retErr error) {
 	defer func() {
 		logger.V(4).Info("Checked pod network", "duration", time.Since(start), "ok", retErr == nil)
 	}()
-	if err := checkNetNS(pod.NetNS); err != nil {
+	if _, err := netns.IsNetNS(pod.NetNS); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrInvalidPod, pod, err)
 	}
 

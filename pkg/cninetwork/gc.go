@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
@@ -244,8 +245,11 @@ func (p *Plugin) validAttachments() ([]types.GCAttachment, error) {
 
 // cachedNetNS returns the netns an attachment was set up in if it still is one, else "".
 func cachedNetNS(a *libcni.NetworkAttachment) string {
-	if a.NetNS != "" && checkNetNS(a.NetNS) == nil {
-		return a.NetNS
+	if a.NetNS == "" {
+		return ""
 	}
-	return ""
+	if ok, _ := netns.IsNetNS(a.NetNS); !ok {
+		return ""
+	}
+	return a.NetNS
 }

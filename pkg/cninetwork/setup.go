@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/cnishim/cnishim/pkg/confwatch"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/utils"
@@ -55,7 +56,7 @@ func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStat
 	if pod.NetNS == "" {
 		return nil, fmt.Errorf("%w: %s: no netns path", ErrInvalidPod, pod)
 	}
-	if err := checkNetNS(pod.NetNS); err != nil {
+	if _, err := netns.IsNetNS(pod.NetNS); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPod, pod, err)
 	}
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cnishim/cnishim/internal/cniargs"
+	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/containernetworking/cni/libcni"
 	"k8s.io/klog/v2"
 )
@@ -69,11 +70,11 @@ func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 	}
 	netnsOf := cachedNetNS
 	if pod.NetNS != "" {
-		netns := ""
-		if checkNetNS(pod.NetNS) == nil {
-			netns = pod.NetNS
+		ns := ""
+		if ok, _ := netns.IsNetNS(pod.NetNS); ok {
+			ns = pod.NetNS
 		}
-		netnsOf = func(*libcni.NetworkAttachment) string { return netns }
+		netnsOf = func(*libcni.NetworkAttachment) string { return ns }
 	}
 
 	var errs []error
@@ -194,7 +195,7 @@ func splitIfName(s string) (prefix string, n int) {
 // libcni cached attachments, or never, or is already torn down (plugins must accept a DEL for
 // what they do not know). Capability args that do not check out are dropped rather than fail
 // the teardown.
-func (p *Plugin) delFallback(ctx context.Context, pod *Pod, netns string) (done []string, errs []error) {
+func (p *Plugin) delFallback(ctx context.Context, pod *Pod, nsPath string) (done []string, errs []error) {
 	snap := p.source.Snapshot()
 	if snap == nil || snap.Default == nil {
 		return nil, nil // no network known: nothing this plugin could have set up
@@ -220,7 +221,7 @@ func (p *Plugin) delFallback(ctx context.Context, pod *Pod, netns string) (done 
 	for i := len(plan) - 1; i >= 0; i-- {
 		a := plan[i]
 		start := time.Now()
-		rt := runtimeConf(pod.SandboxID, pa, a.caps, a.ifName, netns)
+		rt := runtimeConf(pod.SandboxID, pa, a.caps, a.ifName, nsPath)
 		tctx, tr := withTrace(ctx)
 		if err := p.cni.DelNetworkList(tctx, a.list, rt); err != nil {
 			errs = append(errs, chainError(tctx, start, a.network, "DEL", tr, false, err))
