@@ -52,17 +52,10 @@ func (p *Plugin) CheckPod(ctx context.Context, pod *Pod) (retErr error) {
 	}
 	var errs []error
 	for _, a := range cached {
-		list, err := libcni.ConfListFromBytes(a.Config)
+		list, rt, err := cachedInvocation(a, pod.NetNS)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("network %q: cached configuration of interface %s: %w", a.Network, a.IfName, err))
+			errs = append(errs, err)
 			continue
-		}
-		rt := &libcni.RuntimeConf{
-			ContainerID:    a.ContainerID,
-			NetNS:          pod.NetNS,
-			IfName:         a.IfName,
-			Args:           a.CniArgs,
-			CapabilityArgs: a.CapabilityArgs,
 		}
 		cstart := time.Now()
 		tctx, tr := withTrace(ctx)

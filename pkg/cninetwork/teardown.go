@@ -102,20 +102,10 @@ func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 func (p *Plugin) delAttachments(ctx context.Context, atts []*libcni.NetworkAttachment, netnsOf func(*libcni.NetworkAttachment) string, logger klog.Logger) (done []string, errs []error) {
 	for _, a := range atts {
 		start := time.Now()
-		list, err := libcni.ConfListFromBytes(a.Config)
-		if err == nil && list.Name != a.Network {
-			err = fmt.Errorf("cached configuration is of network %q", list.Name)
-		}
+		list, rt, err := cachedInvocation(a, netnsOf(a))
 		if err != nil {
-			errs = append(errs, fmt.Errorf("network %q: cached configuration of interface %s: %w", a.Network, a.IfName, err))
+			errs = append(errs, err)
 			continue
-		}
-		rt := &libcni.RuntimeConf{
-			ContainerID:    a.ContainerID,
-			NetNS:          netnsOf(a),
-			IfName:         a.IfName,
-			Args:           a.CniArgs,
-			CapabilityArgs: a.CapabilityArgs,
 		}
 		tctx, tr := withTrace(ctx)
 		if err := p.cni.DelNetworkList(tctx, list, rt); err != nil {
@@ -133,6 +123,26 @@ func (p *Plugin) delAttachments(ctx context.Context, atts []*libcni.NetworkAttac
 		done = append(done, a.Network)
 	}
 	return done, errs
+}
+
+// cachedInvocation returns the configuration and runtime arguments libcni cached for a at
+// ADD, to run another command of a in the netns at nsPath. A cached configuration that does
+// not parse, or is of another network, is an error naming the network and interface.
+func cachedInvocation(a *libcni.NetworkAttachment, nsPath string) (*libcni.NetworkConfigList, *libcni.RuntimeConf, error) {
+	list, err := libcni.ConfListFromBytes(a.Config)
+	if err == nil && list.Name != a.Network {
+		err = fmt.Errorf("cached configuration is of network %q", list.Name)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("network %q: cached configuration of interface %s: %w", a.Network, a.IfName, err)
+	}
+	return list, &libcni.RuntimeConf{
+		ContainerID:    a.ContainerID,
+		NetNS:          nsPath,
+		IfName:         a.IfName,
+		Args:           a.CniArgs,
+		CapabilityArgs: a.CapabilityArgs,
+	}, nil
 }
 
 // removeCacheEntry removes libcni's cache entry of a, as a successful DEL would have. libcni
