@@ -7,7 +7,10 @@ package cniargs
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Keys of the Kubernetes CNI_ARGS, in the order the kubelet passes them.
@@ -74,6 +77,16 @@ func Kubernetes(p Pod) ([][2]string, error) {
 		{KeySandboxID, p.SandboxID},
 		{KeyUID, p.UID},
 	}, nil
+}
+
+// QuoteUnprintable returns value, a pod's name, namespace or ID as a client sent it, quoted if
+// it holds unprintable characters or invalid UTF-8, so that it cannot put a raw newline or NUL
+// into an error message or a log line.
+func QuoteUnprintable(value string) string {
+	if !utf8.ValidString(value) || strings.ContainsFunc(value, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(value)
+	}
+	return value
 }
 
 // String joins pairs the way libcni puts them in CNI_ARGS: "K=V" joined by ';'.
