@@ -13,7 +13,7 @@ import (
 
 	"github.com/cnishim/cnishim/internal/cniargs"
 	"github.com/cnishim/cnishim/internal/netns"
-	"github.com/cnishim/cnishim/internal/sandboxstore"
+	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
