@@ -170,7 +170,7 @@ func New(opts ...Option) (*Plugin, error) {
 	}
 	limits := admission.DefaultLimits()
 	if o.admission != nil {
-		limits = *o.admission
+		limits = admission.Limits(*o.admission)
 	}
 	var am *admission.Metrics
 	if o.registerer != nil {
