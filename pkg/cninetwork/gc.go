@@ -74,9 +74,6 @@ func (p *Plugin) GCFunc(ctx context.Context, valid func(context.Context) ([]stri
 	if err != nil {
 		return err
 	}
-	if p.testHookGCStale != nil {
-		p.testHookGCStale()
-	}
 	var errs []error
 	for _, id := range stale {
 		if ctx.Err() != nil {
@@ -182,9 +179,6 @@ func (p *Plugin) collectSandbox(ctx context.Context, id string, res *gcResult, l
 // gcNetworks runs CNI GC on lists while it holds the GC gate, with every attachment this Plugin
 // records and every attachment in libcni's cache as the valid ones.
 func (p *Plugin) gcNetworks(ctx context.Context, lists []*libcni.NetworkConfigList) []error {
-	if p.testHookGCGate != nil {
-		p.testHookGCGate()
-	}
 	if err := p.gate.lock(ctx); err != nil {
 		return []error{fmt.Errorf("GC: %w", err)}
 	}

@@ -63,10 +63,6 @@ type Plugin struct {
 	locks keylock.Map
 	// gate keeps GC's plugin phase apart from ADD chains (see gcGate).
 	gate gcGate
-	// testHookGCGate, if set, runs as GC is about to take gcGate; for tests.
-	testHookGCGate func()
-	// testHookGCStale, if set, runs once GC has listed the stale sandboxes; for tests.
-	testHookGCStale func()
 
 	podCIDRs  atomic.Pointer[[]*net.IPNet]
 	netStatus atomic.Pointer[networkStatus]
