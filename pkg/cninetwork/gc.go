@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/pkg/confwatch"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
@@ -74,29 +75,41 @@ func (p *Plugin) GCFunc(ctx context.Context, valid func(context.Context) ([]stri
 	if err != nil {
 		return err
 	}
+	errs := p.collectStale(ctx, stale, &res, logger)
+	if lists := p.gcLists(snap); len(lists) > 0 {
+		errs = append(errs, p.gcNetworks(ctx, lists)...)
+	}
+	return errors.Join(errs...)
+}
+
+// collectStale collects the stale sandboxes one by one (see collectSandbox) until ctx ends.
+func (p *Plugin) collectStale(ctx context.Context, stale []string, res *gcResult, logger klog.Logger) []error {
 	var errs []error
 	for _, id := range stale {
 		if ctx.Err() != nil {
 			errs = append(errs, fmt.Errorf("GC: %w before sandbox %s: %w", ErrTimeout, id, ctx.Err()))
 			break
 		}
-		if err := p.collectSandbox(ctx, id, &res, logger); err != nil {
+		if err := p.collectSandbox(ctx, id, res, logger); err != nil {
 			errs = append(errs, fmt.Errorf("GC: sandbox %s: %w", id, err))
 		}
 	}
+	return errs
+}
 
-	var gcNets []*libcni.NetworkConfigList
-	if snap != nil {
-		for _, n := range snap.Networks {
-			if ok, _ := version.GreaterThanOrEqualTo(n.CNIVersion, "1.1.0"); ok && !n.Config.DisableGC {
-				gcNets = append(gcNets, p.listFor(n))
-			}
+// gcLists returns the libcni lists of snap's networks that get a CNI GC: those of cniVersion
+// 1.1.0 or later without disableGC.
+func (p *Plugin) gcLists(snap *confwatch.Snapshot) []*libcni.NetworkConfigList {
+	if snap == nil {
+		return nil
+	}
+	var lists []*libcni.NetworkConfigList
+	for _, n := range snap.Networks {
+		if ok, _ := version.GreaterThanOrEqualTo(n.CNIVersion, "1.1.0"); ok && !n.Config.DisableGC {
+			lists = append(lists, p.listFor(n))
 		}
 	}
-	if len(gcNets) > 0 {
-		errs = append(errs, p.gcNetworks(ctx, gcNets)...)
-	}
-	return errors.Join(errs...)
+	return lists
 }
 
 // gcResult is what a GC did, for its log line.
