@@ -100,3 +100,19 @@ func (p *Plugin) admit(ctx context.Context, l lane) (release func(), err error) 
 	}
 	return ln.Acquire(ctx)
 }
+
+// lockAndAdmit waits for pod's sandbox lock, then for a slot in lane l, and returns the
+// function that gives both back. An error says what it waited for when ctx ended (see
+// waitError).
+func (p *Plugin) lockAndAdmit(ctx context.Context, pod *Pod, l lane, start time.Time) (release func(), err error) {
+	unlock, err := p.locks.Lock(ctx, pod.SandboxID)
+	if err != nil {
+		return nil, p.waitError(pod, start, err)
+	}
+	leave, err := p.admit(ctx, l)
+	if err != nil {
+		unlock()
+		return nil, p.waitError(pod, start, err)
+	}
+	return func() { leave(); unlock() }, nil
+}

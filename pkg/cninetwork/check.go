@@ -32,14 +32,9 @@ func (p *Plugin) CheckPod(ctx context.Context, pod *Pod) (retErr error) {
 
 	ctx, cancel := context.WithTimeout(ctx, p.opts.operationTimeout)
 	defer cancel()
-	unlock, err := p.locks.Lock(ctx, pod.SandboxID)
+	release, err := p.lockAndAdmit(ctx, pod, laneCheck, start)
 	if err != nil {
-		return p.waitError(pod, start, err)
-	}
-	defer unlock()
-	release, err := p.admit(ctx, laneCheck)
-	if err != nil {
-		return p.waitError(pod, start, err)
+		return err
 	}
 	defer release()
 
