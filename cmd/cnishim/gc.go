@@ -10,7 +10,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/criserver"
+	"github.com/cnishim/cnishim/internal/runtime/criserver"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"

@@ -15,8 +15,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/criserver"
-	"github.com/cnishim/cnishim/internal/sandboxstore"
+	"github.com/cnishim/cnishim/internal/runtime/criserver"
+	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/criserver"
+	"github.com/cnishim/cnishim/internal/runtime/criserver"
 	"github.com/cnishim/cnishim/pkg/confwatch"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"

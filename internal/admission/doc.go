@@ -15,4 +15,7 @@
 // The package starts no goroutines. Bounds can be changed at run time with
 // [Lane.SetLimit], which, together with [Lane.Stats], is the seam for a
 // controller that adapts a bound to observed throughput.
+//
+// It is one of the helpers pkg/ builds on: it imports nothing of pkg/, and the CRI runtime
+// built on pkg/ lives apart, under internal/runtime.
 package admission

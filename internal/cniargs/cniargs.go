@@ -3,11 +3,17 @@
 // K8S_POD_UID=...". The CNI_ARGS format has no quoting, so a value holding ';' or '=' would
 // silently become another key, and NUL or a newline would corrupt the plugin's environment;
 // such values are refused, never escaped.
+//
+// It is one of the helpers pkg/ builds on: it imports nothing of pkg/, and the CRI runtime
+// built on pkg/ lives apart, under internal/runtime.
 package cniargs
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Keys of the Kubernetes CNI_ARGS, in the order the kubelet passes them.
@@ -74,6 +80,16 @@ func Kubernetes(p Pod) ([][2]string, error) {
 		{KeySandboxID, p.SandboxID},
 		{KeyUID, p.UID},
 	}, nil
+}
+
+// QuoteUnprintable returns value, a pod's name, namespace or ID as a client sent it, quoted if
+// it holds unprintable characters or invalid UTF-8, so that it cannot put a raw newline or NUL
+// into an error message or a log line.
+func QuoteUnprintable(value string) string {
+	if !utf8.ValidString(value) || strings.ContainsFunc(value, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(value)
+	}
+	return value
 }
 
 // String joins pairs the way libcni puts them in CNI_ARGS: "K=V" joined by ';'.

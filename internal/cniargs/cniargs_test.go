@@ -86,3 +86,18 @@ func FuzzKubernetes(f *testing.F) {
 		}
 	})
 }
+
+func TestQuoteUnprintable(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"default/web", "default/web"},
+		{"spaces and ünïcode", "spaces and ünïcode"},
+		{"a\nb", `"a\nb"`},
+		{"nul\x00", `"nul\x00"`},
+		{"\xff", `"\xff"`},
+	}
+	for _, tt := range tests {
+		if got := QuoteUnprintable(tt.in); got != tt.want {
+			t.Errorf("QuoteUnprintable(%q) = %s; want %s", tt.in, got, tt.want)
+		}
+	}
+}

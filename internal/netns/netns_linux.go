@@ -1,7 +1,5 @@
 //go:build linux
 
-// Package netns creates and removes persistent network namespaces: a new namespace is
-// bind-mounted on a file, so it outlives the thread that made it, as `ip netns add` does.
 package netns
 
 import (
@@ -119,13 +117,33 @@ func Remove(path string) error {
 	return nil
 }
 
-// IsNetNS reports whether path is a network namespace (a bind mount of one, or an nsfs file).
+// IsNetNS reports whether path is a network namespace: a bind mount of one or a
+// /proc/PID/ns/net link, which statfs resolves to nsfs. When it is not, the error says why:
+// it wraps os.ErrNotExist if nothing is there, and says "not a network namespace" for another
+// file or a namespace of another kind (a mount or PID namespace), which is refused where the
+// kernel can tell (NS_GET_NSTYPE, Linux 4.11). Namespace files on procfs itself date from
+// kernels before 3.19, which nothing we support runs, so any other file under /proc is refused.
 func IsNetNS(path string) (bool, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(path, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return false, fmt.Errorf("netns %s: %w", path, os.ErrNotExist)
+		}
 		return false, fmt.Errorf("netns %s: %w", path, err)
 	}
-	return st.Type == unix.NSFS_MAGIC, nil
+	if st.Type != unix.NSFS_MAGIC {
+		return false, fmt.Errorf("netns %s: not a network namespace", path)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false, fmt.Errorf("netns %s: %w", path, err)
+	}
+	kind, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
+	_ = unix.Close(fd)
+	if err == nil && kind != unix.CLONE_NEWNET {
+		return false, fmt.Errorf("netns %s: not a network namespace (a namespace of another kind)", path)
+	}
+	return true, nil
 }
 
 // Mounted lists the paths under dir that are network namespace mounts, for leak checks.

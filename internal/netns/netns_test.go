@@ -3,8 +3,10 @@
 package netns
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -85,16 +87,35 @@ func TestCreateRejectsBadNames(t *testing.T) {
 	}
 }
 
-func TestIsNetNSOnPlainFile(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "f")
-	if err := os.WriteFile(p, nil, 0o600); err != nil {
+func TestIsNetNSRefuses(t *testing.T) {
+	plain := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(plain, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := IsNetNS(p); err != nil || ok {
-		t.Fatalf("IsNetNS(plain file) = %v, %v; want false, nil", ok, err)
+	tests := []struct {
+		name, path string
+		want       string
+		notExist   bool
+	}{
+		{"plain file", plain, "not a network namespace", false},
+		{"missing", filepath.Join(t.TempDir(), "missing"), "netns ", true},
+		{"mount namespace", "/proc/self/ns/mnt", "not a network namespace (a namespace of another kind)", false},
+		{"procfs file", "/proc/self/status", "not a network namespace", false},
 	}
-	if _, err := IsNetNS(filepath.Join(t.TempDir(), "missing")); err == nil {
-		t.Fatal("IsNetNS(missing) = nil error")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ok, err := IsNetNS(tt.path)
+			if ok || err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("IsNetNS(%s) = %v, %v; want false and an error saying %q", tt.path, ok, err, tt.want)
+			}
+			if got := errors.Is(err, os.ErrNotExist); got != tt.notExist {
+				t.Fatalf("IsNetNS(%s) error %v: errors.Is(os.ErrNotExist) = %v; want %v", tt.path, err, got, tt.notExist)
+			}
+		})
+	}
+	// The calling thread's own namespace, through procfs, is one.
+	if ok, err := IsNetNS("/proc/self/ns/net"); !ok || err != nil {
+		t.Fatalf("IsNetNS(/proc/self/ns/net) = %v, %v; want true", ok, err)
 	}
 }
 

@@ -3,6 +3,9 @@
 // Package nsrun opens TCP listeners and connections inside a network namespace without exec,
 // on netns.Do's locked thread. Sockets keep the namespace they were created in, so a listener or
 // connection made by ListenTCP or DialTCP can be used from any goroutine afterwards.
+//
+// It is one of the tools cmd/ and the tests build on: it imports nothing of pkg/, and the CRI
+// runtime built on pkg/ lives apart, under internal/runtime.
 package nsrun
 
 import (

@@ -10,6 +10,9 @@
 //
 //	bin := t.TempDir()
 //	plugintest.MustInstallAs(t, bin, "bridge", "host-local")
+//
+// It is one of the tools cmd/ and the tests build on: it imports nothing of pkg/, and the CRI
+// runtime built on pkg/ lives apart, under internal/runtime.
 package plugintest
 
 import (

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/containernetworking/cni/libcni"
 	"k8s.io/klog/v2"
 )
@@ -25,20 +26,15 @@ func (p *Plugin) CheckPod(ctx context.Context, pod *Pod) (retErr error) {
 	defer func() {
 		logger.V(4).Info("Checked pod network", "duration", time.Since(start), "ok", retErr == nil)
 	}()
-	if err := checkNetNS(pod.NetNS); err != nil {
+	if _, err := netns.IsNetNS(pod.NetNS); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrInvalidPod, pod, err)
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, p.opts.operationTimeout)
 	defer cancel()
-	unlock, err := p.locks.lock(ctx, pod.SandboxID)
+	release, err := p.lockAndAdmit(ctx, pod, laneCheck, start)
 	if err != nil {
-		return p.waitError(pod, start, err)
-	}
-	defer unlock()
-	release, err := p.admit(ctx, laneCheck)
-	if err != nil {
-		return p.waitError(pod, start, err)
+		return err
 	}
 	defer release()
 
@@ -51,17 +47,10 @@ func (p *Plugin) CheckPod(ctx context.Context, pod *Pod) (retErr error) {
 	}
 	var errs []error
 	for _, a := range cached {
-		list, err := libcni.ConfListFromBytes(a.Config)
+		list, rt, err := cachedInvocation(a, pod.NetNS)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("network %q: cached configuration of interface %s: %w", a.Network, a.IfName, err))
+			errs = append(errs, err)
 			continue
-		}
-		rt := &libcni.RuntimeConf{
-			ContainerID:    a.ContainerID,
-			NetNS:          pod.NetNS,
-			IfName:         a.IfName,
-			Args:           a.CniArgs,
-			CapabilityArgs: a.CapabilityArgs,
 		}
 		cstart := time.Now()
 		tctx, tr := withTrace(ctx)

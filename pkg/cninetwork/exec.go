@@ -2,12 +2,10 @@ package cninetwork
 
 import (
 	"context"
-	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 
+	"github.com/cnishim/cnishim/internal/pluginenv"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/version"
 )
@@ -38,7 +36,7 @@ func (e *pluginExec) ExecPlugin(ctx context.Context, pluginPath string, stdinDat
 		t.started(filepath.Base(pluginPath))
 	}
 	if !e.passEnv {
-		environ = pluginEnv(environ)
+		environ = pluginenv.Filter(environ)
 	}
 	return e.inner.ExecPlugin(ctx, pluginPath, stdinData, environ)
 }
@@ -51,24 +49,6 @@ func (e *pluginExec) FindInPath(plugin string, paths []string) (string, error) {
 // Decode implements invoke.Exec.
 func (e *pluginExec) Decode(jsonBytes []byte) (version.PluginInfo, error) {
 	return e.inner.Decode(jsonBytes)
-}
-
-// pluginEnv returns the entries of environ a plugin needs: the CNI_* variables and PATH
-// (plugins such as portmap run iptables). libcni builds environ from the runtime's whole
-// environment plus the CNI variables; nil means the whole environment. The result is sorted
-// and never nil, so it never means "inherit everything".
-func pluginEnv(environ []string) []string {
-	if environ == nil {
-		environ = os.Environ()
-	}
-	out := make([]string, 0, 8)
-	for _, kv := range environ {
-		if strings.HasPrefix(kv, "CNI_") || strings.HasPrefix(kv, "PATH=") {
-			out = append(out, kv)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 // execTrace records, for one operation, the plugin that ran last. Plugins of an operation run

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/pkg/confwatch"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
@@ -73,32 +75,41 @@ func (p *Plugin) GCFunc(ctx context.Context, valid func(context.Context) ([]stri
 	if err != nil {
 		return err
 	}
-	if p.testHookGCStale != nil {
-		p.testHookGCStale()
+	errs := p.collectStale(ctx, stale, &res, logger)
+	if lists := p.gcLists(snap); len(lists) > 0 {
+		errs = append(errs, p.gcNetworks(ctx, lists)...)
 	}
+	return errors.Join(errs...)
+}
+
+// collectStale collects the stale sandboxes one by one (see collectSandbox) until ctx ends.
+func (p *Plugin) collectStale(ctx context.Context, stale []string, res *gcResult, logger klog.Logger) []error {
 	var errs []error
 	for _, id := range stale {
 		if ctx.Err() != nil {
 			errs = append(errs, fmt.Errorf("GC: %w before sandbox %s: %w", ErrTimeout, id, ctx.Err()))
 			break
 		}
-		if err := p.collectSandbox(ctx, id, &res, logger); err != nil {
+		if err := p.collectSandbox(ctx, id, res, logger); err != nil {
 			errs = append(errs, fmt.Errorf("GC: sandbox %s: %w", id, err))
 		}
 	}
+	return errs
+}
 
-	var gcNets []*libcni.NetworkConfigList
-	if snap != nil {
-		for _, n := range snap.Networks {
-			if ok, _ := version.GreaterThanOrEqualTo(n.CNIVersion, "1.1.0"); ok && !n.Config.DisableGC {
-				gcNets = append(gcNets, p.listFor(n))
-			}
+// gcLists returns the libcni lists of snap's networks that get a CNI GC: those of cniVersion
+// 1.1.0 or later without disableGC.
+func (p *Plugin) gcLists(snap *confwatch.Snapshot) []*libcni.NetworkConfigList {
+	if snap == nil {
+		return nil
+	}
+	var lists []*libcni.NetworkConfigList
+	for _, n := range snap.Networks {
+		if ok, _ := version.GreaterThanOrEqualTo(n.CNIVersion, "1.1.0"); ok && !n.Config.DisableGC {
+			lists = append(lists, p.listFor(n))
 		}
 	}
-	if len(gcNets) > 0 {
-		errs = append(errs, p.gcNetworks(ctx, gcNets)...)
-	}
-	return errors.Join(errs...)
+	return lists
 }
 
 // gcResult is what a GC did, for its log line.
@@ -114,7 +125,7 @@ func (p *Plugin) staleSandboxes(ctx context.Context, valid func(context.Context)
 	if err != nil {
 		return nil, fmt.Errorf("GC: %w", err)
 	}
-	busy := p.locks.busy()
+	busy := p.locks.Busy()
 	validIDs, err := valid(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("GC: valid sandboxes: %w", err)
@@ -136,7 +147,7 @@ func (p *Plugin) staleSandboxes(ctx context.Context, valid func(context.Context)
 // collectSandbox deletes the recorded attachments of a stale sandbox, under its lock, except
 // those on a network with disableGC, which stay recorded.
 func (p *Plugin) collectSandbox(ctx context.Context, id string, res *gcResult, logger klog.Logger) error {
-	unlock, ok := p.locks.tryLock(id)
+	unlock, ok := p.locks.TryLock(id)
 	if !ok {
 		res.busy = append(res.busy, id)
 		return nil
@@ -181,9 +192,6 @@ func (p *Plugin) collectSandbox(ctx context.Context, id string, res *gcResult, l
 // gcNetworks runs CNI GC on lists while it holds the GC gate, with every attachment this Plugin
 // records and every attachment in libcni's cache as the valid ones.
 func (p *Plugin) gcNetworks(ctx context.Context, lists []*libcni.NetworkConfigList) []error {
-	if p.testHookGCGate != nil {
-		p.testHookGCGate()
-	}
 	if err := p.gate.lock(ctx); err != nil {
 		return []error{fmt.Errorf("GC: %w", err)}
 	}
@@ -244,8 +252,11 @@ func (p *Plugin) validAttachments() ([]types.GCAttachment, error) {
 
 // cachedNetNS returns the netns an attachment was set up in if it still is one, else "".
 func cachedNetNS(a *libcni.NetworkAttachment) string {
-	if a.NetNS != "" && checkNetNS(a.NetNS) == nil {
-		return a.NetNS
+	if a.NetNS == "" {
+		return ""
 	}
-	return ""
+	if ok, _ := netns.IsNetNS(a.NetNS); !ok {
+		return ""
+	}
+	return a.NetNS
 }

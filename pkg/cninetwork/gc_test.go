@@ -75,7 +75,7 @@ func TestGC(t *testing.T) {
 	}
 
 	// A sandbox with an operation in flight is left alone, and stays valid for the plugins.
-	unlock, err := p.locks.lock(ctx, "b")
+	unlock, err := p.locks.Lock(ctx, "b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,6 @@ func TestGCWaitsForSetups(t *testing.T) {
 
 	addStarted, releaseAdd := make(chan struct{}), make(chan struct{})
 	fe.set("bridge", "ADD", reply{hook: func(context.Context, execCall) { close(addStarted) }, block: releaseAdd})
-	p.testHookGCGate = func() { close(releaseAdd) } // GC reaches its plugin phase while the ADD runs
 	fe.set("bridge", "GC", reply{hook: func(context.Context, execCall) {
 		fe.mu.Lock()
 		defer fe.mu.Unlock()
@@ -141,7 +140,16 @@ func TestGCWaitsForSetups(t *testing.T) {
 		setup <- err
 	}()
 	<-addStarted
-	if err := p.GC(ctx, nil); err != nil {
+	gcDone := make(chan error, 1)
+	go func() { gcDone <- p.GC(ctx, nil) }()
+	// GC reaches its plugin phase while the ADD runs: it waits at the gate for the ADD.
+	waitFor(t, "GC waiting at the gate for the ADD", func() bool {
+		p.gate.mu.Lock()
+		defer p.gate.mu.Unlock()
+		return p.gate.writer && p.gate.readers == 1
+	})
+	close(releaseAdd)
+	if err := <-gcDone; err != nil {
 		t.Fatal(err)
 	}
 	if err := <-setup; err != nil {
@@ -177,11 +185,14 @@ func TestGCSkipsSetUpFinishedAfterListing(t *testing.T) {
 	}()
 	<-addStarted
 	var setupErr error
-	p.testHookGCStale = func() {
+	// GC asks for the valid sandboxes once it has listed its records and the sandboxes in
+	// flight: the set-up finishes right then.
+	valid := func(context.Context) ([]string, error) {
 		close(releaseAdd)
 		setupErr = <-setup
+		return nil, nil
 	}
-	if err := p.GC(ctx, nil); err != nil {
+	if err := p.GCFunc(ctx, valid); err != nil {
 		t.Fatal(err)
 	}
 	if setupErr != nil {

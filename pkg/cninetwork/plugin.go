@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cnishim/cnishim/internal/admission"
+	"github.com/cnishim/cnishim/internal/keylock"
 	"github.com/cnishim/cnishim/pkg/confwatch"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
@@ -59,13 +60,9 @@ type Plugin struct {
 	loopbackList *libcni.NetworkConfigList
 
 	// locks serializes operations per sandbox.
-	locks sandboxLocks
+	locks keylock.Map
 	// gate keeps GC's plugin phase apart from ADD chains (see gcGate).
 	gate gcGate
-	// testHookGCGate, if set, runs as GC is about to take gcGate; for tests.
-	testHookGCGate func()
-	// testHookGCStale, if set, runs once GC has listed the stale sandboxes; for tests.
-	testHookGCStale func()
 
 	podCIDRs  atomic.Pointer[[]*net.IPNet]
 	netStatus atomic.Pointer[networkStatus]
@@ -169,7 +166,7 @@ func New(opts ...Option) (*Plugin, error) {
 	}
 	limits := admission.DefaultLimits()
 	if o.admission != nil {
-		limits = *o.admission
+		limits = admission.Limits(*o.admission)
 	}
 	var am *admission.Metrics
 	if o.registerer != nil {

@@ -3,10 +3,8 @@ package cninetwork
 import (
 	"fmt"
 	"net"
-	"strconv"
-	"strings"
-	"unicode"
 
+	"github.com/cnishim/cnishim/internal/cniargs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -110,16 +108,5 @@ func (p *Pod) GetNamespace() string { return p.Namespace }
 // String describes the pod for error messages: "pod namespace/name (sandbox ID)", with the
 // name and ID quoted if they hold unprintable characters.
 func (p *Pod) String() string {
-	ref, id := p.ref(), p.SandboxID
-	if !printable(ref) {
-		ref = strconv.Quote(ref)
-	}
-	if !printable(id) {
-		id = strconv.Quote(id)
-	}
-	return fmt.Sprintf("pod %s (sandbox %s)", ref, id)
-}
-
-func printable(s string) bool {
-	return !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) })
+	return fmt.Sprintf("pod %s (sandbox %s)", cniargs.QuoteUnprintable(p.ref()), cniargs.QuoteUnprintable(p.SandboxID))
 }

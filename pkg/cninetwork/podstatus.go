@@ -78,11 +78,11 @@ func (p *Plugin) statusFromCache(pod *Pod) (*PodNetworkStatus, error) {
 	})
 	st := &PodNetworkStatus{Attachments: make([]AttachmentStatus, 0, len(atts))}
 	for _, a := range atts {
-		list, err := libcni.ConfListFromBytes(a.Config)
+		list, rt, err := cachedInvocation(a, "")
 		if err != nil {
-			return nil, fmt.Errorf("%s: network %q: cached configuration of interface %s: %w", pod, a.Network, a.IfName, err)
+			return nil, fmt.Errorf("%s: %w", pod, err)
 		}
-		res, err := p.cni.GetNetworkListCachedResult(list, &libcni.RuntimeConf{ContainerID: a.ContainerID, IfName: a.IfName})
+		res, err := p.cni.GetNetworkListCachedResult(list, rt)
 		if err != nil {
 			return nil, fmt.Errorf("%s: network %q: cached result of interface %s: %w", pod, a.Network, a.IfName, err)
 		}

@@ -9,8 +9,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/cnishim/cnishim/pkg/confwatch"
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/utils"
 	"k8s.io/klog/v2"
 )
@@ -38,7 +40,7 @@ func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStat
 	start := time.Now()
 	defer func() { p.metrics.observe(opSetUp, start, retErr != nil) }()
 
-	pa, err := preparePod(pod, *p.podCIDRs.Load())
+	su, err := p.prepareSetUp(pod, start)
 	if err != nil {
 		return nil, err
 	}
@@ -47,30 +49,16 @@ func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStat
 		logger.V(4).Info("Set up pod network", "ips", ipStrings(status), "duration", time.Since(start), "ok", retErr == nil)
 	}()
 
-	snap := p.source.Snapshot()
-	plan, err := p.plan(snap, pod)
-	if err != nil {
-		return nil, err
-	}
-	if pod.NetNS == "" {
-		return nil, fmt.Errorf("%w: %s: no netns path", ErrInvalidPod, pod)
-	}
-	if err := checkNetNS(pod.NetNS); err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPod, pod, err)
-	}
-
 	ctx, cancel := context.WithTimeout(ctx, p.opts.operationTimeout)
 	defer cancel()
-	unlock, err := p.locks.lock(ctx, pod.SandboxID)
+	unlock, err := p.locks.Lock(ctx, pod.SandboxID)
 	if err != nil {
 		return nil, p.waitError(pod, start, err)
 	}
 	defer unlock()
-
 	if err := p.checkNotSetUp(pod); err != nil {
 		return nil, err
 	}
-
 	release, err := p.admit(ctx, laneAdd)
 	if err != nil {
 		return nil, p.waitError(pod, start, err)
@@ -82,94 +70,148 @@ func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStat
 	}
 	defer p.gate.leave()
 
-	// Every attachment tried is rolled back if the setup fails, the one that failed included:
-	// a chain that fails part-way leaves what its first plugins made, and libcni caches
-	// nothing for it.
-	type tried struct {
-		network string
-		list    *libcni.NetworkConfigList
-		rt      *libcni.RuntimeConf
-	}
-	var attempted []tried
-
-	// Record every attachment about to be made before any plugin runs: if this process dies
-	// mid-chain, libcni will have cached nothing, and the record is what lets the teardown use
-	// this set-up's own configuration rather than whatever the default network is by then. The
-	// record stays until the attachments are deleted: it is what GC goes by.
-	var loRT *libcni.RuntimeConf
-	if p.opts.loopback == LoopbackPlugin {
-		loRT = runtimeConf(pod.SandboxID, pa, nil, "lo", pod.NetNS)
-	}
-	rts := make([]*libcni.RuntimeConf, len(plan))
-	for i, a := range plan {
-		rts[i] = runtimeConf(pod.SandboxID, pa, a.caps, a.ifName, pod.NetNS)
-	}
-	if err := p.records.put(pod.SandboxID, recordedAttachments(p.loopbackList, loRT, plan, rts)); err != nil {
+	if err := p.records.put(pod.SandboxID, su.recorded(p.loopbackList)); err != nil {
 		return nil, fmt.Errorf("%s: %w", pod, err)
 	}
-	defer func() {
-		if retErr == nil {
-			return
-		}
-		if len(attempted) == 0 {
-			// Nothing was attached. A record that cannot be removed only makes a later
-			// teardown send DELs plugins must accept.
-			_ = p.records.remove(pod.SandboxID)
-			return
-		}
-		rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.operationTimeout)
-		defer cancel()
-		var errs []error
-		for i := len(attempted) - 1; i >= 0; i-- {
-			a := attempted[i]
-			rbStart := time.Now()
-			tctx, tr := withTrace(rbCtx)
-			if err := p.cni.DelNetworkList(tctx, a.list, a.rt); err != nil {
-				errs = append(errs, chainError(tctx, rbStart, a.network, "DEL", tr, false, err))
-			}
-		}
-		if len(errs) > 0 {
-			// The record stays: the next teardown deletes with this set-up's configuration.
-			retErr = fmt.Errorf("%w; %w of %s: %w", retErr, ErrRollbackFailed, pod, errors.Join(errs...))
-			return
-		}
-		_ = p.records.remove(pod.SandboxID)
-	}()
-
-	switch p.opts.loopback {
-	case LoopbackInProcess:
-		if err := loopbackUp(pod.NetNS); err != nil {
-			return nil, fmt.Errorf("%s: %w", pod, err)
-		}
-	case LoopbackPlugin:
-		attempted = append(attempted, tried{LoopbackNetworkName, p.loopbackList, loRT})
-		tctx, tr := withTrace(ctx)
-		if _, err := p.cni.AddNetworkList(tctx, p.loopbackList, loRT); err != nil {
-			return nil, fmt.Errorf("%s: %w", pod, chainError(tctx, start, LoopbackNetworkName, "ADD", tr, false, err))
-		}
+	status, err = p.attachAll(ctx, su)
+	if err != nil {
+		// Still under the sandbox's lock, the admission slot and the gate.
+		return nil, p.rollback(ctx, su, err)
 	}
-
-	status = &PodNetworkStatus{Attachments: make([]AttachmentStatus, 0, len(plan))}
-	for i, a := range plan {
-		rt := rts[i]
-		attempted = append(attempted, tried{a.network, a.list, rt})
-		tctx, tr := withTrace(ctx)
-		res, err := p.cni.AddNetworkList(tctx, a.list, rt)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", pod, chainError(tctx, start, a.network, "ADD", tr, false, err))
-		}
-		ips, err := resultIPs(res)
-		if err != nil {
-			return nil, fmt.Errorf("%s: network %q: ADD result: %w", pod, a.network, err)
-		}
-		status.Attachments = append(status.Attachments, AttachmentStatus{Network: a.network, IfName: a.ifName, IPs: ips})
-	}
-	status.IPs = status.Attachments[0].IPs
-
 	p.statusMu.Lock()
 	p.pods[pod.SandboxID] = status
 	p.statusMu.Unlock()
 	return status.clone(), nil
+}
+
+// setUp is one SetUpPod in progress: what it is to attach, and what it has tried so far.
+type setUp struct {
+	pod   *Pod
+	start time.Time
+	plan  []attachment
+	// rts holds the runtime arguments of plan's attachments, and loRT those of the loopback
+	// network when the loopback plugin attaches it (LoopbackPlugin), else nil.
+	rts  []*libcni.RuntimeConf
+	loRT *libcni.RuntimeConf
+	// attempted lists every attachment tried, the one that failed included: a chain that
+	// fails part-way leaves what its first plugins made, and libcni caches nothing for it.
+	attempted []triedAttachment
+}
+
+// triedAttachment is an attachment a set-up ran ADD for, to delete again on rollback.
+type triedAttachment struct {
+	network string
+	list    *libcni.NetworkConfigList
+	rt      *libcni.RuntimeConf
+}
+
+// prepareSetUp checks pod and plans its set-up from the current snapshot, before anything is
+// locked or run: the pod's fields, its networks and interfaces (errors wrap ErrInvalidPod or
+// ErrNotReady), and its netns.
+func (p *Plugin) prepareSetUp(pod *Pod, start time.Time) (*setUp, error) {
+	pa, err := preparePod(pod, *p.podCIDRs.Load())
+	if err != nil {
+		return nil, err
+	}
+	plan, err := p.plan(p.source.Snapshot(), pod)
+	if err != nil {
+		return nil, err
+	}
+	if pod.NetNS == "" {
+		return nil, fmt.Errorf("%w: %s: no netns path", ErrInvalidPod, pod)
+	}
+	if _, err := netns.IsNetNS(pod.NetNS); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPod, pod, err)
+	}
+	su := &setUp{pod: pod, start: start, plan: plan, rts: make([]*libcni.RuntimeConf, len(plan))}
+	if p.opts.loopback == LoopbackPlugin {
+		su.loRT = runtimeConf(pod.SandboxID, pa, nil, "lo", pod.NetNS)
+	}
+	for i, a := range plan {
+		su.rts[i] = runtimeConf(pod.SandboxID, pa, a.caps, a.ifName, pod.NetNS)
+	}
+	return su, nil
+}
+
+// recorded returns the record of every attachment su is about to make, to write before any
+// plugin runs: if this process dies mid-chain, libcni will have cached nothing, and the record
+// is what lets the teardown use this set-up's own configuration rather than whatever the
+// default network is by then. The record stays until the attachments are deleted: it is what
+// GC goes by.
+func (su *setUp) recorded(loopbackList *libcni.NetworkConfigList) []*libcni.NetworkAttachment {
+	return recordedAttachments(loopbackList, su.loRT, su.plan, su.rts)
+}
+
+// attachAll attaches su's pod to loopback (see LoopbackMode), then to each network of its
+// plan in order, and returns the pod's status. It stops at the first failure; su.attempted
+// then says what to roll back.
+func (p *Plugin) attachAll(ctx context.Context, su *setUp) (*PodNetworkStatus, error) {
+	switch p.opts.loopback {
+	case LoopbackInProcess:
+		if err := loopbackUp(su.pod.NetNS); err != nil {
+			return nil, fmt.Errorf("%s: %w", su.pod, err)
+		}
+	case LoopbackPlugin:
+		if _, err := p.attach(ctx, su, LoopbackNetworkName, p.loopbackList, su.loRT); err != nil {
+			return nil, err
+		}
+	}
+	status := &PodNetworkStatus{Attachments: make([]AttachmentStatus, 0, len(su.plan))}
+	for i, a := range su.plan {
+		res, err := p.attach(ctx, su, a.network, a.list, su.rts[i])
+		if err != nil {
+			return nil, err
+		}
+		ips, err := resultIPs(res)
+		if err != nil {
+			return nil, fmt.Errorf("%s: network %q: ADD result: %w", su.pod, a.network, err)
+		}
+		status.Attachments = append(status.Attachments, AttachmentStatus{Network: a.network, IfName: a.ifName, IPs: ips})
+	}
+	status.IPs = status.Attachments[0].IPs
+	return status, nil
+}
+
+// attach runs ADD of one network for su's pod, noting it in su.attempted first, and returns
+// the network's result.
+func (p *Plugin) attach(ctx context.Context, su *setUp, network string, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) (types.Result, error) {
+	su.attempted = append(su.attempted, triedAttachment{network, list, rt})
+	tctx, tr := withTrace(ctx)
+	res, err := p.cni.AddNetworkList(tctx, list, rt)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", su.pod, chainError(tctx, su.start, network, "ADD", tr, false, err))
+	}
+	return res, nil
+}
+
+// rollback deletes every attachment su tried, in reverse order, after the set-up failed with
+// cause, under a fresh budget of the operation timeout that the caller's cancellation does not
+// cut short, and removes the record. It returns cause, joined with ErrRollbackFailed and the
+// DEL errors if a DEL failed; the record then stays, so that the next teardown deletes with
+// this set-up's configuration.
+func (p *Plugin) rollback(ctx context.Context, su *setUp, cause error) error {
+	if len(su.attempted) == 0 {
+		// Nothing was attached. A record that cannot be removed only makes a later teardown
+		// send DELs plugins must accept.
+		_ = p.records.remove(su.pod.SandboxID)
+		return cause
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.operationTimeout)
+	defer cancel()
+	var errs []error
+	for i := len(su.attempted) - 1; i >= 0; i-- {
+		a := su.attempted[i]
+		start := time.Now()
+		tctx, tr := withTrace(ctx)
+		if err := p.cni.DelNetworkList(tctx, a.list, a.rt); err != nil {
+			errs = append(errs, chainError(tctx, start, a.network, "DEL", tr, false, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w; %w of %s: %w", cause, ErrRollbackFailed, su.pod, errors.Join(errs...))
+	}
+	_ = p.records.remove(su.pod.SandboxID)
+	return cause
 }
 
 // plan returns the attachments for pod from snap: the default network on eth0, then the extra

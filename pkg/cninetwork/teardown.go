@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cnishim/cnishim/internal/cniargs"
+	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/containernetworking/cni/libcni"
 	"k8s.io/klog/v2"
 )
@@ -47,15 +48,9 @@ func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 
 	ctx, cancel := context.WithTimeout(ctx, p.opts.operationTimeout)
 	defer cancel()
-	unlock, err := p.locks.lock(ctx, pod.SandboxID)
+	release, err := p.lockAndAdmit(ctx, pod, laneDel, start)
 	if err != nil {
-		return p.waitError(pod, start, err)
-	}
-	defer unlock()
-
-	release, err := p.admit(ctx, laneDel)
-	if err != nil {
-		return p.waitError(pod, start, err)
+		return err
 	}
 	defer release()
 
@@ -69,11 +64,11 @@ func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 	}
 	netnsOf := cachedNetNS
 	if pod.NetNS != "" {
-		netns := ""
-		if checkNetNS(pod.NetNS) == nil {
-			netns = pod.NetNS
+		ns := ""
+		if ok, _ := netns.IsNetNS(pod.NetNS); ok {
+			ns = pod.NetNS
 		}
-		netnsOf = func(*libcni.NetworkAttachment) string { return netns }
+		netnsOf = func(*libcni.NetworkAttachment) string { return ns }
 	}
 
 	var errs []error
@@ -101,20 +96,10 @@ func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 func (p *Plugin) delAttachments(ctx context.Context, atts []*libcni.NetworkAttachment, netnsOf func(*libcni.NetworkAttachment) string, logger klog.Logger) (done []string, errs []error) {
 	for _, a := range atts {
 		start := time.Now()
-		list, err := libcni.ConfListFromBytes(a.Config)
-		if err == nil && list.Name != a.Network {
-			err = fmt.Errorf("cached configuration is of network %q", list.Name)
-		}
+		list, rt, err := cachedInvocation(a, netnsOf(a))
 		if err != nil {
-			errs = append(errs, fmt.Errorf("network %q: cached configuration of interface %s: %w", a.Network, a.IfName, err))
+			errs = append(errs, err)
 			continue
-		}
-		rt := &libcni.RuntimeConf{
-			ContainerID:    a.ContainerID,
-			NetNS:          netnsOf(a),
-			IfName:         a.IfName,
-			Args:           a.CniArgs,
-			CapabilityArgs: a.CapabilityArgs,
 		}
 		tctx, tr := withTrace(ctx)
 		if err := p.cni.DelNetworkList(tctx, list, rt); err != nil {
@@ -132,6 +117,26 @@ func (p *Plugin) delAttachments(ctx context.Context, atts []*libcni.NetworkAttac
 		done = append(done, a.Network)
 	}
 	return done, errs
+}
+
+// cachedInvocation returns the configuration and runtime arguments libcni cached for a at
+// ADD, to run another command of a in the netns at nsPath. A cached configuration that does
+// not parse, or is of another network, is an error naming the network and interface.
+func cachedInvocation(a *libcni.NetworkAttachment, nsPath string) (*libcni.NetworkConfigList, *libcni.RuntimeConf, error) {
+	list, err := libcni.ConfListFromBytes(a.Config)
+	if err == nil && list.Name != a.Network {
+		err = fmt.Errorf("cached configuration is of network %q", list.Name)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("network %q: cached configuration of interface %s: %w", a.Network, a.IfName, err)
+	}
+	return list, &libcni.RuntimeConf{
+		ContainerID:    a.ContainerID,
+		NetNS:          nsPath,
+		IfName:         a.IfName,
+		Args:           a.CniArgs,
+		CapabilityArgs: a.CapabilityArgs,
+	}, nil
 }
 
 // removeCacheEntry removes libcni's cache entry of a, as a successful DEL would have. libcni
@@ -194,7 +199,7 @@ func splitIfName(s string) (prefix string, n int) {
 // libcni cached attachments, or never, or is already torn down (plugins must accept a DEL for
 // what they do not know). Capability args that do not check out are dropped rather than fail
 // the teardown.
-func (p *Plugin) delFallback(ctx context.Context, pod *Pod, netns string) (done []string, errs []error) {
+func (p *Plugin) delFallback(ctx context.Context, pod *Pod, nsPath string) (done []string, errs []error) {
 	snap := p.source.Snapshot()
 	if snap == nil || snap.Default == nil {
 		return nil, nil // no network known: nothing this plugin could have set up
@@ -220,7 +225,7 @@ func (p *Plugin) delFallback(ctx context.Context, pod *Pod, netns string) (done 
 	for i := len(plan) - 1; i >= 0; i-- {
 		a := plan[i]
 		start := time.Now()
-		rt := runtimeConf(pod.SandboxID, pa, a.caps, a.ifName, netns)
+		rt := runtimeConf(pod.SandboxID, pa, a.caps, a.ifName, nsPath)
 		tctx, tr := withTrace(ctx)
 		if err := p.cni.DelNetworkList(tctx, a.list, rt); err != nil {
 			errs = append(errs, chainError(tctx, start, a.network, "DEL", tr, false, err))

@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cnishim/cnishim/internal/pluginenv"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/version"
@@ -177,7 +176,7 @@ func New(dir string, opts ...Option) (*Watcher, error) {
 	}
 	inner := o.exec
 	if inner == nil {
-		inner = cniEnvExec{&invoke.DefaultExec{
+		inner = pluginenv.Exec{Exec: &invoke.DefaultExec{
 			RawExec:       &invoke.RawExec{Stderr: io.Discard},
 			PluginDecoder: version.PluginDecoder{},
 		}}
@@ -239,22 +238,4 @@ func (w *Watcher) publish(s *Snapshot) {
 	close(w.changed)
 	w.changed = make(chan struct{})
 	w.pubMu.Unlock()
-}
-
-// cniEnvExec runs plugins with only the CNI_* variables and PATH of the environment libcni
-// hands it (the process's whole environment plus the CNI variables).
-type cniEnvExec struct{ invoke.Exec }
-
-// ExecPlugin implements invoke.Exec.
-func (e cniEnvExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
-	if environ == nil {
-		environ = os.Environ()
-	}
-	env := make([]string, 0, 8)
-	for _, kv := range environ {
-		if strings.HasPrefix(kv, "CNI_") || strings.HasPrefix(kv, "PATH=") {
-			env = append(env, kv)
-		}
-	}
-	return e.Exec.ExecPlugin(ctx, pluginPath, stdin, env)
 }

@@ -7,7 +7,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/cnishim/cnishim/internal/admission"
+	"github.com/cnishim/cnishim/pkg/cninetwork"
 )
 
 // Names of the implementations.
@@ -95,7 +95,7 @@ func short(id string) string {
 
 // Limits are cnishim's admission limits: the most plugin chains of each kind in flight;
 // 0 means unbounded.
-type Limits = admission.Limits
+type Limits = cninetwork.AdmissionLimits
 
 // LimitsString describes limits in a few words; nil is the Plugin's default.
 func LimitsString(l *Limits) string {

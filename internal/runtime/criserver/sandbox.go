@@ -7,14 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
-	"unicode"
 
+	"github.com/cnishim/cnishim/internal/cniargs"
 	"github.com/cnishim/cnishim/internal/netns"
-	"github.com/cnishim/cnishim/internal/sandboxstore"
+	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -40,7 +39,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	}
 	hostNetwork := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
 	podRef := klog.KRef(md.GetNamespace(), md.GetName())
-	what := fmt.Sprintf("run pod sandbox for pod %s", quoteUnprintable(podRef.String()))
+	what := fmt.Sprintf("run pod sandbox for pod %s", cniargs.QuoteUnprintable(podRef.String()))
 
 	// Refuse early, before anything is created, when no network is ready.
 	if !hostNetwork {
@@ -50,7 +49,10 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	}
 
 	id := sandboxstore.NewID()
-	unlock := s.sandboxLocks.lock(id)
+	unlock, err := s.sandboxLocks.Lock(ctx, id)
+	if err != nil {
+		return nil, grpcError(what, err)
+	}
 	defer unlock()
 	logger := klog.FromContext(ctx).WithValues("pod", podRef, "podSandboxID", id)
 	ctx = klog.NewContext(ctx, logger)
@@ -180,7 +182,10 @@ func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSand
 	if err != nil {
 		return nil, grpcError("stop pod sandbox", err)
 	}
-	unlock := s.sandboxLocks.lock(rec.ID)
+	unlock, err := s.sandboxLocks.Lock(ctx, rec.ID)
+	if err != nil {
+		return nil, grpcError("stop pod sandbox", err)
+	}
 	defer unlock()
 	rec, err = s.cfg.Store.Get(rec.ID) // it may have changed while we waited
 	if errors.Is(err, sandboxstore.ErrNotFound) {
@@ -203,7 +208,7 @@ func (s *Server) stop(ctx context.Context, rec sandboxstore.Record) error {
 	md := rec.Config.GetMetadata()
 	logger := klog.FromContext(ctx).WithValues("pod", klog.KRef(md.GetNamespace(), md.GetName()), "podSandboxID", rec.ID)
 	ctx = klog.NewContext(ctx, logger)
-	what := fmt.Sprintf("stop pod sandbox %s (pod %s)", rec.ID, quoteUnprintable(md.GetNamespace()+"/"+md.GetName()))
+	what := fmt.Sprintf("stop pod sandbox %s (pod %s)", rec.ID, cniargs.QuoteUnprintable(md.GetNamespace()+"/"+md.GetName()))
 	if err := s.release(ctx, rec); err != nil {
 		return grpcError(what, err)
 	}
@@ -229,7 +234,10 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 	if err != nil {
 		return nil, grpcError("remove pod sandbox", err)
 	}
-	unlock := s.sandboxLocks.lock(rec.ID)
+	unlock, err := s.sandboxLocks.Lock(ctx, rec.ID)
+	if err != nil {
+		return nil, grpcError("remove pod sandbox", err)
+	}
 	defer unlock()
 	rec, err = s.cfg.Store.Get(rec.ID)
 	if errors.Is(err, sandboxstore.ErrNotFound) {
@@ -305,7 +313,7 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 		Metadata:       cfg.GetMetadata(),
 		State:          criState(rec.State),
 		CreatedAt:      rec.CreatedAt,
-		Network:        networkStatus(rec),
+		Network:        recordedIPs(rec).CRI(),
 		Linux:          &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{Options: &runtimeapi.NamespaceOption{Network: nsMode}}},
 		Labels:         cfg.GetLabels(),
 		Annotations:    cfg.GetAnnotations(),
@@ -349,16 +357,19 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 	return resp, nil
 }
 
-// networkStatus returns the CRI network status of a ready sandbox from the IPs its set-up got.
-func networkStatus(rec sandboxstore.Record) *runtimeapi.PodSandboxNetworkStatus {
-	if rec.State != sandboxstore.StateReady || len(rec.IPs) == 0 {
+// recordedIPs returns the IPs a ready sandbox's set-up got, as its record keeps them, in the
+// plugin's form.
+func recordedIPs(rec sandboxstore.Record) *cninetwork.PodNetworkStatus {
+	if rec.State != sandboxstore.StateReady {
 		return nil
 	}
-	out := &runtimeapi.PodSandboxNetworkStatus{Ip: rec.IPs[0]}
-	for _, ip := range rec.IPs[1:] {
-		out.AdditionalIps = append(out.AdditionalIps, &runtimeapi.PodIP{Ip: ip})
+	st := &cninetwork.PodNetworkStatus{}
+	for _, s := range rec.IPs {
+		if ip := net.ParseIP(s); ip != nil {
+			st.IPs = append(st.IPs, ip)
+		}
 	}
-	return out
+	return st
 }
 
 // ListPodSandbox lists the sandboxes matching the filter: ID (a full ID, or a prefix of exactly
@@ -433,13 +444,4 @@ func matchLabels(labels, selector map[string]string) bool {
 // podOf describes a sandbox for the network plugin.
 func podOf(rec sandboxstore.Record) *cninetwork.Pod {
 	return cninetwork.PodFromSandboxConfig(rec.ID, rec.NetNSPath, rec.Config)
-}
-
-// quoteUnprintable returns s, quoted if it holds unprintable characters, so that a name from a
-// client cannot put a raw newline or NUL into an error message.
-func quoteUnprintable(s string) string {
-	if strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
-		return strconv.Quote(s)
-	}
-	return s
 }

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/cnishim/cnishim/internal/netns"
-	"github.com/cnishim/cnishim/internal/sandboxstore"
+	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
 	"github.com/vishvananda/netlink"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/cnishim/cnishim/internal/netns"
-	"github.com/cnishim/cnishim/internal/sandboxstore"
+	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/pkg/confwatch"
 	"google.golang.org/grpc"

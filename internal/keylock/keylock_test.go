@@ -1,4 +1,4 @@
-package cninetwork
+package keylock
 
 import (
 	"context"
@@ -6,34 +6,34 @@ import (
 	"testing"
 )
 
-func TestSandboxLocks(t *testing.T) {
-	var l sandboxLocks
-	unlockA, err := l.lock(t.Context(), "a")
+func TestMap(t *testing.T) {
+	var l Map
+	unlockA, err := l.Lock(t.Context(), "a")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Another sandbox is independent.
-	unlockB, err := l.lock(t.Context(), "b")
+	unlockB, err := l.Lock(t.Context(), "b")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := l.tryLock("a"); ok {
-		t.Fatal("tryLock took a held lock")
+	if _, ok := l.TryLock("a"); ok {
+		t.Fatal("TryLock took a held lock")
 	}
-	if got := l.busy(); !got["a"] || !got["b"] || len(got) != 2 {
+	if got := l.Busy(); !got["a"] || !got["b"] || len(got) != 2 {
 		t.Fatalf("busy = %v", got)
 	}
 	// A waiter gives up when its context ends, and leaves no entry behind.
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := l.lock(ctx, "a"); !errors.Is(err, context.Canceled) {
+	if _, err := l.Lock(ctx, "a"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("lock with cancelled ctx = %v; want context.Canceled", err)
 	}
 	unlockB()
 	// A queued waiter gets the lock when it is released.
 	got := make(chan func(), 1)
 	go func() {
-		u, err := l.lock(t.Context(), "a")
+		u, err := l.Lock(t.Context(), "a")
 		if err != nil {
 			t.Error(err)
 		}
@@ -41,12 +41,12 @@ func TestSandboxLocks(t *testing.T) {
 	}()
 	unlockA()
 	(<-got)()
-	if n := len(l.busy()); n != 0 {
+	if n := len(l.Busy()); n != 0 {
 		t.Fatalf("%d entries left after every unlock", n)
 	}
-	u, ok := l.tryLock("a")
+	u, ok := l.TryLock("a")
 	if !ok {
-		t.Fatal("tryLock failed on a free lock")
+		t.Fatal("TryLock failed on a free lock")
 	}
 	u()
 }

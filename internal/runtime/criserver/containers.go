@@ -5,6 +5,7 @@ package criserver
 import (
 	"context"
 
+	"github.com/cnishim/cnishim/internal/cniargs"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -45,5 +46,5 @@ func (s *Server) StreamContainerStats(req *runtimeapi.StreamContainerStatsReques
 }
 
 func noContainer(id string) error {
-	return status.Errorf(codes.NotFound, "container %s not found: cnishim runs network sandboxes only and has no containers", quoteUnprintable(id))
+	return status.Errorf(codes.NotFound, "container %s not found: cnishim runs network sandboxes only and has no containers", cniargs.QuoteUnprintable(id))
 }

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/cnishim/cnishim/internal/netns"
-	"github.com/cnishim/cnishim/internal/sandboxstore"
+	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 

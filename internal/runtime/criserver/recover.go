@@ -14,7 +14,7 @@ import (
 
 	"github.com/cnishim/cnishim/internal/admission"
 	"github.com/cnishim/cnishim/internal/netns"
-	"github.com/cnishim/cnishim/internal/sandboxstore"
+	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"k8s.io/klog/v2"
 )
