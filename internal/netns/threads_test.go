@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/roottest"
 )
 
 // TestNoThreadStaysInANamespace creates namespaces and runs code in them many times, and checks
@@ -19,9 +20,7 @@ import (
 // main thread when a locked goroutine exits on it, so a throw-away-thread design fails this
 // whenever the runtime happens to schedule the goroutine on the main thread.
 func TestNoThreadStaysInANamespace(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("this test needs root: it creates network namespaces (run it through make test as root)")
-	}
+	roottest.Require(t)
 	home, err := os.Readlink("/proc/thread-self/ns/net")
 	if err != nil {
 		t.Fatal(err)

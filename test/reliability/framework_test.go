@@ -47,6 +47,7 @@ import (
 	"github.com/cnishim/cnishim/internal/leakcheck"
 	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/cnishim/cnishim/internal/plugintest"
+	"github.com/cnishim/cnishim/internal/roottest"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 )
 
@@ -70,8 +71,8 @@ func TestMain(m *testing.M) {
 }
 
 func setUp(m *testing.M) (int, error) {
-	if os.Geteuid() != 0 {
-		return 0, errors.New("these tests need root (network namespaces, bridges, iptables): run them with make test as root")
+	if err := roottest.RequireMain("test/reliability"); err != nil {
+		return 0, err
 	}
 	_, file, _, _ := runtime.Caller(0)
 	env.repo = filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
