@@ -19,8 +19,8 @@ import (
 // than a skip.
 const EnvVar = "CNISHIM_REQUIRE_ROOT_TESTS"
 
-// rootReason says why a test needs root and how to run it.
-const rootReason = "needs root (network namespaces, bridges, iptables): run make test as root"
+// rootReason says what root is needed for and how to run the tests that need it.
+const rootReason = "root (network namespaces, bridges, iptables): run make test as root"
 
 // Required reports whether a missing prerequisite must fail the test: when EnvVar is set to a
 // true value (or to anything that does not parse as false), or when the process is root, since
@@ -42,7 +42,7 @@ func Required() bool {
 func Require(tb testing.TB) {
 	tb.Helper()
 	if os.Geteuid() != 0 {
-		Missing(tb, "%s", rootReason)
+		Missing(tb, "this test needs %s", rootReason)
 	}
 }
 
@@ -76,10 +76,10 @@ func RequireMain(pkg string) error {
 		return nil
 	}
 	if Required() {
-		return fmt.Errorf("these tests %s (failing, not skipping: %s)", rootReason, requiredBy())
+		return fmt.Errorf("these tests need %s (failing, not skipping: %s)", rootReason, requiredBy())
 	}
 	// The testing package's own words when no test runs: go test marks the package with them.
-	fmt.Printf("%s: skipped: these tests %s (set %s=1 to fail instead)\ntesting: warning: no tests to run\nPASS\n", pkg, rootReason, EnvVar)
+	fmt.Printf("%s: skipped: these tests need %s (set %s=1 to fail instead)\ntesting: warning: no tests to run\nPASS\n", pkg, rootReason, EnvVar)
 	os.Exit(0)
 	return nil
 }
