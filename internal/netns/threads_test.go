@@ -46,10 +46,15 @@ func TestNoThreadStaysInANamespace(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	// A thread being ended still shows in /proc for a moment; a parked one stays.
-	time.Sleep(100 * time.Millisecond)
-	if away := threadsOutside(t, home); len(away) > 0 {
-		t.Errorf("threads left outside the test's namespace %s: %v", home, away)
+	// A thread being ended still shows in /proc until the kernel reaps it, which follows its
+	// exit at once; a parked one stays for good. Wait for the first to go, and fail on what is
+	// still there when the hang guard ends the wait.
+	deadline := time.Now().Add(30 * time.Second)
+	for away := threadsOutside(t, home); len(away) > 0; away = threadsOutside(t, home) {
+		if time.Now().After(deadline) {
+			t.Fatalf("threads left outside the test's namespace %s: %v", home, away)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
