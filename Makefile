@@ -13,6 +13,10 @@ export CNISHIM_TEST_CRICTL  := $(BIN_DIR)/crictl
 export CNISHIM_TEST_CNISHIM := $(BIN_DIR)/cnishim
 export CNISHIM_TEST_CRITEST := $(BIN_DIR)/critest
 
+# Tests that need root or what deps installs fail without it under these targets (and CI, which
+# runs make test); a plain go test ./... by a user who is not root skips them (internal/roottest).
+test e2e soak bench: export CNISHIM_REQUIRE_ROOT_TESTS := 1
+
 .PHONY: help
 help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cnishim/cnishim/internal/leakcheck"
 	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/roottest"
 	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 )
@@ -21,9 +22,7 @@ import (
 // cnishim gc --sandbox-ids runs a pass here, by the records in --state-dir: a pod missing from
 // the list loses its IP and cache entry, a listed one keeps them.
 func TestLocalGC(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("this test needs root: it sets up pods on a bridge (run it through make test as root)")
-	}
+	roottest.Require(t)
 	bin := cniBinDir(t)
 	dir := t.TempDir()
 	conf, cache, ipam, state := filepath.Join(dir, "net.d"), filepath.Join(dir, "cache"), filepath.Join(dir, "ipam"), filepath.Join(dir, "state")

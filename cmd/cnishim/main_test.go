@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cnishim/cnishim/internal/roottest"
 )
 
 // cniBinDir returns the real plugins' directory; the commands validate configs against it.
@@ -27,7 +29,7 @@ func cniBinDir(t *testing.T) string {
 	}
 	for _, p := range []string{"bridge", "host-local", "portmap"} {
 		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
-			t.Fatalf("CNI plugin %q missing in %s (run hack/install-cni-plugins.sh): %v", p, dir, err)
+			roottest.Missing(t, "CNI plugin %q missing in %s (run make deps or hack/install-cni-plugins.sh): %v", p, dir, err)
 		}
 	}
 	return dir
@@ -87,6 +89,7 @@ const goodConflist = `{"cniVersion":"1.0.0","name":"good","plugins":[{"type":"br
 // status reports the chosen network, every skipped file with its reason, and warns about
 // configuration that users other than root can change.
 func TestStatusReport(t *testing.T) {
+	roottest.Require(t) // it gives a config file to another user
 	bin := cniBinDir(t)
 	conf := t.TempDir()
 	for name, body := range map[string]string{
@@ -213,6 +216,7 @@ func TestStatusJSONEmptyLists(t *testing.T) {
 }
 
 func TestUnsafePerm(t *testing.T) {
+	roottest.Require(t) // it gives files to root and to another user
 	dir := t.TempDir()
 	mk := func(name string, mode os.FileMode, isDir bool, uid int) string {
 		p := filepath.Join(dir, name)
@@ -328,9 +332,7 @@ func TestWatchPrintsChanges(t *testing.T) {
 // The demo, the README's main command, passes on this machine: three pods set up, reaching
 // each other and the host port, and nothing left afterwards.
 func TestDemo(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("the demo needs root: run the tests as root (make test)")
-	}
+	roottest.Require(t)
 	bin := cniBinDir(t)
 	var stdout, stderr bytes.Buffer
 	if code := run(t.Context(), []string{"demo", "--cni-bin-dir", bin}, &stdout, &stderr); code != 0 {

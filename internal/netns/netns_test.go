@@ -11,12 +11,12 @@ import (
 
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
+
+	"github.com/cnishim/cnishim/internal/roottest"
 )
 
 func TestCreateRemove(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("this test needs root: it creates network namespaces (run it through make test as root)")
-	}
+	roottest.Require(t)
 	dir := t.TempDir()
 	path, err := Create(dir, "pod1")
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/roottest"
 )
 
 // TestNoThreadStaysInANamespace creates namespaces and runs code in them many times, and checks
@@ -19,9 +20,7 @@ import (
 // main thread when a locked goroutine exits on it, so a throw-away-thread design fails this
 // whenever the runtime happens to schedule the goroutine on the main thread.
 func TestNoThreadStaysInANamespace(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("this test needs root: it creates network namespaces (run it through make test as root)")
-	}
+	roottest.Require(t)
 	home, err := os.Readlink("/proc/thread-self/ns/net")
 	if err != nil {
 		t.Fatal(err)
@@ -47,10 +46,15 @@ func TestNoThreadStaysInANamespace(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	// A thread being ended still shows in /proc for a moment; a parked one stays.
-	time.Sleep(100 * time.Millisecond)
-	if away := threadsOutside(t, home); len(away) > 0 {
-		t.Errorf("threads left outside the test's namespace %s: %v", home, away)
+	// A thread being ended still shows in /proc until the kernel reaps it, which follows its
+	// exit at once; a parked one stays for good. Wait for the first to go, and fail on what is
+	// still there when the hang guard ends the wait.
+	deadline := time.Now().Add(30 * time.Second)
+	for away := threadsOutside(t, home); len(away) > 0; away = threadsOutside(t, home) {
+		if time.Now().After(deadline) {
+			t.Fatalf("threads left outside the test's namespace %s: %v", home, away)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

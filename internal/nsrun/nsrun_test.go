@@ -4,18 +4,16 @@ package nsrun
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/roottest"
 	"github.com/vishvananda/netlink"
 )
 
 func TestListenAndFetchInsideNamespace(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("this test needs root: it creates network namespaces (run it through make test as root)")
-	}
+	roottest.Require(t)
 	path, err := netns.Create(t.TempDir(), "ns1")
 	if err != nil {
 		t.Fatal(err)

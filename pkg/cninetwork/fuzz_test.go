@@ -1,7 +1,10 @@
 package cninetwork
 
 import (
+	"encoding/binary"
+	"fmt"
 	"net"
+	"slices"
 	"testing"
 
 	types100 "github.com/containernetworking/cni/pkg/types/100"
@@ -18,10 +21,11 @@ const maxFuzzResult = 64 << 10
 
 // FuzzResultIPs decodes arbitrary plugin output at every result version, as libcni does for an
 // ADD, and takes the pod's IPs from it. It must never panic (interface indexes out of range,
-// negative, equal to the number of interfaces; missing addresses; either family), and the IPs
-// must be exactly the result's addresses on sandbox interfaces or on no interface, ordered the
-// kubelet's way: the first IPv4, then the first IPv6, then the rest in order. The seeds in
-// testdata/fuzz/FuzzResultIPs run as regression tests with plain go test.
+// negative, equal to the number of interfaces; missing addresses; either family). The IPs must
+// be among the result's addresses, and, entry by entry, exactly those resultIPs's doc calls the
+// pod's (see podsEntry), ordered the kubelet's way: the first IPv4, then the first IPv6, then
+// the rest in the result's order. The seeds in testdata/fuzz/FuzzResultIPs run as regression
+// tests with plain go test.
 func FuzzResultIPs(f *testing.F) {
 	f.Fuzz(func(t *testing.T, v uint8, stdout []byte) {
 		if len(stdout) > maxFuzzResult {
@@ -40,51 +44,49 @@ func FuzzResultIPs(f *testing.F) {
 			return
 		}
 
-		// The IPs are the result's addresses that belong to the pod, in the result's order
-		// but for the two moved to the front.
-		var want []net.IP
+		// Every IP is one of the result's addresses, returned at most as often as it is listed.
+		listed := map[string]int{}
 		for _, ipc := range cur.IPs {
-			if ipc == nil || ipc.Address.IP == nil {
-				continue
+			if ipc != nil && ipc.Address.IP != nil {
+				listed[ipc.Address.IP.String()]++
 			}
-			if i := ipc.Interface; i != nil && (*i < 0 || *i >= len(cur.Interfaces) || cur.Interfaces[*i] == nil || cur.Interfaces[*i].Sandbox == "") {
-				continue
-			}
-			want = append(want, ipc.Address.IP)
 		}
-		if len(ips) != len(want) {
-			t.Fatalf("resultIPs = %v, want a permutation of %v", ips, want)
-		}
-		used := make([]bool, len(want))
 		for _, ip := range ips {
-			found := false
-			for j, w := range want {
-				if !used[j] && ip.Equal(w) {
-					used[j], found = true, true
-					break
-				}
+			if listed[ip.String()] == 0 {
+				t.Fatalf("resultIPs = %v has %v, not among the result's addresses (or more often than listed)", ips, ip)
 			}
-			if !found {
-				t.Fatalf("resultIPs = %v has %v, not among %v", ips, ip, want)
+			listed[ip.String()]--
+		}
+
+		// Which entries it takes, and in which order: in a copy of the result whose entries
+		// each have an address of their own (of the same family), an IP names its entry.
+		tagged, entryOf := tagEntries(cur)
+		got, err := resultIPs(tagged)
+		if err != nil {
+			t.Fatalf("resultIPs of the tagged result: %v", err)
+		}
+		if len(got) != len(ips) {
+			t.Fatalf("resultIPs = %v, but %v for the same result with distinct addresses", ips, got)
+		}
+		var order []int // entry indexes, as returned
+		taken := map[int]bool{}
+		for _, ip := range got {
+			i, ok := entryOf[ip.String()]
+			if !ok || taken[i] {
+				t.Fatalf("resultIPs of the tagged result = %v: %v is no entry's, or returned twice", got, ip)
+			}
+			taken[i] = true
+			order = append(order, i)
+		}
+		for i, ipc := range cur.IPs {
+			if ipc == nil || ipc.Address.IP == nil {
+				continue // nothing to take; a tag-less entry cannot show up in got
+			}
+			if want, why := podsEntry(cur, ipc); taken[i] != want {
+				t.Fatalf("resultIPs took entry %d (%v, %s): %v, want %v", i, ipc.Address.IP, why, taken[i], want)
 			}
 		}
-		firstOf := func(v4 bool) net.IP {
-			for _, w := range want {
-				if (w.To4() != nil) == v4 {
-					return w
-				}
-			}
-			return nil
-		}
-		v4, v6 := firstOf(true), firstOf(false)
-		switch {
-		case v4 != nil && !ips[0].Equal(v4):
-			t.Fatalf("resultIPs = %v, want the first IPv4 %v first", ips, v4)
-		case v4 != nil && v6 != nil && !ips[1].Equal(v6):
-			t.Fatalf("resultIPs = %v, want the first IPv6 %v second", ips, v6)
-		case v4 == nil && v6 != nil && !ips[0].Equal(v6):
-			t.Fatalf("resultIPs = %v, want the first IPv6 %v first", ips, v6)
-		}
+		checkKubeletOrder(t, order, func(i int) bool { return cur.IPs[i].Address.IP.To4() != nil })
 
 		// The CRI form never panics and carries every IP.
 		st := (&PodNetworkStatus{IPs: ips}).CRI()
@@ -98,4 +100,62 @@ func FuzzResultIPs(f *testing.F) {
 			t.Fatalf("CRI() = %v for %v", st, ips)
 		}
 	})
+}
+
+// podsEntry says whether, by resultIPs's doc, an IP entry of the result is the pod's, and why.
+func podsEntry(res *types100.Result, ipc *types100.IPConfig) (bool, string) {
+	switch i := ipc.Interface; {
+	case i == nil:
+		return true, "names no interface"
+	case *i < 0 || *i >= len(res.Interfaces):
+		return false, fmt.Sprintf("index %d outside the %d interfaces", *i, len(res.Interfaces))
+	case res.Interfaces[*i] == nil:
+		return false, fmt.Sprintf("interface %d is null", *i)
+	case res.Interfaces[*i].Sandbox == "":
+		return false, fmt.Sprintf("interface %d is outside the sandbox", *i)
+	default:
+		return true, fmt.Sprintf("interface %d is in the sandbox", *i)
+	}
+}
+
+// tagEntries copies res, giving each IP entry with an address a distinct address of the same
+// family, and returns the copy with the entry index of each such address.
+func tagEntries(res *types100.Result) (*types100.Result, map[string]int) {
+	tagged := *res
+	tagged.IPs = make([]*types100.IPConfig, len(res.IPs))
+	entryOf := map[string]int{}
+	for i, ipc := range res.IPs {
+		if ipc == nil || ipc.Address.IP == nil {
+			tagged.IPs[i] = ipc
+			continue
+		}
+		c := *ipc
+		c.Address.IP = make(net.IP, net.IPv6len) // fd00::i
+		c.Address.IP[0] = 0xfd
+		binary.BigEndian.PutUint32(c.Address.IP[12:], uint32(i))
+		if ipc.Address.IP.To4() != nil {
+			c.Address.IP = c.Address.IP[12:] // the IPv4 address i
+		}
+		tagged.IPs[i] = &c
+		entryOf[c.Address.IP.String()] = i
+	}
+	return &tagged, entryOf
+}
+
+// checkKubeletOrder checks that order (entry indexes, as returned) is the kubelet's: the first
+// IPv4 entry, then the first IPv6 entry, then the others in the result's order.
+func checkKubeletOrder(t *testing.T, order []int, isV4 func(int) bool) {
+	t.Helper()
+	rest := slices.Sorted(slices.Values(order))
+	var want []int
+	for _, v4 := range []bool{true, false} {
+		if i := slices.IndexFunc(rest, func(e int) bool { return isV4(e) == v4 }); i >= 0 {
+			want = append(want, rest[i])
+			rest = slices.Delete(rest, i, i+1)
+		}
+	}
+	want = append(want, rest...)
+	if !slices.Equal(order, want) {
+		t.Fatalf("resultIPs returned the entries in the order %v, want %v (the first IPv4, the first IPv6, the rest in order)", order, want)
+	}
 }

@@ -4,10 +4,10 @@ package cninetwork
 
 import (
 	"net"
-	"os"
 	"testing"
 
 	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/roottest"
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
 )
@@ -15,9 +15,7 @@ import (
 // TestLoopbackInProcess brings lo up in a real network namespace without any plugin. It needs
 // root, as make test runs it.
 func TestLoopbackInProcess(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("this test needs root: it creates a network namespace (run it through make test as root)")
-	}
+	roottest.Require(t)
 	path, err := netns.Create(t.TempDir(), "lo-test")
 	if err != nil {
 		t.Fatal(err)

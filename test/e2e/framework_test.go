@@ -35,6 +35,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/cnishim/cnishim/internal/leakcheck"
+	"github.com/cnishim/cnishim/internal/roottest"
 )
 
 // requiredPlugins are the plugins the tests' networks use.
@@ -65,8 +66,8 @@ func TestMain(m *testing.M) {
 }
 
 func setUp(m *testing.M) (int, error) {
-	if os.Geteuid() != 0 {
-		return 0, errors.New("these tests need root (network namespaces, bridges, iptables): run them with make test as root")
+	if err := roottest.RequireMain("test/e2e"); err != nil {
+		return 0, err
 	}
 	_, file, _, _ := runtime.Caller(0)
 	env.repo = filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))

@@ -176,7 +176,7 @@ func TestFaultyPluginsPluginAPI(t *testing.T) {
 	faultBehavior(t, behaviorFile, fault{})
 	n.writeConf("10-faulty.conflist", conflist("1.0.0", faultNetwork, n.bridgePlugin(), n.faultyPlugin(behaviorFile)))
 
-	goroutinesBefore := stableGoroutines()
+	goroutinesBefore := stableGoroutines(t, processGoroutines)
 	p := n.plugin(faultTimeout)
 	waitDefault(t, p, faultNetwork)
 	var tally faultTally
@@ -200,7 +200,7 @@ func apiFaultRound(t *testing.T, n *node, p *cninetwork.Plugin, behaviorFile str
 	t.Helper()
 	ctx := t.Context()
 	faultBehavior(t, behaviorFile, f)
-	baseline := stableGoroutines()
+	baseline := stableGoroutines(t, processGoroutines)
 	before := leakcheck.Take(n.scope("", n.cacheDir))
 	setUps := max(f.setUps, 1)
 	var up, pods []*cninetwork.Pod
@@ -310,10 +310,7 @@ func serveFaultRound(t *testing.T, n *node, s *server, behaviorFile string, f fa
 	ctx := t.Context()
 	nsDir := filepath.Join(s.stateDir, "netns")
 	faultBehavior(t, behaviorFile, f)
-	baseline, err := s.goroutines()
-	if err != nil {
-		t.Fatal(err)
-	}
+	baseline := stableGoroutines(t, s.goroutines)
 	before := leakcheck.Take(n.scope(nsDir, s.cacheDir))
 	setUps := max(f.setUps, 1)
 	var up []string

@@ -47,6 +47,7 @@ import (
 	"github.com/cnishim/cnishim/internal/leakcheck"
 	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/cnishim/cnishim/internal/plugintest"
+	"github.com/cnishim/cnishim/internal/roottest"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 )
 
@@ -70,8 +71,8 @@ func TestMain(m *testing.M) {
 }
 
 func setUp(m *testing.M) (int, error) {
-	if os.Geteuid() != 0 {
-		return 0, errors.New("these tests need root (network namespaces, bridges, iptables): run them with make test as root")
+	if err := roottest.RequireMain("test/reliability"); err != nil {
+		return 0, err
 	}
 	_, file, _, _ := runtime.Caller(0)
 	env.repo = filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
@@ -343,20 +344,38 @@ func callContext(t *testing.T) (context.Context, context.CancelFunc) {
 	return ctx, func() { timer.Stop(); cancel() }
 }
 
-// stableGoroutines returns the process's goroutine count once it has stayed the same for a
-// while, so that goroutines just started (a plugin's background loops) are counted.
-func stableGoroutines() int {
-	n, same := runtime.NumGoroutine(), 0
-	for same < 10 {
-		time.Sleep(10 * time.Millisecond)
-		if m := runtime.NumGoroutine(); m == n {
+// stableGoroutines measures a goroutine baseline: what count reports once it has read the
+// same for several reads in a row, so that goroutines just started (a plugin's background
+// loops) are counted and ones still ending are not. It fails the test if the count never holds
+// still within settleBound. processGoroutines counts this process's; server.goroutines a
+// server's.
+func stableGoroutines(t *testing.T, count func() (int, error)) int {
+	t.Helper()
+	const reads = 10
+	deadline := time.Now().Add(settleBound)
+	n, same := -1, 0
+	for {
+		m, err := count()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m == n {
 			same++
 		} else {
-			n, same = m, 0
+			n, same = m, 1
 		}
+		if same == reads {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the goroutine count never held still for %d reads (last %d)", reads, n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	return n
 }
+
+// processGoroutines counts this process's goroutines, for stableGoroutines.
+func processGoroutines() (int, error) { return runtime.NumGoroutine(), nil }
 
 // goroutinesSettle waits until the process runs at most baseline goroutines and fails the test
 // with every goroutine's stack if it never does.

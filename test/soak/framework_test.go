@@ -20,7 +20,6 @@ package soak
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -33,6 +32,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/cnishim/cnishim/internal/roottest"
 )
 
 // requiredPlugins are the real plugins the tests' networks use.
@@ -56,8 +57,8 @@ func TestMain(m *testing.M) {
 }
 
 func setUp(m *testing.M) (int, error) {
-	if os.Geteuid() != 0 {
-		return 0, errors.New("these tests need root (network namespaces, bridges, iptables): run them with make test as root")
+	if err := roottest.RequireMain("test/soak"); err != nil {
+		return 0, err
 	}
 	_, file, _, _ := runtime.Caller(0)
 	env.repo = filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))

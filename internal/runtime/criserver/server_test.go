@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/roottest"
 	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/pkg/confwatch"
@@ -128,17 +129,10 @@ type testEnv struct {
 	netnsDir string
 }
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("this test needs root: it creates network namespaces (run it through make test as root)")
-	}
-}
-
 // newEnv serves a Server with a fake network on a unix socket in a temporary directory.
 func newEnv(t *testing.T, fn *fakeNetwork) *testEnv {
 	t.Helper()
-	requireRoot(t)
+	roottest.Require(t)
 	dir := t.TempDir()
 	e := &testEnv{net: fn, stateDir: dir, netnsDir: filepath.Join(dir, "netns")}
 	e.start(t)

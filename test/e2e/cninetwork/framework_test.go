@@ -21,6 +21,7 @@ import (
 
 	"github.com/cnishim/cnishim/internal/leakcheck"
 	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/roottest"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 )
 
@@ -31,9 +32,7 @@ var requiredPlugins = []string{"bridge", "host-local", "loopback", "portmap", "b
 // tests prove behaviour against real plugins and never pass without them.
 func cniBinDir(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("these tests need root (network namespaces, bridges, iptables); run them with make test as root")
-	}
+	roottest.Require(t)
 	dir := os.Getenv("CNISHIM_TEST_CNI_BIN")
 	if dir == "" {
 		_, file, _, _ := runtime.Caller(0)

@@ -10,18 +10,20 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/cnishim/cnishim/internal/roottest"
 )
 
-// RequireRoot fails the test when not run as root.
+// RequireRoot stops the test when not run as root: it fails under make test and make bench,
+// and skips elsewhere (see roottest).
 func RequireRoot(tb testing.TB) {
 	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Fatal("this test needs root: it creates network namespaces, a bridge and iptables rules")
-	}
+	roottest.Require(tb)
 }
 
 // CNIBinDir returns the real plugins' directory: $CNISHIM_TEST_CNI_BIN, else the repository's
-// _output/cni/bin. It fails the test when the plugins are missing.
+// _output/cni/bin. It stops the test when the plugins are missing: it fails under make test and
+// make bench, and skips elsewhere when not root (see roottest).
 func CNIBinDir(tb testing.TB) string {
 	tb.Helper()
 	dir := os.Getenv("CNISHIM_TEST_CNI_BIN")
@@ -31,7 +33,7 @@ func CNIBinDir(tb testing.TB) string {
 	}
 	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
 		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
-			tb.Fatalf("CNI plugin %s missing in %s (run hack/install-cni-plugins.sh or set CNISHIM_TEST_CNI_BIN): %v", p, dir, err)
+			roottest.Missing(tb, "CNI plugin %s missing in %s (run hack/install-cni-plugins.sh or set CNISHIM_TEST_CNI_BIN): %v", p, dir, err)
 		}
 	}
 	abs, err := filepath.Abs(dir)
