@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,11 +18,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/vishvananda/netlink"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -174,9 +178,16 @@ func (n *crashNode) addIDs(ids ...string) {
 }
 
 // start starts `cnishim serve` and waits until it answers, which it does only after its
-// recovery and start-up GC. The server leads a process group of its own, with the plugins it
-// runs, so that kill can take them down together.
+// recovery and start-up GC.
 func (n *crashNode) start(extraFlags ...string) {
+	n.t.Helper()
+	n.launch(extraFlags...)
+	n.waitAnswer()
+}
+
+// launch starts `cnishim serve`. The server leads a process group of its own, with the plugins
+// it runs, so that kill can take them down together.
+func (n *crashNode) launch(extraFlags ...string) {
 	n.t.Helper()
 	logf, err := os.CreateTemp(n.dir, "serve-*.log")
 	if err != nil {
@@ -208,7 +219,14 @@ func (n *crashNode) start(extraFlags ...string) {
 		_ = cmd.Wait()
 		close(done)
 	}()
+}
 
+// waitAnswer waits until the server launched last answers on its socket.
+func (n *crashNode) waitAnswer() {
+	n.t.Helper()
+	n.mu.Lock()
+	cmd, done := n.cmd, n.done
+	n.mu.Unlock()
 	conn, rt := n.dial()
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(n.t.Context()), 5*time.Minute)
@@ -227,6 +245,30 @@ func (n *crashNode) start(extraFlags ...string) {
 			n.fatalf("cnishim serve did not answer on %s: %v\n%s", n.sock, err, n.logTail(1))
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+// answers reports whether the server accepts connections on its socket, which it opens only
+// once its recovery is over.
+func (n *crashNode) answers() bool {
+	c, err := net.DialTimeout("unix", n.sock, time.Second)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
+}
+
+// exited reports whether the server launched last has exited.
+func (n *crashNode) exited() bool {
+	n.mu.Lock()
+	done := n.done
+	n.mu.Unlock()
+	select {
+	case <-done:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -507,30 +549,137 @@ func (n *crashNode) podConfig(round, i int) *runtimeapi.PodSandboxConfig {
 	}
 }
 
+// roundKind is where in its pods' lives a round kills the server.
+type roundKind int
+
+const (
+	// killSetUp kills the server amid a storm of RunPodSandbox calls.
+	killSetUp roundKind = iota
+	// killTeardown sets every pod up, then kills the server amid a storm of StopPodSandbox
+	// and RemovePodSandbox calls.
+	killTeardown
+	// killRecovery kills the server amid a storm of set-ups, starts it again, and kills it a
+	// second time while its recovery rolls the cut-off set-ups back, before it listens.
+	killRecovery
+)
+
+func (k roundKind) String() string { return [...]string{"set-up", "teardown", "recovery"}[k] }
+
+// Kill delays: each kind of round draws its kill points from a range of its own.
+const (
+	maxSetUpDelay    = 6 * time.Second // from the first sandbox record: covers the whole storm
+	maxTeardownDelay = 4 * time.Second // from the teardown calls going out
+	// A recovery round's first kill comes soon after every set-up reached the server, so that
+	// the recovery has many cut-off set-ups to roll back. Its second comes once the recovery
+	// has rolled back a share of them, below this bound so that the kill lands before the
+	// recovery ends.
+	maxFirstRecoveryDelay = 500 * time.Millisecond // from the last sandbox record
+	maxRecoveredShare     = 0.9
+)
+
+// roundPlan is how one round kills the server.
+type roundPlan struct {
+	kind roundKind
+	// delay is the first kill's: from the first set-up reaching the server (set-up rounds),
+	// from the last (recovery rounds), or from the teardown calls going out (teardown rounds).
+	delay time.Duration
+	// recoveredShare is when a recovery round's second kill comes: once the recovery has
+	// rolled back this share of the cut-off set-ups (0: at its first DEL).
+	recoveredShare float64
+	group          bool // kill the server's process group, not the server alone
+	parallel       int  // the server's --max-parallel-setups; 0: its default
+}
+
+// flags are the server flags of a round.
+func (p roundPlan) flags() []string {
+	if p.parallel == 0 {
+		return nil
+	}
+	return []string{"--max-parallel-setups", strconv.Itoa(p.parallel)}
+}
+
+// crashPlans draws the rounds' kill points. Round r is of kind r mod 3 (set-up, teardown,
+// recovery), kills the server alone in even rounds and its process group in odd ones (so every
+// kind meets both), and runs the server with its default bound on set-ups run at once (the CPU
+// count) or with 16, two rounds each in turn, so that many chains are cut off mid-way in some
+// rounds. Among the rounds of one kind, the j-th draws its delay from the j-th of as many equal
+// slices of the kind's range, in a random order, so that kills land in every phase of a storm
+// (and, for the second kill of a recovery round, of the recovery).
+func crashPlans(rng *rand.Rand, rounds int) []roundPlan {
+	plans := make([]roundPlan, rounds)
+	byKind := make([][]int, 3)
+	for r := range plans {
+		kind := roundKind(r % 3)
+		plans[r] = roundPlan{kind: kind, group: r%2 == 1, parallel: []int{0, 16}[r/2%2]}
+		byKind[kind] = append(byKind[kind], r)
+	}
+	// spread returns, for the j-th of the rounds, a point of the j-th slice of [0, 1).
+	spread := func(rounds []int) []float64 {
+		out := make([]float64, len(rounds))
+		for j, k := range rng.Perm(len(rounds)) {
+			out[j] = (float64(k) + rng.Float64()) / float64(len(rounds))
+		}
+		return out
+	}
+	for j, f := range spread(byKind[killSetUp]) {
+		plans[byKind[killSetUp][j]].delay = time.Duration(f * float64(maxSetUpDelay))
+	}
+	for j, f := range spread(byKind[killTeardown]) {
+		plans[byKind[killTeardown][j]].delay = time.Duration(f * float64(maxTeardownDelay))
+	}
+	for j, f := range spread(byKind[killRecovery]) {
+		r := byKind[killRecovery][j]
+		plans[r].delay = time.Duration(rng.Int64N(int64(maxFirstRecoveryDelay)))
+		plans[r].recoveredShare = f * maxRecoveredShare
+	}
+	return plans
+}
+
 // roundStats is what one kill round counted.
 type roundStats struct {
-	round      int
-	delay      time.Duration // from the first record the server wrote to the kill
-	sinceCalls time.Duration // from the first call to the kill
-	group      bool          // the kill took the plugins' process group too
-	parallel   int           // the server's bound on set-ups run at once; 0: its default
-	started    int           // RunPodSandbox calls in flight
-	succeeded  int           // calls answered with a sandbox ID before the kill
-	refused    int           // calls failed before the kill (must be 0)
+	round    int
+	kind     roundKind
+	group    bool // the kills took the plugins' process group too
+	parallel int  // the server's bound on set-ups run at once; 0: its default
+	pods     int  // pods of the round: RunPodSandbox calls started
+	rounds   int  // rounds counted: 1, or in a sum, how many were summed
+
+	// The first kill.
+	delay      time.Duration // to the kill from the first record (recovery: the last; teardown: the first teardown call)
+	sinceCalls time.Duration // from the first RunPodSandbox call to the kill (set-up and recovery rounds)
+	succeeded  int           // RunPodSandbox calls answered with a sandbox ID before the kill
+	refused    int           // calls failed before a kill (must be 0)
 	records    int           // sandbox records on disk right after the kill
-	midChain   int           // plugin processes running just before the kill
+	midChain   int           // ADD and DEL plugin processes running just before the kill: the chains it cut off
 	orphans    int           // plugin processes still running right after the kill
-	listed     int           // sandboxes crictl listed after the restart
-	ready      int           // of which SANDBOX_READY
-	stopped    int           // sandboxes crictl stopp stopped
-	removed    int           // sandboxes crictl rmp removed
-	leaks      int           // things left behind after the cleanup (must be 0)
+
+	// Teardown rounds: of the pods all set up, the storm stops and removes three in four.
+	bystanders      int // ready sandboxes the storm left alone
+	stopsAnswered   int // StopPodSandbox calls answered before the kill
+	removesAnswered int // RemovePodSandbox calls answered before the kill
+
+	// Recovery rounds: the second kill, amid the recovery.
+	toRecover       int           // cut-off set-ups (records still creating) the recovery had to roll back
+	recoveredAtKill int           // of which it had rolled back before the second kill
+	recoveryDelay   time.Duration // from the second start to the second kill
+	recoveryChains  int           // DEL plugin processes running just before the second kill
+	recoveryOrphans int           // plugin processes still running right after it
+	recoveryMissed  int           // 1 if the server already listened at the second kill: it missed the recovery
+
+	// After the last restart.
+	listed   int // sandboxes crictl listed
+	ready    int // of which SANDBOX_READY
+	intact   int // of which hold their IP (reserved, and on eth0), netns, cache entry and portmap rules
+	halfTorn int // of which a cut-off teardown had partly torn down (teardown rounds)
+	stopped  int // sandboxes crictl stopp stopped
+	removed  int // sandboxes crictl rmp removed
+	leaks    int // things left behind after the cleanup (must be 0)
 	// emptyReservations are host-local reservation files with no owner written, found after a
 	// process-group kill: host-local was killed between creating the file and writing it.
 	// No CNI operation can release such a file; the test counts and removes them.
 	emptyReservations int
 
-	restart  time.Duration // from the kill until the restarted server answered (its recovery)
+	restart  time.Duration // from the (first) kill until the last restarted server answered
 	teardown time.Duration // crictl stopp and rmp of everything listed, and cnishim gc
 	took     time.Duration
 }
@@ -544,21 +693,75 @@ func (r roundStats) String() string {
 	if r.parallel > 0 {
 		parallel = strconv.Itoa(r.parallel)
 	}
-	return fmt.Sprintf("round %d: kill (%s, parallel set-ups %s) %v after the first record (%v after the first call): started %d, succeeded before kill %d, failed before kill %d, "+
-		"records at kill %d, plugins running at kill %d, orphan plugins %d, found after restart %d (%d ready), stopped %d, removed %d, leaks %d, "+
+	var b strings.Builder
+	fmt.Fprintf(&b, "round %d (%s): ", r.round, r.kind)
+	switch r.kind {
+	case killTeardown:
+		fmt.Fprintf(&b, "%d pods set up; kill (%s, parallel set-ups %s) %v after the teardown calls went out: %d bystanders, "+
+			"stops answered before kill %d, removes answered before kill %d, failed before kill %d, records at kill %d, chains cut %d, orphan plugins %d",
+			r.pods, mode, parallel, r.delay.Round(time.Millisecond), r.bystanders, r.stopsAnswered, r.removesAnswered, r.refused, r.records, r.midChain, r.orphans)
+	default:
+		which := "first"
+		if r.kind == killRecovery {
+			which = "last"
+		}
+		fmt.Fprintf(&b, "kill (%s, parallel set-ups %s) %v after the %s record (%v after the first call): started %d, succeeded before kill %d, "+
+			"failed before kill %d, records at kill %d, chains cut %d, orphan plugins %d",
+			mode, parallel, r.delay.Round(time.Millisecond), which, r.sinceCalls.Round(time.Millisecond), r.pods, r.succeeded, r.refused, r.records, r.midChain, r.orphans)
+	}
+	if r.kind == killRecovery {
+		fmt.Fprintf(&b, "; second kill %v after the second start: %d of %d cut-off set-ups rolled back, chains cut %d, orphan plugins %d",
+			r.recoveryDelay.Round(time.Millisecond), r.recoveredAtKill, r.toRecover, r.recoveryChains, r.recoveryOrphans)
+		if r.recoveryMissed > 0 {
+			b.WriteString(" (the recovery was over: the server listened)")
+		}
+	}
+	fmt.Fprintf(&b, "; found after restart %d (%d ready: %d intact, %d half torn down), stopped %d, removed %d, leaks %d, "+
 		"empty host-local reservations %d; restart took %v, teardown %v, round %v",
-		r.round, mode, parallel, r.delay.Round(time.Millisecond), r.sinceCalls.Round(time.Millisecond), r.started, r.succeeded, r.refused, r.records, r.midChain, r.orphans,
-		r.listed, r.ready, r.stopped, r.removed, r.leaks, r.emptyReservations,
+		r.listed, r.ready, r.intact, r.halfTorn, r.stopped, r.removed, r.leaks, r.emptyReservations,
 		r.restart.Round(time.Millisecond), r.teardown.Round(time.Millisecond), r.took.Round(time.Millisecond))
+	return b.String()
 }
 
-// The runtime is killed with SIGKILL while 200 pod sandboxes are being set up by 16 CRI
-// clients at once, at a different point in each of 10 rounds, and restarted. Every sandbox that
-// was answered before the kill is still ready after the restart, with its IP; everything else
-// the cut-off set-ups made has been released by the restart's recovery; and once crictl has
+// add sums the counts of o into r.
+func (r *roundStats) add(o roundStats) {
+	r.pods += o.pods
+	r.succeeded += o.succeeded
+	r.refused += o.refused
+	r.records += o.records
+	r.midChain += o.midChain
+	r.orphans += o.orphans
+	r.bystanders += o.bystanders
+	r.stopsAnswered += o.stopsAnswered
+	r.removesAnswered += o.removesAnswered
+	r.toRecover += o.toRecover
+	r.recoveredAtKill += o.recoveredAtKill
+	r.recoveryChains += o.recoveryChains
+	r.recoveryOrphans += o.recoveryOrphans
+	r.rounds += o.rounds
+	r.recoveryMissed += o.recoveryMissed
+	r.listed += o.listed
+	r.ready += o.ready
+	r.intact += o.intact
+	r.halfTorn += o.halfTorn
+	r.stopped += o.stopped
+	r.removed += o.removed
+	r.leaks += o.leaks
+	r.emptyReservations += o.emptyReservations
+}
+
+// The runtime is killed with SIGKILL, in rounds, at three points of its pods' lives, and
+// restarted: while 200 pod sandboxes are being set up by 16 CRI clients at once; while 16
+// clients stop and remove 150 of 200 ready sandboxes at once; and while its restart's recovery
+// rolls back the set-ups a first kill cut off, before it listens (then it is restarted once
+// more). Every sandbox that was answered ready before a kill, and not torn down since, is still
+// ready after the restart with its IP, netns and cache entry; a sandbox whose stop was answered
+// is not ready, one whose removal was answered is gone, and one whose teardown was cut off is
+// ready, stopped or gone, never holding anything unless ready; everything else the cut-off
+// set-ups and teardowns made has been released by the restart's recovery; and once crictl has
 // stopped and removed every sandbox it lists and a GC pass has run, nothing is left: no IP in
-// the host-local store, no veth on the bridge, no netns mount, no libcni cache entry, no
-// portmap rule for any sandbox or host port of the test.
+// the host-local store, no veth on the bridge, no netns mount, no libcni cache entry, no set-up
+// record, no portmap rule for any sandbox or host port of the test.
 func TestCrashRestart(t *testing.T) {
 	rounds := envInt(t, "CNISHIM_SOAK_ROUNDS", defaultCrashRounds)
 	pods := envInt(t, "CNISHIM_SOAK_PODS", defaultCrashPods)
@@ -570,24 +773,7 @@ func TestCrashRestart(t *testing.T) {
 	n := newCrashNode(t, pods)
 	n.before = leakcheck.Take(n.scope())
 
-	// Kill points: round r's delay, counted from the moment the first set-up reaches the
-	// server, is drawn from the r-th of `rounds` equal slices of [0, maxDelay), and the rounds
-	// run in a random order, so early kills land among the records and namespaces being
-	// created and later ones among set-ups in every phase. Kills alternate between the server
-	// alone and its process group; the server alternates between its default bound on
-	// set-ups run at once (the CPU count) and 16, so that many plugin chains are cut off
-	// mid-way in some rounds.
-	maxDelay := 6 * time.Second
-	order := rng.Perm(rounds)
-	plans := make([]roundPlan, rounds)
-	for r := range plans {
-		slice := maxDelay / time.Duration(rounds)
-		plans[r] = roundPlan{
-			delay:    time.Duration(order[r])*slice + time.Duration(rng.Int64N(int64(slice))),
-			group:    r%2 == 1,
-			parallel: []int{0, 16}[r/2%2],
-		}
-	}
+	plans := crashPlans(rng, rounds)
 	n.start(plans[0].flags()...)
 	start := time.Now()
 	var all []roundStats
@@ -611,30 +797,28 @@ func TestCrashRestart(t *testing.T) {
 		n.errorf("left behind after all rounds: %s", l)
 	}
 	var sum roundStats
+	kinds := make([]roundStats, 3)
 	for _, r := range all {
-		sum.started += r.started
-		sum.succeeded += r.succeeded
-		sum.refused += r.refused
-		sum.records += r.records
-		sum.orphans += r.orphans
-		sum.midChain += r.midChain
-		sum.listed += r.listed
-		sum.ready += r.ready
-		sum.stopped += r.stopped
-		sum.removed += r.removed
-		sum.leaks += r.leaks
-		sum.emptyReservations += r.emptyReservations
+		sum.add(r)
+		kinds[r.kind].add(r)
 	}
 	n.mu.Lock()
 	seen := len(n.ids)
 	n.mu.Unlock()
-	t.Logf("SUMMARY crash/restart: %d kills in %v (seed %d): %d RunPodSandbox calls started, %d succeeded before a kill, "+
-		"%d failed before a kill, %d sandbox records at kills, %d plugin processes running at kills, %d orphan plugin processes, "+
-		"%d sandboxes found after restarts "+
-		"(%d ready), %d stopped and %d removed with crictl, %d sandbox IDs checked for rules, %d leaks, "+
-		"%d empty host-local reservations after process-group kills",
-		len(all), time.Since(start).Round(time.Second), seed, sum.started, sum.succeeded, sum.refused, sum.records, sum.midChain, sum.orphans,
-		sum.listed, sum.ready, sum.stopped, sum.removed, seen, sum.leaks+len(leaks), sum.emptyReservations)
+	su, td, rc := kinds[killSetUp], kinds[killTeardown], kinds[killRecovery]
+	t.Logf("SUMMARY crash/restart: %d rounds, %d kills in %v (seed %d); "+
+		"%d set-up rounds: %d RunPodSandbox calls, %d succeeded before the kill, %d chains cut; "+
+		"%d teardown rounds: %d sandboxes set up, %d stops and %d removes answered before the kill, %d chains cut; "+
+		"%d recovery rounds: %d RunPodSandbox calls, %d succeeded before the first kill, %d chains cut by it, %d cut-off set-ups to roll back, "+
+		"%d rolled back before the second kill, %d chains cut by it, %d second kills after the recovery was over; "+
+		"all: %d calls failed before a kill, %d sandbox records at kills, %d orphan plugin processes, %d sandboxes found after restarts (%d ready: %d intact, %d half torn down), "+
+		"%d stopped and %d removed with crictl, %d sandbox IDs checked for rules, %d leaks, %d empty host-local reservations after process-group kills",
+		len(all), len(all)+rc.rounds, time.Since(start).Round(time.Second), seed,
+		su.rounds, su.pods, su.succeeded, su.midChain,
+		td.rounds, td.succeeded, td.stopsAnswered, td.removesAnswered, td.midChain,
+		rc.rounds, rc.pods, rc.succeeded, rc.midChain, rc.toRecover, rc.recoveredAtKill, rc.recoveryChains, rc.recoveryMissed,
+		sum.refused, sum.records, sum.orphans+sum.recoveryOrphans, sum.listed, sum.ready, sum.intact, sum.halfTorn,
+		sum.stopped, sum.removed, seen, sum.leaks+len(leaks), sum.emptyReservations)
 	if len(all) != rounds {
 		n.fatalf("ran %d of %d rounds", len(all), rounds)
 	}
@@ -661,28 +845,24 @@ func (n *crashNode) removeEmptyReservations(round int, st leakcheck.State) int {
 	return removed
 }
 
-// roundPlan is how one round kills the server.
-type roundPlan struct {
-	delay    time.Duration // from the first set-up reaching the server to the kill
-	group    bool          // kill the server's process group, not the server alone
-	parallel int           // the server's --max-parallel-setups; 0: its default
+// expectation is what the restarted server must show of a round's sandboxes, from what their
+// callers were answered before the kill.
+type expectation struct {
+	ready   []string // set up and never torn down: ready, with IP, netns and cache entry
+	stopped []string // StopPodSandbox answered: not ready
+	removed []string // RemovePodSandbox answered: not listed
+	// cutOff are sandboxes whose teardown the kill cut off: ready (intact or partly torn
+	// down), stopped or gone.
+	cutOff map[string]bool
 }
 
-// flags are the server flags of a round.
-func (p roundPlan) flags() []string {
-	if p.parallel == 0 {
-		return nil
-	}
-	return []string{"--max-parallel-setups", strconv.Itoa(p.parallel)}
-}
-
-// crashRound runs one round: all pods' RunPodSandbox calls at once, a kill as planned, a
+// crashRound runs one round: a storm of calls, a kill as planned (two for a recovery round), a
 // restart (with the next round's flags), the checks of what the restart kept and released,
 // then crictl stopp and rmp of everything listed, a GC pass, and the leak check.
 func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 	t := n.t
 	t.Helper()
-	rs := roundStats{round: round, group: plan.group, parallel: plan.parallel, started: n.pods}
+	rs := roundStats{round: round, kind: plan.kind, group: plan.group, parallel: plan.parallel, pods: n.pods, rounds: 1}
 	roundStart := time.Now()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
@@ -694,106 +874,25 @@ func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 		defer conn.Close()
 		conns[i] = rt
 	}
-	type outcome struct {
-		id  string
-		err error
-		at  time.Time
+	var (
+		killAt time.Time
+		want   expectation
+	)
+	if plan.kind == killTeardown {
+		killAt, want = n.teardownStorm(ctx, round, plan, conns, &rs)
+	} else {
+		killAt, want = n.setUpStorm(ctx, round, plan, conns, &rs)
 	}
-	outcomes := make([]outcome, n.pods)
-	var wg sync.WaitGroup
-	callStart := time.Now()
-	for i := range n.pods {
-		wg.Go(func() {
-			resp, err := conns[i%crashClients].RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: n.podConfig(round, i)})
-			outcomes[i] = outcome{id: resp.GetPodSandboxId(), err: err, at: time.Now()}
-		})
-	}
-	// The delay counts from the first record the server writes: its first set-up under way.
-	recordDir := filepath.Join(n.stateDir, "sandboxes")
-	for {
-		if entries, _ := os.ReadDir(recordDir); len(entries) > 0 {
-			break
-		}
-		if err := pause(ctx, time.Millisecond); err != nil {
-			n.fatalf("round %d: no set-up reached the server: %v", round, err)
-		}
-	}
-	firstAt := time.Now()
-	if err := pause(ctx, plan.delay); err != nil {
-		t.Fatal(err)
-	}
-	// The plugins running now are the set-ups the kill cuts off mid-chain.
-	if procs, err := pluginProcs(n.binDir); err == nil {
-		rs.midChain = len(procs)
-	}
-	killAt := time.Now()
-	n.kill(plan.group)
-	rs.delay = killAt.Sub(firstAt)
-	rs.sinceCalls = killAt.Sub(callStart)
-	// Plugins the server started may still be running (with a server-only kill). Let them
-	// finish before the restart, as a service manager restarting the unit would after its
-	// stop timeout, so that the restart's recovery sees everything they did.
-	orphans, err := waitPluginProcs(ctx, n.binDir)
-	if err != nil {
-		n.fatalf("round %d: %v", round, err)
-	}
-	rs.orphans = orphans
-	wg.Wait()
-
-	var succeeded []string
-	for i, o := range outcomes {
-		switch {
-		case o.err == nil:
-			succeeded = append(succeeded, o.id)
-		case o.at.Before(killAt):
-			rs.refused++
-			n.errorf("round %d: pod %d failed before the kill: %v", round, i, o.err)
-		}
-	}
-	rs.succeeded = len(succeeded)
-	n.addIDs(succeeded...)
 	recs, recorded := n.recordedIDs()
 	rs.records = len(recs)
 	n.addIDs(recorded...)
+	if plan.kind == killRecovery {
+		n.killRecovery(ctx, round, plan, &rs)
+	}
 
 	n.start(next.flags()...)
 	rs.restart = time.Since(killAt)
-	pods, err := n.listPods(ctx)
-	if err != nil {
-		n.fatalf("round %d: %v", round, err)
-	}
-	rs.listed = len(pods)
-	ids := make([]string, 0, len(pods))
-	var ready []string
-	for _, p := range pods {
-		ids = append(ids, p.ID)
-		if p.State == "SANDBOX_READY" {
-			ready = append(ready, p.ID)
-		}
-	}
-	rs.ready = len(ready)
-	n.addIDs(ids...)
-	for _, id := range succeeded {
-		if !slices.Contains(ready, id) {
-			n.errorf("round %d: sandbox %s was set up before the kill but is not listed ready after the restart", round, id)
-		}
-	}
-	// The restart's recovery released everything of the cut-off set-ups and nothing of the
-	// ready sandboxes: one IP, one cache entry and one namespace per ready sandbox.
-	st := leakcheck.Take(n.scope())
-	if plan.group {
-		rs.emptyReservations = n.removeEmptyReservations(round, st)
-		st = leakcheck.Take(n.scope())
-	}
-	if len(st.IPs) != len(ready) || len(st.Cache) != len(ready) || len(st.Netns) != len(ready) || len(st.Veths) != len(ready) {
-		n.errorf("round %d: after the restart, %d ready sandboxes hold %d IPs, %d cache entries, %d netns mounts, %d veths; want %d of each",
-			round, len(ready), len(st.IPs), len(st.Cache), len(st.Netns), len(st.Veths), len(ready))
-	}
-	// The rule check sees the portmap rules of live sandboxes, so its zero at the end means
-	// something.
-	if len(ready) > 0 && len(st.Rules) == 0 {
-		n.errorf("round %d: no portmap rule found for %d ready sandboxes with host ports", round, len(ready))
-	}
+	ids := n.checkRestart(ctx, round, want, &rs)
 
 	teardownStart := time.Now()
 	stopped, err := n.crictlEach(ctx, "stopp", ids)
@@ -815,10 +914,13 @@ func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 	if left, err := n.listPods(ctx); err != nil || len(left) > 0 {
 		n.errorf("round %d: crictl pods after stopp and rmp: %v, %v", round, left, err)
 	}
-	st = leakcheck.Take(n.scope())
+	st := leakcheck.Take(n.scope())
 	leaks := leakcheck.Leaks(n.before, st)
 	if records, _ := n.recordedIDs(); len(records) > 0 {
 		leaks = append(leaks, fmt.Sprintf("sandbox records: %v", records))
+	}
+	if records := n.setUpRecords(); len(records) > 0 {
+		leaks = append(leaks, fmt.Sprintf("set-up records: %v", records))
 	}
 	if procs, _ := pluginProcs(n.binDir); len(procs) > 0 {
 		leaks = append(leaks, fmt.Sprintf("plugin processes: %v", procs))
@@ -829,4 +931,422 @@ func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 	rs.leaks = len(leaks)
 	rs.took = time.Since(roundStart)
 	return rs
+}
+
+// callOutcome is how a CRI call ended, and when.
+type callOutcome struct {
+	id  string
+	err error
+	at  time.Time
+}
+
+// runPods sends the RunPodSandbox calls of all the round's pods at once over the clients;
+// returned counts the calls ended; wait waits for them all to end and returns their outcomes.
+func (n *crashNode) runPods(ctx context.Context, round int, conns []runtimeapi.RuntimeServiceClient) (callStart time.Time, returned *atomic.Int64, wait func() []callOutcome) {
+	outcomes := make([]callOutcome, n.pods)
+	var wg sync.WaitGroup
+	returned = new(atomic.Int64)
+	callStart = time.Now()
+	for i := range n.pods {
+		wg.Go(func() {
+			resp, err := conns[i%len(conns)].RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: n.podConfig(round, i)})
+			outcomes[i] = callOutcome{id: resp.GetPodSandboxId(), err: err, at: time.Now()}
+			returned.Add(1)
+		})
+	}
+	return callStart, returned, func() []callOutcome {
+		wg.Wait()
+		return outcomes
+	}
+}
+
+// setUpStorm sends all pods' RunPodSandbox calls at once and kills the server plan.delay after
+// it wrote its first sandbox record, its first set-up under way (in a recovery round: its last
+// record, every set-up under way, unless some call ended without one). It returns when the
+// server died, and that the sandboxes answered before that must be ready after the restart.
+func (n *crashNode) setUpStorm(ctx context.Context, round int, plan roundPlan, conns []runtimeapi.RuntimeServiceClient, rs *roundStats) (time.Time, expectation) {
+	callStart, returned, wait := n.runPods(ctx, round, conns)
+	need := 1
+	if plan.kind == killRecovery {
+		need = n.pods
+	}
+	for {
+		records, _ := n.recordedIDs()
+		if len(records) >= need || returned.Load() == int64(n.pods) {
+			break
+		}
+		if err := pause(ctx, time.Millisecond); err != nil {
+			n.fatalf("round %d: no set-up reached the server: %v", round, err)
+		}
+	}
+	recordAt := time.Now()
+	if err := pause(ctx, plan.delay); err != nil {
+		n.t.Fatal(err)
+	}
+	killAt := n.killCounting(ctx, round, plan.group, &rs.midChain, &rs.orphans)
+	rs.delay = killAt.Sub(recordAt)
+	rs.sinceCalls = killAt.Sub(callStart)
+
+	var want expectation
+	for i, o := range wait() {
+		switch {
+		case o.err == nil:
+			want.ready = append(want.ready, o.id)
+		case o.at.Before(killAt):
+			rs.refused++
+			n.errorf("round %d: pod %d failed before the kill: %v", round, i, o.err)
+		}
+	}
+	rs.succeeded = len(want.ready)
+	n.addIDs(want.ready...)
+	return killAt, want
+}
+
+// teardownStorm sets all pods up, with no kill, then has the clients tear three in four of them
+// down at once, as the kubelet does when pods are deleted: half of those with StopPodSandbox
+// then RemovePodSandbox, the other half with RemovePodSandbox alone (which stops first). The
+// fourth pod of each four is a bystander, left alone. The server is killed plan.delay after
+// the teardown calls went out. It returns when the server died, and what the restarted server
+// must show of each sandbox.
+func (n *crashNode) teardownStorm(ctx context.Context, round int, plan roundPlan, conns []runtimeapi.RuntimeServiceClient, rs *roundStats) (time.Time, expectation) {
+	_, _, wait := n.runPods(ctx, round, conns)
+	ids := make([]string, n.pods)
+	for i, o := range wait() {
+		if o.err != nil {
+			n.errorf("round %d: pod %d: set-up, with no kill, failed: %v", round, i, o.err)
+			continue
+		}
+		ids[i] = o.id
+		n.addIDs(o.id)
+		rs.succeeded++
+	}
+
+	type teardown struct{ stop, remove *callOutcome }
+	calls := make([]teardown, n.pods)
+	var wg sync.WaitGroup
+	want := expectation{cutOff: map[string]bool{}}
+	callStart := time.Now()
+	for i, id := range ids {
+		if id == "" {
+			continue
+		}
+		if i%4 == 3 {
+			want.ready = append(want.ready, id)
+			continue
+		}
+		wg.Go(func() {
+			c := conns[i%len(conns)]
+			if i%4 != 1 {
+				_, err := c.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id})
+				calls[i].stop = &callOutcome{id: id, err: err, at: time.Now()}
+				if err != nil {
+					return
+				}
+			}
+			_, err := c.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id})
+			calls[i].remove = &callOutcome{id: id, err: err, at: time.Now()}
+		})
+	}
+	rs.bystanders = len(want.ready)
+	if err := pause(ctx, plan.delay); err != nil {
+		n.t.Fatal(err)
+	}
+	killAt := n.killCounting(ctx, round, plan.group, &rs.midChain, &rs.orphans)
+	rs.delay = killAt.Sub(callStart)
+	wg.Wait()
+
+	for i, c := range calls {
+		for _, o := range []*callOutcome{c.stop, c.remove} {
+			if o != nil && o.err != nil && o.at.Before(killAt) {
+				rs.refused++
+				n.errorf("round %d: pod %d (%s): teardown failed before the kill: %v", round, i, o.id, o.err)
+			}
+		}
+		if c.stop != nil && c.stop.err == nil {
+			rs.stopsAnswered++
+		}
+		switch {
+		case c.remove != nil && c.remove.err == nil:
+			rs.removesAnswered++
+			want.removed = append(want.removed, c.remove.id)
+		case c.stop != nil && c.stop.err == nil:
+			want.stopped = append(want.stopped, c.stop.id)
+		case ids[i] != "" && i%4 != 3:
+			want.cutOff[ids[i]] = true
+		}
+	}
+	return killAt, want
+}
+
+// killCounting kills the server as planned and returns when. It adds to chains the plugin
+// processes running an ADD or a DEL just before the kill (the chains it cut off mid-way; a
+// STATUS or GC probe is no chain) and to orphans the plugin processes
+// still running right after, and waits for the orphans to exit, as a service manager
+// restarting the unit would after its stop timeout, so that the next start's recovery sees
+// everything they did.
+func (n *crashNode) killCounting(ctx context.Context, round int, group bool, chains, orphans *int) time.Time {
+	n.t.Helper()
+	running := chainProcs(n.binDir)
+	*chains += running["ADD"] + running["DEL"]
+	killAt := time.Now()
+	n.kill(group)
+	left, err := waitPluginProcs(ctx, n.binDir)
+	if err != nil {
+		n.fatalf("round %d: %v", round, err)
+	}
+	*orphans += left
+	return killAt
+}
+
+// killRecovery starts the server again and kills it while its recovery rolls back the set-ups
+// the first kill cut off, before the server listens: once the recovery has rolled back
+// plan.recoveredShare of them, or at its first DEL for a share that comes to none (the STATUS
+// probe at start runs plugins too, so DELs are what tell the recovery under way). A server
+// already listening by then (its recovery was over) is killed all the same, and counted.
+func (n *crashNode) killRecovery(ctx context.Context, round int, plan roundPlan, rs *roundStats) {
+	n.t.Helper()
+	before := n.recordStates()
+	for _, st := range before {
+		if st == "creating" {
+			rs.toRecover++
+		}
+	}
+	rolledBack := func() int {
+		k := 0
+		for id, st := range n.recordStates() {
+			if st == "notready" && before[id] == "creating" {
+				k++
+			}
+		}
+		return k
+	}
+	target := int(plan.recoveredShare * float64(rs.toRecover))
+	launchAt := time.Now()
+	n.launch(plan.flags()...)
+	for {
+		if target == 0 && chainProcs(n.binDir)["DEL"] > 0 || target > 0 && rolledBack() >= target {
+			break
+		}
+		if n.answers() {
+			rs.recoveryMissed++
+			break
+		}
+		if n.exited() {
+			n.fatalf("round %d: cnishim serve exited at start\n%s", round, n.logTail(1))
+		}
+		if err := pause(ctx, 2*time.Millisecond); err != nil {
+			n.fatalf("round %d: the recovery did not get under way: %v", round, err)
+		}
+	}
+	killAt := n.killCounting(ctx, round, plan.group, &rs.recoveryChains, &rs.recoveryOrphans)
+	rs.recoveryDelay = killAt.Sub(launchAt)
+	rs.recoveredAtKill = rolledBack()
+}
+
+// checkRestart checks what the restarted server lists, and what the host holds, against what
+// the callers were answered before the kill, and returns the IDs listed.
+func (n *crashNode) checkRestart(ctx context.Context, round int, want expectation, rs *roundStats) []string {
+	pods, err := n.listPods(ctx)
+	if err != nil {
+		n.fatalf("round %d: %v", round, err)
+	}
+	rs.listed = len(pods)
+	state := map[string]string{}
+	ids := make([]string, 0, len(pods))
+	var ready []string
+	for _, p := range pods {
+		state[p.ID] = p.State
+		ids = append(ids, p.ID)
+		if p.State == "SANDBOX_READY" {
+			ready = append(ready, p.ID)
+		}
+	}
+	rs.ready = len(ready)
+	n.addIDs(ids...)
+	for _, id := range want.ready {
+		if state[id] != "SANDBOX_READY" {
+			n.errorf("round %d: sandbox %s was ready before the kill, and not torn down, but is not listed ready after the restart", round, id)
+		}
+	}
+	for _, id := range want.stopped {
+		if state[id] == "SANDBOX_READY" {
+			n.errorf("round %d: sandbox %s was stopped before the kill but is listed ready after the restart", round, id)
+		}
+	}
+	for _, id := range want.removed {
+		if s, ok := state[id]; ok {
+			n.errorf("round %d: sandbox %s was removed before the kill but is listed %s after the restart", round, id, s)
+		}
+	}
+
+	st := leakcheck.Take(n.scope())
+	if rs.group {
+		rs.emptyReservations = n.removeEmptyReservations(round, st)
+		st = leakcheck.Take(n.scope())
+	}
+	// Each ready sandbox holds its IP (the one its status reports, reserved in host-local and
+	// carried by eth0 in its netns), its netns, its cache entry and its portmap rules, unless a
+	// teardown of it was cut off; nothing is held for a sandbox not ready.
+	held := n.heldBy(st)
+	conn, rt := n.dial()
+	defer conn.Close()
+	for _, id := range ready {
+		resp, err := rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
+		if err != nil {
+			n.errorf("round %d: status of sandbox %s: %v", round, id, err)
+			continue
+		}
+		ip := resp.GetStatus().GetNetwork().GetIp()
+		h := held[id]
+		eth0 := errors.New("no netns")
+		if h.netns {
+			eth0 = n.hasIP(id, ip)
+		}
+		rule := slices.ContainsFunc(st.Rules, func(l string) bool { return strings.Contains(l, id) })
+		switch {
+		case ip != "" && slices.Contains(h.ips, ip) && h.netns && h.cache && eth0 == nil && rule:
+			rs.intact++
+		case want.cutOff[id]:
+			rs.halfTorn++
+			n.t.Logf("round %d: sandbox %s, whose teardown the kill cut off, is listed ready with its network partly torn down: status IP %q, host-local holds %v for it, netns mounted %v, cache entry %v, eth0: %v, portmap rule %v",
+				round, id, ip, h.ips, h.netns, h.cache, eth0, rule)
+		default:
+			n.errorf("round %d: sandbox %s is listed ready but its network is not intact: status IP %q, host-local holds %v for it, netns mounted %v, cache entry %v, eth0: %v, portmap rule %v",
+				round, id, ip, h.ips, h.netns, h.cache, eth0, rule)
+		}
+	}
+	for id, h := range held {
+		if state[id] != "SANDBOX_READY" {
+			n.errorf("round %d: after the restart the host holds %+v for sandbox %q, listed %q", round, h, id, state[id])
+		}
+	}
+	n.mu.Lock()
+	seen := slices.Collect(maps.Keys(n.ids))
+	n.mu.Unlock()
+	for _, id := range seen {
+		if state[id] == "SANDBOX_READY" {
+			continue
+		}
+		for _, l := range st.Rules {
+			if strings.Contains(l, id) {
+				n.errorf("round %d: after the restart a rule names sandbox %s, listed %q: %s", round, id, state[id], l)
+			}
+		}
+	}
+	// With no teardown cut off half-way, the counts match exactly, veths too.
+	if rs.halfTorn == 0 && (len(st.IPs) != len(ready) || len(st.Cache) != len(ready) || len(st.Netns) != len(ready) || len(st.Veths) != len(ready)) {
+		n.errorf("round %d: after the restart, %d ready sandboxes hold %d IPs, %d cache entries, %d netns mounts, %d veths; want %d of each",
+			round, len(ready), len(st.IPs), len(st.Cache), len(st.Netns), len(st.Veths), len(ready))
+	}
+	return ids
+}
+
+// hasIP returns nil if eth0 in the sandbox's namespace carries ip, an error saying what is
+// wrong otherwise.
+func (n *crashNode) hasIP(id, ip string) error {
+	return netns.Do(filepath.Join(n.stateDir, "netns", id), func() error {
+		link, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return fmt.Errorf("eth0: %w", err)
+		}
+		addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+		if err != nil {
+			return fmt.Errorf("eth0 addresses: %w", err)
+		}
+		for _, a := range addrs {
+			if a.IP.String() == ip {
+				return nil
+			}
+		}
+		return fmt.Errorf("eth0 carries %v, not %s", addrs, ip)
+	})
+}
+
+// held is what the host holds for one sandbox.
+type held struct {
+	ips   []string // host-local reservations naming it
+	netns bool     // its namespace is mounted
+	cache bool     // libcni holds a cached result for it
+}
+
+// heldBy sorts what st found by the sandbox it belongs to: host-local reservations by the
+// owner written in them, libcni cache entries by their name (<network>-<sandbox>-<ifname>),
+// netns mounts by their file name.
+func (n *crashNode) heldBy(st leakcheck.State) map[string]held {
+	out := map[string]held{}
+	for _, r := range st.IPs {
+		owner, _, _ := strings.Cut(st.IPOwners[r], " ")
+		h := out[owner]
+		h.ips = append(h.ips, filepath.Base(r))
+		out[owner] = h
+	}
+	for _, c := range st.Cache {
+		id := strings.TrimSuffix(strings.TrimPrefix(c, n.netName+"-"), "-eth0")
+		h := out[id]
+		h.cache = true
+		out[id] = h
+	}
+	for _, p := range st.Netns {
+		id := filepath.Base(p)
+		h := out[id]
+		h.netns = true
+		out[id] = h
+	}
+	return out
+}
+
+// recordStates returns the state ("creating", "ready", "notready") of every sandbox record
+// in the server's state dir.
+func (n *crashNode) recordStates() map[string]string {
+	out := map[string]string{}
+	records, _ := n.recordedIDs()
+	for _, id := range records {
+		data, err := os.ReadFile(filepath.Join(n.stateDir, "sandboxes", id+".json"))
+		if err != nil {
+			continue
+		}
+		var rec struct {
+			State string `json:"state"`
+		}
+		if json.Unmarshal(data, &rec) == nil {
+			out[id] = rec.State
+		}
+	}
+	return out
+}
+
+// setUpRecords lists the network plugin's records of attachments it made (one per sandbox
+// whose set-up is under way or was cut off). This is the one place the test knows where
+// they live: under the CNI cache dir, in cnishim/setups.
+func (n *crashNode) setUpRecords() []string {
+	entries, _ := os.ReadDir(filepath.Join(n.cacheDir, "cnishim", "setups"))
+	var out []string
+	for _, e := range entries {
+		// A temporary file of a write cut off by a kill is the plugin's to remove once it
+		// is a minute old; it records nothing.
+		if !strings.HasPrefix(e.Name(), ".") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// chainProcs counts the plugin processes from binDir by the CNI command they run.
+func chainProcs(binDir string) map[string]int {
+	out := map[string]int{}
+	procs, _ := pluginProcs(binDir)
+	for _, p := range procs {
+		pid, _, _ := strings.Cut(p, " ")
+		environ, err := os.ReadFile(filepath.Join("/proc", pid, "environ"))
+		if err != nil {
+			continue // gone
+		}
+		for _, kv := range strings.Split(string(environ), "\x00") {
+			if cmd, ok := strings.CutPrefix(kv, "CNI_COMMAND="); ok {
+				out[cmd]++
+				break
+			}
+		}
+	}
+	return out
 }

@@ -1,9 +1,10 @@
 //go:build linux
 
 // Package soak runs cnishim through what a node meets over months, compressed into minutes:
-// the runtime killed with SIGKILL in the middle of a storm of pod set-ups and restarted, again
-// and again; and the CNI config directory and plugin binaries changed under running set-ups and
-// teardowns in every way installers change them. Each test counts what it tried, logs one
+// the runtime killed with SIGKILL in the middle of a storm of pod set-ups, of pod teardowns,
+// or of its own restart's recovery, and restarted, again and again; and the CNI config
+// directory and plugin binaries changed under running set-ups and teardowns in every way
+// installers change them. Each test counts what it tried, logs one
 // summary line, and fails if anything was lost or seen half-done: an IP, a veth, a netns mount,
 // a libcni cache entry or a portmap rule left behind; a half-written config used; a pod torn
 // down with a config other than its own; readiness lost while a valid config existed.
