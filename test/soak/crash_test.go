@@ -920,7 +920,7 @@ func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 		leaks = append(leaks, fmt.Sprintf("sandbox records: %v", records))
 	}
 	if records := n.setUpRecords(); len(records) > 0 {
-		leaks = append(leaks, fmt.Sprintf("set-up records: %v", records))
+		leaks = append(leaks, fmt.Sprintf("attachment records: %v", records))
 	}
 	if procs, _ := pluginProcs(n.binDir); len(procs) > 0 {
 		leaks = append(leaks, fmt.Sprintf("plugin processes: %v", procs))
@@ -1316,10 +1316,10 @@ func (n *crashNode) recordStates() map[string]string {
 }
 
 // setUpRecords lists the network plugin's records of attachments it made (one per sandbox
-// whose set-up is under way or was cut off). This is the one place the test knows where
-// they live: under the CNI cache dir, in cnishim/setups.
+// whose network is attached, being set up, or was cut off). This is the one place the test
+// knows where they live: in the server's state dir, under network/.
 func (n *crashNode) setUpRecords() []string {
-	entries, _ := os.ReadDir(filepath.Join(n.cacheDir, "cnishim", "setups"))
+	entries, _ := os.ReadDir(filepath.Join(n.stateDir, "network"))
 	var out []string
 	for _, e := range entries {
 		// A temporary file of a write cut off by a kill is the plugin's to remove once it
