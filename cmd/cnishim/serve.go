@@ -318,7 +318,7 @@ func (l *unlinkingListener) Close() error {
 
 // registerServerMetrics adds gauges of the sandboxes the server holds, by state.
 func registerServerMetrics(reg prometheus.Registerer, store *sandboxstore.Store) error {
-	for _, st := range []sandboxstore.State{sandboxstore.StateCreating, sandboxstore.StateReady, sandboxstore.StateNotReady} {
+	for _, st := range []sandboxstore.State{sandboxstore.StateCreating, sandboxstore.StateReady, sandboxstore.StateStopping, sandboxstore.StateNotReady} {
 		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "cnishim_pod_sandboxes",
 			Help:        "Pod sandboxes the CRI server holds, by state.",

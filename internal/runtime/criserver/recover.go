@@ -23,6 +23,7 @@ import (
 const (
 	ReasonSetUpCutOff = "set-up was cut off by a restart of cnishim; its network was rolled back"
 	ReasonNetNSLost   = "network namespace was lost (node restart?); its network was torn down"
+	ReasonStopCutOff  = "its stop did not finish (cut off by a restart of cnishim, or failed); its network was torn down"
 	// ReasonRollbackFailed starts the reason of a sandbox whose failed set-up could not be
 	// rolled back.
 	ReasonRollbackFailed = "rollback failed"
@@ -37,6 +38,8 @@ const (
 //     crictl lists it and the kubelet or operator removes it as any stopped sandbox;
 //   - a ready sandbox whose namespace is no longer mounted (the node rebooted) is torn down the
 //     same way, with ReasonNetNSLost;
+//   - a sandbox whose stop did not finish (record "stopping") is torn down the same way, with
+//     ReasonStopCutOff;
 //   - namespace files under Config.NetNSDir that no sandbox record names are removed;
 //   - then one CNI GC pass runs (see GC).
 //
@@ -67,6 +70,8 @@ func (s *Server) Recover(ctx context.Context) error {
 				reason = ReasonSetUpReleased // its set-up failed, not cut off
 			}
 			stops = append(stops, stop{rec, reason, "Rolled back sandbox set-up cut off by a restart"})
+		case sandboxstore.StateStopping:
+			stops = append(stops, stop{rec, ReasonStopCutOff, "Finished sandbox teardown cut off by a restart"})
 		case sandboxstore.StateReady:
 			if rec.HostNetwork {
 				continue

@@ -11,9 +11,9 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// TestFailedTeardownKeepsNetNS: a sandbox whose teardown fails keeps its network namespace,
-// through a stop and a restart, so every retried teardown runs in it rather than with an empty
-// CNI_NETNS; once a teardown succeeds, the namespace goes.
+// TestFailedTeardownKeepsNetNS: a sandbox whose teardown fails is NOTREADY ("stopping") and
+// keeps its network namespace, through a stop and a recovery, so every retried teardown runs in
+// it rather than with an empty CNI_NETNS; a restart finishes the stop, and the namespace goes.
 func TestFailedTeardownKeepsNetNS(t *testing.T) {
 	fn := &fakeNetwork{}
 	e := newEnv(t, fn)
@@ -31,16 +31,32 @@ func TestFailedTeardownKeepsNetNS(t *testing.T) {
 	if ok, _ := netns.IsNetNS(rec.NetNSPath); !ok {
 		t.Fatal("the netns was removed although its teardown failed")
 	}
+	// A stop that did not finish never leaves the sandbox READY with part of its network gone.
+	if got, _ := e.store.Get(id); got.State != sandboxstore.StateStopping {
+		t.Fatalf("state after a failed stop = %s, want %s", got.State, sandboxstore.StateStopping)
+	}
+	st, err := e.rt.PodSandboxStatus(t.Context(), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
+	if err != nil || st.GetStatus().GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+		t.Fatalf("status after a failed stop = %v, %v; want NOTREADY", st.GetStatus().GetState(), err)
+	}
 
-	// A restart keeps it too: the record still names it.
-	e.start(t)
+	// A recovery whose teardown fails keeps it too: the record still names it.
+	if err := e.srv.Recover(t.Context()); err == nil {
+		t.Fatal("Recover succeeded with a failing teardown")
+	}
 	if ok, _ := netns.IsNetNS(rec.NetNSPath); !ok {
 		t.Fatal("Recover removed the netns of a sandbox not torn down")
 	}
 
+	// A restart finishes the stop once the teardown works.
 	fn.mu.Lock()
 	fn.tearErr = nil
 	fn.mu.Unlock()
+	e.start(t)
+	got, _ := e.store.Get(id)
+	if got.State != sandboxstore.StateNotReady || got.Reason != ReasonStopCutOff {
+		t.Fatalf("after the restart: state %s, reason %q; want %s, %q", got.State, got.Reason, sandboxstore.StateNotReady, ReasonStopCutOff)
+	}
 	if _, err := e.rt.StopPodSandbox(t.Context(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
 		t.Fatal(err)
 	}

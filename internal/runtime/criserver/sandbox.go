@@ -209,6 +209,14 @@ func (s *Server) stop(ctx context.Context, rec sandboxstore.Record) error {
 	logger := klog.FromContext(ctx).WithValues("pod", klog.KRef(md.GetNamespace(), md.GetName()), "podSandboxID", rec.ID)
 	ctx = klog.NewContext(ctx, logger)
 	what := fmt.Sprintf("stop pod sandbox %s (pod %s)", rec.ID, cniargs.QuoteUnprintable(md.GetNamespace()+"/"+md.GetName()))
+	if rec.State == sandboxstore.StateReady {
+		// Recorded before the first DEL: a ready sandbox whose teardown a crash cuts off, or
+		// that fails, must not come back READY with part of its network released.
+		rec.State = sandboxstore.StateStopping
+		if err := s.cfg.Store.Update(rec); err != nil {
+			return grpcError(what, err)
+		}
+	}
 	if err := s.release(ctx, rec); err != nil {
 		return grpcError(what, err)
 	}

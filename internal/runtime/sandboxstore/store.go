@@ -49,6 +49,10 @@ const (
 	StateCreating State = "creating"
 	// StateReady: the sandbox's network is set up.
 	StateReady State = "ready"
+	// StateStopping: the sandbox's teardown began and has not succeeded yet: its network may be
+	// partly released. A record in this state at start-up belongs to a stop that a crash cut
+	// off, or that failed; it is torn down again.
+	StateStopping State = "stopping"
 	// StateNotReady: the sandbox was stopped (its network torn down, its namespace removed), or
 	// its set-up was cut off by a crash and has been rolled back.
 	StateNotReady State = "notready"
@@ -171,7 +175,7 @@ func validate(r *Record) error {
 		return fmt.Errorf("ID %q: want 64 hex characters", r.ID)
 	}
 	switch r.State {
-	case StateCreating, StateReady, StateNotReady:
+	case StateCreating, StateReady, StateStopping, StateNotReady:
 	default:
 		return fmt.Errorf("sandbox %s: unknown state %q", r.ID, r.State)
 	}
