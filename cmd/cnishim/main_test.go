@@ -16,6 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
 	"github.com/cnishim/cnishim/internal/roottest"
 )
 
@@ -368,9 +374,20 @@ func TestServeLogsNotReadyAsError(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--listen", "unix://" + sock, "--cni-conf-dir", filepath.Join(dir, "net.d"),
-			"--cni-bin-dir", bin, "--cni-cache-dir", filepath.Join(dir, "cache"), "--state-dir", filepath.Join(dir, "state")}, &stdout, &stderr)
+			"--cni-bin-dir", bin, "--cni-cache-dir", filepath.Join(dir, "cache"), "--state-dir", filepath.Join(dir, "state"), "-v", "2"}, &stdout, &stderr)
 	}()
 	waitFor(t, "the server's socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	// A call's own log lines reach the server's log too, not klog's global one.
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = runtimeapi.NewRuntimeServiceClient(conn).RunPodSandbox(t.Context(), &runtimeapi.RunPodSandboxRequest{
+		Config: &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "p", Namespace: "n", Uid: "u"}}})
+	_ = conn.Close()
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("RunPodSandbox with no network = %v; want FailedPrecondition", err)
+	}
 	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("serve exit %d: %s", code, stderr.String())
@@ -383,6 +400,9 @@ func TestServeLogsNotReadyAsError(t *testing.T) {
 	}
 	if len(notReady) != 1 || !strings.HasPrefix(notReady[0], "E") || !klogLine.MatchString(notReady[0]) {
 		t.Errorf("want one error line \"Network not ready\", got %q in:\n%s", notReady, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), `"RPC refused"`) || !strings.Contains(stderr.String(), "RunPodSandbox") {
+		t.Errorf("the refused RunPodSandbox was not logged at -v 2 in the server's log:\n%s", stderr.String())
 	}
 	if stdout.String() != "" {
 		t.Errorf("serve wrote to stdout:\n%s", stdout.String())

@@ -176,7 +176,7 @@ func serve(ctx context.Context, f *serveFlags, sockPath string) (retErr error) {
 	if err != nil {
 		return err
 	}
-	g := grpc.NewServer(criserver.ServerOptions()...)
+	g := grpc.NewServer(criserver.ServerOptions(logger)...)
 	srv.Register(g)
 
 	var metricsSrv *http.Server

@@ -106,11 +106,17 @@ func (s *Server) Register(g *grpc.Server) {
 
 // ServerOptions returns the gRPC server options the CRI service needs: interceptors that answer
 // every RPC the server does not implement with codes.Unimplemented and a message saying so, and
-// that attach a logger naming the RPC to each call's context and log failed calls once.
-func ServerOptions() []grpc.ServerOption {
+// that give each call's context logger with the RPC's name and log failed calls once. gRPC
+// starts every call from a context of its own, so logger is how calls log where the
+// server's caller wants.
+func ServerOptions(logger klog.Logger) []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(unaryInterceptor),
-		grpc.ChainStreamInterceptor(streamInterceptor),
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			return unaryInterceptor(klog.NewContext(ctx, logger), req, info, handler)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			return streamInterceptor(srv, loggingStream{ss, klog.NewContext(ss.Context(), logger)}, info, handler)
+		}),
 		// Stop waits for handlers, so a set-up cut off by a forced stop still rolls back before
 		// the process exits.
 		grpc.WaitForHandlers(true),
@@ -169,6 +175,14 @@ func unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	}
 	return resp, err
 }
+
+// loggingStream is a server stream whose context carries the server's logger.
+type loggingStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s loggingStream) Context() context.Context { return s.ctx }
 
 func streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if !implemented[info.FullMethod] {
