@@ -23,18 +23,25 @@ import (
 // servers still running (so the plugins' DEL runs), stops the servers, unmounts every mount
 // under the work dir (node and pod namespaces), deletes the underlay links and removes the
 // files Up made (all but the logs with Config.KeepLogs; the work dir too if Up created it).
-// It carries on past errors and returns them all; a second Down does no harm.
+// It carries on past errors and returns them all; a second Down does no harm. The cluster
+// cannot be used after Down.
 func (c *Cluster) Down(ctx context.Context) error {
+	c.mu.Lock()
+	c.down = true
+	c.mu.Unlock()
 	var errs []error
 	for _, n := range c.Nodes {
-		errs = append(errs, n.removePods(ctx))
+		errs = append(errs, n.RemovePods(ctx))
 	}
 	for _, n := range c.Nodes {
 		errs = append(errs, n.StopServer())
 	}
+	for _, n := range c.Nodes {
+		errs = append(errs, deleteLink(n.HostVeth))
+	}
 	errs = append(errs, unmountUnder(c.Config.WorkDir))
 	for _, n := range c.Nodes {
-		errs = append(errs, netns.Remove(n.NetNSPath), deleteLink(n.HostVeth))
+		errs = append(errs, netns.Remove(n.NetNSPath))
 	}
 	errs = append(errs, deleteLink(c.Bridge))
 	errs = append(errs, c.removeFiles())
@@ -50,7 +57,8 @@ func deleteLink(name string) error {
 	if err != nil {
 		return fmt.Errorf("link %s: %w", name, err)
 	}
-	if err := netlink.LinkDel(l); err != nil {
+	// A veth goes by itself when its peer's namespace does.
+	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("delete link %s: %w", name, err)
 	}
 	return nil

@@ -122,7 +122,8 @@ type Cluster struct {
 	Nodes []*Node
 
 	createdWorkDir bool
-	mu             sync.Mutex // guards the state file and every node's server fields
+	mu             sync.Mutex // guards the state file, down, and every node's server fields
+	down           bool       // Down has begun: the state file is not written again
 }
 
 // Node is one node of a cluster. Its exported fields do not change after Up.
@@ -174,6 +175,9 @@ type nodeState struct {
 
 // save writes the state file; c.mu must be held.
 func (c *Cluster) save() error {
+	if c.down {
+		return nil
+	}
 	st := stateFile{Config: c.Config, Bridge: c.Bridge, CreatedWorkDir: c.createdWorkDir}
 	for _, n := range c.Nodes {
 		st.Nodes = append(st.Nodes, nodeState{Node: n, Server: n.server})

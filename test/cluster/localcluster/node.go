@@ -178,9 +178,10 @@ func (n *Node) endServer(end func(*process) error) error {
 	return c.save()
 }
 
-// removePods stops and removes every sandbox the node's running server has, so that the
-// plugins' DEL undoes what their ADD did.
-func (n *Node) removePods(ctx context.Context) error {
+// RemovePods stops and removes, through the node's server, every pod sandbox it has, so
+// that the plugins' DEL undoes what their ADD did (as `crictl rmp -af` does). With no server
+// running it does nothing.
+func (n *Node) RemovePods(ctx context.Context) error {
 	if n.ServerPID() == 0 {
 		return nil
 	}
@@ -207,4 +208,11 @@ func (n *Node) removePods(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// CrictlCommand is a command running the crictl binary at crictl against the node's server
+// (through its CrictlConfig, so no global crictl config is read).
+func (n *Node) CrictlCommand(ctx context.Context, crictl string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, crictl, append([]string{"--config", n.CrictlConfig}, args...)...)
+	return cmd
 }
