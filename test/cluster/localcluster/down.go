@@ -49,6 +49,9 @@ func (c *Cluster) Down(ctx context.Context) error {
 }
 
 func deleteLink(name string) error {
+	if name == "" {
+		return nil // never made
+	}
 	l, err := netlink.LinkByName(name)
 	var notFound netlink.LinkNotFoundError
 	if errors.As(err, &notFound) {

@@ -196,6 +196,13 @@ func (c *Cluster) save() error {
 	return nil
 }
 
+// saveLocked is save with c.mu taken.
+func (c *Cluster) saveLocked() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.save()
+}
+
 // Load reads the cluster an Up (in this or another process) recorded in the state file at path, so that
 // Down or the node methods can act on it.
 func Load(path string) (*Cluster, error) {

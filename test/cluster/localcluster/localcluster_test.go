@@ -134,6 +134,7 @@ func rootRules(t *testing.T) []string {
 }
 
 func TestUpDown(t *testing.T) {
+	t.Parallel() // with the other tests' clusters, on the same address plan
 	for _, tc := range []struct {
 		family   IPFamily
 		ips      int  // addresses per node
@@ -319,6 +320,7 @@ func runPod(t *testing.T, n *Node, name string) pod {
 // TestPodToPodAcrossNodes checks the network Up makes: a pod on one node reaches a pod on
 // another, over TCP and UDP and every family, and the answer shows the client pod's own IP.
 func TestPodToPodAcrossNodes(t *testing.T) {
+	t.Parallel()
 	for _, family := range []IPFamily{IPv4, DualStack} {
 		t.Run(string(family), func(t *testing.T) {
 			c := up(t, 2, family)
@@ -358,5 +360,32 @@ func TestPodToPodAcrossNodes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestUpPrefixTaken checks that an Up on a prefix in use fails and, cleaning up after itself,
+// leaves the cluster that has the prefix alone.
+func TestUpPrefixTaken(t *testing.T) {
+	t.Parallel()
+	c := up(t, 1, IPv4)
+	cfg := c.Config
+	cfg.WorkDir = filepath.Join(t.TempDir(), "second")
+	if second, err := Up(t.Context(), cfg); err == nil {
+		_ = second.Down(context.Background())
+		t.Fatalf("a second Up on prefix %q succeeded", cfg.Prefix)
+	} else if !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("second Up: %v; want the bridge named as taken", err)
+	}
+	if _, err := netlink.LinkByName(c.Bridge); err != nil {
+		t.Errorf("the first cluster's bridge: %v", err)
+	}
+	if _, err := netlink.LinkByName(c.Node(0).HostVeth); err != nil {
+		t.Errorf("the first cluster's veth: %v", err)
+	}
+	if err := statusReady(t, c.Node(0)); err != nil {
+		t.Errorf("the first cluster's server: %v", err)
+	}
+	if _, err := os.Stat(cfg.WorkDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the second Up left its work dir: %v", err)
 	}
 }

@@ -31,20 +31,14 @@ func Up(ctx context.Context, cfg Config) (_ *Cluster, retErr error) {
 			return nil, fmt.Errorf("cluster prerequisite: %w", err)
 		}
 	}
-	c := &Cluster{Config: cfg, Bridge: cfg.Prefix + "-br"}
-	if _, err := netlink.LinkByName(c.Bridge); err == nil {
-		return nil, fmt.Errorf("bridge %s already exists: a cluster with prefix %q is up, or one was left behind", c.Bridge, cfg.Prefix)
-	}
+	c := &Cluster{Config: cfg}
 	if err := c.makeWorkDir(); err != nil {
 		return nil, err
 	}
 	if err := c.plan(); err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	err = c.save()
-	c.mu.Unlock()
-	if err != nil {
+	if err := c.saveLocked(); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -52,11 +46,20 @@ func Up(ctx context.Context, cfg Config) (_ *Cluster, retErr error) {
 			retErr = errors.Join(retErr, c.Down(context.WithoutCancel(ctx)))
 		}
 	}()
-	if err := c.makeBridge(); err != nil {
+	// The state file names each link and namespace once it exists, and only then: Down
+	// deletes what the file names, never a link of the same name someone else made.
+	if err := c.makeBridge(cfg.Prefix + "-br"); err != nil {
+		return nil, err
+	}
+	if err := c.saveLocked(); err != nil {
 		return nil, err
 	}
 	for _, n := range c.Nodes {
-		if err := n.makeNode(); err != nil {
+		err := n.makeNode()
+		if serr := c.saveLocked(); err == nil {
+			err = serr
+		}
+		if err != nil {
 			return nil, fmt.Errorf("node %s: %w", n.Name, err)
 		}
 	}
@@ -118,7 +121,6 @@ func (c *Cluster) plan() error {
 			Index:        i,
 			Dir:          dir,
 			NetNSPath:    filepath.Join(cfg.WorkDir, "netns", cfg.Prefix+"-"+name),
-			HostVeth:     fmt.Sprintf("%s-n%d", cfg.Prefix, i),
 			Socket:       filepath.Join(dir, "cri.sock"),
 			CrictlConfig: filepath.Join(dir, "crictl.yaml"),
 			ConfDir:      filepath.Join(dir, "net.d"),
@@ -173,11 +175,15 @@ func nthSubnet(p netip.Prefix, bits, i int) (netip.Prefix, error) {
 
 // makeBridge creates the underlay bridge, with no address and IPv6 off, so that the root
 // namespace takes no part in the underlay.
-func (c *Cluster) makeBridge() error {
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: c.Bridge}}
+func (c *Cluster) makeBridge(name string) error {
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}
 	if err := netlink.LinkAdd(br); err != nil {
-		return fmt.Errorf("bridge %s: %w", c.Bridge, err)
+		if errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("bridge %s already exists: a cluster with prefix %q is up, or one was left behind", name, c.Config.Prefix)
+		}
+		return fmt.Errorf("bridge %s: %w", name, err)
 	}
+	c.Bridge = name
 	if err := disableIPv6(c.Bridge); err != nil {
 		return err
 	}
@@ -219,14 +225,16 @@ func (n *Node) makeNode() error {
 		return fmt.Errorf("netns %s: %w", n.NetNSPath, err)
 	}
 	defer nsh.Close()
+	name := fmt.Sprintf("%s-n%d", n.cluster.Config.Prefix, n.Index)
 	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: n.HostVeth, MasterIndex: br.Attrs().Index},
+		LinkAttrs:     netlink.LinkAttrs{Name: name, MasterIndex: br.Attrs().Index},
 		PeerName:      "eth0",
 		PeerNamespace: netlink.NsFd(int(nsh)),
 	}
 	if err := netlink.LinkAdd(veth); err != nil {
-		return fmt.Errorf("veth %s: %w", n.HostVeth, err)
+		return fmt.Errorf("veth %s: %w", name, err)
 	}
+	n.HostVeth = name
 	if err := disableIPv6(n.HostVeth); err != nil {
 		return err
 	}
