@@ -1,4 +1,7 @@
-//go:build linux
+//go:build linux && cluster
+
+// The cluster tests need root and bring up clusters of real servers; the cluster build tag
+// keeps them out of `go test ./...` until they join make test (make e2e-cluster runs them).
 
 package localcluster
 
