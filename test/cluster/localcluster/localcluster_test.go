@@ -217,7 +217,7 @@ func TestUpDown(t *testing.T) {
 				t.Errorf("mounts left under the work dir: %v, %v", m, err)
 			}
 			for _, pid := range pids {
-				if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+				if running(pid) {
 					t.Errorf("server pid %d still runs", pid)
 				}
 			}
@@ -246,6 +246,12 @@ func TestUpDown(t *testing.T) {
 			}
 		})
 	}
+}
+
+// running reports whether pid runs; a zombie (exited, its parent yet to reap it) does not.
+func running(pid int) bool {
+	_, zombie, err := procStat(pid)
+	return err == nil && !zombie
 }
 
 func hostVeths(c *Cluster) []string {
@@ -390,5 +396,52 @@ func TestUpPrefixTaken(t *testing.T) {
 	}
 	if _, err := os.Stat(cfg.WorkDir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the second Up left its work dir: %v", err)
+	}
+}
+
+// TestServerRestart checks the node server methods: a killed or stopped server starts again
+// and finds its pod, and Down after a kill (no server to remove the pod) still leaves no
+// mount.
+func TestServerRestart(t *testing.T) {
+	t.Parallel()
+	c := up(t, 1, IPv4)
+	n := c.Node(0)
+	p := runPod(t, n, "survivor")
+	for _, end := range []struct {
+		name string
+		fn   func() error
+	}{
+		{"KillServer", n.KillServer},
+		{"StopServer", n.StopServer},
+	} {
+		pid := n.ServerPID()
+		if err := end.fn(); err != nil {
+			t.Fatalf("%s: %v", end.name, err)
+		}
+		if got := n.ServerPID(); got != 0 {
+			t.Fatalf("after %s: ServerPID %d; want 0", end.name, got)
+		}
+		if running(pid) {
+			t.Fatalf("after %s: pid %d still runs", end.name, pid)
+		}
+		if err := n.StartServer(t.Context()); err != nil {
+			t.Fatalf("StartServer after %s: %v", end.name, err)
+		}
+		out, err := n.CrictlCommand(t.Context(), env.crictl, "pods", "-q", "--state", "ready").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != p.id {
+			t.Fatalf("ready pods after %s and a restart: %q, %v; want %s", end.name, out, err, p.id)
+		}
+	}
+	if err := n.StartServer(t.Context()); err == nil {
+		t.Errorf("StartServer with a server running succeeded")
+	}
+	if err := n.KillServer(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Down(t.Context()); err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	if m, err := Mounts(c.Config.WorkDir); err != nil || len(m) > 0 {
+		t.Errorf("mounts left under the work dir: %v, %v", m, err)
 	}
 }

@@ -94,15 +94,19 @@ func (p *process) signal(sig syscall.Signal, group bool) error {
 	return nil
 }
 
-// wait waits until p has exited or ctx is done.
+// wait waits until p has exited or ctx is done: until it is reaped if this process started
+// it, else until it is gone or a zombie.
 func (p *process) wait(ctx context.Context) error {
-	for p.alive() {
-		var done <-chan struct{}
-		if p.done != nil {
-			done = p.done
-		}
+	if p.done != nil {
 		select {
-		case <-done:
+		case <-p.done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("pid %d did not exit: %w", p.PID, ctx.Err())
+		}
+	}
+	for p.alive() {
+		select {
 		case <-ctx.Done():
 			return fmt.Errorf("pid %d did not exit: %w", p.PID, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
