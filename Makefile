@@ -41,6 +41,10 @@ test: deps build ## Run every test: unit tests with -race, and the root tests ag
 e2e: deps build ## Run only the root end-to-end tests against real plugins and crictl.
 	go test -race -count=1 -timeout 20m -v $(GO_TEST_FLAGS) ./test/e2e/...
 
+.PHONY: e2e-cluster
+e2e-cluster: deps build ## Run the local cluster tests (nodes as network namespaces; see hack/local-cluster.sh).
+	go test -race -count=1 -timeout 20m -v -tags cluster $(GO_TEST_FLAGS) ./test/cluster/...
+
 .PHONY: soak
 soak: deps build ## Run the crash/restart and config churn soak tests at 5x and 10x their make test sizes.
 	CNISHIM_SOAK_ROUNDS=50 CNISHIM_SOAK_CHURN_OPS=10000 go test -race -count=1 -timeout 3h -v $(GO_TEST_FLAGS) ./test/soak/...
