@@ -136,11 +136,8 @@ func NewServer(t *testing.T, env *Env, o Options) *Server {
 	}
 	s.args = append(s.args, "-v", strconv.Itoa(cmp.Or(o.Verbosity, 4)))
 	s.args = append(s.args, o.Flags...)
-	conn, err := grpc.NewClient("unix://"+s.Sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.conn, s.RT = conn, runtimeapi.NewRuntimeServiceClient(conn)
+	conn, rt := s.Dial()
+	s.conn, s.RT = conn, rt
 	t.Cleanup(func() { _ = conn.Close() })
 	if !o.OwnCleanup {
 		t.Cleanup(s.cleanup)
@@ -154,6 +151,17 @@ func StartServer(t *testing.T, env *Env, o Options) *Server {
 	s := NewServer(t, env, o)
 	s.Start()
 	return s
+}
+
+// Dial returns a new CRI client connection to the server's socket, for a test that wants
+// several; the caller closes it.
+func (s *Server) Dial() (*grpc.ClientConn, runtimeapi.RuntimeServiceClient) {
+	s.T.Helper()
+	conn, err := grpc.NewClient("unix://"+s.Sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	return conn, runtimeapi.NewRuntimeServiceClient(conn)
 }
 
 func mustGetwd(t testing.TB) string {
@@ -186,21 +194,22 @@ func (s *Server) report(format string, args ...any) {
 }
 
 // Start starts a server process and waits until it answers, which it does only after its
-// recovery and start-up GC.
-func (s *Server) Start() {
+// recovery and start-up GC. extraFlags are serve flags for this process alone, after
+// Options.Flags.
+func (s *Server) Start(extraFlags ...string) {
 	s.T.Helper()
-	s.Launch()
+	s.Launch(extraFlags...)
 	s.WaitAnswer()
 }
 
-// Launch starts a server process without waiting for it.
-func (s *Server) Launch() {
+// Launch starts a server process, with extraFlags as Start, without waiting for it.
+func (s *Server) Launch(extraFlags ...string) {
 	s.T.Helper()
 	logf, err := os.CreateTemp(s.Dir, "serve-*.log")
 	if err != nil {
 		s.T.Fatal(err)
 	}
-	cmd := exec.Command(s.Env.Cnishim, s.args...)
+	cmd := exec.Command(s.Env.Cnishim, append(slices.Clone(s.args), extraFlags...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = s.opts.WorkDir
 	if len(s.opts.Env) > 0 {
