@@ -3,8 +3,6 @@
 package reliability
 
 import (
-	"github.com/cnishim/cnishim/test/framework"
-
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,6 +24,7 @@ import (
 	"github.com/cnishim/cnishim/internal/leakcheck"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/pkg/confwatch"
+	"github.com/cnishim/cnishim/test/framework"
 )
 
 // Networks of the bad-input test.

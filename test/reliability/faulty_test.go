@@ -3,8 +3,6 @@
 package reliability
 
 import (
-	"github.com/cnishim/cnishim/test/framework"
-
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +21,7 @@ import (
 	"github.com/cnishim/cnishim/internal/plugintest"
 	"github.com/cnishim/cnishim/internal/plugintest/behavior"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
+	"github.com/cnishim/cnishim/test/framework"
 )
 
 // faultTimeout is the operation timeout of the faulty-plugin tests: short, so a hung plugin

@@ -3,8 +3,6 @@
 package reliability
 
 import (
-	"github.com/cnishim/cnishim/test/framework"
-
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/cnishim/cnishim/internal/plugintest"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
+	"github.com/cnishim/cnishim/test/framework"
 )
 
 // TestServeFileModes checks that only root can reach cnishim serve's CRI socket and read or

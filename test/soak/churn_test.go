@@ -3,8 +3,6 @@
 package soak
 
 import (
-	"github.com/cnishim/cnishim/test/framework"
-
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -28,6 +26,7 @@ import (
 	"github.com/cnishim/cnishim/internal/leakcheck"
 	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
+	"github.com/cnishim/cnishim/test/framework"
 )
 
 // Config churn sizes: the figures.

@@ -3,8 +3,6 @@
 package soak
 
 import (
-	"github.com/cnishim/cnishim/test/framework"
-
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,6 +26,7 @@ import (
 
 	"github.com/cnishim/cnishim/internal/leakcheck"
 	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/test/framework"
 )
 
 // Crash test sizes: the figures, and the CRI clients that share the calls.

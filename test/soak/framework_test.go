@@ -23,14 +23,14 @@
 package soak
 
 import (
-	"github.com/cnishim/cnishim/test/framework"
-
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/cnishim/cnishim/test/framework"
 )
 
 // requiredPlugins are the real plugins the tests' networks use.
