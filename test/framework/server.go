@@ -73,8 +73,7 @@ type Server struct {
 	Net      *Net
 
 	// RT is a CRI client connected to the socket; it reconnects across restarts.
-	RT   runtimeapi.RuntimeServiceClient
-	conn *grpc.ClientConn
+	RT runtimeapi.RuntimeServiceClient
 
 	opts     Options
 	args     []string
@@ -137,7 +136,7 @@ func NewServer(t *testing.T, env *Env, o Options) *Server {
 	s.args = append(s.args, "-v", strconv.Itoa(cmp.Or(o.Verbosity, 4)))
 	s.args = append(s.args, o.Flags...)
 	conn, rt := s.Dial()
-	s.conn, s.RT = conn, rt
+	s.RT = rt
 	t.Cleanup(func() { _ = conn.Close() })
 	if !o.OwnCleanup {
 		t.Cleanup(s.cleanup)
