@@ -20,8 +20,8 @@ import (
 func readyServer(t *testing.T, name string) *server {
 	t.Helper()
 	s := startServer(t, newTestNet(t, name))
-	s.installConf()
-	s.waitNetworkReady(true)
+	s.InstallConf()
+	s.WaitNetworkReady(true)
 	return s
 }
 
@@ -57,44 +57,44 @@ func fetch(t *testing.T, path string, addr string, want string) {
 func TestCRIPodWithHostPort(t *testing.T) {
 	s := readyServer(t, "e2e-hostport")
 	hostPort := freeHostPort(t)
-	id := s.runp(podSpec{name: "web", hostPort: hostPort, labels: map[string]string{"app": "web"}})
+	id := s.Runp(podSpec{Name: "web", HostPort: hostPort, Labels: map[string]string{"app": "web"}})
 
-	ps := s.inspectp(id[:12])
-	wantNS := filepath.Join(s.stateDir, "netns", id)
+	ps := s.Inspectp(id[:12])
+	wantNS := filepath.Join(s.StateDir, "netns", id)
 	if ps.Status.ID != id || ps.Status.State != "SANDBOX_READY" || ps.Status.Metadata.Name != "web" ||
 		ps.Status.Linux.Namespaces.Options.Network != "POD" || ps.Info.NetNSPath != wantNS {
 		t.Fatalf("crictl inspectp %s = %+v; want ready sandbox %s with netns %s", id[:12], ps, id, wantNS)
 	}
-	ip := s.podIP(id)
+	ip := s.PodIP(id)
 
 	greet(t, ps.Info.NetNSPath, "web")
 	fetch(t, ps.Info.NetNSPath, net.JoinHostPort(ip.String(), fmt.Sprint(containerPort)), "hello from web")
-	fetch(t, "", net.JoinHostPort(s.net.gateway().String(), fmt.Sprint(hostPort)), "hello from web")
+	fetch(t, "", net.JoinHostPort(s.Net.Gateway().String(), fmt.Sprint(hostPort)), "hello from web")
 
-	if out := s.mustCrictl("pods"); !strings.Contains(out, id[:13]) || !strings.Contains(out, "Ready") {
+	if out := s.MustCrictl("pods"); !strings.Contains(out, id[:13]) || !strings.Contains(out, "Ready") {
 		t.Fatalf("crictl pods does not list %s as ready:\n%s", id[:13], out)
 	}
-	if out := strings.TrimSpace(s.mustCrictl("pods", "-q", "--id", id[:8])); out != id {
+	if out := strings.TrimSpace(s.MustCrictl("pods", "-q", "--id", id[:8])); out != id {
 		t.Fatalf("crictl pods --id %s = %q, want %s", id[:8], out, id)
 	}
-	if out := strings.TrimSpace(s.mustCrictl("pods", "-q", "--label", "app=web", "--state", "ready")); out != id {
+	if out := strings.TrimSpace(s.MustCrictl("pods", "-q", "--label", "app=web", "--state", "ready")); out != id {
 		t.Fatalf("crictl pods --label app=web --state ready = %q, want %s", out, id)
 	}
-	if out := strings.TrimSpace(s.mustCrictl("pods", "-q", "--label", "app=db")); out != "" {
+	if out := strings.TrimSpace(s.MustCrictl("pods", "-q", "--label", "app=db")); out != "" {
 		t.Fatalf("crictl pods --label app=db = %q, want nothing", out)
 	}
 
-	s.mustCrictl("stopp", id[:12])
-	ps = s.inspectp(id)
+	s.MustCrictl("stopp", id[:12])
+	ps = s.Inspectp(id)
 	if ps.Status.State != "SANDBOX_NOTREADY" || ps.Status.Network != nil {
 		t.Fatalf("after stopp: %+v", ps.Status)
 	}
 	if _, err := os.Stat(wantNS); !os.IsNotExist(err) {
 		t.Fatalf("netns %s still there after stopp: %v", wantNS, err)
 	}
-	s.mustCrictl("stopp", id) // again: stopping is idempotent
-	s.mustCrictl("rmp", id[:12])
-	if out := strings.TrimSpace(s.mustCrictl("pods", "-q")); out != "" {
+	s.MustCrictl("stopp", id) // again: stopping is idempotent
+	s.MustCrictl("rmp", id[:12])
+	if out := strings.TrimSpace(s.MustCrictl("pods", "-q")); out != "" {
 		t.Fatalf("crictl pods after rmp = %q", out)
 	}
 }
@@ -102,10 +102,10 @@ func TestCRIPodWithHostPort(t *testing.T) {
 // Two pods on the bridge reach each other over TCP, each from inside its own netns.
 func TestCRITwoPodsReachEachOther(t *testing.T) {
 	s := readyServer(t, "e2e-twopods")
-	a := s.runp(podSpec{name: "pod-a"})
-	b := s.runp(podSpec{name: "pod-b"})
-	psA, psB := s.inspectp(a), s.inspectp(b)
-	ipA, ipB := s.podIP(a), s.podIP(b)
+	a := s.Runp(podSpec{Name: "pod-a"})
+	b := s.Runp(podSpec{Name: "pod-b"})
+	psA, psB := s.Inspectp(a), s.Inspectp(b)
+	ipA, ipB := s.PodIP(a), s.PodIP(b)
 	if ipA.Equal(ipB) {
 		t.Fatalf("both pods got %s", ipA)
 	}
@@ -114,8 +114,8 @@ func TestCRITwoPodsReachEachOther(t *testing.T) {
 	fetch(t, psA.Info.NetNSPath, net.JoinHostPort(ipB.String(), fmt.Sprint(containerPort)), "hello from pod-b")
 	fetch(t, psB.Info.NetNSPath, net.JoinHostPort(ipA.String(), fmt.Sprint(containerPort)), "hello from pod-a")
 
-	s.mustCrictl("rmp", "-f", a, b)
-	if out := strings.TrimSpace(s.mustCrictl("pods", "-q")); out != "" {
+	s.MustCrictl("rmp", "-f", a, b)
+	if out := strings.TrimSpace(s.MustCrictl("pods", "-q")); out != "" {
 		t.Fatalf("crictl pods after rmp = %q", out)
 	}
 }

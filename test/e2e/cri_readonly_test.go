@@ -45,22 +45,22 @@ type interfaceStat struct {
 // rxBytes runs crictl statsp -o json for the sandbox and returns the bytes its default
 // interface received.
 func (s *server) rxBytes(id string) uint64 {
-	s.t.Helper()
-	out := s.mustCrictl("statsp", "-o", "json", "--id", id)
+	s.T.Helper()
+	out := s.MustCrictl("statsp", "-o", "json", "--id", id)
 	var ps podStats
 	if err := json.Unmarshal([]byte(out), &ps); err != nil {
-		s.t.Fatalf("crictl statsp: %v\n%s", err, out)
+		s.T.Fatalf("crictl statsp: %v\n%s", err, out)
 	}
 	if len(ps.Stats) != 1 || ps.Stats[0].Attributes.ID != id || ps.Stats[0].Linux == nil || ps.Stats[0].Linux.Network == nil {
-		s.t.Fatalf("crictl statsp --id %s: want network stats of that sandbox alone, got:\n%s", id, out)
+		s.T.Fatalf("crictl statsp --id %s: want network stats of that sandbox alone, got:\n%s", id, out)
 	}
 	def := ps.Stats[0].Linux.Network.DefaultInterface
 	if def == nil || def.Name != "eth0" || def.RxBytes == nil {
-		s.t.Fatalf("crictl statsp --id %s: want eth0 with rx bytes as the default interface, got:\n%s", id, out)
+		s.T.Fatalf("crictl statsp --id %s: want eth0 with rx bytes as the default interface, got:\n%s", id, out)
 	}
 	n, err := strconv.ParseUint(def.RxBytes.Value, 10, 64)
 	if err != nil {
-		s.t.Fatalf("crictl statsp --id %s: rx bytes %q: %v", id, def.RxBytes.Value, err)
+		s.T.Fatalf("crictl statsp --id %s: rx bytes %q: %v", id, def.RxBytes.Value, err)
 	}
 	return n
 }
@@ -69,32 +69,32 @@ func (s *server) rxBytes(id string) uint64 {
 // container says there is none, and statsp shows the bytes the host sent into a pod.
 func TestCRIReadOnlyCommands(t *testing.T) {
 	s := readyServer(t, "e2e-readonly")
-	id := s.runp(podSpec{name: "sink"})
-	t.Cleanup(func() { s.mustCrictl("rmp", "-f", id) })
+	id := s.Runp(podSpec{Name: "sink"})
+	t.Cleanup(func() { s.MustCrictl("rmp", "-f", id) })
 
 	for _, args := range [][]string{{"ps", "-a"}, {"images"}, {"imagefsinfo"}, {"statsp"}} {
 		t.Run(args[0], func(t *testing.T) {
 			// A hang guard only: a correct server answers at once.
 			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 			defer cancel()
-			if _, err := s.crictlCtx(ctx, args...); err != nil {
+			if _, err := s.CrictlCtx(ctx, args...); err != nil {
 				t.Fatal(err)
 			}
 		})
 	}
 
 	t.Run("inspect", func(t *testing.T) {
-		_, err := s.crictl("inspect", "0123456789ab")
+		_, err := s.Crictl("inspect", "0123456789ab")
 		if err == nil || !strings.Contains(err.Error(), "NotFound") || !strings.Contains(err.Error(), "has no containers") {
 			t.Fatalf("crictl inspect of a container = %v, want NotFound saying there are no containers", err)
 		}
 	})
 
 	t.Run("statsp counts traffic", func(t *testing.T) {
-		ip := s.podIP(id)
+		ip := s.PodIP(id)
 		before := s.rxBytes(id)
 		const size = 256 << 10
-		received := sink(t, s.inspectp(id).Info.NetNSPath, net.JoinHostPort(ip.String(), fmt.Sprint(containerPort)))
+		received := sink(t, s.Inspectp(id).Info.NetNSPath, net.JoinHostPort(ip.String(), fmt.Sprint(containerPort)))
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
 		var d net.Dialer

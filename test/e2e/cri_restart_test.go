@@ -20,38 +20,38 @@ import (
 func TestCRIKillBetweenRunAndStop(t *testing.T) {
 	s := readyServer(t, "e2e-kill")
 	hostPort := freeHostPort(t)
-	id := s.runp(podSpec{name: "survivor", hostPort: hostPort})
-	other := s.runp(podSpec{name: "bystander"})
-	ps := s.inspectp(id)
-	ip := s.podIP(id)
+	id := s.Runp(podSpec{Name: "survivor", HostPort: hostPort})
+	other := s.Runp(podSpec{Name: "bystander"})
+	ps := s.Inspectp(id)
+	ip := s.PodIP(id)
 	greet(t, ps.Info.NetNSPath, "survivor")
-	hostAddr := net.JoinHostPort(s.net.gateway().String(), fmt.Sprint(hostPort))
+	hostAddr := net.JoinHostPort(s.Net.Gateway().String(), fmt.Sprint(hostPort))
 	fetch(t, "", hostAddr, "hello from survivor")
 
-	s.kill()
+	s.Kill()
 	if ok, err := netns.IsNetNS(ps.Info.NetNSPath); !ok {
 		t.Fatalf("the pod's netns did not survive the server: %v", err)
 	}
-	s.start()
+	s.Start()
 
-	after := s.inspectp(id)
+	after := s.Inspectp(id)
 	if after.Status.State != "SANDBOX_READY" || after.Status.Network == nil || after.Status.Network.IP != ip.String() ||
 		after.Info.NetNSPath != ps.Info.NetNSPath {
 		t.Fatalf("after the restart: %+v; want ready with IP %s and netns %s", after, ip, ps.Info.NetNSPath)
 	}
 	fetch(t, "", hostAddr, "hello from survivor")
 	// The other pod is untouched as well.
-	if st := s.inspectp(other); st.Status.State != "SANDBOX_READY" {
+	if st := s.Inspectp(other); st.Status.State != "SANDBOX_READY" {
 		t.Fatalf("bystander after the restart: %+v", st.Status)
 	}
 
-	s.mustCrictl("stopp", id, other)
-	s.mustCrictl("rmp", id, other)
+	s.MustCrictl("stopp", id, other)
+	s.MustCrictl("rmp", id, other)
 	st := leakcheck.Take(s.scope())
 	if len(st.IPs)+len(st.Cache)+len(st.Netns)+len(st.Rules) > 0 {
 		t.Fatalf("left after stopp and rmp: IPs %v, cache %v, netns %v, rules %v", st.IPs, st.Cache, st.Netns, st.Rules)
 	}
-	if entries, err := os.ReadDir(s.stateDir + "/sandboxes"); err != nil || len(entries) != 0 {
+	if entries, err := os.ReadDir(s.StateDir + "/sandboxes"); err != nil || len(entries) != 0 {
 		t.Fatalf("sandbox records left: %v, %v", entries, err)
 	}
 }
@@ -61,24 +61,24 @@ func TestCRIKillBetweenRunAndStop(t *testing.T) {
 func TestCRIRemoveAfterConfDirEmptied(t *testing.T) {
 	s := readyServer(t, "e2e-confgone")
 	hostPort := freeHostPort(t)
-	id := s.runp(podSpec{name: "orphan", hostPort: hostPort})
-	s.podIP(id)
+	id := s.Runp(podSpec{Name: "orphan", HostPort: hostPort})
+	s.PodIP(id)
 	if st := leakcheck.Take(s.scope()); len(st.IPs) != 1 || len(st.Rules) == 0 {
 		t.Fatalf("before removal: IPs %v, rules %v; want the pod's IP and portmap rules", st.IPs, st.Rules)
 	}
 
-	entries, err := os.ReadDir(s.confDir)
+	entries, err := os.ReadDir(s.ConfDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if err := os.Remove(s.confDir + "/" + e.Name()); err != nil {
+		if err := os.Remove(s.ConfDir + "/" + e.Name()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.waitNetworkReady(false)
+	s.WaitNetworkReady(false)
 
-	out := s.mustCrictl("rmp", "-f", id)
+	out := s.MustCrictl("rmp", "-f", id)
 	if !strings.Contains(out, "Removed sandbox "+id) {
 		t.Fatalf("crictl rmp -f printed %q", out)
 	}
@@ -94,17 +94,17 @@ func TestCRIRemoveAfterConfDirEmptied(t *testing.T) {
 func TestCRIRestartCollectsUnknownSandbox(t *testing.T) {
 	s := readyServer(t, "e2e-gc")
 	hostPort := freeHostPort(t)
-	lost := s.runp(podSpec{name: "lost", hostPort: hostPort})
-	kept := s.runp(podSpec{name: "kept"})
-	keptStatus := s.inspectp(kept)
-	keptIP := s.podIP(kept)
+	lost := s.Runp(podSpec{Name: "lost", HostPort: hostPort})
+	kept := s.Runp(podSpec{Name: "kept"})
+	keptStatus := s.Inspectp(kept)
+	keptIP := s.PodIP(kept)
 	greet(t, keptStatus.Info.NetNSPath, "kept")
 
-	s.kill()
-	if err := os.Remove(s.stateDir + "/sandboxes/" + lost + ".json"); err != nil {
+	s.Kill()
+	if err := os.Remove(s.StateDir + "/sandboxes/" + lost + ".json"); err != nil {
 		t.Fatal(err)
 	}
-	s.start()
+	s.Start()
 
 	st := leakcheck.Take(s.scope())
 	if len(st.IPs) != 1 || !strings.HasSuffix(st.IPs[0], "/"+keptIP.String()) || len(st.Cache) != 1 || !strings.Contains(st.Cache[0], kept) {
@@ -119,7 +119,7 @@ func TestCRIRestartCollectsUnknownSandbox(t *testing.T) {
 		t.Fatalf("netns mounts after the restart: %v, want only %s", st.Netns, keptStatus.Info.NetNSPath)
 	}
 
-	out, err := exec.Command(env.cnishim, "gc", "--listen", "unix://"+s.sock).CombinedOutput()
+	out, err := exec.Command(env.Cnishim, "gc", "--listen", "unix://"+s.Sock).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "1 valid sandboxes") {
 		t.Fatalf("cnishim gc: %v: %s", err, out)
 	}
@@ -127,5 +127,5 @@ func TestCRIRestartCollectsUnknownSandbox(t *testing.T) {
 	if st := leakcheck.Take(s.scope()); len(st.IPs) != 1 || len(st.Cache) != 1 {
 		t.Fatalf("after cnishim gc: IPs %v, cache %v; want the kept pod's", st.IPs, st.Cache)
 	}
-	s.mustCrictl("rmp", "-f", kept)
+	s.MustCrictl("rmp", "-f", kept)
 }

@@ -28,16 +28,16 @@ if [ "$CNI_COMMAND" = ADD ]; then
   while [ ! -e %q ]; do sleep 0.05; done
 fi
 exec %q
-`, started, release, filepath.Join(env.cniBin, "bridge"))
+`, started, release, filepath.Join(env.CNIBin, "bridge"))
 	if err := os.WriteFile(filepath.Join(wrapDir, "slowbridge"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, n, "--cni-bin-dir", wrapDir+","+env.cniBin)
-	conf := strings.Replace(n.conflist(), `"type": "bridge"`, `"type": "slowbridge"`, 1)
-	if err := os.WriteFile(filepath.Join(s.confDir, "10-grace.conflist"), []byte(conf), 0o644); err != nil {
+	s := startServer(t, n, "--cni-bin-dir", wrapDir+","+env.CNIBin)
+	conf := strings.Replace(n.Conflist(), `"type": "bridge"`, `"type": "slowbridge"`, 1)
+	if err := os.WriteFile(filepath.Join(s.ConfDir, "10-grace.conflist"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.waitNetworkReady(true)
+	s.WaitNetworkReady(true)
 
 	type result struct {
 		id  string
@@ -45,26 +45,26 @@ exec %q
 	}
 	runp := make(chan result, 1)
 	go func() {
-		podCfg := filepath.Join(s.dir, "slow.json")
+		podCfg := filepath.Join(s.Dir, "slow.json")
 		if err := os.WriteFile(podCfg, []byte(`{"metadata":{"name":"slow","namespace":"e2e","uid":"uid-slow"}}`), 0o600); err != nil {
 			runp <- result{err: err}
 			return
 		}
-		out, err := s.crictl("runp", podCfg)
+		out, err := s.Crictl("runp", podCfg)
 		runp <- result{strings.TrimSpace(out), err}
 	}()
 	waitFile(t, started)
 
 	terminated := make(chan error, 1)
-	go func() { terminated <- s.terminate() }()
+	go func() { terminated <- s.Terminate() }()
 	// The server has stopped listening once the socket is gone; new calls are refused.
 	for {
-		if _, err := os.Stat(s.sock); os.IsNotExist(err) {
+		if _, err := os.Stat(s.Sock); os.IsNotExist(err) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if _, err := s.crictl("pods"); err == nil {
+	if _, err := s.Crictl("pods"); err == nil {
 		t.Fatal("a new call succeeded while the server was shutting down")
 	}
 	if err := os.WriteFile(release, nil, 0o600); err != nil {
@@ -78,14 +78,14 @@ exec %q
 	if err := <-terminated; err != nil {
 		t.Fatal(err)
 	}
-	s.addNeedle(r.id)
+	s.AddNeedle(r.id)
 
 	// A new server finds the pod ready, and removes it.
-	s.start()
-	if st := s.inspectp(r.id); st.Status.State != "SANDBOX_READY" || st.Status.Network == nil {
+	s.Start()
+	if st := s.Inspectp(r.id); st.Status.State != "SANDBOX_READY" || st.Status.Network == nil {
 		t.Fatalf("after the graceful stop: %+v", st.Status)
 	}
-	s.mustCrictl("rmp", "-f", r.id)
+	s.MustCrictl("rmp", "-f", r.id)
 }
 
 // waitFile waits until path exists; it fails only if that never happens within a generous bound.

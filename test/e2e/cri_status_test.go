@@ -23,40 +23,40 @@ func TestCRINetworkReadyAfterPlainCopy(t *testing.T) {
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freeHostPort(t))
 	s := startServer(t, n, "--max-parallel-setups", "3", "--max-parallel-teardowns", "5", "--metrics-bind-address", metricsAddr)
 
-	fi, err := os.Stat(s.sock)
+	fi, err := os.Stat(s.Sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
-		t.Errorf("socket %s mode = %v, want a socket with mode 0600", s.sock, fi.Mode())
+		t.Errorf("socket %s mode = %v, want a socket with mode 0600", s.Sock, fi.Mode())
 	}
-	if fi, err := os.Stat(s.stateDir); err != nil || fi.Mode().Perm() != 0o700 {
-		t.Errorf("state dir %s mode = %v, %v; want 0700", s.stateDir, fi.Mode().Perm(), err)
+	if fi, err := os.Stat(s.StateDir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("state dir %s mode = %v, %v; want 0700", s.StateDir, fi.Mode().Perm(), err)
 	}
 
-	ready, reason, msg := s.networkReady()
-	if ready || reason != "NetworkPluginNotReady" || !strings.Contains(msg, s.confDir) {
+	ready, reason, msg := s.NetworkReady()
+	if ready || reason != "NetworkPluginNotReady" || !strings.Contains(msg, s.ConfDir) {
 		t.Fatalf("with an empty conf dir: NetworkReady = %v, reason %q, message %q; want false, NetworkPluginNotReady, a message naming %s",
-			ready, reason, msg, s.confDir)
+			ready, reason, msg, s.ConfDir)
 	}
-	if ci := s.info(); ci.LastLoadError == "" || ci.Config != nil {
+	if ci := s.Info(); ci.LastLoadError == "" || ci.Config != nil {
 		t.Fatalf("with an empty conf dir: lastLoadError %q, config %+v", ci.LastLoadError, ci.Config)
 	}
 
-	s.installConf()
-	took := s.waitNetworkReady(true)
+	s.InstallConf()
+	took := s.WaitNetworkReady(true)
 	t.Logf("NetworkReady became true %v after cp", took)
 
-	ci := s.info()
-	wantFile := filepath.Join(s.confDir, "10-"+n.name+".conflist")
-	if ci.Config == nil || ci.Config.Name != n.name || ci.Config.File != wantFile || ci.Config.CNIVersion != "1.0.0" ||
+	ci := s.Info()
+	wantFile := filepath.Join(s.ConfDir, "10-"+n.Name+".conflist")
+	if ci.Config == nil || ci.Config.Name != n.Name || ci.Config.File != wantFile || ci.Config.CNIVersion != "1.0.0" ||
 		!slices.Equal(ci.Config.Plugins, []string{"bridge", "portmap"}) {
-		t.Fatalf("crictl info config = %+v, want network %q from %s", ci.Config, n.name, wantFile)
+		t.Fatalf("crictl info config = %+v, want network %q from %s", ci.Config, n.Name, wantFile)
 	}
 
 	// cnishim status reads the same directory without the server, and asks the server too.
-	out, err := exec.Command(env.cnishim, "status", "-o", "json",
-		"--cni-conf-dir", s.confDir, "--cni-bin-dir", env.cniBin, "--listen", "unix://"+s.sock).Output()
+	out, err := exec.Command(env.Cnishim, "status", "-o", "json",
+		"--cni-conf-dir", s.ConfDir, "--cni-bin-dir", env.CNIBin, "--listen", "unix://"+s.Sock).Output()
 	if err != nil {
 		t.Fatalf("cnishim status: %v\n%s", err, out)
 	}
@@ -82,7 +82,7 @@ func TestCRINetworkReadyAfterPlainCopy(t *testing.T) {
 	if err := json.Unmarshal(out, &st); err != nil {
 		t.Fatalf("cnishim status -o json: %v\n%s", err, out)
 	}
-	if !st.Ready || st.Default == nil || st.Default.Name != n.name || st.Default.File != wantFile ||
+	if !st.Ready || st.Default == nil || st.Default.Name != n.Name || st.Default.File != wantFile ||
 		st.Server == nil || !st.Server.Reachable || !st.Server.NetworkReady ||
 		st.Server.Admission == nil || st.Server.Admission.Limits["add"] != 3 || st.Server.Admission.Limits["del"] != 5 {
 		t.Fatalf("cnishim status = %s", out)

@@ -16,8 +16,8 @@ import (
 // TestCRIReadOnlyCommands.)
 func TestCRIUnsupportedCalls(t *testing.T) {
 	s := startServer(t, newTestNet(t, "e2e-unsupported"))
-	podCfg := filepath.Join(s.dir, "pod.json")
-	ctrCfg := filepath.Join(s.dir, "container.json")
+	podCfg := filepath.Join(s.Dir, "pod.json")
+	ctrCfg := filepath.Join(s.Dir, "container.json")
 	if err := os.WriteFile(podCfg, []byte(`{"metadata":{"name":"p","namespace":"e2e","uid":"u"}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestCRIUnsupportedCalls(t *testing.T) {
 			// A hang guard only: a correct server answers at once.
 			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 			defer cancel()
-			_, err := s.crictlCtx(ctx, tc.args...)
+			_, err := s.CrictlCtx(ctx, tc.args...)
 			if err == nil {
 				t.Fatalf("crictl %s succeeded", tc.name)
 			}

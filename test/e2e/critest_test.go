@@ -54,16 +54,16 @@ type ginkgoReport []struct {
 // critest, built by hack/install-critest.sh, runs its sandbox-only specs against cnishim serve
 // with a real network: every focused spec runs and passes, and nothing is left behind.
 func TestCritestSandboxSpecs(t *testing.T) {
-	critest := envOr("CNISHIM_TEST_CRITEST", filepath.Join(env.repo, "_output", "bin", "critest"))
+	critest := env.Critest
 	if _, err := os.Stat(critest); err != nil {
 		t.Fatalf("critest missing (run hack/install-critest.sh or make deps): %v", err)
 	}
 	s := readyServer(t, "e2e-critest")
-	report := filepath.Join(s.dir, "critest-report.json")
+	report := filepath.Join(s.Dir, "critest-report.json")
 	args := []string{
-		"-runtime-endpoint", "unix://" + s.sock,
-		"-image-endpoint", "unix://" + s.sock,
-		"-config", s.crictlCf,
+		"-runtime-endpoint", "unix://" + s.Sock,
+		"-image-endpoint", "unix://" + s.Sock,
+		"-config", s.Crictlrc,
 		"--ginkgo.no-color",
 		"--ginkgo.v",
 		"--ginkgo.json-report", report,
@@ -78,8 +78,8 @@ func TestCritestSandboxSpecs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, critest, args...)
-	cmd.Dir = s.dir
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.dir}
+	cmd.Dir = s.Dir
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.Dir}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {

@@ -17,16 +17,17 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/vishvananda/netlink"
 
 	"github.com/cnishim/cnishim/internal/leakcheck"
 	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/test/framework"
 )
 
 // A node is shared: another CRI runtime and a plain libcni caller use the same libcni cache
@@ -40,21 +41,21 @@ func TestSharedCacheDirOtherRuntimesKeepTheirAttachments(t *testing.T) {
 	netB := newTestNet(t, "e2e-shared-b")
 	netC := newTestNet(t, "e2e-shared-plain")
 	for _, n := range []*testNet{netA, netB, netC} {
-		n.cniVersion = "1.1.0" // so GC's CNI GC phase runs too
+		n.CNIVersion = "1.1.0" // so GC's CNI GC phase runs too
 	}
 	a := startServerWith(t, netA, serverDirs{cacheDir: cache})
 	b := startServerWith(t, netB, serverDirs{cacheDir: cache})
 	// A's pods go before B's leak check (which reads the cache dir A shares) when the test fails.
-	t.Cleanup(a.removeLeftoverPods)
+	t.Cleanup(a.RemoveLeftoverPods)
 	for _, s := range []*server{a, b} {
-		s.installConf()
-		s.waitNetworkReady(true)
+		s.InstallConf()
+		s.WaitNetworkReady(true)
 	}
 	plain := attachPlain(t, cache, netC)
 
-	bPod := b.runp(podSpec{name: "other-runtime"})
-	bStatus := b.inspectp(bPod)
-	bIP := b.podIP(bPod)
+	bPod := b.Runp(podSpec{Name: "other-runtime"})
+	bStatus := b.Inspectp(bPod)
+	bIP := b.PodIP(bPod)
 	greet(t, bStatus.Info.NetNSPath, "other-runtime")
 	greet(t, plain.netns, "plain")
 	bAddr := net.JoinHostPort(bIP.String(), fmt.Sprint(containerPort))
@@ -64,36 +65,36 @@ func TestSharedCacheDirOtherRuntimesKeepTheirAttachments(t *testing.T) {
 
 	others := []string{bPod, plain.rt.ContainerID}
 	before := takeAttachments(t, cache, others, netB, netC)
-	if len(before.ips) != 2 || len(before.cache) != 2 || len(before.ports[netB.bridge]) != 1 || len(before.ports[netC.bridge]) != 1 {
+	if len(before.ips) != 2 || len(before.cache) != 2 || len(before.ports[netB.Bridge]) != 1 || len(before.ports[netC.Bridge]) != 1 {
 		t.Fatalf("the other runtime's pod and the plain attachment, before: %+v; want one IP, cache entry and veth each", before)
 	}
 
-	aPod := a.runp(podSpec{name: "a-pod"})
-	a.podIP(aPod)
+	aPod := a.Runp(podSpec{Name: "a-pod"})
+	a.PodIP(aPod)
 	check := func(stage string) {
 		t.Helper()
 		if diff := before.diff(takeAttachments(t, cache, others, netB, netC)); len(diff) > 0 {
 			t.Fatalf("%s, the attachments of others changed:\n  %s", stage, strings.Join(diff, "\n  "))
 		}
-		if st := b.inspectp(bPod); st.Status.State != "SANDBOX_READY" || st.Status.Network == nil || st.Status.Network.IP != bIP.String() {
+		if st := b.Inspectp(bPod); st.Status.State != "SANDBOX_READY" || st.Status.Network == nil || st.Status.Network.IP != bIP.String() {
 			t.Fatalf("%s, the other runtime reports its pod as %+v; want ready with IP %s", stage, st.Status, bIP)
 		}
 		fetch(t, "", bAddr, "hello from other-runtime")
 		fetch(t, "", plainAddr, "hello from plain")
 	}
 
-	a.stop()
-	a.start()
+	a.Stop()
+	a.Start()
 	check("after A's restart")
 	a.gc()
 	check("after cnishim gc against A")
-	a.mustCrictl("rmp", "-f", aPod)
+	a.MustCrictl("rmp", "-f", aPod)
 	a.gc()
 	check("after A's pod was removed and cnishim gc ran again")
 
 	plain.del(t)
-	b.mustCrictl("rmp", "-f", bPod)
-	if st := takeAttachments(t, cache, others, netB, netC); len(st.ips)+len(st.cache)+len(st.ports[netB.bridge])+len(st.ports[netC.bridge]) > 0 {
+	b.MustCrictl("rmp", "-f", bPod)
+	if st := takeAttachments(t, cache, others, netB, netC); len(st.ips)+len(st.cache)+len(st.ports[netB.Bridge])+len(st.ports[netC.Bridge]) > 0 {
 		t.Fatalf("left after the plain DEL and crictl rmp: %+v", st)
 	}
 }
@@ -112,15 +113,15 @@ func TestSharedDisableGCNetworkKeepsUnknownAttachment(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := newTestNet(t, "e2e-nogc-"+tc.name)
-			n.cniVersion, n.disableGC = "1.1.0", tc.disableGC
+			n.CNIVersion, n.DisableGC = "1.1.0", tc.disableGC
 			s := startServer(t, n)
-			s.installConf()
-			s.waitNetworkReady(true)
-			id := s.runp(podSpec{name: "forgotten"})
-			ps := s.inspectp(id)
-			s.podIP(id)
+			s.InstallConf()
+			s.WaitNetworkReady(true)
+			id := s.Runp(podSpec{Name: "forgotten"})
+			ps := s.Inspectp(id)
+			s.PodIP(id)
 
-			cni := libcni.NewCNIConfigWithCacheDir([]string{env.cniBin}, s.cacheDir, nil)
+			cni := libcni.NewCNIConfigWithCacheDir([]string{env.CNIBin}, s.CacheDir, nil)
 			atts, err := cni.GetCachedAttachments(id)
 			if err != nil || len(atts) != 1 {
 				t.Fatalf("libcni cache of %s: %v, %v; want one attachment", id, atts, err)
@@ -134,18 +135,18 @@ func TestSharedDisableGCNetworkKeepsUnknownAttachment(t *testing.T) {
 					t.Errorf("remove netns %s: %v", ps.Info.NetNSPath, err)
 				}
 			})
-			before := takeAttachments(t, s.cacheDir, []string{id}, n)
-			if len(before.ips) != 1 || len(before.cache) != 1 || len(before.ports[n.bridge]) != 1 {
+			before := takeAttachments(t, s.CacheDir, []string{id}, n)
+			if len(before.ips) != 1 || len(before.cache) != 1 || len(before.ports[n.Bridge]) != 1 {
 				t.Fatalf("the pod's attachment: %+v; want one IP, cache entry and veth", before)
 			}
 
-			s.kill()
-			if err := os.Remove(filepath.Join(s.stateDir, "sandboxes", id+".json")); err != nil {
+			s.Kill()
+			if err := os.Remove(filepath.Join(s.StateDir, "sandboxes", id+".json")); err != nil {
 				t.Fatal(err)
 			}
 			check := func(stage string) {
 				t.Helper()
-				after := takeAttachments(t, s.cacheDir, []string{id}, n)
+				after := takeAttachments(t, s.CacheDir, []string{id}, n)
 				diff := before.diff(after)
 				if tc.disableGC && len(diff) > 0 {
 					t.Fatalf("%s, the attachment on a disableGC network was garbage-collected:\n  %s", stage, strings.Join(diff, "\n  "))
@@ -154,7 +155,7 @@ func TestSharedDisableGCNetworkKeepsUnknownAttachment(t *testing.T) {
 					t.Fatalf("%s, the attachment of the forgotten sandbox is still there: %+v", stage, after)
 				}
 			}
-			s.start()
+			s.Start()
 			check("after the restart")
 			s.gc()
 			check("after cnishim gc")
@@ -168,7 +169,7 @@ func TestSharedDisableGCNetworkKeepsUnknownAttachment(t *testing.T) {
 				t.Fatalf("libcni cache of %s: %v, %v; want one attachment", id, cached, err)
 			}
 			delAttachment(t, cni, cached[0], held)
-			if after := takeAttachments(t, s.cacheDir, []string{id}, n); len(after.ips)+len(after.cache)+len(after.ports[n.bridge]) > 0 {
+			if after := takeAttachments(t, s.CacheDir, []string{id}, n); len(after.ips)+len(after.cache)+len(after.ports[n.Bridge]) > 0 {
 				t.Fatalf("left after the DEL by hand: %+v", after)
 			}
 		})
@@ -181,19 +182,19 @@ func TestSharedDisableGCNetworkKeepsUnknownAttachment(t *testing.T) {
 // Once the first server is killed, the kernel has released its hold and a new one starts.
 func TestSharedStateDirOneServer(t *testing.T) {
 	s := readyServer(t, "e2e-onestate")
-	id := s.runp(podSpec{name: "held"})
-	ip := s.podIP(id)
-	listing := treeOf(t, s.stateDir)
+	id := s.Runp(podSpec{Name: "held"})
+	ip := s.PodIP(id)
+	listing := treeOf(t, s.StateDir)
 
 	other := t.TempDir()
 	sockDir := filepath.Join(other, "run")
 	cacheDir := filepath.Join(other, "cache")
 	sock := filepath.Join(sockDir, "cri.sock")
-	cmd := exec.CommandContext(t.Context(), env.cnishim, "serve",
+	cmd := exec.CommandContext(t.Context(), env.Cnishim, "serve",
 		"--listen", "unix://"+sock,
-		"--state-dir", s.stateDir,
-		"--cni-conf-dir", s.confDir,
-		"--cni-bin-dir", env.cniBin,
+		"--state-dir", s.StateDir,
+		"--cni-conf-dir", s.ConfDir,
+		"--cni-bin-dir", env.CNIBin,
 		"--cni-cache-dir", cacheDir,
 		"--operation-timeout", "1m")
 	var stderr bytes.Buffer
@@ -211,7 +212,7 @@ func TestSharedStateDirOneServer(t *testing.T) {
 		case err = <-done:
 			exited = true
 			if err == nil {
-				t.Errorf("a second cnishim serve on state dir %s exited 0", s.stateDir)
+				t.Errorf("a second cnishim serve on state dir %s exited 0", s.StateDir)
 			}
 		case <-hangGuard:
 			err = fmt.Errorf("still running after a minute")
@@ -224,32 +225,32 @@ func TestSharedStateDirOneServer(t *testing.T) {
 			_ = cmd.Process.Signal(syscall.SIGKILL)
 			<-done
 			exited = true
-			t.Errorf("a second cnishim serve on state dir %s started: %v", s.stateDir, err)
+			t.Errorf("a second cnishim serve on state dir %s started: %v", s.StateDir, err)
 		}
 	}
 	out := stderr.String()
-	pid := s.pid()
-	if !regexp.MustCompile(`\b`+fmt.Sprint(pid)+`\b`).MatchString(out) || !strings.Contains(out, s.sock) {
-		t.Errorf("the second server's output does not name the running one (PID %d, socket %s):\n%s", pid, s.sock, out)
+	pid := s.PID()
+	if !regexp.MustCompile(`\b`+fmt.Sprint(pid)+`\b`).MatchString(out) || !strings.Contains(out, s.Sock) {
+		t.Errorf("the second server's output does not name the running one (PID %d, socket %s):\n%s", pid, s.Sock, out)
 	}
 	for _, p := range []string{sockDir, cacheDir} {
 		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("the second server created %s (%v)", p, err)
 		}
 	}
-	if now := treeOf(t, s.stateDir); !slices.Equal(now, listing) {
+	if now := treeOf(t, s.StateDir); !slices.Equal(now, listing) {
 		t.Errorf("the state dir changed under the running server:\nbefore %v\nafter  %v", listing, now)
 	}
-	if st := s.inspectp(id); st.Status.State != "SANDBOX_READY" || st.Status.Network == nil || st.Status.Network.IP != ip.String() {
+	if st := s.Inspectp(id); st.Status.State != "SANDBOX_READY" || st.Status.Network == nil || st.Status.Network.IP != ip.String() {
 		t.Errorf("the running server's pod after the second server: %+v; want ready with IP %s", st.Status, ip)
 	}
 
-	s.kill()
-	s.start() // fails the test if it does not come up
-	if st := s.inspectp(id); st.Status.State != "SANDBOX_READY" {
+	s.Kill()
+	s.Start() // fails the test if it does not come up
+	if st := s.Inspectp(id); st.Status.State != "SANDBOX_READY" {
 		t.Errorf("the pod after the restart: %+v", st.Status)
 	}
-	s.mustCrictl("rmp", "-f", id)
+	s.MustCrictl("rmp", "-f", id)
 }
 
 // A relative --state-dir is taken from the server's working directory once, at start: the netns
@@ -257,16 +258,16 @@ func TestSharedStateDirOneServer(t *testing.T) {
 func TestSharedRelativeStateDir(t *testing.T) {
 	work := t.TempDir()
 	s := startServerWith(t, newTestNet(t, "e2e-relstate"), serverDirs{stateDir: "relstate", workDir: work})
-	s.installConf()
-	s.waitNetworkReady(true)
-	id := s.runp(podSpec{name: "rel"})
-	s.podIP(id)
+	s.InstallConf()
+	s.WaitNetworkReady(true)
+	id := s.Runp(podSpec{Name: "rel"})
+	s.PodIP(id)
 
 	want := filepath.Join(work, "relstate", "netns", id)
-	if got := s.inspectp(id).Info.NetNSPath; got != want {
+	if got := s.Inspectp(id).Info.NetNSPath; got != want {
 		t.Errorf("crictl inspectp reports netns %q, want the absolute %s", got, want)
 	}
-	entries := cacheEntriesOf(t, s.cacheDir, id)
+	entries := cacheEntriesOf(t, s.CacheDir, id)
 	if len(entries) != 1 {
 		t.Fatalf("libcni cache entries of %s: %v, want one", id, slices.Collect(maps.Keys(entries)))
 	}
@@ -281,28 +282,17 @@ func TestSharedRelativeStateDir(t *testing.T) {
 			t.Errorf("cache entry %s: the plugins saw CNI_NETNS %q, want the absolute %s", name, e.NetNS, want)
 		}
 	}
-	s.mustCrictl("rmp", "-f", id)
-}
-
-// pid returns the running server's PID.
-func (s *server) pid() int {
-	s.t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		s.t.Fatal("no server running")
-	}
-	return s.cmd.Process.Pid
+	s.MustCrictl("rmp", "-f", id)
 }
 
 // gc runs `cnishim gc` against the server.
 func (s *server) gc() {
-	s.t.Helper()
-	ctx, cancel := context.WithTimeout(s.t.Context(), 3*time.Minute)
+	s.T.Helper()
+	ctx, cancel := context.WithTimeout(s.T.Context(), 3*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, env.cnishim, "gc", "--listen", "unix://"+s.sock).CombinedOutput()
+	out, err := exec.CommandContext(ctx, env.Cnishim, "gc", "--listen", "unix://"+s.Sock).CombinedOutput()
 	if err != nil {
-		s.t.Fatalf("cnishim gc --listen unix://%s: %v: %s", s.sock, err, out)
+		s.T.Fatalf("cnishim gc --listen unix://%s: %v: %s", s.Sock, err, out)
 	}
 }
 
@@ -321,8 +311,8 @@ func takeAttachments(t *testing.T, cacheDir string, ids []string, nets ...*testN
 	var dirs []string
 	a.ports = map[string][]string{}
 	for _, n := range nets {
-		dirs = append(dirs, n.ipamDir)
-		a.ports[n.bridge] = bridgePortsOf(t, n.bridge)
+		dirs = append(dirs, n.IPAMDir)
+		a.ports[n.Bridge] = framework.BridgePorts(t, n.Bridge)
 	}
 	st := leakcheck.Take(leakcheck.Scope{HostLocalDirs: dirs})
 	if len(st.Problems) > 0 {
@@ -414,21 +404,23 @@ type plainAttachment struct {
 	net   *testNet
 }
 
+var plainSeq atomic.Int32
+
 // attachPlain creates a netns and attaches it to n with libcni's AddNetworkList over cacheDir,
 // and registers its DEL, the removal of the netns and of n's bridge at cleanup.
 func attachPlain(t *testing.T, cacheDir string, n *testNet) *plainAttachment {
 	t.Helper()
-	list, err := libcni.ConfListFromBytes([]byte(n.conflist()))
+	list, err := libcni.ConfListFromBytes([]byte(n.Conflist()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := fmt.Sprintf("e2e-plain-%d-%d", os.Getpid(), netSeq.Add(1))
+	id := fmt.Sprintf("e2e-plain-%d-%d", os.Getpid(), plainSeq.Add(1))
 	path, err := netns.Create(t.TempDir(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &plainAttachment{
-		cni:   libcni.NewCNIConfigWithCacheDir([]string{env.cniBin}, cacheDir, nil),
+		cni:   libcni.NewCNIConfigWithCacheDir([]string{env.CNIBin}, cacheDir, nil),
 		list:  list,
 		rt:    &libcni.RuntimeConf{ContainerID: id, NetNS: path, IfName: "eth0"},
 		netns: path,
@@ -442,24 +434,20 @@ func attachPlain(t *testing.T, cacheDir string, n *testNet) *plainAttachment {
 		if err := netns.Remove(path); err != nil {
 			t.Errorf("remove netns %s: %v", path, err)
 		}
-		if ports := bridgePortsOf(t, n.bridge); len(ports) > 0 {
-			t.Errorf("left behind: veths on bridge %s: %v", n.bridge, ports)
+		if ports := framework.BridgePorts(t, n.Bridge); len(ports) > 0 {
+			t.Errorf("left behind: veths on bridge %s: %v", n.Bridge, ports)
 		}
-		if l, err := netlink.LinkByName(n.bridge); err == nil {
-			if err := netlink.LinkDel(l); err != nil {
-				t.Errorf("delete bridge %s: %v", n.bridge, err)
-			}
-		}
+		framework.DeleteBridge(t, n.Bridge)
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	res, err := p.cni.AddNetworkList(ctx, list, p.rt)
 	if err != nil {
-		t.Fatalf("libcni ADD %s to %s: %v", id, n.name, err)
+		t.Fatalf("libcni ADD %s to %s: %v", id, n.Name, err)
 	}
 	r, err := types100.NewResultFromResult(res)
-	if err != nil || len(r.IPs) == 0 || !n.subnet.Contains(r.IPs[0].Address.IP) {
-		t.Fatalf("libcni ADD %s to %s: result %v, %v; want an IP in %s", id, n.name, res, err, n.subnet)
+	if err != nil || len(r.IPs) == 0 || !n.Subnet.Contains(r.IPs[0].Address.IP) {
+		t.Fatalf("libcni ADD %s to %s: result %v, %v; want an IP in %s", id, n.Name, res, err, n.Subnet)
 	}
 	p.ip = r.IPs[0].Address.IP
 	return p
@@ -471,7 +459,7 @@ func (p *plainAttachment) del(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), time.Minute)
 	defer cancel()
 	if err := p.cni.DelNetworkList(ctx, p.list, p.rt); err != nil {
-		t.Errorf("libcni DEL %s from %s: %v", p.rt.ContainerID, p.net.name, err)
+		t.Errorf("libcni DEL %s from %s: %v", p.rt.ContainerID, p.net.Name, err)
 	}
 }
 

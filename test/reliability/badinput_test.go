@@ -24,6 +24,7 @@ import (
 	"github.com/cnishim/cnishim/internal/leakcheck"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/pkg/confwatch"
+	"github.com/cnishim/cnishim/test/framework"
 )
 
 // Networks of the bad-input test.
@@ -74,7 +75,7 @@ func TestBadInput(t *testing.T) {
 		`{"type": "portmap", "capabilities": {"portMappings": true}}`))
 	n.writeConf("20-extra.conflist", conflist("1.0.0", extraNetwork, `{"type": "faulty"}`))
 	e := &badEnv{n: n, p: n.plugin(time.Minute), s: startServer(t, n, serverOpts{timeout: time.Minute})}
-	waitDefault(t, e.p, goodNetwork)
+	framework.WaitDefault(t, e.p, goodNetwork)
 	e.waitServerDefault(t)
 
 	var rows []badInput
@@ -127,7 +128,7 @@ func TestBadInput(t *testing.T) {
 	}
 	// Portmap rules are read once, after the whole table (they are slow to read): none may
 	// name a sandbox ID the test used.
-	lost += checkNoLeaks(t, "rules", leakcheck.State{}, leakcheck.Take(n.ruleScope()))
+	lost += framework.CheckNoLeaks(t, "rules", leakcheck.State{}, leakcheck.Take(n.ruleScope()))
 	t.Logf("SUMMARY bad input: %d inputs refused or ignored (%d in the conf dir, %d through the Plugin API, %d through the CRI); lost or left behind: %d",
 		counts[viaConf]+counts[viaAPI]+counts[viaCRI], counts[viaConf], counts[viaAPI], counts[viaCRI], lost)
 }
@@ -148,16 +149,16 @@ func (e *badEnv) state(t *testing.T) badState {
 	snap := e.p.Snapshot()
 	st := badState{
 		apiLeaks:    leakcheck.Take(e.n.scope("", e.n.cacheDir)),
-		serverLeaks: leakcheck.Take(e.n.scope(filepath.Join(e.s.stateDir, "netns"), e.s.cacheDir)),
+		serverLeaks: leakcheck.Take(e.n.scope(filepath.Join(e.s.StateDir, "netns"), e.s.CacheDir)),
 		networks:    len(snap.Networks),
-		records:     e.s.sandboxFiles(),
+		records:     e.s.SandboxFiles(),
 	}
 	if snap.Default != nil {
 		st.defaultNet = snap.Default.File + " " + snap.Default.Digest
 	}
 	info := e.serverInfo(t)
 	st.serverConf = info["config"]
-	ids, err := e.s.list(t.Context())
+	ids, err := e.s.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,8 +170,8 @@ func (e *badEnv) state(t *testing.T) badState {
 func (e *badEnv) compare(t *testing.T, before, after badState) int {
 	t.Helper()
 	lost := 0
-	lost += checkNoLeaks(t, "Plugin API", before.apiLeaks, after.apiLeaks)
-	lost += checkNoLeaks(t, "cnishim serve", before.serverLeaks, after.serverLeaks)
+	lost += framework.CheckNoLeaks(t, "Plugin API", before.apiLeaks, after.apiLeaks)
+	lost += framework.CheckNoLeaks(t, "cnishim serve", before.serverLeaks, after.serverLeaks)
 	for _, c := range []struct {
 		what          string
 		before, after any
@@ -198,7 +199,7 @@ func (e *badEnv) serverInfo(t *testing.T) map[string]string {
 	// Not t.Context(): this also runs at cleanup, when that is cancelled.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, err := e.s.rt.Status(ctx, &runtimeapi.StatusRequest{Verbose: true})
+	st, err := e.s.RT.Status(ctx, &runtimeapi.StatusRequest{Verbose: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +208,7 @@ func (e *badEnv) serverInfo(t *testing.T) map[string]string {
 
 func (e *badEnv) waitServerDefault(t *testing.T) {
 	t.Helper()
-	eventually(t, "server's default network", func() string {
+	framework.Eventually(t, "server's default network", func() string {
 		if !strings.Contains(e.serverInfo(t)["config"], `"name":"`+goodNetwork+`"`) {
 			return fmt.Sprint(e.serverInfo(t))
 		}
@@ -229,7 +230,7 @@ func (e *badEnv) badConfig(t *testing.T, file string, write func(path string) er
 		if err := os.Remove(path); err != nil {
 			t.Error(err)
 		}
-		eventually(t, "bad config forgotten", func() string {
+		framework.Eventually(t, "bad config forgotten", func() string {
 			if skipped(e.p.Snapshot(), path) != nil {
 				return "the Plugin still lists it"
 			}
@@ -242,7 +243,7 @@ func (e *badEnv) badConfig(t *testing.T, file string, write func(path string) er
 		})
 	})
 	var reason error
-	eventually(t, "bad config skipped", func() string {
+	framework.Eventually(t, "bad config skipped", func() string {
 		if reason = skipped(e.p.Snapshot(), path); reason == nil {
 			return "the Plugin's snapshot does not list it as skipped"
 		}
@@ -319,7 +320,7 @@ func confRows() []badInput {
 // torn down again so the failure is reported once.
 func (e *badEnv) setUp(t *testing.T, pod *cninetwork.Pod) error {
 	t.Helper()
-	ctx, cancel := callContext(t)
+	ctx, cancel := framework.CallContext(t)
 	defer cancel()
 	_, err := e.p.SetUpPod(ctx, pod)
 	if err == nil {
@@ -486,7 +487,7 @@ func (e *badEnv) reuseSandboxID(t *testing.T) error {
 	_, refused := e.p.SetUpPod(ctx, second)
 
 	restarted := e.n.plugin(time.Minute)
-	waitDefault(t, restarted, goodNetwork)
+	framework.WaitDefault(t, restarted, goodNetwork)
 	_, err = restarted.SetUpPod(ctx, second)
 	t.Logf("after a restart: %v", err)
 	if !errors.Is(err, cninetwork.ErrInvalidPod) || !strings.Contains(fmt.Sprint(err), fmt.Sprintf("sandbox is already set up (network %q, interface eth0)", goodNetwork)) {
@@ -513,12 +514,12 @@ func (e *badEnv) reuseSandboxID(t *testing.T) error {
 // removed again so the failure is reported once.
 func (e *badEnv) runSandbox(t *testing.T, cfg *runtimeapi.PodSandboxConfig) error {
 	t.Helper()
-	ctx, cancel := callContext(t)
+	ctx, cancel := framework.CallContext(t)
 	defer cancel()
-	resp, err := e.s.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
+	resp, err := e.s.RT.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
 	if err == nil {
 		e.n.addNeedle(resp.GetPodSandboxId())
-		if _, rerr := e.s.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: resp.GetPodSandboxId()}); rerr != nil {
+		if _, rerr := e.s.RT.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: resp.GetPodSandboxId()}); rerr != nil {
 			t.Errorf("remove the wrongly accepted sandbox: %v", rerr)
 		}
 	}
@@ -551,19 +552,19 @@ func criRows() []badInput {
 		// The CRI asks that stopping an unknown sandbox succeed; an empty ID matches none.
 		{name: "stop an empty sandbox ID while one is up", via: viaCRI, ok: true, try: func(t *testing.T, e *badEnv) error {
 			return e.withSandboxUp(t, func(string) error {
-				_, err := e.s.rt.StopPodSandbox(t.Context(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: ""})
+				_, err := e.s.RT.StopPodSandbox(t.Context(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: ""})
 				return err
 			})
 		}},
 		{name: "status of an empty sandbox ID", via: viaCRI, want: "pod sandbox not found: empty ID", code: codes.NotFound, try: func(t *testing.T, e *badEnv) error {
-			_, err := e.s.rt.PodSandboxStatus(t.Context(), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: ""})
+			_, err := e.s.RT.PodSandboxStatus(t.Context(), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: ""})
 			return err
 		}},
 		// The CRI asks that removing an unknown sandbox succeed; an empty ID matches none
 		// (it is not the prefix of every ID).
 		{name: "remove an empty sandbox ID while one is up", via: viaCRI, ok: true, try: func(t *testing.T, e *badEnv) error {
 			return e.withSandboxUp(t, func(string) error {
-				_, err := e.s.rt.RemovePodSandbox(t.Context(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: ""})
+				_, err := e.s.RT.RemovePodSandbox(t.Context(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: ""})
 				return err
 			})
 		}},
@@ -598,18 +599,18 @@ func criRows() []badInput {
 func (e *badEnv) withSandboxUp(t *testing.T, try func(id string) error) error {
 	t.Helper()
 	ctx := t.Context()
-	resp, err := e.s.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podConfig("up")})
+	resp, err := e.s.RT.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podConfig("up")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := resp.GetPodSandboxId()
 	e.n.addNeedle(id)
-	before, err := e.s.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
+	before, err := e.s.RT.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tryErr := try(id)
-	after, err := e.s.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
+	after, err := e.s.RT.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
 	if err != nil {
 		t.Fatalf("the sandbox that was up: %v", err)
 	}
@@ -618,10 +619,10 @@ func (e *badEnv) withSandboxUp(t *testing.T, try func(id string) error) error {
 		after.GetStatus().GetNetwork().GetIp() != before.GetStatus().GetNetwork().GetIp() {
 		t.Errorf("the sandbox that was up changed: %v, then %v", before.GetStatus(), after.GetStatus())
 	}
-	if _, err := e.s.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+	if _, err := e.s.RT.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.s.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+	if _, err := e.s.RT.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
 		t.Fatal(err)
 	}
 	return tryErr

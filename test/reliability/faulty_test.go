@@ -21,6 +21,7 @@ import (
 	"github.com/cnishim/cnishim/internal/plugintest"
 	"github.com/cnishim/cnishim/internal/plugintest/behavior"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
+	"github.com/cnishim/cnishim/test/framework"
 )
 
 // faultTimeout is the operation timeout of the faulty-plugin tests: short, so a hung plugin
@@ -176,9 +177,9 @@ func TestFaultyPluginsPluginAPI(t *testing.T) {
 	faultBehavior(t, behaviorFile, fault{})
 	n.writeConf("10-faulty.conflist", conflist("1.0.0", faultNetwork, n.bridgePlugin(), n.faultyPlugin(behaviorFile)))
 
-	goroutinesBefore := stableGoroutines(t, processGoroutines)
+	goroutinesBefore := framework.StableGoroutines(t, framework.ProcessGoroutines)
 	p := n.plugin(faultTimeout)
-	waitDefault(t, p, faultNetwork)
+	framework.WaitDefault(t, p, faultNetwork)
 	var tally faultTally
 
 	for _, f := range faults {
@@ -191,7 +192,7 @@ func TestFaultyPluginsPluginAPI(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	goroutinesSettle(t, goroutinesBefore)
+	framework.GoroutinesSettle(t, goroutinesBefore)
 	tally.log(t, "the Plugin API")
 }
 
@@ -200,7 +201,7 @@ func apiFaultRound(t *testing.T, n *node, p *cninetwork.Plugin, behaviorFile str
 	t.Helper()
 	ctx := t.Context()
 	faultBehavior(t, behaviorFile, f)
-	baseline := stableGoroutines(t, processGoroutines)
+	baseline := framework.StableGoroutines(t, framework.ProcessGoroutines)
 	before := leakcheck.Take(n.scope("", n.cacheDir))
 	setUps := max(f.setUps, 1)
 	var up, pods []*cninetwork.Pod
@@ -208,7 +209,7 @@ func apiFaultRound(t *testing.T, n *node, p *cninetwork.Plugin, behaviorFile str
 		pod := n.pod(fmt.Sprintf("faulty-%d", i))
 		pods = append(pods, pod)
 		reserved := n.lastReserved()
-		cctx, cancel := callContext(t)
+		cctx, cancel := framework.CallContext(t)
 		st, err := p.SetUpPod(cctx, pod)
 		cancel()
 		tally.setUps++
@@ -263,12 +264,12 @@ func apiFaultRound(t *testing.T, n *node, p *cninetwork.Plugin, behaviorFile str
 	}
 	// The namespaces are the test's own (a runtime makes them): read what is left
 	// while they exist, as removing one destroys its end of a leaked veth pair.
-	tally.leaks += checkNoLeaks(t, f.name, before, leakcheck.Take(n.scope("", n.cacheDir)))
+	tally.leaks += framework.CheckNoLeaks(t, f.name, before, leakcheck.Take(n.scope("", n.cacheDir)))
 	for _, pod := range pods {
 		n.removeNetns(pod.NetNS)
 	}
-	tally.strays += checkNoStrays(t, []string{n.binDir})
-	goroutinesSettle(t, baseline)
+	tally.strays += framework.CheckNoStrays(t, []string{n.binDir})
+	framework.GoroutinesSettle(t, baseline)
 }
 
 // TestFaultyPluginsServe drives each fault through a cnishim serve process's RunPodSandbox.
@@ -280,8 +281,8 @@ func TestFaultyPluginsServe(t *testing.T) {
 	n.writeConf("10-faulty.conflist", conflist("1.0.0", faultNetwork, n.bridgePlugin(), n.faultyPlugin(behaviorFile)))
 	s := startServer(t, n, serverOpts{timeout: faultTimeout})
 	ctx := t.Context()
-	eventually(t, "network ready", func() string {
-		st, err := s.rt.Status(ctx, &runtimeapi.StatusRequest{})
+	framework.Eventually(t, "network ready", func() string {
+		st, err := s.RT.Status(ctx, &runtimeapi.StatusRequest{})
 		if err != nil {
 			return err.Error()
 		}
@@ -308,17 +309,17 @@ func TestFaultyPluginsServe(t *testing.T) {
 func serveFaultRound(t *testing.T, n *node, s *server, behaviorFile string, f fault, tally *faultTally) {
 	t.Helper()
 	ctx := t.Context()
-	nsDir := filepath.Join(s.stateDir, "netns")
+	nsDir := filepath.Join(s.StateDir, "netns")
 	faultBehavior(t, behaviorFile, f)
-	baseline := stableGoroutines(t, s.goroutines)
-	before := leakcheck.Take(n.scope(nsDir, s.cacheDir))
+	baseline := framework.StableGoroutines(t, s.Goroutines)
+	before := leakcheck.Take(n.scope(nsDir, s.CacheDir))
 	setUps := max(f.setUps, 1)
 	var up []string
 	for i := 1; i <= setUps; i++ {
 		name := fmt.Sprintf("faulty-%d", i)
 		reserved := n.lastReserved()
-		cctx, cancel := callContext(t)
-		resp, err := s.rt.RunPodSandbox(cctx, &runtimeapi.RunPodSandboxRequest{Config: podConfig(name)})
+		cctx, cancel := framework.CallContext(t)
+		resp, err := s.RT.RunPodSandbox(cctx, &runtimeapi.RunPodSandboxRequest{Config: podConfig(name)})
 		cancel()
 		tally.setUps++
 		if !f.fails(i) {
@@ -347,7 +348,7 @@ func serveFaultRound(t *testing.T, n *node, s *server, behaviorFile string, f fa
 			t.Errorf("gRPC code %v, want %v", got, wantCode)
 		}
 		// The failed sandbox is gone: no record, no veth, while the others stay.
-		ids, err := s.list(ctx)
+		ids, err := s.List(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -363,17 +364,17 @@ func serveFaultRound(t *testing.T, n *node, s *server, behaviorFile string, f fa
 		}
 	}
 	for _, id := range up {
-		if _, err := s.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+		if _, err := s.RT.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
 			t.Fatalf("stop %s: %v", id, err)
 		}
-		if _, err := s.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+		if _, err := s.RT.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
 			t.Fatalf("remove %s: %v", id, err)
 		}
 	}
-	if files := s.sandboxFiles(); len(files) != 0 {
+	if files := s.SandboxFiles(); len(files) != 0 {
 		t.Errorf("sandbox records left: %v", files)
 	}
-	tally.leaks += checkNoLeaks(t, f.name, before, leakcheck.Take(n.scope(nsDir, s.cacheDir)))
-	tally.strays += checkNoStrays(t, []string{n.binDir}, s.pid())
-	s.goroutinesSettle(baseline)
+	tally.leaks += framework.CheckNoLeaks(t, f.name, before, leakcheck.Take(n.scope(nsDir, s.CacheDir)))
+	tally.strays += framework.CheckNoStrays(t, []string{n.binDir}, s.PID())
+	s.GoroutinesSettle(baseline)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cnishim/cnishim/internal/plugintest"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
+	"github.com/cnishim/cnishim/test/framework"
 )
 
 // TestServeFileModes checks that only root can reach cnishim serve's CRI socket and read or
@@ -37,14 +38,14 @@ func TestServeFileModes(t *testing.T) {
 
 	// A sandbox, so that every directory the server makes exists.
 	ctx := t.Context()
-	resp, err := s.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podConfig("modes")})
+	resp, err := s.RT.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podConfig("modes")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := resp.GetPodSandboxId()
 	n.addNeedle(id)
 	defer func() {
-		if _, err := s.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+		if _, err := s.RT.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
 			t.Error(err)
 		}
 	}()
@@ -54,13 +55,13 @@ func TestServeFileModes(t *testing.T) {
 		path string
 		want os.FileMode
 	}{
-		{s.sock, os.ModeSocket | 0o600},
+		{s.Sock, os.ModeSocket | 0o600},
 		{sockDir, os.ModeDir | 0o700},
 		{stateDir, os.ModeDir | 0o700},
 		{filepath.Join(stateDir, "sandboxes"), os.ModeDir | 0o700},
 		{filepath.Join(stateDir, "netns"), os.ModeDir | 0o700},
 		{filepath.Join(stateDir, "sandboxes", id+".json"), 0o600},
-		{filepath.Join(s.cacheDir, "results", goodNetwork+"-"+id+"-eth0"), 0o600},
+		{filepath.Join(s.CacheDir, "results", goodNetwork+"-"+id+"-eth0"), 0o600},
 	} {
 		fi, err := os.Lstat(c.path)
 		if err != nil {
@@ -93,7 +94,7 @@ func TestStatusWarnsAboutUnsafePaths(t *testing.T) {
 
 	status := func() []string {
 		t.Helper()
-		cmd := exec.Command(env.cnishim, "status", "-o", "json", "--cni-conf-dir", conf, "--cni-bin-dir", bin,
+		cmd := exec.Command(env.Cnishim, "status", "-o", "json", "--cni-conf-dir", conf, "--cni-bin-dir", bin,
 			"--listen", "unix://"+filepath.Join(root, "no-server.sock"))
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -191,7 +192,7 @@ func TestPluginEnvironment(t *testing.T) {
 		n := newNode(t)
 		rec := envSpy(t, n)
 		p := n.plugin(time.Minute, append([]cninetwork.Option{cninetwork.WithStatusInterval(50 * time.Millisecond)}, opts...)...)
-		waitDefault(t, p, "relenv")
+		framework.WaitDefault(t, p, "relenv")
 		ctx := t.Context()
 		pod := n.pod("env")
 		if _, err := p.SetUpPod(ctx, pod); err != nil {
@@ -206,7 +207,7 @@ func TestPluginEnvironment(t *testing.T) {
 		if err := p.GC(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "a STATUS exec", func() string {
+		framework.Eventually(t, "a STATUS exec", func() string {
 			saw, clean := seenSecret(t, rec)
 			if saw["STATUS"]+clean["STATUS"] == 0 {
 				return "no STATUS yet"
@@ -246,12 +247,12 @@ func TestPluginEnvironment(t *testing.T) {
 		rec := envSpy(t, n)
 		s := startServer(t, n, serverOpts{timeout: time.Minute, env: []string{secretEnv + "=s3cr3t"}})
 		ctx := t.Context()
-		resp, err := s.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podConfig("env")})
+		resp, err := s.RT.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podConfig("env")})
 		if err != nil {
 			t.Fatal(err)
 		}
 		n.addNeedle(resp.GetPodSandboxId())
-		if _, err := s.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: resp.GetPodSandboxId()}); err != nil {
+		if _, err := s.RT.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: resp.GetPodSandboxId()}); err != nil {
 			t.Fatal(err)
 		}
 		saw, clean := seenSecret(t, rec)
@@ -269,7 +270,7 @@ func TestPluginEnvironment(t *testing.T) {
 	t.Run("cnishim status", func(t *testing.T) {
 		n := newNode(t)
 		rec := envSpy(t, n)
-		cmd := exec.Command(env.cnishim, "status", "--cni-conf-dir", n.confDir, "--cni-bin-dir", n.binDir,
+		cmd := exec.Command(env.Cnishim, "status", "--cni-conf-dir", n.confDir, "--cni-bin-dir", n.binDir,
 			"--listen", "unix://"+filepath.Join(n.dir, "no-server.sock"))
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("cnishim status: %v\n%s", err, out)

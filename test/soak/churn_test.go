@@ -26,6 +26,7 @@ import (
 	"github.com/cnishim/cnishim/internal/leakcheck"
 	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
+	"github.com/cnishim/cnishim/test/framework"
 )
 
 // Config churn sizes: the figures.
@@ -208,7 +209,7 @@ func (w *writer) truncateWrite(ctx context.Context, n *churnNet) error {
 			if w.rng.IntN(8) == 0 {
 				d = 150 * time.Millisecond
 			}
-			if err := pause(ctx, d); err != nil {
+			if err := framework.Pause(ctx, d); err != nil {
 				return err
 			}
 		}
@@ -262,7 +263,7 @@ func (w *writer) toggleFirst(ctx context.Context) error {
 func (w *writer) replaceBinary(ctx context.Context) error {
 	name := []string{"bridge", "host-local"}[w.rng.IntN(2)]
 	tmp := filepath.Join(w.binDir, "."+name+".new")
-	if out, err := exec.CommandContext(ctx, "cp", filepath.Join(env.cniBin, name), tmp).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, "cp", filepath.Join(env.CNIBin, name), tmp).CombinedOutput(); err != nil {
 		return fmt.Errorf("cp %s: %w: %s", name, err, out)
 	}
 	return os.Rename(tmp, filepath.Join(w.binDir, name))
@@ -276,7 +277,7 @@ func (w *writer) recreate(ctx context.Context) error {
 		return err
 	}
 	w.cPresent = false
-	if err := pause(ctx, time.Duration(w.rng.IntN(50))*time.Millisecond); err != nil {
+	if err := framework.Pause(ctx, time.Duration(w.rng.IntN(50))*time.Millisecond); err != nil {
 		return err
 	}
 	if err := w.install(); err != nil {
@@ -288,7 +289,7 @@ func (w *writer) recreate(ctx context.Context) error {
 		if a := snap.Network(w.a.name); a != nil && bytes.Equal(a.Config.Bytes, wantA) && w.plugin.Status(ctx) == nil {
 			break
 		}
-		if err := pause(ctx, 5*time.Millisecond); err != nil {
+		if err := framework.Pause(ctx, 5*time.Millisecond); err != nil {
 			return fmt.Errorf("the plugin never loaded the recreated conf dir: %w", err)
 		}
 	}
@@ -319,7 +320,7 @@ func (w *writer) run(ctx context.Context, ops int) error {
 			return fmt.Errorf("change %d (%s): %w", i, kind, err)
 		}
 		w.counts[kind]++
-		if err := pause(ctx, time.Duration(w.rng.IntN(40))*time.Millisecond); err != nil {
+		if err := framework.Pause(ctx, time.Duration(w.rng.IntN(40))*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -545,7 +546,7 @@ func (n *churnNode) poll(ctx context.Context, known *knownConfigs) *readiness {
 				}
 			}
 		}
-		_ = pause(ctx, 2*time.Millisecond)
+		_ = framework.Pause(ctx, 2*time.Millisecond)
 	}
 	return r
 }
@@ -562,7 +563,7 @@ func TestConfigChurn(t *testing.T) {
 	ops := envInt(t, "CNISHIM_SOAK_CHURN_OPS", defaultChurnOps)
 	seed := runSeed(t)
 	rng := mrand.New(mrand.NewPCG(seed, 0xc0f))
-	k := slot(8)
+	k := framework.ProcessSlot(8)
 	dir := t.TempDir()
 	n := &churnNode{
 		t:        t,
@@ -587,8 +588,8 @@ func TestConfigChurn(t *testing.T) {
 			subnet:  subnet,
 			dataDir: filepath.Join(dir, "ipam", spec.key),
 		}
-		checkNoBridge(t, c.bridge)
-		t.Cleanup(func() { deleteBridge(t, c.bridge) })
+		framework.CheckNoBridge(t, c.bridge)
+		t.Cleanup(func() { framework.DeleteBridge(t, c.bridge) })
 		n.nets = append(n.nets, c)
 	}
 	copyPlugins(t, n.binDir, "bridge", "host-local")
@@ -612,7 +613,7 @@ func TestConfigChurn(t *testing.T) {
 				t.Errorf("remove netns %s: %v", p, err)
 			}
 		}
-		if procs, _ := pluginProcs(n.binDir); len(procs) > 0 {
+		if procs, _ := framework.PluginProcs(n.binDir); len(procs) > 0 {
 			t.Errorf("plugin processes left: %v", procs)
 		}
 	})

@@ -3,14 +3,12 @@
 package soak
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,18 +17,16 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/vishvananda/netlink"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cnishim/cnishim/internal/leakcheck"
 	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/test/framework"
 )
 
 // Crash test sizes: the issue's figures, and the CRI clients that share the calls.
@@ -39,32 +35,27 @@ const (
 	defaultCrashPods   = 200
 	crashClients       = 16
 	maxCrashPods       = 1000 // the subnet is a /22 and the host ports a block of 1,500
-	containerPort      = 8080
+	containerPort      = framework.ContainerPort
 )
 
 // crashNode is the crash test's piece of a node: a `cnishim serve` over dirs of its own, with a
 // bin dir of plugin copies, and a bridge + host-local + portmap network on a bridge, a subnet
-// and a block of host ports no other test uses.
+// and a block of host ports no other test uses. The server leads a process group of its own,
+// with the plugins it runs, so that kill can take them down together.
 type crashNode struct {
+	*framework.Server
 	t        *testing.T
-	dir      string
-	sock     string
-	confDir  string
-	cacheDir string
-	stateDir string
 	binDir   string
 	ipamDir  string
 	netName  string
 	bridge   string
 	subnet   string
+	net      *framework.Net
 	portBase int
 	pods     int
 
-	mu   sync.Mutex // guards the fields below
-	cmd  *exec.Cmd
-	done chan struct{}
-	logs []string        // log file of each server started
-	ids  map[string]bool // every sandbox ID the test saw: returned, recorded or listed
+	mu  sync.Mutex      // guards the fields below
+	ids map[string]bool // every sandbox ID the test saw: returned, recorded or listed
 	// failures repeats every failure message, for the summary that ends a failed test's
 	// output after the server logs (a CI excerpt shows the end of the output).
 	failures []string
@@ -74,15 +65,10 @@ type crashNode struct {
 
 func newCrashNode(t *testing.T, pods int) *crashNode {
 	t.Helper()
-	k := slot(8)
+	k := framework.ProcessSlot(8)
 	dir := t.TempDir()
 	n := &crashNode{
 		t:        t,
-		dir:      dir,
-		sock:     filepath.Join(dir, "cri.sock"),
-		confDir:  filepath.Join(dir, "net.d"),
-		cacheDir: filepath.Join(dir, "cache"),
-		stateDir: filepath.Join(dir, "state"),
 		binDir:   filepath.Join(dir, "bin"),
 		ipamDir:  filepath.Join(dir, "ipam"),
 		netName:  "soak-crash",
@@ -92,39 +78,29 @@ func newCrashNode(t *testing.T, pods int) *crashNode {
 		pods:     pods,
 		ids:      map[string]bool{},
 	}
-	checkNoBridge(t, n.bridge)
+	n.net = framework.NewNet(t, n.netName, n.bridge, n.subnet)
+	n.net.IPAMDir, n.net.CNIVersion = n.ipamDir, "1.1.0" // 1.1.0: GC reaches the plugins as well
 	copyPlugins(t, n.binDir, requiredPlugins...)
-	if err := os.MkdirAll(n.confDir, 0o755); err != nil {
+	n.Server = framework.NewServer(t, env, framework.Options{
+		Net:              n.net,
+		BinDirs:          []string{n.binDir},
+		OperationTimeout: 2 * time.Minute,
+		ShutdownGrace:    time.Minute,
+		Verbosity:        2,
+		ProcessGroup:     true,
+		CrictlTimeout:    2 * time.Minute,
+		OwnCleanup:       true,
+		Report:           n.record,
+	})
+	if err := os.WriteFile(filepath.Join(n.ConfDir, "10-soak.conflist"), []byte(n.conflist()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(n.confDir, "10-soak.conflist"), []byte(n.conflist()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// A crictl config of the test's own, so crictl reads nothing global.
-	cf := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 120\ndebug: false\n", n.sock, n.sock)
-	if err := os.WriteFile(filepath.Join(dir, "crictl.yaml"), []byte(cf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { deleteBridge(t, n.bridge) })
 	t.Cleanup(n.cleanUp)
 	return n
 }
 
 // conflist is the network: CNI 1.1.0, so that GC reaches the plugins as well.
-func (n *crashNode) conflist() string {
-	return fmt.Sprintf(`{
-  "cniVersion": "1.1.0",
-  "name": %q,
-  "plugins": [
-    {
-      "type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": false, "hairpinMode": true,
-      "ipam": {"type": "host-local", "dataDir": %q, "ranges": [[{"subnet": %q}]]}
-    },
-    {"type": "portmap", "capabilities": {"portMappings": true}}
-  ]
-}
-`, n.netName, n.bridge, n.ipamDir, n.subnet)
-}
+func (n *crashNode) conflist() string { return n.net.Conflist() }
 
 // scope is everything the node's pods can leave behind; rules are looked for by every sandbox
 // ID seen and by every host port of the test's block.
@@ -140,32 +116,16 @@ func (n *crashNode) scope() leakcheck.Scope {
 	}
 	return leakcheck.Scope{
 		HostLocalDirs: []string{n.ipamDir},
-		CacheDir:      n.cacheDir,
-		NetnsDir:      filepath.Join(n.stateDir, "netns"),
+		CacheDir:      n.CacheDir,
+		NetnsDir:      n.NetnsDir(),
 		Bridges:       []string{n.bridge},
 		RuleNeedles:   needles,
 	}
 }
 
-// errorf fails the test with a message that also goes into the closing summary.
-func (n *crashNode) errorf(format string, args ...any) {
-	n.t.Helper()
-	n.record(fmt.Sprintf(format, args...))
-	n.t.Errorf(format, args...)
-}
-
-// fatalf is errorf that stops the test.
-func (n *crashNode) fatalf(format string, args ...any) {
-	n.t.Helper()
-	n.record(fmt.Sprintf(format, args...))
-	n.t.Fatalf(format, args...)
-}
-
 func (n *crashNode) record(msg string) {
-	// The first line is enough for the summary; the full message is above it.
-	first, _, _ := strings.Cut(msg, "\n")
 	n.mu.Lock()
-	n.failures = append(n.failures, first)
+	n.failures = append(n.failures, msg)
 	n.mu.Unlock()
 }
 
@@ -177,252 +137,29 @@ func (n *crashNode) addIDs(ids ...string) {
 	}
 }
 
-// start starts `cnishim serve` and waits until it answers, which it does only after its
-// recovery and start-up GC.
-func (n *crashNode) start(extraFlags ...string) {
-	n.t.Helper()
-	n.launch(extraFlags...)
-	n.waitAnswer()
-}
-
-// launch starts `cnishim serve`. The server leads a process group of its own, with the plugins
-// it runs, so that kill can take them down together.
-func (n *crashNode) launch(extraFlags ...string) {
-	n.t.Helper()
-	logf, err := os.CreateTemp(n.dir, "serve-*.log")
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	cmd := exec.Command(env.cnishim, "serve",
-		"--listen", "unix://"+n.sock,
-		"--state-dir", n.stateDir,
-		"--cni-conf-dir", n.confDir,
-		"--cni-bin-dir", n.binDir,
-		"--cni-cache-dir", n.cacheDir,
-		"--operation-timeout", "2m",
-		"--shutdown-grace", "1m",
-		"-v", "2",
-	)
-	cmd.Args = append(cmd.Args, extraFlags...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		n.t.Fatal(err)
-	}
-	_ = logf.Close()
-	done := make(chan struct{})
-	n.mu.Lock()
-	n.cmd, n.done = cmd, done
-	n.logs = append(n.logs, logf.Name())
-	n.mu.Unlock()
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-}
-
-// waitAnswer waits until the server launched last answers on its socket.
-func (n *crashNode) waitAnswer() {
-	n.t.Helper()
-	n.mu.Lock()
-	cmd, done := n.cmd, n.done
-	n.mu.Unlock()
-	conn, rt := n.dial()
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(n.t.Context()), 5*time.Minute)
-	defer cancel()
-	for {
-		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := rt.Version(cctx, &runtimeapi.VersionRequest{})
-		ccancel()
-		if err == nil {
-			return
-		}
-		select {
-		case <-done:
-			n.fatalf("cnishim serve exited at start: %v\n%s", cmd.ProcessState, n.logTail(1))
-		case <-ctx.Done():
-			n.fatalf("cnishim serve did not answer on %s: %v\n%s", n.sock, err, n.logTail(1))
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// answers reports whether the server accepts connections on its socket, which it opens only
-// once its recovery is over.
-func (n *crashNode) answers() bool {
-	c, err := net.DialTimeout("unix", n.sock, time.Second)
-	if err != nil {
-		return false
-	}
-	_ = c.Close()
-	return true
-}
-
-// exited reports whether the server launched last has exited.
-func (n *crashNode) exited() bool {
-	n.mu.Lock()
-	done := n.done
-	n.mu.Unlock()
-	select {
-	case <-done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (n *crashNode) dial() (*grpc.ClientConn, runtimeapi.RuntimeServiceClient) {
-	n.t.Helper()
-	conn, err := grpc.NewClient("unix://"+n.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	return conn, runtimeapi.NewRuntimeServiceClient(conn)
-}
-
 // kill sends SIGKILL to the server alone (a runtime unit with KillMode=process, whose plugin
 // children live on as orphans) or to its whole process group (KillMode=control-group: the
 // plugins die mid-operation too), and waits for the server to be gone.
 func (n *crashNode) kill(group bool) {
 	n.t.Helper()
-	n.mu.Lock()
-	cmd, done := n.cmd, n.done
-	n.cmd = nil
-	n.mu.Unlock()
-	if cmd == nil {
-		n.t.Fatal("no server running")
-	}
-	pid := cmd.Process.Pid
 	if group {
-		pid = -pid
+		n.KillGroup()
+	} else {
+		n.Kill()
 	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		n.fatalf("kill %d: %v", pid, err)
-	}
-	<-done
-}
-
-// stop stops a running server with SIGTERM and checks that it exits 0.
-func (n *crashNode) stop() {
-	n.mu.Lock()
-	cmd, done := n.cmd, n.done
-	n.cmd = nil
-	n.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-		if !cmd.ProcessState.Success() {
-			n.errorf("cnishim serve exited with %v after SIGTERM\n%s", cmd.ProcessState, n.logTail(1))
-		}
-	case <-time.After(2 * time.Minute):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-		n.t.Error("cnishim serve did not stop within 2 minutes of SIGTERM")
-	}
-}
-
-// logTail returns the last lines of the logs of the last k servers started.
-func (n *crashNode) logTail(k int) string {
-	n.mu.Lock()
-	logs := slices.Clone(n.logs)
-	n.mu.Unlock()
-	var b strings.Builder
-	for _, l := range logs[max(0, len(logs)-k):] {
-		data, _ := os.ReadFile(l)
-		lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-		fmt.Fprintf(&b, "--- %s (last %d lines)\n%s\n", filepath.Base(l), min(len(lines), 60), strings.Join(lines[max(0, len(lines)-60):], "\n"))
-	}
-	return b.String()
-}
-
-// raced reports the servers whose log holds a race detector report.
-func (n *crashNode) raced() []string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	var out []string
-	for _, l := range n.logs {
-		if data, _ := os.ReadFile(l); bytes.Contains(data, []byte("WARNING: DATA RACE")) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-// crictl runs crictl against the server and returns its stdout; an error carries stderr.
-func (n *crashNode) crictl(ctx context.Context, args ...string) (string, error) {
-	full := append([]string{"--runtime-endpoint", "unix://" + n.sock, "--image-endpoint", "unix://" + n.sock, "--timeout", "2m"}, args...)
-	cmd := exec.CommandContext(ctx, env.crictl, full...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + n.dir, "CRI_CONFIG_FILE=" + filepath.Join(n.dir, "crictl.yaml")}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("crictl %s: %w: %s", strings.Join(args[:min(len(args), 2)], " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return stdout.String(), nil
-}
-
-// listedPod is one sandbox of `crictl pods -o json`.
-type listedPod struct {
-	ID    string `json:"id"`
-	State string `json:"state"`
-}
-
-func (n *crashNode) listPods(ctx context.Context) ([]listedPod, error) {
-	out, err := n.crictl(ctx, "pods", "-o", "json")
-	if err != nil {
-		return nil, err
-	}
-	var l struct {
-		Items []listedPod `json:"items"`
-	}
-	if err := json.Unmarshal([]byte(out), &l); err != nil {
-		return nil, fmt.Errorf("crictl pods -o json: %w\n%s", err, out)
-	}
-	return l.Items, nil
-}
-
-// crictlEach runs `crictl <verb> <ids...>` over the IDs, in a few crictl processes at once (as
-// many kubelet workers would), and returns how many IDs were done and the errors.
-func (n *crashNode) crictlEach(ctx context.Context, verb string, ids []string) (int, error) {
-	const procs = 4
-	chunk := max(1, (len(ids)+procs-1)/procs)
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		done int
-		errs []error
-	)
-	for part := range slices.Chunk(ids, chunk) {
-		wg.Go(func() {
-			_, err := n.crictl(ctx, append([]string{verb}, part...)...)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-				return
-			}
-			done += len(part)
-		})
-	}
-	wg.Wait()
-	return done, errors.Join(errs...)
 }
 
 // recordedIDs returns the sandbox IDs the server's state dir names: records and namespaces.
 func (n *crashNode) recordedIDs() (records, all []string) {
 	seen := map[string]bool{}
-	entries, _ := os.ReadDir(filepath.Join(n.stateDir, "sandboxes"))
+	entries, _ := os.ReadDir(filepath.Join(n.StateDir, "sandboxes"))
 	for _, e := range entries {
 		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok && !strings.HasPrefix(id, ".") {
 			records = append(records, id)
 			seen[id] = true
 		}
 	}
-	entries, _ = os.ReadDir(filepath.Join(n.stateDir, "netns"))
+	entries, _ = os.ReadDir(filepath.Join(n.StateDir, "netns"))
 	for _, e := range entries {
 		seen[e.Name()] = true
 	}
@@ -440,44 +177,42 @@ func (n *crashNode) cleanUp() {
 	t := n.t
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 5*time.Minute)
 	defer cancel()
-	n.mu.Lock()
-	running := n.cmd != nil
-	n.mu.Unlock()
+	running := n.Running()
 	if records, _ := n.recordedIDs(); !running && len(records) > 0 {
-		n.start()
+		n.Start()
 		running = true
 	}
 	if running {
-		if pods, err := n.listPods(ctx); err != nil {
-			n.errorf("list pods at cleanup: %v", err)
+		if pods, err := n.ListPods(ctx); err != nil {
+			n.Errorf("list pods at cleanup: %v", err)
 		} else if len(pods) > 0 {
 			ids := make([]string, len(pods))
 			for i, p := range pods {
 				ids[i] = p.ID
 			}
 			if !t.Failed() {
-				n.errorf("the test left %d sandboxes", len(ids))
+				n.Errorf("the test left %d sandboxes", len(ids))
 			}
-			if _, err := n.crictlEach(ctx, "rmp", append([]string{"-f"}, ids...)); err != nil {
-				n.errorf("remove leftover sandboxes: %v", err)
+			if _, err := n.CrictlEach(ctx, "rmp -f", ids); err != nil {
+				n.Errorf("remove leftover sandboxes: %v", err)
 			}
 		}
-		n.stop()
+		n.Stop()
 	}
 	if t.Failed() {
 		n.scrub(ctx)
 	}
-	mounted, _ := netns.Mounted(filepath.Join(n.stateDir, "netns"))
+	mounted, _ := netns.Mounted(n.NetnsDir())
 	for _, p := range mounted {
 		if err := netns.Remove(p); err != nil {
-			n.errorf("remove netns %s: %v", p, err)
+			n.Errorf("remove netns %s: %v", p, err)
 		}
 	}
-	for _, l := range n.raced() {
-		n.errorf("cnishim serve reported a data race: see %s\n%s", l, n.logTail(len(n.logs)))
+	for _, l := range n.Raced() {
+		n.Errorf("cnishim serve reported a data race: see %s\n%s", l, n.LogTail(len(n.Logs())))
 	}
 	if t.Failed() {
-		t.Logf("server logs:\n%s", n.logTail(3))
+		t.Logf("server logs:\n%s", n.LogTail(3))
 		n.mu.Lock()
 		failures := slices.Clone(n.failures)
 		n.mu.Unlock()
@@ -517,10 +252,10 @@ func (n *crashNode) scrub(ctx context.Context) {
 	if len(held) == 0 {
 		return
 	}
-	cni := libcni.NewCNIConfigWithCacheDir([]string{n.binDir}, n.cacheDir, nil)
+	cni := libcni.NewCNIConfigWithCacheDir([]string{n.binDir}, n.CacheDir, nil)
 	list, err := libcni.ConfListFromBytes([]byte(n.conflist()))
 	if err != nil {
-		n.errorf("scrub: %v", err)
+		n.Errorf("scrub: %v", err)
 		return
 	}
 	for id := range held {
@@ -528,7 +263,7 @@ func (n *crashNode) scrub(ctx context.Context) {
 			"portMappings": []map[string]any{{"hostPort": n.portBase, "containerPort": containerPort, "protocol": "tcp"}},
 		}}
 		if err := cni.DelNetworkList(ctx, list, rt); err != nil {
-			n.errorf("scrub sandbox %s: %v", id, err)
+			n.Errorf("scrub sandbox %s: %v", id, err)
 		}
 	}
 	n.t.Logf("scrubbed %d sandboxes the server left", len(held))
@@ -774,7 +509,7 @@ func TestCrashRestart(t *testing.T) {
 	n.before = leakcheck.Take(n.scope())
 
 	plans := crashPlans(rng, rounds)
-	n.start(plans[0].flags()...)
+	n.Start(plans[0].flags()...)
 	start := time.Now()
 	var all []roundStats
 	for r := range rounds {
@@ -794,7 +529,7 @@ func TestCrashRestart(t *testing.T) {
 	after := leakcheck.Take(n.scope())
 	leaks := leakcheck.Leaks(n.before, after)
 	for _, l := range leaks {
-		n.errorf("left behind after all rounds: %s", l)
+		n.Errorf("left behind after all rounds: %s", l)
 	}
 	var sum roundStats
 	kinds := make([]roundStats, 3)
@@ -820,7 +555,7 @@ func TestCrashRestart(t *testing.T) {
 		sum.refused, sum.records, sum.orphans+sum.recoveryOrphans, sum.listed, sum.ready, sum.intact, sum.halfTorn,
 		sum.stopped, sum.removed, seen, sum.leaks+len(leaks), sum.emptyReservations)
 	if len(all) != rounds {
-		n.fatalf("ran %d of %d rounds", len(all), rounds)
+		n.Fatalf("ran %d of %d rounds", len(all), rounds)
 	}
 }
 
@@ -837,7 +572,7 @@ func (n *crashNode) removeEmptyReservations(round int, st leakcheck.State) int {
 		}
 		n.t.Logf("round %d: host-local reservation %s is empty: host-local was killed between creating and writing it; removing it", round, ip)
 		if err := os.Remove(filepath.Join(n.ipamDir, ip)); err != nil {
-			n.errorf("round %d: %v", round, err)
+			n.Errorf("round %d: %v", round, err)
 			continue
 		}
 		removed++
@@ -870,7 +605,7 @@ func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 	// Sixteen clients, each a connection of its own, share the calls; all are in flight at once.
 	conns := make([]runtimeapi.RuntimeServiceClient, crashClients)
 	for i := range conns {
-		conn, rt := n.dial()
+		conn, rt := n.Dial()
 		defer conn.Close()
 		conns[i] = rt
 	}
@@ -890,29 +625,29 @@ func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 		n.killRecovery(ctx, round, plan, &rs)
 	}
 
-	n.start(next.flags()...)
+	n.Start(next.flags()...)
 	rs.restart = time.Since(killAt)
 	ids := n.checkRestart(ctx, round, want, &rs)
 
 	teardownStart := time.Now()
-	stopped, err := n.crictlEach(ctx, "stopp", ids)
+	stopped, err := n.CrictlEach(ctx, "stopp", ids)
 	if err != nil {
-		n.errorf("round %d: crictl stopp: %v", round, err)
+		n.Errorf("round %d: crictl stopp: %v", round, err)
 	}
 	rs.stopped = stopped
-	removed, err := n.crictlEach(ctx, "rmp", ids)
+	removed, err := n.CrictlEach(ctx, "rmp", ids)
 	if err != nil {
-		n.errorf("round %d: crictl rmp: %v", round, err)
+		n.Errorf("round %d: crictl rmp: %v", round, err)
 	}
 	rs.removed = removed
-	if out, err := exec.CommandContext(ctx, env.cnishim, "gc", "--listen", "unix://"+n.sock).CombinedOutput(); err != nil ||
+	if out, err := exec.CommandContext(ctx, env.Cnishim, "gc", "--listen", "unix://"+n.Sock).CombinedOutput(); err != nil ||
 		!strings.Contains(string(out), " 0 valid sandboxes") {
-		n.errorf("round %d: cnishim gc: %v: %s", round, err, out)
+		n.Errorf("round %d: cnishim gc: %v: %s", round, err, out)
 	}
 	rs.teardown = time.Since(teardownStart)
 
-	if left, err := n.listPods(ctx); err != nil || len(left) > 0 {
-		n.errorf("round %d: crictl pods after stopp and rmp: %v, %v", round, left, err)
+	if left, err := n.ListPods(ctx); err != nil || len(left) > 0 {
+		n.Errorf("round %d: crictl pods after stopp and rmp: %v, %v", round, left, err)
 	}
 	st := leakcheck.Take(n.scope())
 	leaks := leakcheck.Leaks(n.before, st)
@@ -922,11 +657,11 @@ func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 	if records := n.setUpRecords(); len(records) > 0 {
 		leaks = append(leaks, fmt.Sprintf("attachment records: %v", records))
 	}
-	if procs, _ := pluginProcs(n.binDir); len(procs) > 0 {
+	if procs, _ := framework.PluginProcs(n.binDir); len(procs) > 0 {
 		leaks = append(leaks, fmt.Sprintf("plugin processes: %v", procs))
 	}
 	for _, l := range leaks {
-		n.errorf("round %d: left behind: %s", round, l)
+		n.Errorf("round %d: left behind: %s", round, l)
 	}
 	rs.leaks = len(leaks)
 	rs.took = time.Since(roundStart)
@@ -975,12 +710,12 @@ func (n *crashNode) setUpStorm(ctx context.Context, round int, plan roundPlan, c
 		if len(records) >= need || returned.Load() == int64(n.pods) {
 			break
 		}
-		if err := pause(ctx, time.Millisecond); err != nil {
-			n.fatalf("round %d: no set-up reached the server: %v", round, err)
+		if err := framework.Pause(ctx, time.Millisecond); err != nil {
+			n.Fatalf("round %d: no set-up reached the server: %v", round, err)
 		}
 	}
 	recordAt := time.Now()
-	if err := pause(ctx, plan.delay); err != nil {
+	if err := framework.Pause(ctx, plan.delay); err != nil {
 		n.t.Fatal(err)
 	}
 	killAt := n.killCounting(ctx, round, plan.group, &rs.midChain, &rs.orphans)
@@ -994,7 +729,7 @@ func (n *crashNode) setUpStorm(ctx context.Context, round int, plan roundPlan, c
 			want.ready = append(want.ready, o.id)
 		case o.at.Before(killAt):
 			rs.refused++
-			n.errorf("round %d: pod %d failed before the kill: %v", round, i, o.err)
+			n.Errorf("round %d: pod %d failed before the kill: %v", round, i, o.err)
 		}
 	}
 	rs.succeeded = len(want.ready)
@@ -1013,7 +748,7 @@ func (n *crashNode) teardownStorm(ctx context.Context, round int, plan roundPlan
 	ids := make([]string, n.pods)
 	for i, o := range wait() {
 		if o.err != nil {
-			n.errorf("round %d: pod %d: set-up, with no kill, failed: %v", round, i, o.err)
+			n.Errorf("round %d: pod %d: set-up, with no kill, failed: %v", round, i, o.err)
 			continue
 		}
 		ids[i] = o.id
@@ -1048,7 +783,7 @@ func (n *crashNode) teardownStorm(ctx context.Context, round int, plan roundPlan
 		})
 	}
 	rs.bystanders = len(want.ready)
-	if err := pause(ctx, plan.delay); err != nil {
+	if err := framework.Pause(ctx, plan.delay); err != nil {
 		n.t.Fatal(err)
 	}
 	killAt := n.killCounting(ctx, round, plan.group, &rs.midChain, &rs.orphans)
@@ -1059,7 +794,7 @@ func (n *crashNode) teardownStorm(ctx context.Context, round int, plan roundPlan
 		for _, o := range []*callOutcome{c.stop, c.remove} {
 			if o != nil && o.err != nil && o.at.Before(killAt) {
 				rs.refused++
-				n.errorf("round %d: pod %d (%s): teardown failed before the kill: %v", round, i, o.id, o.err)
+				n.Errorf("round %d: pod %d (%s): teardown failed before the kill: %v", round, i, o.id, o.err)
 			}
 		}
 		if c.stop != nil && c.stop.err == nil {
@@ -1090,9 +825,9 @@ func (n *crashNode) killCounting(ctx context.Context, round int, group bool, cha
 	*chains += running["ADD"] + running["DEL"]
 	killAt := time.Now()
 	n.kill(group)
-	left, err := waitPluginProcs(ctx, n.binDir)
+	left, err := framework.WaitPluginProcs(ctx, n.binDir)
 	if err != nil {
-		n.fatalf("round %d: %v", round, err)
+		n.Fatalf("round %d: %v", round, err)
 	}
 	*orphans += left
 	return killAt
@@ -1122,20 +857,20 @@ func (n *crashNode) killRecovery(ctx context.Context, round int, plan roundPlan,
 	}
 	target := int(plan.recoveredShare * float64(rs.toRecover))
 	launchAt := time.Now()
-	n.launch(plan.flags()...)
+	n.Launch(plan.flags()...)
 	for {
 		if target == 0 && chainProcs(n.binDir)["DEL"] > 0 || target > 0 && rolledBack() >= target {
 			break
 		}
-		if n.answers() {
+		if n.Answers() {
 			rs.recoveryMissed++
 			break
 		}
-		if n.exited() {
-			n.fatalf("round %d: cnishim serve exited at start\n%s", round, n.logTail(1))
+		if n.Exited() {
+			n.Fatalf("round %d: cnishim serve exited at start\n%s", round, n.LogTail(1))
 		}
-		if err := pause(ctx, 2*time.Millisecond); err != nil {
-			n.fatalf("round %d: the recovery did not get under way: %v", round, err)
+		if err := framework.Pause(ctx, 2*time.Millisecond); err != nil {
+			n.Fatalf("round %d: the recovery did not get under way: %v", round, err)
 		}
 	}
 	killAt := n.killCounting(ctx, round, plan.group, &rs.recoveryChains, &rs.recoveryOrphans)
@@ -1146,9 +881,9 @@ func (n *crashNode) killRecovery(ctx context.Context, round int, plan roundPlan,
 // checkRestart checks what the restarted server lists, and what the host holds, against what
 // the callers were answered before the kill, and returns the IDs listed.
 func (n *crashNode) checkRestart(ctx context.Context, round int, want expectation, rs *roundStats) []string {
-	pods, err := n.listPods(ctx)
+	pods, err := n.ListPods(ctx)
 	if err != nil {
-		n.fatalf("round %d: %v", round, err)
+		n.Fatalf("round %d: %v", round, err)
 	}
 	rs.listed = len(pods)
 	state := map[string]string{}
@@ -1165,17 +900,17 @@ func (n *crashNode) checkRestart(ctx context.Context, round int, want expectatio
 	n.addIDs(ids...)
 	for _, id := range want.ready {
 		if state[id] != "SANDBOX_READY" {
-			n.errorf("round %d: sandbox %s was ready before the kill, and not torn down, but is not listed ready after the restart", round, id)
+			n.Errorf("round %d: sandbox %s was ready before the kill, and not torn down, but is not listed ready after the restart", round, id)
 		}
 	}
 	for _, id := range want.stopped {
 		if state[id] == "SANDBOX_READY" {
-			n.errorf("round %d: sandbox %s was stopped before the kill but is listed ready after the restart", round, id)
+			n.Errorf("round %d: sandbox %s was stopped before the kill but is listed ready after the restart", round, id)
 		}
 	}
 	for _, id := range want.removed {
 		if s, ok := state[id]; ok {
-			n.errorf("round %d: sandbox %s was removed before the kill but is listed %s after the restart", round, id, s)
+			n.Errorf("round %d: sandbox %s was removed before the kill but is listed %s after the restart", round, id, s)
 		}
 	}
 
@@ -1188,12 +923,12 @@ func (n *crashNode) checkRestart(ctx context.Context, round int, want expectatio
 	// carried by eth0 in its netns), its netns, its cache entry and its portmap rules, unless a
 	// teardown of it was cut off; nothing is held for a sandbox not ready.
 	held := n.heldBy(st)
-	conn, rt := n.dial()
+	conn, rt := n.Dial()
 	defer conn.Close()
 	for _, id := range ready {
 		resp, err := rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
 		if err != nil {
-			n.errorf("round %d: status of sandbox %s: %v", round, id, err)
+			n.Errorf("round %d: status of sandbox %s: %v", round, id, err)
 			continue
 		}
 		ip := resp.GetStatus().GetNetwork().GetIp()
@@ -1211,16 +946,16 @@ func (n *crashNode) checkRestart(ctx context.Context, round int, want expectatio
 			// finishes it: a cut-off teardown leaves it intact, stopped or gone, never
 			// listed ready with part of its network released.
 			rs.halfTorn++
-			n.errorf("round %d: sandbox %s, whose teardown the kill cut off, is listed ready with its network partly torn down: status IP %q, host-local holds %v for it, netns mounted %v, cache entry %v, eth0: %v, portmap rule %v",
+			n.Errorf("round %d: sandbox %s, whose teardown the kill cut off, is listed ready with its network partly torn down: status IP %q, host-local holds %v for it, netns mounted %v, cache entry %v, eth0: %v, portmap rule %v",
 				round, id, ip, h.ips, h.netns, h.cache, eth0, rule)
 		default:
-			n.errorf("round %d: sandbox %s is listed ready but its network is not intact: status IP %q, host-local holds %v for it, netns mounted %v, cache entry %v, eth0: %v, portmap rule %v",
+			n.Errorf("round %d: sandbox %s is listed ready but its network is not intact: status IP %q, host-local holds %v for it, netns mounted %v, cache entry %v, eth0: %v, portmap rule %v",
 				round, id, ip, h.ips, h.netns, h.cache, eth0, rule)
 		}
 	}
 	for id, h := range held {
 		if state[id] != "SANDBOX_READY" {
-			n.errorf("round %d: after the restart the host holds %+v for sandbox %q, listed %q", round, h, id, state[id])
+			n.Errorf("round %d: after the restart the host holds %+v for sandbox %q, listed %q", round, h, id, state[id])
 		}
 	}
 	n.mu.Lock()
@@ -1232,13 +967,13 @@ func (n *crashNode) checkRestart(ctx context.Context, round int, want expectatio
 		}
 		for _, l := range st.Rules {
 			if strings.Contains(l, id) {
-				n.errorf("round %d: after the restart a rule names sandbox %s, listed %q: %s", round, id, state[id], l)
+				n.Errorf("round %d: after the restart a rule names sandbox %s, listed %q: %s", round, id, state[id], l)
 			}
 		}
 	}
 	// With no teardown cut off half-way, the counts match exactly, veths too.
 	if rs.halfTorn == 0 && (len(st.IPs) != len(ready) || len(st.Cache) != len(ready) || len(st.Netns) != len(ready) || len(st.Veths) != len(ready)) {
-		n.errorf("round %d: after the restart, %d ready sandboxes hold %d IPs, %d cache entries, %d netns mounts, %d veths; want %d of each",
+		n.Errorf("round %d: after the restart, %d ready sandboxes hold %d IPs, %d cache entries, %d netns mounts, %d veths; want %d of each",
 			round, len(ready), len(st.IPs), len(st.Cache), len(st.Netns), len(st.Veths), len(ready))
 	}
 	return ids
@@ -1247,7 +982,7 @@ func (n *crashNode) checkRestart(ctx context.Context, round int, want expectatio
 // hasIP returns nil if eth0 in the sandbox's namespace carries ip, an error saying what is
 // wrong otherwise.
 func (n *crashNode) hasIP(id, ip string) error {
-	return netns.Do(filepath.Join(n.stateDir, "netns", id), func() error {
+	return netns.Do(filepath.Join(n.StateDir, "netns", id), func() error {
 		link, err := netlink.LinkByName("eth0")
 		if err != nil {
 			return fmt.Errorf("eth0: %w", err)
@@ -1304,7 +1039,7 @@ func (n *crashNode) recordStates() map[string]string {
 	out := map[string]string{}
 	records, _ := n.recordedIDs()
 	for _, id := range records {
-		data, err := os.ReadFile(filepath.Join(n.stateDir, "sandboxes", id+".json"))
+		data, err := os.ReadFile(filepath.Join(n.StateDir, "sandboxes", id+".json"))
 		if err != nil {
 			continue
 		}
@@ -1322,7 +1057,7 @@ func (n *crashNode) recordStates() map[string]string {
 // whose network is attached, being set up, or was cut off). This is the one place the test
 // knows where they live: in the server's state dir, under network/.
 func (n *crashNode) setUpRecords() []string {
-	entries, _ := os.ReadDir(filepath.Join(n.stateDir, "network"))
+	entries, _ := os.ReadDir(filepath.Join(n.StateDir, "network"))
 	var out []string
 	for _, e := range entries {
 		// A temporary file of a write cut off by a kill is the plugin's to remove once it
@@ -1337,7 +1072,7 @@ func (n *crashNode) setUpRecords() []string {
 // chainProcs counts the plugin processes from binDir by the CNI command they run.
 func chainProcs(binDir string) map[string]int {
 	out := map[string]int{}
-	procs, _ := pluginProcs(binDir)
+	procs, _ := framework.PluginProcs(binDir)
 	for _, p := range procs {
 		pid, _, _ := strings.Cut(p, " ")
 		environ, err := os.ReadFile(filepath.Join("/proc", pid, "environ"))

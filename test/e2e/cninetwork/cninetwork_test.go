@@ -19,6 +19,7 @@ import (
 
 	"github.com/cnishim/cnishim/internal/leakcheck"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
+	"github.com/cnishim/cnishim/test/framework"
 )
 
 // inSubnet fails the test unless every IP of st is in one of the subnets.
@@ -47,7 +48,7 @@ func TestTwoPodsOnABridgeReachEachOther(t *testing.T) {
 	sub := n.subnet4(0)
 	n.writeConf("10-bridge.conflist", n.bridgeConf("e2e-bridge", n.bridge(0), v4Ranges(sub)))
 	p := n.plugin()
-	waitDefault(t, p, "e2e-bridge")
+	framework.WaitDefault(t, p, "e2e-bridge")
 
 	a, b := n.pod("a"), n.pod("b")
 	sa, err := p.SetUpPod(t.Context(), a)
@@ -92,7 +93,7 @@ func TestHostPortReachesPodFromHost(t *testing.T) {
 	n.writeConf("10-pm.conflist", n.bridgeConf("e2e-portmap", n.bridge(0), v4Ranges(sub),
 		`{"type": "portmap", "capabilities": {"portMappings": true}}`))
 	p := n.plugin()
-	waitDefault(t, p, "e2e-portmap")
+	framework.WaitDefault(t, p, "e2e-portmap")
 
 	pod := n.pod("web")
 	hostPort := int32(32000 + n.seq%1000)
@@ -130,7 +131,7 @@ func TestBandwidthAnnotationsShapeHostVeth(t *testing.T) {
 	n.writeConf("10-bw.conflist", n.bridgeConf("e2e-bw", br, v4Ranges(sub),
 		`{"type": "bandwidth", "capabilities": {"bandwidth": true}}`))
 	p := n.plugin()
-	waitDefault(t, p, "e2e-bw")
+	framework.WaitDefault(t, p, "e2e-bw")
 
 	pod := n.pod("shaped")
 	pod.Annotations = map[string]string{
@@ -199,7 +200,7 @@ func TestDualStackGivesOneIPv4AndOneIPv6(t *testing.T) {
 	ranges := fmt.Sprintf(`[[{"subnet": %q}], [{"subnet": %q}]]`, s4, s6)
 	n.writeConf("10-ds.conflist", n.bridgeConf("e2e-dualstack", n.bridge(0), ranges))
 	p := n.plugin()
-	waitDefault(t, p, "e2e-dualstack")
+	framework.WaitDefault(t, p, "e2e-dualstack")
 
 	pod := n.pod("ds")
 	st, err := p.SetUpPod(t.Context(), pod)
@@ -233,7 +234,7 @@ func TestTeardownUsesTheNetworkThePodWasSetUpOn(t *testing.T) {
 			n := newNode(t)
 			n.writeConf("20-a.conflist", n.bridgeConf("e2e-net-a", n.bridge(0), v4Ranges(n.subnet4(0))))
 			p := n.plugin()
-			waitDefault(t, p, "e2e-net-a")
+			framework.WaitDefault(t, p, "e2e-net-a")
 
 			pod := n.pod("moved")
 			if _, err := p.SetUpPod(t.Context(), pod); err != nil {
@@ -250,7 +251,7 @@ func TestTeardownUsesTheNetworkThePodWasSetUpOn(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			waitDefault(t, p, "e2e-net-b")
+			framework.WaitDefault(t, p, "e2e-net-b")
 
 			if err := p.TearDownPod(t.Context(), pod); err != nil {
 				t.Fatal(err)
@@ -286,7 +287,7 @@ func TestTeardownAfterNetnsVanished(t *testing.T) {
 	n := newNode(t)
 	n.writeConf("10-bridge.conflist", n.bridgeConf("e2e-gone", n.bridge(0), v4Ranges(n.subnet4(0))))
 	p := n.plugin()
-	waitDefault(t, p, "e2e-gone")
+	framework.WaitDefault(t, p, "e2e-gone")
 	pod := n.pod("gone")
 	if _, err := p.SetUpPod(t.Context(), pod); err != nil {
 		t.Fatal(err)

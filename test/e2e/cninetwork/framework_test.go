@@ -3,15 +3,10 @@
 package cninetwork_test
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,29 +16,18 @@ import (
 
 	"github.com/cnishim/cnishim/internal/leakcheck"
 	"github.com/cnishim/cnishim/internal/netns"
-	"github.com/cnishim/cnishim/internal/roottest"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
+	"github.com/cnishim/cnishim/test/framework"
 )
 
 // requiredPlugins are the real plugins these tests run; hack/install-cni-plugins.sh builds them.
 var requiredPlugins = []string{"bridge", "host-local", "loopback", "portmap", "bandwidth"}
 
-// cniBinDir returns the real plugins' directory, failing the test when they are missing: these
-// tests prove behaviour against real plugins and never pass without them.
+// cniBinDir returns the real plugins' directory; see framework.RequireEnv for a test without
+// them or without root.
 func cniBinDir(t *testing.T) string {
 	t.Helper()
-	roottest.Require(t)
-	dir := os.Getenv("CNISHIM_TEST_CNI_BIN")
-	if dir == "" {
-		_, file, _, _ := runtime.Caller(0)
-		dir = filepath.Join(filepath.Dir(file), "..", "..", "..", "_output", "cni", "bin")
-	}
-	for _, p := range requiredPlugins {
-		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
-			t.Fatalf("CNI plugin %q missing in %s (run hack/install-cni-plugins.sh): %v", p, dir, err)
-		}
-	}
-	return dir
+	return framework.RequireEnv(t, framework.Needs{Plugins: requiredPlugins}).CNIBin
 }
 
 var netSeq atomic.Int32
@@ -122,13 +106,7 @@ func (n *node) bridge(k int) string {
 // half-written.
 func (n *node) writeConf(file, body string) {
 	n.t.Helper()
-	tmp := filepath.Join(n.confDir, "."+file+".tmp")
-	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
-		n.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(n.confDir, file)); err != nil {
-		n.t.Fatal(err)
-	}
+	framework.WriteFileAtomic(n.t, n.confDir, file, body)
 }
 
 // bridgeConf is a bridge + host-local conflist; extra plugins JSON objects follow the bridge.
@@ -137,8 +115,7 @@ func (n *node) bridgeConf(name, bridge string, ranges string, extra ...string) s
       "type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": false, "hairpinMode": true,
       "ipam": {"type": "host-local", "dataDir": %q, "ranges": %s}
     }`, bridge, n.ipamDir, ranges)}
-	plugins = append(plugins, extra...)
-	return fmt.Sprintf(`{"cniVersion": "1.0.0", "name": %q, "plugins": [%s]}`, name, strings.Join(plugins, ",\n"))
+	return framework.Conflist("1.0.0", name, append(plugins, extra...)...)
 }
 
 func v4Ranges(subnet string) string { return fmt.Sprintf(`[[{"subnet": %q}]]`, subnet) }
@@ -146,55 +123,21 @@ func v4Ranges(subnet string) string { return fmt.Sprintf(`[[{"subnet": %q}]]`, s
 // plugin starts a cninetwork.Plugin on the node and stops it at cleanup.
 func (n *node) plugin(opts ...cninetwork.Option) *cninetwork.Plugin {
 	n.t.Helper()
-	all := append([]cninetwork.Option{
+	return framework.StartPlugin(n.t, append([]cninetwork.Option{
 		cninetwork.WithConfDir(n.confDir),
 		cninetwork.WithBinDirs(n.binDir),
 		cninetwork.WithCacheDir(n.cacheDir),
 		cninetwork.WithOperationTimeout(time.Minute),
-	}, opts...)
-	p, err := cninetwork.New(all...)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	if err := p.Run(n.t.Context()); err != nil {
-		n.t.Fatal(err)
-	}
-	n.t.Cleanup(func() { _ = p.Close() })
-	return p
+	}, opts...)...)
 }
 
 // pod makes a pod with a fresh netns; the netns is removed at cleanup.
 func (n *node) pod(name string) *cninetwork.Pod {
 	n.t.Helper()
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	id := hex.EncodeToString(b)
-	path, err := netns.Create(n.nsDir, id[:16])
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	n.netns = append(n.netns, path)
-	n.ids = append(n.ids, id)
-	return &cninetwork.Pod{
-		SandboxID: id, Name: name, Namespace: "e2e", UID: "uid-" + id[:8], NetNS: path,
-	}
-}
-
-// waitDefault waits until the plugin's default network is name.
-func waitDefault(t *testing.T, p *cninetwork.Plugin, name string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	for {
-		if s := p.Snapshot(); s.Default != nil && s.Default.Name == name {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("default network never became %q: %v", name, p.Snapshot().Err)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	p := framework.NewPod(n.t, n.nsDir, name, "e2e")
+	n.netns = append(n.netns, p.NetNS)
+	n.ids = append(n.ids, p.SandboxID)
+	return p
 }
 
 // inNetns runs fn on a locked OS thread inside the namespace at path. Sockets fn creates stay

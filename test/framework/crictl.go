@@ -1,0 +1,271 @@
+//go:build linux
+
+package framework
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// CrictlCtx runs crictl against the server and returns its stdout; an error carries stderr.
+func (s *Server) CrictlCtx(ctx context.Context, args ...string) (string, error) {
+	timeout := cmp.Or(s.opts.CrictlTimeout, 30*time.Second).String()
+	full := append([]string{"--runtime-endpoint", "unix://" + s.Sock, "--image-endpoint", "unix://" + s.Sock, "--timeout", timeout}, args...)
+	cmd := exec.CommandContext(ctx, s.Env.Crictl, full...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.Dir, "CRI_CONFIG_FILE=" + s.Crictlrc}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	what := strings.Join(args, " ")
+	if len(args) > 4 {
+		what = fmt.Sprintf("%s (and %d more)", strings.Join(args[:2], " "), len(args)-2)
+	}
+	if ctx.Err() != nil {
+		return stdout.String(), fmt.Errorf("crictl %s: did not finish: %w (stderr: %s)", what, ctx.Err(), stderr.String())
+	}
+	if err != nil {
+		return stdout.String(), fmt.Errorf("crictl %s: %w: %s", what, err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// Crictl is CrictlCtx bounded by 3 minutes; it works at cleanup too.
+func (s *Server) Crictl(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.T.Context()), 3*time.Minute)
+	defer cancel()
+	return s.CrictlCtx(ctx, args...)
+}
+
+// MustCrictl is Crictl failing the test on error.
+func (s *Server) MustCrictl(args ...string) string {
+	s.T.Helper()
+	out, err := s.Crictl(args...)
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	return out
+}
+
+// CrictlEach runs `crictl <verb> <ids...>` over the IDs, in a few crictl processes at once (as
+// many kubelet workers would), and returns how many IDs were done and the errors. verb may
+// hold flags ("rmp -f").
+func (s *Server) CrictlEach(ctx context.Context, verb string, ids []string) (int, error) {
+	const procs = 4
+	chunk := max(1, (len(ids)+procs-1)/procs)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		done int
+		errs []error
+	)
+	for part := range slices.Chunk(ids, chunk) {
+		wg.Go(func() {
+			_, err := s.CrictlCtx(ctx, append(strings.Fields(verb), part...)...)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			done += len(part)
+		})
+	}
+	wg.Wait()
+	return done, errors.Join(errs...)
+}
+
+// InstallConf copies the network's conflist into the conf dir with plain cp, as an operator
+// would: the file appears empty first and is then written in place.
+func (s *Server) InstallConf() {
+	s.T.Helper()
+	src := filepath.Join(s.Dir, "10-"+s.Net.Name+".conflist")
+	if err := os.WriteFile(src, []byte(s.Net.Conflist()), 0o644); err != nil {
+		s.T.Fatal(err)
+	}
+	if out, err := exec.Command("cp", src, s.ConfDir+"/").CombinedOutput(); err != nil {
+		s.T.Fatalf("cp %s %s: %v: %s", src, s.ConfDir, err, out)
+	}
+}
+
+// CRIInfo is the part of `crictl info -o json` the tests read.
+type CRIInfo struct {
+	Status struct {
+		Conditions []struct {
+			Type    string `json:"type"`
+			Status  bool   `json:"status"`
+			Reason  string `json:"reason"`
+			Message string `json:"message"`
+		} `json:"conditions"`
+	} `json:"status"`
+	Config *struct {
+		File       string   `json:"file"`
+		Name       string   `json:"name"`
+		CNIVersion string   `json:"cniVersion"`
+		Plugins    []string `json:"plugins"`
+	} `json:"config"`
+	LastLoadError string `json:"lastLoadError"`
+}
+
+// Info runs `crictl info`.
+func (s *Server) Info() CRIInfo {
+	s.T.Helper()
+	var ci CRIInfo
+	out := s.MustCrictl("info", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &ci); err != nil {
+		s.T.Fatalf("crictl info: %v\n%s", err, out)
+	}
+	return ci
+}
+
+// NetworkReady returns the NetworkReady condition of crictl info.
+func (s *Server) NetworkReady() (ready bool, reason, message string) {
+	s.T.Helper()
+	ci := s.Info()
+	for _, c := range ci.Status.Conditions {
+		if c.Type == "NetworkReady" {
+			return c.Status, c.Reason, c.Message
+		}
+	}
+	s.T.Fatal("crictl info has no NetworkReady condition")
+	return false, "", ""
+}
+
+// WaitNetworkReady polls crictl info until NetworkReady is want, and returns how long it took.
+// It fails the test only if that never happens within a generous bound.
+func (s *Server) WaitNetworkReady(want bool) time.Duration {
+	s.T.Helper()
+	start := time.Now()
+	deadline := start.Add(time.Minute)
+	for {
+		ready, _, msg := s.NetworkReady()
+		if ready == want {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			s.T.Fatalf("NetworkReady never became %v (last message: %s)", want, msg)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// PodSpec is a crictl pod config.
+type PodSpec struct {
+	Name      string
+	Namespace string // default "e2e"
+	HostPort  int32  // 0: no port mapping
+	Labels    map[string]string
+}
+
+// ContainerPort is the container port a PodSpec's HostPort maps to.
+const ContainerPort = 8080
+
+// Runp writes the pod config and runs `crictl runp`, returning the sandbox ID; the ID and the
+// host port are registered as needles.
+func (s *Server) Runp(p PodSpec) string {
+	s.T.Helper()
+	cfg := map[string]any{
+		"metadata": map[string]any{"name": p.Name, "namespace": cmp.Or(p.Namespace, "e2e"), "uid": "uid-" + p.Name, "attempt": 0},
+		"hostname": p.Name,
+		"labels":   p.Labels,
+		"linux":    map[string]any{},
+	}
+	if p.HostPort != 0 {
+		cfg["port_mappings"] = []map[string]any{{"protocol": 0, "container_port": ContainerPort, "host_port": p.HostPort}}
+		s.AddNeedle(fmt.Sprintf("dport %d", p.HostPort))
+	}
+	b, _ := json.Marshal(cfg)
+	path := filepath.Join(s.Dir, p.Name+".json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		s.T.Fatal(err)
+	}
+	id := strings.TrimSpace(s.MustCrictl("runp", path))
+	if len(id) != 64 {
+		s.T.Fatalf("crictl runp printed %q, want a 64-character sandbox ID", id)
+	}
+	s.AddNeedle(id)
+	return id
+}
+
+// PodStatus is the part of `crictl inspectp -o json` the tests read.
+type PodStatus struct {
+	Status struct {
+		ID       string `json:"id"`
+		State    string `json:"state"`
+		Metadata struct {
+			Name string `json:"name"`
+		} `json:"metadata"`
+		Network *struct {
+			IP string `json:"ip"`
+		} `json:"network"`
+		Linux struct {
+			Namespaces struct {
+				Options struct {
+					Network string `json:"network"`
+				} `json:"options"`
+			} `json:"namespaces"`
+		} `json:"linux"`
+	} `json:"status"`
+	Info struct {
+		NetNSPath string `json:"netnsPath"`
+		State     string `json:"state"`
+		Reason    string `json:"reason"`
+	} `json:"info"`
+}
+
+// Inspectp runs `crictl inspectp`.
+func (s *Server) Inspectp(id string) PodStatus {
+	s.T.Helper()
+	out := s.MustCrictl("inspectp", "-o", "json", id)
+	var ps PodStatus
+	if err := json.Unmarshal([]byte(out), &ps); err != nil {
+		s.T.Fatalf("crictl inspectp: %v\n%s", err, out)
+	}
+	return ps
+}
+
+// PodIP returns the pod's IP from crictl inspectp, checking it lies in the network's subnet.
+func (s *Server) PodIP(id string) net.IP {
+	s.T.Helper()
+	ps := s.Inspectp(id)
+	if ps.Status.Network == nil {
+		s.T.Fatalf("crictl inspectp %s: no network status", id)
+	}
+	ip := net.ParseIP(ps.Status.Network.IP)
+	if ip == nil || !s.Net.Subnet.Contains(ip) {
+		s.T.Fatalf("pod %s has IP %q, want one in %s", id, ps.Status.Network.IP, s.Net.Subnet)
+	}
+	return ip
+}
+
+// ListedPod is one sandbox of `crictl pods -o json`.
+type ListedPod struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+}
+
+// ListPods runs `crictl pods -o json`.
+func (s *Server) ListPods(ctx context.Context) ([]ListedPod, error) {
+	out, err := s.CrictlCtx(ctx, "pods", "-o", "json")
+	if err != nil {
+		return nil, err
+	}
+	var l struct {
+		Items []ListedPod `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		return nil, fmt.Errorf("crictl pods -o json: %w\n%s", err, out)
+	}
+	return l.Items, nil
+}

@@ -1,0 +1,154 @@
+//go:build linux
+
+package framework
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/cnishim/cnishim/internal/roottest"
+)
+
+// Env holds the prerequisites of the root tests.
+type Env struct {
+	Repo    string // the repository root
+	CNIBin  string // the real CNI plugins: $CNISHIM_TEST_CNI_BIN, default <repo>/_output/cni/bin
+	Crictl  string // $CNISHIM_TEST_CRICTL, default <repo>/_output/bin/crictl ("" unless Needs.Crictl)
+	Critest string // $CNISHIM_TEST_CRITEST, default <repo>/_output/bin/critest (not checked)
+	Cnishim string // $CNISHIM_TEST_CNISHIM, or a binary built with -race ("" unless Needs.Cnishim)
+}
+
+// Needs says which prerequisites a test package needs.
+type Needs struct {
+	Plugins []string // real CNI plugins that must be in Env.CNIBin
+	Tools   []string // commands that must be on PATH (iptables-save, cp)
+	Crictl  bool     // crictl must exist
+	Cnishim bool     // the cnishim binary must exist, or is built
+	// Before runs after the prerequisites are found and before the tests, e.g. to build a
+	// test plugin; its cleanup runs after the tests.
+	Before func() (cleanup func(), err error)
+	// AfterPass runs when every test passed; an error fails the package, e.g. something the
+	// whole suite left behind.
+	AfterPass func() error
+}
+
+var mainEnv *Env
+
+// MainEnv returns what Main found. It panics if Main did not run.
+func MainEnv() *Env {
+	if mainEnv == nil {
+		panic("framework.MainEnv: framework.Main did not run in TestMain")
+	}
+	return mainEnv
+}
+
+// Main is a TestMain whose every test needs root and the prerequisites: it finds them (see
+// roottest.RequireMain for what happens without root), runs the tests and exits. pkg names the
+// package in messages.
+func Main(m *testing.M, pkg string, n Needs) {
+	code, err := setUp(m, pkg, n)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", pkg, err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func setUp(m *testing.M, pkg string, n Needs) (int, error) {
+	if err := roottest.RequireMain(pkg); err != nil {
+		return 0, err
+	}
+	e, cleanup, err := find(n)
+	defer cleanup()
+	if err != nil {
+		return 0, err
+	}
+	mainEnv = e
+	if n.Before != nil {
+		done, err := n.Before()
+		if err != nil {
+			return 0, err
+		}
+		if done != nil {
+			defer done()
+		}
+	}
+	code := m.Run()
+	if code == 0 && n.AfterPass != nil {
+		if err := n.AfterPass(); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", pkg, err)
+			code = 1
+		}
+	}
+	return code, nil
+}
+
+// RequireEnv finds the prerequisites for one test that needs root: it stops the test (see
+// roottest) when it is not root or one is missing. Use it in a package without a TestMain; a
+// cnishim binary it builds is removed at the test's cleanup.
+func RequireEnv(t *testing.T, n Needs) *Env {
+	t.Helper()
+	roottest.Require(t)
+	e, cleanup, err := find(n)
+	t.Cleanup(cleanup)
+	if err != nil {
+		roottest.Missing(t, "%v", err)
+	}
+	return e
+}
+
+// find finds the prerequisites n names; cleanup removes what it built.
+func find(n Needs) (e *Env, cleanup func(), err error) {
+	cleanup = func() {}
+	_, file, _, _ := runtime.Caller(0)
+	e = &Env{Repo: filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))}
+	e.CNIBin = envOr("CNISHIM_TEST_CNI_BIN", filepath.Join(e.Repo, "_output", "cni", "bin"))
+	e.Critest = envOr("CNISHIM_TEST_CRITEST", filepath.Join(e.Repo, "_output", "bin", "critest"))
+	for _, p := range n.Plugins {
+		if _, err := os.Stat(filepath.Join(e.CNIBin, p)); err != nil {
+			return nil, cleanup, fmt.Errorf("CNI plugin %q missing in %s (run hack/install-cni-plugins.sh or make deps): %w", p, e.CNIBin, err)
+		}
+	}
+	for _, tool := range n.Tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, cleanup, fmt.Errorf("%s missing (make deps installs iptables): %w", tool, err)
+		}
+	}
+	if n.Crictl {
+		e.Crictl = envOr("CNISHIM_TEST_CRICTL", filepath.Join(e.Repo, "_output", "bin", "crictl"))
+		if _, err := os.Stat(e.Crictl); err != nil {
+			return nil, cleanup, fmt.Errorf("crictl missing (run hack/install-crictl.sh or make deps): %w", err)
+		}
+	}
+	if n.Cnishim {
+		e.Cnishim = os.Getenv("CNISHIM_TEST_CNISHIM")
+		if e.Cnishim == "" {
+			dir, err := os.MkdirTemp("", "cnishim-test-bin-")
+			if err != nil {
+				return nil, cleanup, err
+			}
+			cleanup = func() { _ = os.RemoveAll(dir) }
+			e.Cnishim = filepath.Join(dir, "cnishim")
+			build := exec.Command("go", "build", "-race", "-o", e.Cnishim, "./cmd/cnishim")
+			build.Dir = e.Repo
+			if out, err := build.CombinedOutput(); err != nil {
+				return nil, cleanup, fmt.Errorf("go build ./cmd/cnishim: %w\n%s", err, out)
+			}
+		}
+		if _, err := os.Stat(e.Cnishim); err != nil {
+			return nil, cleanup, fmt.Errorf("cnishim binary (make build, or unset CNISHIM_TEST_CNISHIM to build it here): %w", err)
+		}
+	}
+	return e, cleanup, nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
