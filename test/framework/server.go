@@ -75,14 +75,13 @@ type Server struct {
 	// RT is a CRI client connected to the socket; it reconnects across restarts.
 	RT runtimeapi.RuntimeServiceClient
 
-	opts     Options
-	args     []string
-	mu       sync.Mutex // guards the fields below
-	cmd      *exec.Cmd
-	done     chan struct{}
-	logs     []string // log file of each process started
-	needles  []string
-	stopping bool
+	opts    Options
+	args    []string
+	mu      sync.Mutex // guards the fields below
+	cmd     *exec.Cmd
+	done    chan struct{}
+	logs    []string // log file of each process started
+	needles []string
 }
 
 // NewServer sets up a server's dirs and CRI client without starting it.

@@ -171,13 +171,6 @@ func (n *node) installFaulty() string {
 	return plugintest.MustInstallAs(n.t, n.binDir, "faulty")[0]
 }
 
-// newID returns a fresh 64-hex-digit sandbox ID, registered as a rule needle.
-func (n *node) newID() string {
-	id := framework.NewID()
-	n.addNeedle(id)
-	return id
-}
-
 // pod returns a pod with a fresh network namespace, removed at cleanup.
 func (n *node) pod(name string) *cninetwork.Pod {
 	n.t.Helper()
