@@ -46,6 +46,7 @@ func TestRecoverFromIPLeak(t *testing.T) {
 		}
 	})
 	dir := t.TempDir()
+	start := time.Now()
 
 	var done, failedCalls atomic.Int32
 	workersDone := make(chan struct{})
@@ -65,6 +66,7 @@ func TestRecoverFromIPLeak(t *testing.T) {
 				}
 			}
 			killsAt <- done.Load()
+			t.Logf("kill %d at %v", k, time.Since(start).Round(time.Millisecond))
 			if err := n.KillServer(); err != nil {
 				t.Errorf("kill %d: %v", k, err)
 				return
@@ -73,6 +75,7 @@ func TestRecoverFromIPLeak(t *testing.T) {
 				t.Errorf("start after kill %d: %v", k, err)
 				return
 			}
+			t.Logf("started at %v", time.Since(start).Round(time.Millisecond))
 		}
 	})
 
@@ -106,7 +109,7 @@ func TestRecoverFromIPLeak(t *testing.T) {
 	for k := range killsAt {
 		kills = append(kills, k)
 	}
-	t.Logf("kills when %v of %d pods were up; %d runp calls failed and were retried", kills, ipLeakPods, failedCalls.Load())
+	t.Logf("kills when %v of %d pods were up; %d runp calls failed and were retried; all up in %v", kills, ipLeakPods, failedCalls.Load(), time.Since(start).Round(time.Millisecond))
 	if t.Failed() {
 		return
 	}
@@ -155,6 +158,7 @@ func TestRecoverFromIPLeak(t *testing.T) {
 		t.Errorf("host-local on %s holds %d reservations for %d ready pods' %d IPs:\nreserved %v\nready    %v", n.Name, len(reserved), len(readyOf), len(wantIPs), reserved, wantIPs)
 	}
 
+	t.Logf("%d sandboxes listed and inspected at %v", len(sbs), time.Since(start).Round(time.Millisecond))
 	// Remove every sandbox, the cut-off ones the kubelet's garbage collection would remove
 	// too, 12 at a time.
 	ids := make(chan string)
@@ -173,6 +177,7 @@ func TestRecoverFromIPLeak(t *testing.T) {
 	}
 	close(ids)
 	wg.Wait()
+	t.Logf("all removed at %v", time.Since(start).Round(time.Millisecond))
 	if leaks := nodeLeaks(ctx, n); len(leaks) > 0 {
 		t.Errorf("left on %s after removing every pod:\n%s", n.Name, strings.Join(leaks, "\n"))
 	}

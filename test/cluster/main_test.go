@@ -84,7 +84,11 @@ func setUp(m *testing.M) (code int, retErr error) {
 		CNIBinDir: env.cniBin,
 		// A prefix of this run alone: other runs and localcluster's tests may have clusters up.
 		Prefix:    fmt.Sprintf("ck%d", os.Getpid()%100000),
-		ServeArgs: []string{"-v", "4"},
+		// A dual-stack set-up mostly waits: ptp's IPAM step waits for IPv6 duplicate address
+		// detection (a second or two) on every pod. The default bound of one ADD chain per CPU
+		// then makes TestRecoverFromIPLeak's 100 pods take minutes on two CPUs; a bound of 8
+		// keeps it short and puts more set-ups in flight at each kill.
+		ServeArgs: []string{"-v", "4", "--max-parallel-setups", "8"},
 	})
 	if err != nil {
 		return 0, fmt.Errorf("bring the cluster up: %w", err)
