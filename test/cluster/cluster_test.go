@@ -170,17 +170,21 @@ func TestServerKilled(t *testing.T) {
 		pids[n.Name] = n.ServerPID()
 	}
 	// dialAll asks every pod from the pod on the next node, over TCP on IPv4 and UDP on IPv6.
+	type target struct {
+		from, to *pod
+		proto    string
+		addr     netip.Addr
+	}
+	var targets []target
+	for i, to := range pods {
+		from := pods[(i+1)%len(pods)]
+		targets = append(targets, target{from, to, "tcp", to.ip(t, true)}, target{from, to, "udp", to.ip(t, false)})
+	}
 	dialAll := func(ctx context.Context) []string {
 		var fails []string
-		for i, to := range pods {
-			from := pods[(i+1)%len(pods)]
-			for _, c := range []struct {
-				proto string
-				v4    bool
-			}{{"tcp", true}, {"udp", false}} {
-				if err := ask(ctx, from.NetNS, c.proto, to.ip(t, c.v4), netexecPort, to.name, netip.Addr{}); err != nil {
-					fails = append(fails, fmt.Sprintf("%s pod %s to pod %s: %v", time.Now().Format(time.StampMilli), from, to, err))
-				}
+		for _, c := range targets {
+			if err := ask(ctx, c.from.NetNS, c.proto, c.addr, netexecPort, c.to.name, netip.Addr{}); err != nil {
+				fails = append(fails, fmt.Sprintf("%s pod %s to pod %s: %v", time.Now().Format(time.StampMilli), c.from, c.to, err))
 			}
 		}
 		return fails
@@ -209,6 +213,7 @@ func TestServerKilled(t *testing.T) {
 			}
 		}
 	})
+	keepServer(t, victim)
 	if err := victim.KillServer(); err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +248,7 @@ func TestServerKilled(t *testing.T) {
 			t.Errorf("pods unreachable around the kill of %s's server:\n%s", victim.Name, strings.Join(f, "\n"))
 		}
 	}
-	t.Logf("%d background rounds of %d dials each, one round with the server down", rounds, 2*len(pods))
+	t.Logf("%d background rounds of %d dials each, one round with the server down", rounds, len(targets))
 }
 
 // TestMissingPlugin mirrors the kubelet's node readiness rule (a runtime reporting
@@ -276,10 +281,11 @@ func TestMissingPlugin(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	pid := n.ServerPID()
+	restored := false
 	write([]byte(broken))
 	t.Cleanup(func() {
-		if err := os.WriteFile(path, orig, 0o644); err != nil {
-			t.Error(err)
+		if !restored {
+			write(orig)
 		}
 	})
 	err = waitFor(ctx, func() error {
@@ -290,6 +296,7 @@ func TestMissingPlugin(t *testing.T) {
 		if c.Status || !strings.Contains(c.Reason+" "+c.Message, missing) {
 			return fmt.Errorf("node %s: NetworkReady %+v; want false naming %q", n.Name, c, missing)
 		}
+		t.Logf("node %s: NetworkReady false: %s: %s", n.Name, c.Reason, c.Message)
 		return nil
 	})
 	if err != nil {
@@ -310,6 +317,7 @@ func TestMissingPlugin(t *testing.T) {
 	}
 
 	write(orig)
+	restored = true
 	err = waitFor(ctx, func() error {
 		c, err := networkReady(ctx, n)
 		if err == nil && !c.Status {

@@ -183,6 +183,21 @@ func removePod(t *testing.T, n *localcluster.Node, id string) {
 	}
 }
 
+// keepServer makes sure, at cleanup, that n's server runs again, should a check that kills it
+// stop before starting it again: the checks after it need the node.
+func keepServer(t *testing.T, n *localcluster.Node) {
+	t.Cleanup(func() {
+		if n.ServerPID() != 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 2*time.Minute)
+		defer cancel()
+		if err := n.StartServer(ctx); err != nil {
+			t.Errorf("start the server of %s again: %v", n.Name, err)
+		}
+	})
+}
+
 // ask dials netexec at addr:netexecPort over proto from inside netnsPath and checks the answer
 // names want and, when wantPeer is valid, that the server saw wantPeer as the client.
 func ask(ctx context.Context, netnsPath, proto string, addr netip.Addr, port int, want string, wantPeer netip.Addr) error {

@@ -35,16 +35,11 @@ func TestRecoverFromIPLeak(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	t.Cleanup(func() {
-		// A kill loop cut short may leave the node without its server.
-		if n.ServerPID() == 0 {
-			if err := n.StartServer(context.WithoutCancel(t.Context())); err != nil {
-				t.Error(err)
-			}
-		}
 		if err := n.RemovePods(context.WithoutCancel(t.Context())); err != nil {
 			t.Errorf("remove the pods: %v", err)
 		}
 	})
+	keepServer(t, n) // runs before RemovePods, cleanups being last in, first out
 	dir := t.TempDir()
 	start := time.Now()
 

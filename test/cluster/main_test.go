@@ -83,7 +83,7 @@ func setUp(m *testing.M) (code int, retErr error) {
 		Cnishim:   env.cnishim,
 		CNIBinDir: env.cniBin,
 		// A prefix of this run alone: other runs and localcluster's tests may have clusters up.
-		Prefix:    fmt.Sprintf("ck%d", os.Getpid()%100000),
+		Prefix: fmt.Sprintf("ck%d", os.Getpid()%100000),
 		// A dual-stack set-up mostly waits: ptp's IPAM step waits for IPv6 duplicate address
 		// detection (a second or two) on every pod. The default bound of one ADD chain per CPU
 		// then makes TestRecoverFromIPLeak's 100 pods take minutes on two CPUs; a bound of 8
