@@ -15,7 +15,7 @@ export CNISHIM_TEST_CRITEST := $(BIN_DIR)/critest
 
 # Tests that need root or what deps installs fail without it under these targets (and CI, which
 # runs make test); a plain go test ./... by a user who is not root skips them (internal/roottest).
-test e2e soak bench: export CNISHIM_REQUIRE_ROOT_TESTS := 1
+test e2e e2e-cluster soak bench: export CNISHIM_REQUIRE_ROOT_TESTS := 1
 
 .PHONY: help
 help: ## List the targets.
@@ -43,7 +43,7 @@ e2e: deps build ## Run only the root end-to-end tests against real plugins and c
 
 .PHONY: e2e-cluster
 e2e-cluster: deps build ## Run the local cluster tests (nodes as network namespaces; see hack/local-cluster.sh).
-	go test -race -count=1 -timeout 20m -v -tags cluster $(GO_TEST_FLAGS) ./test/cluster/...
+	go test -race -count=1 -timeout 20m -v $(GO_TEST_FLAGS) ./test/cluster/...
 
 .PHONY: soak
 soak: deps build ## Run the crash/restart and config churn soak tests at 5x and 10x their make test sizes.

@@ -1,7 +1,7 @@
-//go:build linux && cluster
+//go:build linux
 
-// The cluster tests need root and bring up clusters of real servers; the cluster build tag
-// keeps them out of `go test ./...` until they join make test (make e2e-cluster runs them).
+// The cluster tests need root and bring up clusters of real servers (internal/roottest decides
+// what a run without root does).
 
 package localcluster
 
@@ -24,6 +24,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cnishim/cnishim/internal/roottest"
 )
 
 // env holds the prerequisites, found once.
@@ -41,8 +43,8 @@ func TestMain(m *testing.M) {
 }
 
 func setUp(m *testing.M) (int, error) {
-	if os.Geteuid() != 0 {
-		return 0, errors.New("these tests need root (network namespaces, links, mounts)")
+	if err := roottest.RequireMain("test/cluster/localcluster"); err != nil {
+		return 0, err
 	}
 	_, file, _, _ := runtime.Caller(0)
 	repo := filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
