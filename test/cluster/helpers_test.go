@@ -21,6 +21,7 @@ import (
 
 	"github.com/cnishim/cnishim/internal/leakcheck"
 	"github.com/cnishim/cnishim/test/cluster/localcluster"
+	"github.com/cnishim/cnishim/test/framework"
 )
 
 // netexecPort is the port netexec listens on in every pod, over TCP and UDP.
@@ -84,39 +85,15 @@ func inspect(ctx context.Context, n *localcluster.Node, id string) (sandbox, err
 	if err != nil {
 		return sandbox{}, err
 	}
-	var st struct {
-		Status struct {
-			ID      string `json:"id"`
-			State   string `json:"state"`
-			Network struct {
-				IP            string `json:"ip"`
-				AdditionalIPs []struct {
-					IP string `json:"ip"`
-				} `json:"additionalIps"`
-			} `json:"network"`
-		} `json:"status"`
-		Info struct {
-			NetNSPath string `json:"netnsPath"`
-		} `json:"info"`
+	ps, err := framework.ParsePodStatus([]byte(out))
+	if err != nil {
+		return sandbox{}, fmt.Errorf("%s: %w", n.Name, err)
 	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		return sandbox{}, fmt.Errorf("%s: inspectp %s: %w\n%s", n.Name, id, err, out)
+	ips, err := ps.IPs()
+	if err != nil {
+		return sandbox{}, fmt.Errorf("%s: %w", n.Name, err)
 	}
-	sb := sandbox{ID: st.Status.ID, State: st.Status.State, NetNS: st.Info.NetNSPath}
-	ips := []string{st.Status.Network.IP}
-	for _, a := range st.Status.Network.AdditionalIPs {
-		ips = append(ips, a.IP)
-	}
-	for _, s := range ips {
-		if s == "" {
-			continue
-		}
-		ip, err := netip.ParseAddr(s)
-		if err != nil {
-			return sandbox{}, fmt.Errorf("%s: sandbox %s: IP %q: %w", n.Name, id, s, err)
-		}
-		sb.IPs = append(sb.IPs, ip)
-	}
+	sb := sandbox{ID: ps.Status.ID, State: ps.Status.State, NetNS: ps.Info.NetNSPath, IPs: ips}
 	return sb, nil
 }
 

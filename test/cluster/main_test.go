@@ -10,18 +10,15 @@ package cluster_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/roottest"
 	"github.com/cnishim/cnishim/test/cluster/localcluster"
+	"github.com/cnishim/cnishim/test/framework"
 )
 
 // env holds the prerequisites TestMain found.
@@ -33,46 +30,30 @@ var env struct {
 var cl *localcluster.Cluster
 
 func TestMain(m *testing.M) {
-	code, err := setUp(m)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "test/cluster: %v\n", err)
-		code = 1
-	}
-	os.Exit(code)
+	framework.Main(m, "test/cluster", framework.Needs{
+		Plugins:   []string{"ptp", "host-local", "portmap", "loopback"},
+		Crictl:    true,
+		Cnishim:   true,
+		Before:    bringUp,
+		AfterPass: checkNothingLeft,
+		OnFailure: dumpLogs,
+	})
 }
 
-func setUp(m *testing.M) (code int, retErr error) {
-	if err := roottest.RequireMain("test/cluster"); err != nil {
-		return 0, err
-	}
-	_, file, _, _ := runtime.Caller(0)
-	repo := filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-	env.cniBin = envOr("CNISHIM_TEST_CNI_BIN", filepath.Join(repo, "_output", "cni", "bin"))
-	env.crictl = envOr("CNISHIM_TEST_CRICTL", filepath.Join(repo, "_output", "bin", "crictl"))
-	for _, p := range []string{filepath.Join(env.cniBin, "ptp"), filepath.Join(env.cniBin, "host-local"), filepath.Join(env.cniBin, "portmap"), env.crictl} {
-		if _, err := os.Stat(p); err != nil {
-			return 0, fmt.Errorf("prerequisite missing (run make deps): %w", err)
-		}
-	}
+// bringUp builds netexec and brings up the cluster the checks share; its cleanup takes it down.
+func bringUp() (func(), error) {
+	e := framework.MainEnv()
+	env.cnishim, env.cniBin, env.crictl = e.Cnishim, e.CNIBin, e.Crictl
 	dir, err := os.MkdirTemp("", "cnishim-cluster-")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	env.cnishim = os.Getenv("CNISHIM_TEST_CNISHIM")
-	if env.cnishim == "" {
-		env.cnishim = filepath.Join(dir, "cnishim")
-		build := exec.CommandContext(ctx, "go", "build", "-race", "-o", env.cnishim, "./cmd/cnishim")
-		build.Dir = repo
-		if out, err := build.CombinedOutput(); err != nil {
-			return 0, fmt.Errorf("go build ./cmd/cnishim: %w\n%s", err, out)
-		}
-	}
 	env.netexec = filepath.Join(dir, "netexec")
 	if err := localcluster.BuildNetexec(ctx, env.netexec); err != nil {
-		return 0, err
+		_ = os.RemoveAll(dir)
+		return nil, err
 	}
 	work := filepath.Join(dir, "cluster")
 	cl, err = localcluster.Up(ctx, localcluster.Config{
@@ -91,34 +72,38 @@ func setUp(m *testing.M) (code int, retErr error) {
 		ServeArgs: []string{"-v", "4", "--max-parallel-setups", "8"},
 	})
 	if err != nil {
-		return 0, fmt.Errorf("bring the cluster up: %w", err)
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("bring the cluster up: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "test/cluster: cluster up in %s (if this run is killed: hack/local-cluster.sh down --work-dir %s)\n", work, work)
-	defer func() {
-		if code != 0 {
-			dumpLogs()
-		}
+	return func() {
 		if err := cl.Down(context.Background()); err != nil {
-			retErr = errors.Join(retErr, fmt.Errorf("take the cluster down: %w", err))
+			fmt.Fprintf(os.Stderr, "test/cluster: take the cluster down: %v\n", err)
 		}
-	}()
-	code = m.Run()
-	// Check 9: whatever ran, every check removed its pods, and nothing of them is left.
-	lctx, lcancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer lcancel()
+		_ = os.RemoveAll(dir)
+	}, nil
+}
+
+// checkNothingLeft is check 9: every check removed its pods, and nothing of them is left on
+// any node.
+func checkNothingLeft() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	var leaks []string
 	for _, n := range cl.Nodes {
-		leaks = append(leaks, nodeLeaks(lctx, n)...)
+		leaks = append(leaks, nodeLeaks(ctx, n)...)
 	}
 	if len(leaks) > 0 {
-		fmt.Fprintf(os.Stderr, "test/cluster: left behind after every pod was removed:\n  %s\n", strings.Join(leaks, "\n  "))
-		code = 1
+		return fmt.Errorf("left behind after every pod was removed:\n  %s", strings.Join(leaks, "\n  "))
 	}
-	return code, nil
+	return nil
 }
 
 // dumpLogs prints the end of every node's server log.
 func dumpLogs() {
+	if cl == nil {
+		return
+	}
 	for _, n := range cl.Nodes {
 		b, _ := os.ReadFile(n.Log)
 		if len(b) > 64<<10 {
@@ -126,11 +111,4 @@ func dumpLogs() {
 		}
 		fmt.Fprintf(os.Stderr, "=== %s serve.log (end):\n%s\n", n.Name, b)
 	}
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -207,7 +208,10 @@ type PodStatus struct {
 			Name string `json:"name"`
 		} `json:"metadata"`
 		Network *struct {
-			IP string `json:"ip"`
+			IP            string `json:"ip"`
+			AdditionalIPs []struct {
+				IP string `json:"ip"`
+			} `json:"additionalIps"`
 		} `json:"network"`
 		Linux struct {
 			Namespaces struct {
@@ -224,13 +228,43 @@ type PodStatus struct {
 	} `json:"info"`
 }
 
+// ParsePodStatus parses the output of `crictl inspectp -o json`.
+func ParsePodStatus(out []byte) (PodStatus, error) {
+	var ps PodStatus
+	if err := json.Unmarshal(out, &ps); err != nil {
+		return PodStatus{}, fmt.Errorf("crictl inspectp: %w\n%s", err, out)
+	}
+	return ps, nil
+}
+
+// IPs returns the sandbox's IPs, status.network.ip first, then additionalIps; none without a
+// network status.
+func (ps PodStatus) IPs() ([]netip.Addr, error) {
+	n := ps.Status.Network
+	if n == nil || n.IP == "" {
+		return nil, nil
+	}
+	all := []string{n.IP}
+	for _, a := range n.AdditionalIPs {
+		all = append(all, a.IP)
+	}
+	out := make([]netip.Addr, 0, len(all))
+	for _, s := range all {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox %s: IP %q: %w", ps.Status.ID, s, err)
+		}
+		out = append(out, ip)
+	}
+	return out, nil
+}
+
 // Inspectp runs `crictl inspectp`.
 func (s *Server) Inspectp(id string) PodStatus {
 	s.T.Helper()
-	out := s.MustCrictl("inspectp", "-o", "json", id)
-	var ps PodStatus
-	if err := json.Unmarshal([]byte(out), &ps); err != nil {
-		s.T.Fatalf("crictl inspectp: %v\n%s", err, out)
+	ps, err := ParsePodStatus([]byte(s.MustCrictl("inspectp", "-o", "json", id)))
+	if err != nil {
+		s.T.Fatal(err)
 	}
 	return ps
 }

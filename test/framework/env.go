@@ -34,6 +34,9 @@ type Needs struct {
 	// AfterPass runs when every test passed; an error fails the package, e.g. something the
 	// whole suite left behind.
 	AfterPass func() error
+	// OnFailure runs when a test or AfterPass failed, before Before's cleanup, e.g. to print
+	// the logs of servers the cleanup is about to remove.
+	OnFailure func()
 }
 
 var mainEnv *Env
@@ -83,6 +86,9 @@ func setUp(m *testing.M, pkg string, n Needs) (int, error) {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", pkg, err)
 			code = 1
 		}
+	}
+	if code != 0 && n.OnFailure != nil {
+		n.OnFailure()
 	}
 	return code, nil
 }

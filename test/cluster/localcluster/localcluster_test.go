@@ -7,14 +7,12 @@ package localcluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -25,7 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/cnishim/cnishim/internal/roottest"
+	"github.com/cnishim/cnishim/test/framework"
 )
 
 // env holds the prerequisites, found once.
@@ -34,53 +32,27 @@ var env struct {
 }
 
 func TestMain(m *testing.M) {
-	code, err := setUp(m)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "test/cluster/localcluster: %v\n", err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
-
-func setUp(m *testing.M) (int, error) {
-	if err := roottest.RequireMain("test/cluster/localcluster"); err != nil {
-		return 0, err
-	}
-	_, file, _, _ := runtime.Caller(0)
-	repo := filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
-	env.cniBin = envOr("CNISHIM_TEST_CNI_BIN", filepath.Join(repo, "_output", "cni", "bin"))
-	env.crictl = envOr("CNISHIM_TEST_CRICTL", filepath.Join(repo, "_output", "bin", "crictl"))
-	if _, err := os.Stat(env.crictl); err != nil {
-		return 0, fmt.Errorf("crictl (make deps): %w", err)
-	}
-	dir, err := os.MkdirTemp("", "localcluster-bin-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	env.cnishim = os.Getenv("CNISHIM_TEST_CNISHIM")
-	if env.cnishim == "" {
-		env.cnishim = filepath.Join(dir, "cnishim")
-		build := exec.CommandContext(ctx, "go", "build", "-race", "-o", env.cnishim, "./cmd/cnishim")
-		build.Dir = repo
-		if out, err := build.CombinedOutput(); err != nil {
-			return 0, fmt.Errorf("go build ./cmd/cnishim: %w\n%s", err, out)
-		}
-	}
-	env.netexec = filepath.Join(dir, "netexec")
-	if err := BuildNetexec(ctx, env.netexec); err != nil {
-		return 0, err
-	}
-	return m.Run(), nil
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
+	framework.Main(m, "test/cluster/localcluster", framework.Needs{
+		Plugins: []string{"ptp", "host-local", "portmap", "loopback"},
+		Crictl:  true,
+		Cnishim: true,
+		Before: func() (func(), error) {
+			e := framework.MainEnv()
+			env.cnishim, env.cniBin, env.crictl = e.Cnishim, e.CNIBin, e.Crictl
+			dir, err := os.MkdirTemp("", "localcluster-bin-")
+			if err != nil {
+				return nil, err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			env.netexec = filepath.Join(dir, "netexec")
+			if err := BuildNetexec(ctx, env.netexec); err != nil {
+				_ = os.RemoveAll(dir)
+				return nil, err
+			}
+			return func() { _ = os.RemoveAll(dir) }, nil
+		},
+	})
 }
 
 var seq atomic.Int32
@@ -297,33 +269,13 @@ func runPod(t *testing.T, n *Node, name string) pod {
 	if err != nil {
 		t.Fatalf("%s: crictl inspectp: %v", n.Name, err)
 	}
-	var st struct {
-		Status struct {
-			Network struct {
-				IP            string `json:"ip"`
-				AdditionalIPs []struct {
-					IP string `json:"ip"`
-				} `json:"additionalIps"`
-			} `json:"network"`
-		} `json:"status"`
-		Info struct {
-			NetNSPath string `json:"netnsPath"`
-		} `json:"info"`
+	ps, err := framework.ParsePodStatus(out)
+	if err != nil {
+		t.Fatalf("%s: %v", n.Name, err)
 	}
-	if err := json.Unmarshal(out, &st); err != nil {
-		t.Fatalf("%s: crictl inspectp: %v\n%s", n.Name, err, out)
-	}
-	p.netns = st.Info.NetNSPath
-	ips := []string{st.Status.Network.IP}
-	for _, a := range st.Status.Network.AdditionalIPs {
-		ips = append(ips, a.IP)
-	}
-	for _, s := range ips {
-		ip, err := netip.ParseAddr(s)
-		if err != nil {
-			t.Fatalf("%s: pod %s IP %q: %v", n.Name, name, s, err)
-		}
-		p.ips = append(p.ips, ip)
+	p.netns = ps.Info.NetNSPath
+	if p.ips, err = ps.IPs(); err != nil {
+		t.Fatalf("%s: pod %s: %v", n.Name, name, err)
 	}
 	return p
 }
