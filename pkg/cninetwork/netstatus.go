@@ -19,10 +19,13 @@ const maxStatusTimeout = 30 * time.Second
 // until ctx ends. The answer is published in p.netStatus for Status to read.
 func (p *Plugin) pollStatus(ctx context.Context) {
 	changed := make(chan struct{}, 1)
+	// Read before the first probe, not in the goroutine: a snapshot published between the
+	// first probe and the goroutine's start would otherwise be taken for the one already
+	// probed, and its network not probed until the next tick.
+	after := p.source.Snapshot().Generation
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		after := p.source.Snapshot().Generation
 		for {
 			s, err := p.source.Wait(ctx, after)
 			if err != nil {
