@@ -559,27 +559,6 @@ func TestCrashRestart(t *testing.T) {
 	}
 }
 
-// removeEmptyReservations removes, and counts, the host-local reservations in st that name no
-// owner. host-local creates a reservation file and then writes the container ID and interface
-// into it, so a process-group kill landing between the two leaves a file no DEL or GC can match
-// to a sandbox: host-local's own crash window, outside what any runtime can release through CNI.
-// A reservation that names an owner is left for the leak check.
-func (n *crashNode) removeEmptyReservations(round int, st leakcheck.State) int {
-	removed := 0
-	for _, ip := range st.IPs {
-		if st.IPOwners[ip] != "" {
-			continue
-		}
-		n.t.Logf("round %d: host-local reservation %s is empty: host-local was killed between creating and writing it; removing it", round, ip)
-		if err := os.Remove(filepath.Join(n.ipamDir, ip)); err != nil {
-			n.Errorf("round %d: %v", round, err)
-			continue
-		}
-		removed++
-	}
-	return removed
-}
-
 // expectation is what the restarted server must show of a round's sandboxes, from what their
 // callers were answered before the kill.
 type expectation struct {
@@ -916,7 +895,7 @@ func (n *crashNode) checkRestart(ctx context.Context, round int, want expectatio
 
 	st := leakcheck.Take(n.scope())
 	if rs.group {
-		rs.emptyReservations = n.removeEmptyReservations(round, st)
+		rs.emptyReservations = framework.RemoveEmptyReservations(n.T, n.ipamDir, st)
 		st = leakcheck.Take(n.scope())
 	}
 	// Each ready sandbox holds its IP (the one its status reports, reserved in host-local and
