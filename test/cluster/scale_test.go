@@ -92,6 +92,7 @@ func TestClusterScale(t *testing.T) {
 		sz.nodes, sz.pods, network, sz.clients, sz.peers, setupsName(sz.maxSetups), seed, envScaleSeed, seed)
 	rng := rand.New(rand.NewPCG(seed, seed))
 
+	roomInNeighbourTable(t, 2*sz.nodes*sz.pods+sz.nodes*sz.nodes)
 	c := scaleCluster(t, sz, network)
 	for _, n := range c.Nodes {
 		// ptp's gateway and the subnet's network and broadcast addresses are not for pods.
@@ -302,6 +303,47 @@ func scaleCluster(t *testing.T, sz scaleSize, network string) *localcluster.Clus
 		}
 	})
 	return c
+}
+
+// gcThresh3 is the most IPv4 neighbour (ARP) entries the kernel holds. The table is one for
+// every network namespace, and the sysctl exists in the root namespace only.
+const gcThresh3 = "/proc/sys/net/ipv4/neigh/default/gc_thresh3"
+
+// roomInNeighbourTable makes room in the kernel's neighbour table for need more entries of the
+// soak's namespaces, up at once. The mesh needs an entry in every pod for its gateway and one in
+// every node for each of its pods (and for every other node): at 4 x 250 about 2,000, beyond the
+// default limit of 1,024, which is then hit ("neighbour: arp_cache: neighbor table overflow!")
+// and dials fail with "no route to host" in this soak and in anything else on the machine. The
+// nodes of a real cluster each have a kernel of their own; here they share one, as kind's do.
+// When the soak would take more than half the table, the limit is raised by need for the
+// test's duration, and set back at cleanup unless someone changed it since.
+func roomInNeighbourTable(t *testing.T, need int) {
+	t.Helper()
+	b, err := os.ReadFile(gcThresh3)
+	if err != nil {
+		t.Fatalf("neighbour table limit: %v", err)
+	}
+	old, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("%s: %q: %v", gcThresh3, b, err)
+	}
+	if need <= old/2 {
+		return
+	}
+	set := strconv.Itoa(old + need)
+	if err := os.WriteFile(gcThresh3, []byte(set), 0o644); err != nil {
+		t.Fatalf("raise the neighbour table limit: %v", err)
+	}
+	t.Logf("the neighbour table limit %s raised from %d to %s for the soak's %d entries", gcThresh3, old, set, need)
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(gcThresh3); err != nil || strings.TrimSpace(string(b)) != set {
+			t.Logf("the neighbour table limit is %q now, not the soak's %s: left as it is", b, set)
+			return
+		}
+		if err := os.WriteFile(gcThresh3, []byte(strconv.Itoa(old)), 0o644); err != nil {
+			t.Errorf("set the neighbour table limit back to %d: %v", old, err)
+		}
+	})
 }
 
 // criClients opens n CRI connections to node's server, each a client of its own as a kubelet's
