@@ -95,7 +95,7 @@ func TestClusterScale(t *testing.T) {
 	roomInNeighbourTable(t, 2*sz.nodes*sz.pods+sz.nodes*sz.nodes)
 	c := scaleCluster(t, sz, network)
 	for _, n := range c.Nodes {
-		// ptp's gateway and the subnet's network and broadcast addresses are not for pods.
+		// The subnet's network and broadcast addresses and the gateway (host-local's default, .1) are not for pods.
 		if free := n.PodCIDRs[0].Addr().BitLen() - n.PodCIDRs[0].Bits(); free < 31 && sz.pods > 1<<free-3 {
 			t.Fatalf("%d pods per node: node %s's pod CIDR %s holds %d pod addresses", sz.pods, n.Name, n.PodCIDRs[0], 1<<free-3)
 		}
