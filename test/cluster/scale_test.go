@@ -507,14 +507,14 @@ type rssWatch struct {
 	done  chan struct{}
 	mu    sync.Mutex
 	peak  []int64 // the largest VmRSS sampled, kB
-	errs  []error
+	errs  []error // the first error of each node
 }
 
 // watchRSS starts sampling the servers' RSS every 100ms; stop ends it (at cleanup at the
 // latest).
 func watchRSS(t *testing.T, c *localcluster.Cluster) *rssWatch {
 	t.Helper()
-	w := &rssWatch{c: c, stopc: make(chan struct{}), done: make(chan struct{}), peak: make([]int64, len(c.Nodes))}
+	w := &rssWatch{c: c, stopc: make(chan struct{}), done: make(chan struct{}), peak: make([]int64, len(c.Nodes)), errs: make([]error, len(c.Nodes))}
 	w.start = w.now()
 	go func() {
 		defer close(w.done)
@@ -544,7 +544,9 @@ func (w *rssWatch) now() []int64 {
 	for i, n := range w.c.Nodes {
 		st, err := procStatus(n.ServerPID())
 		if err != nil {
-			w.errs = append(w.errs, fmt.Errorf("%s: %w", n.Name, err))
+			if w.errs[i] == nil { // the first error of each node tells; every 100ms after would not
+				w.errs[i] = fmt.Errorf("%s: %w", n.Name, err)
+			}
 			continue
 		}
 		out[i] = st["VmRSS"]
