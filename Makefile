@@ -46,8 +46,10 @@ e2e-cluster: deps build ## Run the local cluster tests (nodes as network namespa
 	go test -race -count=1 -timeout 20m -v $(GO_TEST_FLAGS) ./test/cluster/...
 
 .PHONY: soak
-soak: deps build ## Run the crash/restart and config churn soak tests at 5x and 10x their make test sizes.
+soak: deps build ## Run the crash/restart and config churn soak tests at 5x and 10x their make test sizes, and the 4 x 250 pod cluster scale soak.
 	CNISHIM_SOAK_ROUNDS=50 CNISHIM_SOAK_CHURN_OPS=10000 go test -race -count=1 -timeout 3h -v $(GO_TEST_FLAGS) ./test/soak/...
+	CNISHIM_CLUSTER_SOAK_NODES=4 CNISHIM_CLUSTER_SOAK_PODS=250 CNISHIM_CLUSTER_SOAK_CLIENTS=16 CNISHIM_CLUSTER_SOAK_PEERS=3 \
+	  go test -race -count=1 -timeout 3h -v -run TestClusterScale $(GO_TEST_FLAGS) ./test/cluster/
 
 .PHONY: demo
 demo: deps build ## Set up three pods on a built-in bridge network, prove they talk, tear down.
