@@ -3,9 +3,9 @@
 // Package cluster_test holds the sig-network style checks of cnishim on a local cluster
 // (test/cluster/localcluster): three nodes, each a network namespace with its own `cnishim
 // serve`, on kind's network (ptp + host-local + portmap, static routes between nodes), dual
-// stack. Each check names the Kubernetes e2e test it mirrors. One cluster serves every check;
-// TestMain brings it up, and after the checks finds that nothing of their pods is left on any
-// node (check 9) before taking it down.
+// stack. Each check names the Kubernetes e2e test it mirrors. One cluster serves every check
+// (TestClusterScale, the scale soak, brings up its own); TestMain brings it up, and after the
+// checks finds that nothing of their pods is left on any node (check 9) before taking it down.
 package cluster_test
 
 import (
