@@ -16,7 +16,13 @@
 #     requires every etcd module at the same version.
 #   - the flannel CNI plugin moved to its own module, which is not served; the copy in
 #     containernetworking/plugins v0.9.1 is (CNI spec <= 0.4.0; it delegates to bridge and
-#     host-local from hack/install-cni-plugins.sh).
+#     host-local from hack/install-cni-plugins.sh). We build it from a writable copy with one
+#     fix: ADD writes the delegate's config to a scratch file before it delegates, and an ADD
+#     killed mid-write (a runtime crash) leaves that file empty or cut, on which DEL fails
+#     for ever ("failed to parse netconf: unexpected end of JSON input") and the pod can never
+#     be removed (flannel-io/flannel#1662; flannel-io/cni-plugin#33 is the same fix, unmerged).
+#     A scratch file that does not parse means nothing was delegated, so DEL now succeeds and
+#     removes it.
 #
 # Usage: hack/install-flannel.sh [BIN_DIR]
 set -o errexit -o nounset -o pipefail
@@ -26,7 +32,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "${root}/hack/versions.sh"
 bin_dir=${1:-${FLANNEL_BIN_DIR:-${root}/_output/flannel/bin}}
 stamp="${bin_dir}/.version"
-want="flannel=${FLANNEL_VERSION} etcd=${ETCD_VERSION} flannel-cni=${FLANNEL_CNI_PLUGIN_VERSION}"
+want="flannel=${FLANNEL_VERSION} etcd=${ETCD_VERSION} flannel-cni=${FLANNEL_CNI_PLUGIN_VERSION}+del-fix"
 bins=(flanneld etcd etcdctl flannel)
 
 missing=0
@@ -65,9 +71,16 @@ go build -trimpath -o "${tmp}/out/etcd" go.etcd.io/etcd/server/v3
 go build -trimpath -o "${tmp}/out/etcdctl" go.etcd.io/etcd/etcdctl/v3
 cd "${root}"
 
-# The flannel CNI plugin.
-GOBIN="${tmp}/out" go install -trimpath \
-  "github.com/containernetworking/plugins/plugins/meta/flannel@${FLANNEL_CNI_PLUGIN_VERSION}"
+# The flannel CNI plugin, with DEL fixed for a scratch file an ADD was killed writing.
+mod=$(go mod download -json "github.com/containernetworking/plugins@${FLANNEL_CNI_PLUGIN_VERSION}" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+[[ -n ${mod} ]] || { echo "install-flannel: containernetworking/plugins ${FLANNEL_CNI_PLUGIN_VERSION}: no module dir" >&2; exit 1; }
+cp -r "${mod}" "${tmp}/plugins"
+chmod -R u+w "${tmp}/plugins"
+del="${tmp}/plugins/plugins/meta/flannel/flannel_linux.go"
+grep -q 'return fmt.Errorf("failed to parse netconf: %v", err)' "${del}" || {
+  echo "install-flannel: ${del}: the DEL error to fix is not there" >&2; exit 1; }
+sed -i 's|return fmt.Errorf("failed to parse netconf: %v", err)|return nil // cut off by a killed ADD before it delegated: nothing to undo|' "${del}"
+(cd "${tmp}/plugins" && go build -trimpath -o "${tmp}/out/flannel" ./plugins/meta/flannel)
 
 for b in "${bins[@]}"; do
   install -m 0755 "${tmp}/out/${b}" "${bin_dir}/${b}"
