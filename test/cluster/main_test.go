@@ -3,9 +3,10 @@
 // Package cluster_test holds the sig-network style checks of cnishim on a local cluster
 // (test/cluster/localcluster): three nodes, each a network namespace with its own `cnishim
 // serve`, on kind's network (ptp + host-local + portmap, static routes between nodes), or on
-// flannel's (vxlan, with etcd) when CLUSTER_NETWORK=flannel, dual stack. Each check names the Kubernetes e2e test it mirrors. One cluster serves every check;
-// TestMain brings it up, and after the checks finds that nothing of their pods is left on any
-// node (check 9) before taking it down.
+// flannel's (vxlan, with etcd) when CLUSTER_NETWORK=flannel, dual stack. Each check names the
+// Kubernetes e2e test it mirrors. One cluster serves every check; TestMain brings it up, and
+// after the checks finds that nothing of their pods is left on any node (check 9) before taking
+// it down.
 package cluster_test
 
 import (
