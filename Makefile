@@ -6,6 +6,9 @@ OUT          := $(CURDIR)/_output
 CNI_BIN_DIR  := $(OUT)/cni/bin
 BIN_DIR      := $(OUT)/bin
 GO_TEST_FLAGS ?=
+# The pod network of the local cluster e2e-cluster runs its checks on: kindnet or flannel.
+CLUSTER_NETWORK ?= kindnet
+FLANNEL_BIN_DIR := $(OUT)/flannel/bin
 FUZZTIME     ?= 30s
 
 export CNISHIM_TEST_CNI_BIN := $(CNI_BIN_DIR)
@@ -16,6 +19,11 @@ export CNISHIM_TEST_CRITEST := $(BIN_DIR)/critest
 # Tests that need root or what deps installs fail without it under these targets (and CI, which
 # runs make test); a plain go test ./... by a user who is not root skips them (internal/roottest).
 test e2e e2e-cluster soak bench: export CNISHIM_REQUIRE_ROOT_TESTS := 1
+# make test runs the cluster checks on kindnet alone, whatever the environment says; flannel is
+# opt-in (CLUSTER_NETWORK=flannel make e2e-cluster), as it takes minutes to build.
+test: export CLUSTER_NETWORK := kindnet
+e2e-cluster: export CLUSTER_NETWORK := $(CLUSTER_NETWORK)
+e2e-cluster: export CNISHIM_TEST_FLANNEL_BIN := $(FLANNEL_BIN_DIR)
 
 .PHONY: help
 help: ## List the targets.
@@ -32,6 +40,10 @@ deps: ## Install what the tests and the demo need: the CNI plugins, iptables, cr
 	hack/install-crictl.sh $(BIN_DIR)
 	hack/install-critest.sh $(BIN_DIR)
 
+.PHONY: deps-flannel
+deps-flannel: ## Build flanneld, etcd and the flannel CNI plugin into _output/flannel/bin (CLUSTER_NETWORK=flannel).
+	hack/install-flannel.sh $(FLANNEL_BIN_DIR)
+
 .PHONY: test
 test: deps build ## Run every test: unit tests with -race, and the root tests against real plugins.
 	go test -race -count=1 -timeout 20m $(GO_TEST_FLAGS) ./...
@@ -42,7 +54,7 @@ e2e: deps build ## Run only the root end-to-end tests against real plugins and c
 	go test -race -count=1 -timeout 20m -v $(GO_TEST_FLAGS) ./test/e2e/...
 
 .PHONY: e2e-cluster
-e2e-cluster: deps build ## Run the local cluster tests (nodes as network namespaces; see hack/local-cluster.sh).
+e2e-cluster: deps build $(if $(filter flannel,$(CLUSTER_NETWORK)),deps-flannel) ## Run the local cluster tests on CLUSTER_NETWORK (kindnet; or flannel) (see docs/cluster.md).
 	go test -race -count=1 -timeout 20m -v $(GO_TEST_FLAGS) ./test/cluster/...
 
 .PHONY: soak

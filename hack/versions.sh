@@ -9,3 +9,8 @@ STATICCHECK_VERSION="v0.8.2"
 GO_CNI_VERSION="v1.1.14"
 # The plugins hack/install-cni-plugins.sh builds.
 CNI_PLUGINS=(bridge host-local loopback portmap bandwidth firewall tuning static ptp macvlan)
+# The flannel network of the local cluster (hack/install-flannel.sh): flanneld, etcd (its
+# store) and the flannel CNI plugin of the last containernetworking/plugins release that had it.
+FLANNEL_VERSION="v0.28.10"
+ETCD_VERSION="v3.6.16"
+FLANNEL_CNI_PLUGIN_VERSION="v0.9.1"

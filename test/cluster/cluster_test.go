@@ -260,7 +260,8 @@ func TestServerKilled(t *testing.T) {
 func TestMissingPlugin(t *testing.T) {
 	const missing = "cnishim-no-such-plugin"
 	n := cl.Node(0)
-	path := n.ConfDir + "/10-kindnet.conflist"
+	// Up's file name for the network's conflist; kindnet's and flannel's both end in portmap.
+	path := n.ConfDir + "/10-" + cl.Config.Network + ".conflist"
 	orig, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

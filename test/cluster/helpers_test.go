@@ -253,8 +253,8 @@ func reservations(n *localcluster.Node) leakcheck.State {
 }
 
 // nodeLeaks lists what n holds of pods that are gone: host-local reservations, libcni cache
-// entries, pod netns mounts, ptp's host veths and portmap's per-pod DNAT chains (CNI-DN-*), in
-// n's namespace.
+// entries, pod netns mounts, ptp's (or bridge's) host veths and portmap's per-pod DNAT chains
+// (CNI-DN-*), in n's namespace, and on flannel the plugin's saved delegate configs.
 func nodeLeaks(ctx context.Context, n *localcluster.Node) []string {
 	st := leakcheck.Take(leakcheck.Scope{
 		HostLocalDirs: []string{ipamDir(n)},
@@ -262,6 +262,15 @@ func nodeLeaks(ctx context.Context, n *localcluster.Node) []string {
 		NetnsDir:      filepath.Join(n.StateDir, "netns"),
 	})
 	out := leakcheck.Leaks(leakcheck.State{}, st)
+	if cl.Config.Network == "flannel" {
+		saved, err := os.ReadDir(localcluster.FlannelDataDir(n))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			out = append(out, fmt.Sprintf("could not check: %v", err))
+		}
+		for _, e := range saved {
+			out = append(out, "flannel plugin delegate config: "+e.Name())
+		}
+	}
 	links, err := n.Exec(ctx, "ip", "-o", "link", "show", "type", "veth")
 	if err != nil {
 		out = append(out, fmt.Sprintf("could not check: %v", err))

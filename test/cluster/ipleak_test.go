@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -46,14 +47,16 @@ func TestRecoverFromIPLeak(t *testing.T) {
 
 	var done, failedCalls atomic.Int32
 	workersDone := make(chan struct{})
-	// Kill the server each time another fifth of the pods is up, at least a second after it
-	// came back, so that every kill lands while pods are being made.
+	// Kill the server each time another fifth of the pods is up, at least 250ms after it came
+	// back (set-ups are in flight again by then), so that every kill lands while pods are being
+	// made: on flannel (bridge) pods come up several times faster than on kindnet (ptp), and a
+	// full second between kills let them all be up before the last one.
 	killsAt := make(chan int32, ipLeakKills)
 	var killer sync.WaitGroup
 	killer.Go(func() {
 		defer close(killsAt)
 		for k := int32(1); k <= ipLeakKills; k++ {
-			time.Sleep(time.Second)
+			time.Sleep(250 * time.Millisecond)
 			for done.Load() < k*ipLeakPods/(ipLeakKills+1) {
 				select {
 				case <-workersDone:

@@ -20,7 +20,8 @@ import (
 )
 
 // Down tears the cluster down and leaves nothing of it: it removes every pod through the
-// servers still running (so the plugins' DEL runs), stops the servers, unmounts every mount
+// servers still running (so the plugins' DEL runs), stops the servers and the network's
+// daemons (flanneld, etcd), unmounts every mount
 // under the work dir (node and pod namespaces), deletes the underlay links and removes the
 // files Up made (all but the logs with Config.KeepLogs; the work dir too if Up created it).
 // It carries on past errors and returns them all; a second Down does no harm. The cluster
@@ -36,6 +37,7 @@ func (c *Cluster) Down(ctx context.Context) error {
 	for _, n := range c.Nodes {
 		errs = append(errs, n.StopServer())
 	}
+	errs = append(errs, c.stopDaemons())
 	for _, n := range c.Nodes {
 		errs = append(errs, deleteLink(n.HostVeth))
 	}

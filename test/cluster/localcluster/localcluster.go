@@ -4,7 +4,7 @@
 // a node is a network namespace with its own `cnishim serve`, plugged by a veth into an underlay
 // bridge in the root namespace. The pod network between the nodes is one of a few Networks
 // (kindnet: ptp + host-local + portmap, with static routes to every other node's pod CIDR in
-// place of kindnetd).
+// place of kindnetd; flannel: flanneld's vxlan with etcd, bridge + host-local + portmap).
 //
 // Traffic stays inside the namespaces Up makes: the underlay bridge in the root namespace has no
 // address and no IPv6, nothing is routed from the root namespace to a node or pod, and every
@@ -46,7 +46,7 @@ type Config struct {
 	Nodes int `json:"nodes"`
 	// IPFamily is ipv4 (default) or dual.
 	IPFamily IPFamily `json:"ipFamily"`
-	// Network names the pod network (default and only one so far: "kindnet").
+	// Network names the pod network: "kindnet" (default) or "flannel".
 	Network string `json:"network"`
 	// WorkDir is the absolute directory holding every node's dirs, the node namespaces and the
 	// state file. It must be missing or empty.
@@ -73,6 +73,9 @@ type Config struct {
 	ServeArgs []string `json:"serveArgs,omitempty"`
 	// KeepLogs makes Down leave each node's serve.log (and the dirs holding them).
 	KeepLogs bool `json:"keepLogs,omitempty"`
+	// FlannelBinDir holds flanneld, etcd, etcdctl and the flannel CNI plugin
+	// (hack/install-flannel.sh); required for the flannel network.
+	FlannelBinDir string `json:"flannelBinDir,omitempty"`
 }
 
 var prefixRE = regexp.MustCompile(`^[a-z0-9]{1,10}$`)
@@ -102,6 +105,9 @@ func (c Config) withDefaults() (Config, error) {
 	if !filepath.IsAbs(c.WorkDir) {
 		errs = append(errs, fmt.Errorf("work dir %q: must be absolute", c.WorkDir))
 	}
+	if c.Network == "flannel" && c.FlannelBinDir == "" {
+		errs = append(errs, errors.New("the flannel network needs the flannel bin dir (hack/install-flannel.sh)"))
+	}
 	if c.Cnishim == "" || c.CNIBinDir == "" {
 		errs = append(errs, errors.New("the cnishim binary and the CNI bin dir are required"))
 	}
@@ -122,8 +128,9 @@ type Cluster struct {
 	Nodes []*Node
 
 	createdWorkDir bool
-	mu             sync.Mutex // guards the state file, down, and every node's server fields
-	down           bool       // Down has begun: the state file is not written again
+	mu             sync.Mutex          // guards the state file, down, and every node's server and daemon fields
+	down           bool                // Down has begun: the state file is not written again
+	daemons        map[string]*process // the network's daemons of the whole cluster (etcd); guarded by mu
 }
 
 // Node is one node of a cluster. Its exported fields do not change after Up.
@@ -150,8 +157,13 @@ type Node struct {
 	StateDir string `json:"stateDir"`
 	Log      string `json:"log"`
 
+	// SubnetFile is where the network's daemon writes the node's pod subnets (flannel's
+	// subnet.env); "" for a network without one.
+	SubnetFile string `json:"subnetFile,omitempty"`
+
 	cluster *Cluster
-	server  *process // nil when Up or StartServer did not start one; guarded by cluster.mu
+	server  *process            // nil when Up or StartServer did not start one; guarded by cluster.mu
+	daemons map[string]*process // the network's daemons on the node (flanneld); guarded by cluster.mu
 }
 
 // Node returns the i-th node (0-based: Node(0) is "node0").
@@ -162,15 +174,17 @@ func (c *Cluster) StateFile() string { return filepath.Join(c.Config.WorkDir, St
 
 // stateFile is the state file's content.
 type stateFile struct {
-	Config         Config      `json:"config"`
-	Bridge         string      `json:"bridge"`
-	CreatedWorkDir bool        `json:"createdWorkDir"`
-	Nodes          []nodeState `json:"nodes"`
+	Config         Config              `json:"config"`
+	Bridge         string              `json:"bridge"`
+	CreatedWorkDir bool                `json:"createdWorkDir"`
+	Nodes          []nodeState         `json:"nodes"`
+	Daemons        map[string]*process `json:"daemons,omitempty"`
 }
 
 type nodeState struct {
 	*Node
-	Server *process `json:"server,omitempty"`
+	Server  *process            `json:"server,omitempty"`
+	Daemons map[string]*process `json:"daemons,omitempty"`
 }
 
 // save writes the state file; c.mu must be held.
@@ -178,9 +192,9 @@ func (c *Cluster) save() error {
 	if c.down {
 		return nil
 	}
-	st := stateFile{Config: c.Config, Bridge: c.Bridge, CreatedWorkDir: c.createdWorkDir}
+	st := stateFile{Config: c.Config, Bridge: c.Bridge, CreatedWorkDir: c.createdWorkDir, Daemons: c.daemons}
 	for _, n := range c.Nodes {
-		st.Nodes = append(st.Nodes, nodeState{Node: n, Server: n.server})
+		st.Nodes = append(st.Nodes, nodeState{Node: n, Server: n.server, Daemons: n.daemons})
 	}
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
@@ -214,13 +228,14 @@ func Load(path string) (*Cluster, error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, fmt.Errorf("cluster state %s: %w", path, err)
 	}
-	c := &Cluster{Config: st.Config, Bridge: st.Bridge, createdWorkDir: st.CreatedWorkDir}
+	c := &Cluster{Config: st.Config, Bridge: st.Bridge, createdWorkDir: st.CreatedWorkDir, daemons: st.Daemons}
 	for _, ns := range st.Nodes {
 		if ns.Node == nil {
 			return nil, fmt.Errorf("cluster state %s: a node without fields", path)
 		}
 		ns.Node.cluster = c
 		ns.Node.server = ns.Server
+		ns.Node.daemons = ns.Daemons
 		c.Nodes = append(c.Nodes, ns.Node)
 	}
 	return c, nil

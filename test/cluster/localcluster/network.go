@@ -30,6 +30,7 @@ type Network interface {
 // networks are the known networks by name.
 var networks = map[string]Network{
 	kindnet{}.Name(): kindnet{},
+	flannel{}.Name(): flannel{},
 }
 
 // kindnet is kind's default network: ptp + host-local (one pod subnet per node) + portmap,

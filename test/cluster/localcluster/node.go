@@ -63,7 +63,7 @@ func (n *Node) StartServer(ctx context.Context) error {
 	args := append([]string{"serve",
 		"--listen", "unix://" + n.Socket,
 		"--cni-conf-dir", n.ConfDir,
-		"--cni-bin-dir", c.Config.CNIBinDir,
+		"--cni-bin-dir", c.cniBinDirs(),
 		"--cni-cache-dir", n.CacheDir,
 		"--state-dir", n.StateDir,
 	}, c.Config.ServeArgs...)

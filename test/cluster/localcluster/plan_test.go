@@ -57,7 +57,8 @@ func TestConfigDefaults(t *testing.T) {
 		{"defaults", Config{WorkDir: "/w", Cnishim: "c", CNIBinDir: "b"}, true},
 		{"relative work dir", Config{WorkDir: "w", Cnishim: "c", CNIBinDir: "b"}, false},
 		{"long prefix", Config{WorkDir: "/w", Cnishim: "c", CNIBinDir: "b", Prefix: "abcdefghijk"}, false},
-		{"unknown network", Config{WorkDir: "/w", Cnishim: "c", CNIBinDir: "b", Network: "flannel"}, false},
+		{"unknown network", Config{WorkDir: "/w", Cnishim: "c", CNIBinDir: "b", Network: "calico"}, false},
+		{"flannel without its bin dir", Config{WorkDir: "/w", Cnishim: "c", CNIBinDir: "b", Network: "flannel"}, false},
 		{"bad family", Config{WorkDir: "/w", Cnishim: "c", CNIBinDir: "b", IPFamily: "ipv6"}, false},
 		{"no binary", Config{WorkDir: "/w"}, false},
 	} {

@@ -26,12 +26,16 @@ func Up(ctx context.Context, cfg Config) (_ *Cluster, retErr error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster config: %w", err)
 	}
-	for _, p := range []string{cfg.Cnishim, filepath.Join(cfg.CNIBinDir, "ptp"), filepath.Join(cfg.CNIBinDir, "host-local"), filepath.Join(cfg.CNIBinDir, "portmap")} {
+	c := &Cluster{Config: cfg}
+	prereqs := []string{filepath.Join(cfg.CNIBinDir, "ptp"), filepath.Join(cfg.CNIBinDir, "host-local"), filepath.Join(cfg.CNIBinDir, "portmap")}
+	if nw, ok := networks[cfg.Network].(prereqNetwork); ok {
+		prereqs = nw.prerequisites(c)
+	}
+	for _, p := range append([]string{cfg.Cnishim}, prereqs...) {
 		if _, err := os.Stat(p); err != nil {
 			return nil, fmt.Errorf("cluster prerequisite: %w", err)
 		}
 	}
-	c := &Cluster{Config: cfg}
 	if err := c.makeWorkDir(); err != nil {
 		return nil, err
 	}

@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	local-cluster up --work-dir DIR --cnishim BIN --cni-bin-dir DIR [--nodes 3] [--network kindnet] [--ip-family ipv4|dual] [--prefix lc]
+//	local-cluster up --work-dir DIR --cnishim BIN --cni-bin-dir DIR [--nodes 3] [--network kindnet|flannel] [--flannel-bin-dir DIR] [--ip-family ipv4|dual] [--prefix lc]
 //	local-cluster down --work-dir DIR [--keep-logs]
 package main
 
@@ -48,7 +48,8 @@ func up(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("up", flag.ExitOnError)
 	var cfg localcluster.Config
 	fs.IntVar(&cfg.Nodes, "nodes", 3, "number of nodes")
-	network := fs.String("network", "kindnet", "pod network: kindnet")
+	network := fs.String("network", "kindnet", "pod network: kindnet or flannel")
+	fs.StringVar(&cfg.FlannelBinDir, "flannel-bin-dir", "", "dir of flanneld, etcd, etcdctl and the flannel plugin (required for flannel; hack/install-flannel.sh)")
 	family := fs.String("ip-family", "ipv4", "ipv4 or dual")
 	fs.StringVar(&cfg.WorkDir, "work-dir", "", "absolute dir for the cluster's files (required; missing or empty)")
 	fs.StringVar(&cfg.Cnishim, "cnishim", "", "cnishim binary (required)")
