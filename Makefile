@@ -18,11 +18,11 @@ export CNISHIM_TEST_CRITEST := $(BIN_DIR)/critest
 
 # Tests that need root or what deps installs fail without it under these targets (and CI, which
 # runs make test); a plain go test ./... by a user who is not root skips them (internal/roottest).
-test e2e e2e-cluster soak bench: export CNISHIM_REQUIRE_ROOT_TESTS := 1
+test e2e e2e-cluster soak soak-cluster bench: export CNISHIM_REQUIRE_ROOT_TESTS := 1
 # make test runs the cluster checks on kindnet alone, whatever the environment says; flannel is
 # opt-in (CLUSTER_NETWORK=flannel make e2e-cluster), as it takes minutes to build.
 test: export CLUSTER_NETWORK := kindnet
-e2e-cluster: export CLUSTER_NETWORK := $(CLUSTER_NETWORK)
+e2e-cluster soak-cluster: export CLUSTER_NETWORK := $(CLUSTER_NETWORK)
 e2e-cluster: export CNISHIM_TEST_FLANNEL_BIN := $(FLANNEL_BIN_DIR)
 
 .PHONY: help
@@ -60,6 +60,10 @@ e2e-cluster: deps build $(if $(filter flannel,$(CLUSTER_NETWORK)),deps-flannel) 
 .PHONY: soak
 soak: deps build ## Run the crash/restart and config churn soak tests at 5x and 10x their make test sizes, and the 4 x 250 pod cluster scale soak.
 	CNISHIM_SOAK_ROUNDS=50 CNISHIM_SOAK_CHURN_OPS=10000 go test -race -count=1 -timeout 3h -v $(GO_TEST_FLAGS) ./test/soak/...
+	$(MAKE) soak-cluster
+
+.PHONY: soak-cluster
+soak-cluster: deps build $(if $(filter flannel,$(CLUSTER_NETWORK)),deps-flannel) ## Run the 4 x 250 pod cluster scale soak on CLUSTER_NETWORK (kindnet; or flannel).
 	CNISHIM_CLUSTER_SOAK_NODES=4 CNISHIM_CLUSTER_SOAK_PODS=250 CNISHIM_CLUSTER_SOAK_CLIENTS=16 CNISHIM_CLUSTER_SOAK_PEERS=3 \
 	  go test -race -count=1 -timeout 3h -v -run TestClusterScale $(GO_TEST_FLAGS) ./test/cluster/
 

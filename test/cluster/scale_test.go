@@ -280,6 +280,8 @@ func scaleCluster(t *testing.T, sz scaleSize, network string) *localcluster.Clus
 		WorkDir:   work,
 		Cnishim:   env.cnishim,
 		CNIBinDir: env.cniBin,
+		// Only the flannel network reads it.
+		FlannelBinDir: env.flannelBin,
 		// Apart from the suite's cluster (ck...) and any other run's.
 		Prefix:    fmt.Sprintf("cs%d", os.Getpid()%100000),
 		ServeArgs: args,
