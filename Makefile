@@ -23,7 +23,7 @@ test e2e e2e-cluster soak soak-cluster bench: export CNISHIM_REQUIRE_ROOT_TESTS 
 # opt-in (CLUSTER_NETWORK=flannel make e2e-cluster), as it takes minutes to build.
 test: export CLUSTER_NETWORK := kindnet
 e2e-cluster soak-cluster: export CLUSTER_NETWORK := $(CLUSTER_NETWORK)
-e2e-cluster: export CNISHIM_TEST_FLANNEL_BIN := $(FLANNEL_BIN_DIR)
+e2e-cluster soak-cluster: export CNISHIM_TEST_FLANNEL_BIN := $(FLANNEL_BIN_DIR)
 
 .PHONY: help
 help: ## List the targets.
