@@ -361,7 +361,7 @@ func TestSetUpPodRefusals(t *testing.T) {
 		{"extra on eth0", with(func(p *Pod) { p.ExtraNetworks = []NetworkAttachment{{Network: "net-b", IfName: "eth0"}} }), ErrInvalidPod, `interface "eth0" is already used`},
 		{"bad ifname", with(func(p *Pod) { p.ExtraNetworks = []NetworkAttachment{{Network: "net-b", IfName: "a/b"}} }), ErrInvalidPod, `interface "a/b"`},
 		{"unnamed extra", with(func(p *Pod) { p.ExtraNetworks = []NetworkAttachment{{}} }), ErrInvalidPod, "extra network 0: no network name"},
-		{"unknown extra", with(func(p *Pod) { p.ExtraNetworks = []NetworkAttachment{{Network: "nope"}} }), nil, `extra network "nope": no valid configuration in /etc/cni/net.d`},
+		{"unknown extra", with(func(p *Pod) { p.ExtraNetworks = []NetworkAttachment{{Network: "nope"}} }), ErrInvalidPod, `extra network "nope": no valid configuration in /etc/cni/net.d`},
 		{"reused sandbox", testPod("up"), ErrInvalidPod, "already set up"},
 		{"bad bandwidth", with(func(p *Pod) { p.Annotations = map[string]string{annotationEgressBandwidth: "lots"} }), ErrInvalidPod, "kubernetes.io/egress-bandwidth"},
 	}

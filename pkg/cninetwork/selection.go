@@ -113,7 +113,7 @@ func ParseNetworkSelection(annotation string) ([]NetworkSelection, error) {
 	}
 	for i := range out {
 		if err := out[i].check(); err != nil {
-			return nil, fmt.Errorf("network selection element %d (network %s): %w", i, cniargs.QuoteUnprintable(out[i].Name), err)
+			return nil, fmt.Errorf("network selection element %d (network %q): %w", i, out[i].Name, err)
 		}
 	}
 	return out, nil
@@ -156,38 +156,38 @@ func (sel *NetworkSelection) check() error {
 		return errors.New("no network name")
 	}
 	if e := utils.ValidateNetworkName(sel.Name); e != nil {
-		return fmt.Errorf("network name %s: %s", cniargs.QuoteUnprintable(sel.Name), e.Msg)
+		return fmt.Errorf("network name %q: %s", sel.Name, e.Msg)
 	}
 	if sel.Namespace != "" {
 		if !dnsLabel.MatchString(sel.Namespace) {
-			return fmt.Errorf("namespace %s: not a DNS label (at most 63 characters: lower-case letters, digits and '-', starting and ending with a letter or digit)",
-				cniargs.QuoteUnprintable(sel.Namespace))
+			return fmt.Errorf("namespace %q: not a DNS label (at most 63 characters: lower-case letters, digits and '-', starting and ending with a letter or digit)",
+				sel.Namespace)
 		}
 	}
 	if sel.Interface != "" {
 		if e := utils.ValidateInterfaceName(sel.Interface); e != nil {
-			return fmt.Errorf("interface %s: %s", cniargs.QuoteUnprintable(sel.Interface), e.Msg)
+			return fmt.Errorf("interface %q: %s", sel.Interface, e.Msg)
 		}
 		if !utf8.ValidString(sel.Interface) || strings.IndexFunc(sel.Interface, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
-			return fmt.Errorf("interface %s: not printable UTF-8", cniargs.QuoteUnprintable(sel.Interface))
+			return fmt.Errorf("interface %q: not printable UTF-8", sel.Interface)
 		}
 	}
 	for _, ip := range sel.IPs {
 		if net.ParseIP(ip) == nil {
 			if _, _, err := net.ParseCIDR(ip); err != nil {
-				return fmt.Errorf("ips: %s is not an IP address", cniargs.QuoteUnprintable(ip))
+				return fmt.Errorf("ips: %q is not an IP address", ip)
 			}
 		}
 	}
 	if sel.MAC != "" {
 		hw, err := net.ParseMAC(sel.MAC)
 		if err != nil || len(hw) != 6 {
-			return fmt.Errorf("mac: %s is not a 48-bit MAC address", cniargs.QuoteUnprintable(sel.MAC))
+			return fmt.Errorf("mac: %q is not a 48-bit MAC address", sel.MAC)
 		}
 	}
 	for _, gw := range sel.DefaultRoute {
 		if net.ParseIP(gw) == nil {
-			return fmt.Errorf("default-route: %s is not an IP address", cniargs.QuoteUnprintable(gw))
+			return fmt.Errorf("default-route: %q is not an IP address", gw)
 		}
 	}
 	for i := range sel.PortMappings {
@@ -204,10 +204,10 @@ func (sel *NetworkSelection) check() error {
 		case "tcp", "udp", "sctp":
 			pm.Protocol = p
 		default:
-			return fmt.Errorf("port mapping %d: protocol %s is not tcp, udp or sctp", i, cniargs.QuoteUnprintable(pm.Protocol))
+			return fmt.Errorf("port mapping %d: protocol %q is not tcp, udp or sctp", i, pm.Protocol)
 		}
 		if pm.HostIP != "" && net.ParseIP(pm.HostIP) == nil {
-			return fmt.Errorf("port mapping %d: host IP %s is not an IP address", i, cniargs.QuoteUnprintable(pm.HostIP))
+			return fmt.Errorf("port mapping %d: host IP %q is not an IP address", i, pm.HostIP)
 		}
 	}
 	if bw := sel.Bandwidth; bw != nil {

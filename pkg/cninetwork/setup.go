@@ -6,14 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/cnishim/cnishim/pkg/confwatch"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/containernetworking/cni/pkg/utils"
 	"k8s.io/klog/v2"
 )
 
@@ -23,6 +24,9 @@ type attachment struct {
 	list    *libcni.NetworkConfigList
 	ifName  string
 	caps    []string
+	// extra is set for the pod's extra networks, whose capability args own holds.
+	extra bool
+	own   map[string]any
 }
 
 // SetUpPod attaches the pod to its networks and returns its network status: first loopback
@@ -128,7 +132,7 @@ func (p *Plugin) prepareSetUp(pod *Pod, start time.Time) (*setUp, error) {
 		su.loRT = runtimeConf(pod.SandboxID, pa, nil, "lo", pod.NetNS)
 	}
 	for i, a := range plan {
-		su.rts[i] = runtimeConf(pod.SandboxID, pa, a.caps, a.ifName, pod.NetNS)
+		su.rts[i] = a.runtimeConf(pod.SandboxID, pa, pod.NetNS)
 	}
 	return su, nil
 }
@@ -215,8 +219,9 @@ func (p *Plugin) rollback(ctx context.Context, su *setUp, cause error) error {
 }
 
 // plan returns the attachments for pod from snap: the default network on eth0, then the extra
-// networks on their interfaces (an empty name gets the lowest free ethN). Duplicate or invalid
-// interface names are refused with ErrInvalidPod.
+// networks on their interfaces (an empty name gets the lowest free ethN). Extra networks that
+// are not valid networks of snap, and what checkExtraNetworks refuses, are refused with
+// ErrInvalidPod.
 func (p *Plugin) plan(snap *confwatch.Snapshot, pod *Pod) ([]attachment, error) {
 	if snap == nil || snap.Default == nil {
 		why := errors.New("CNI configuration not loaded yet")
@@ -225,20 +230,11 @@ func (p *Plugin) plan(snap *confwatch.Snapshot, pod *Pod) ([]attachment, error) 
 		}
 		return nil, fmt.Errorf("%s: %w: %w", pod, ErrNotReady, why)
 	}
+	if err := pod.CheckNetworks(snap); err != nil {
+		return nil, err
+	}
 	used := map[string]bool{defaultIfName: true, "lo": true}
-	for i, x := range pod.ExtraNetworks {
-		if x.Network == "" {
-			return nil, fmt.Errorf("%w: %s: extra network %d: no network name", ErrInvalidPod, pod, i)
-		}
-		if x.IfName == "" {
-			continue
-		}
-		if e := utils.ValidateInterfaceName(x.IfName); e != nil {
-			return nil, fmt.Errorf("%w: %s: extra network %q: interface %q: %s", ErrInvalidPod, pod, x.Network, x.IfName, e.Msg)
-		}
-		if used[x.IfName] {
-			return nil, fmt.Errorf("%w: %s: extra network %q: interface %q is already used by another network of the pod", ErrInvalidPod, pod, x.Network, x.IfName)
-		}
+	for _, x := range pod.ExtraNetworks {
 		used[x.IfName] = true
 	}
 	plan := make([]attachment, 0, 1+len(pod.ExtraNetworks))
@@ -246,9 +242,6 @@ func (p *Plugin) plan(snap *confwatch.Snapshot, pod *Pod) ([]attachment, error) 
 	next := 1
 	for _, x := range pod.ExtraNetworks {
 		n := snap.Network(x.Network)
-		if n == nil {
-			return nil, fmt.Errorf("%s: extra network %q: no valid configuration in %s", pod, x.Network, snap.Dir)
-		}
 		ifName := x.IfName
 		if ifName == "" {
 			for used["eth"+strconv.Itoa(next)] {
@@ -257,9 +250,164 @@ func (p *Plugin) plan(snap *confwatch.Snapshot, pod *Pod) ([]attachment, error) 
 			ifName = "eth" + strconv.Itoa(next)
 			used[ifName] = true
 		}
-		plan = append(plan, p.attachmentFor(n, ifName))
+		a := p.attachmentFor(n, ifName)
+		a.extra = true
+		a.own = ownCaps(x)
+		if len(x.CNIArgs) > 0 {
+			l, err := withCNIArgs(a.list, x.CNIArgs)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s: extra network %q: cni-args: %w", ErrInvalidPod, pod, x.Network, err)
+			}
+			a.list = l
+		}
+		plan = append(plan, a)
 	}
 	return plan, nil
+}
+
+// CheckNetworks checks the pod's extra networks against snap, the configuration a set-up would
+// use: each must be a valid network of snap, besides what Validate checks. A runtime calls it
+// before it creates anything for the pod. Errors wrap ErrInvalidPod and name the network.
+func (pod *Pod) CheckNetworks(snap *confwatch.Snapshot) error {
+	if err := checkExtraNetworks(pod); err != nil {
+		return err
+	}
+	for _, x := range pod.ExtraNetworks {
+		if snap == nil || snap.Network(x.Network) == nil {
+			dir := ""
+			if snap != nil {
+				dir = " in " + snap.Dir
+			}
+			return fmt.Errorf("%w: %s: extra network %q: no valid configuration%s", ErrInvalidPod, pod, x.Network, dir)
+		}
+	}
+	return nil
+}
+
+// checkExtraNetworks checks what can be checked of the pod's extra networks without the
+// configuration: names, interfaces (valid, not eth0 or lo, not used twice), the values asked of
+// each attachment. Errors wrap ErrInvalidPod.
+func checkExtraNetworks(pod *Pod) error {
+	if pod.networksErr != nil {
+		return fmt.Errorf("%w: %s: annotation %s: %w", ErrInvalidPod, pod, NetworksAnnotation, pod.networksErr)
+	}
+	used := map[string]bool{defaultIfName: true, "lo": true}
+	for i, x := range pod.ExtraNetworks {
+		if x.Network == "" {
+			return fmt.Errorf("%w: %s: extra network %d: no network name", ErrInvalidPod, pod, i)
+		}
+		sel := NetworkSelection{Name: x.Network, Interface: x.IfName, IPs: x.IPs, MAC: x.MAC,
+			PortMappings: slices.Clone(x.PortMappings), Bandwidth: x.Bandwidth, CNIArgs: x.CNIArgs}
+		if err := sel.check(); err != nil {
+			return fmt.Errorf("%w: %s: extra network %q: %w", ErrInvalidPod, pod, x.Network, err)
+		}
+		if len(x.DefaultRoute) > 0 {
+			return fmt.Errorf("%w: %s: extra network %q: default-route is not supported", ErrInvalidPod, pod, x.Network)
+		}
+		if x.IfName == "" {
+			continue
+		}
+		if used[x.IfName] {
+			return fmt.Errorf("%w: %s: extra network %q: interface %q is already used by another network of the pod", ErrInvalidPod, pod, x.Network, x.IfName)
+		}
+		used[x.IfName] = true
+	}
+	return nil
+}
+
+// ownCaps returns the capability args an extra network's attachment asks for itself.
+func ownCaps(x NetworkAttachment) map[string]any {
+	own := make(map[string]any, 4)
+	if len(x.IPs) > 0 {
+		own[capIPs] = x.IPs
+	}
+	if x.MAC != "" {
+		own[capMAC] = x.MAC
+	}
+	if len(x.PortMappings) > 0 {
+		pms := make([]portMapping, len(x.PortMappings))
+		for i, pm := range x.PortMappings {
+			proto := strings.ToLower(pm.Protocol)
+			if proto == "" {
+				proto = "tcp"
+			}
+			pms[i] = portMapping{HostPort: pm.HostPort, ContainerPort: pm.ContainerPort, Protocol: proto, HostIP: pm.HostIP}
+		}
+		own[capPortMappings] = pms
+	}
+	if bw := x.Bandwidth; bw != nil && *bw != (SelectionBandwidth{}) {
+		own[capBandwidth] = bandwidthArg(*bw)
+	}
+	return own
+}
+
+// withCNIArgs returns a copy of list whose every plugin configuration carries "args":
+// {"cni": args}, the CNI conventions' place for them (libcni has no runtime argument for it),
+// beside any other "args" the plugin's configuration has.
+func withCNIArgs(list *libcni.NetworkConfigList, args json.RawMessage) (*libcni.NetworkConfigList, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(list.Bytes, &raw); err != nil {
+		return nil, err
+	}
+	var plugins []map[string]json.RawMessage
+	if err := json.Unmarshal(raw["plugins"], &plugins); err != nil {
+		return nil, fmt.Errorf("network %q: plugins: %w", list.Name, err)
+	}
+	for _, pl := range plugins {
+		pa := map[string]json.RawMessage{}
+		if old, ok := pl["args"]; ok && string(old) != "null" {
+			if err := json.Unmarshal(old, &pa); err != nil {
+				return nil, fmt.Errorf("network %q: plugin %s: args: %w", list.Name, pl["type"], err)
+			}
+		}
+		pa["cni"] = args
+		b, err := json.Marshal(pa)
+		if err != nil {
+			return nil, err
+		}
+		pl["args"] = b
+	}
+	b, err := json.Marshal(plugins)
+	if err != nil {
+		return nil, err
+	}
+	raw["plugins"] = b
+	all, err := json.Marshal(raw)
+	if err != nil {
+		return nil, err
+	}
+	out, err := libcni.ConfListFromBytes(all)
+	if err != nil {
+		return nil, err
+	}
+	if len(out.Plugins) != len(list.Plugins) {
+		return nil, fmt.Errorf("network %q: %d plugins with cni-args, %d without", list.Name, len(out.Plugins), len(list.Plugins))
+	}
+	return out, nil
+}
+
+// runtimeConf returns the runtime arguments of attaching the pod to a, in netns nsPath: the
+// pod's capability args a's network declares, an extra network's own values (see
+// NetworkAttachment) replacing the pod's port mappings and bandwidth.
+func (a attachment) runtimeConf(sandboxID string, pa *podArgs, nsPath string) *libcni.RuntimeConf {
+	rt := runtimeConf(sandboxID, pa, a.caps, a.ifName, nsPath)
+	if !a.extra {
+		return rt
+	}
+	delete(rt.CapabilityArgs, capPortMappings)
+	delete(rt.CapabilityArgs, capBandwidth)
+	for _, c := range a.caps {
+		if v, ok := a.own[c]; ok {
+			if rt.CapabilityArgs == nil {
+				rt.CapabilityArgs = make(map[string]any, len(a.own))
+			}
+			rt.CapabilityArgs[c] = v
+		}
+	}
+	if len(rt.CapabilityArgs) == 0 {
+		rt.CapabilityArgs = nil
+	}
+	return rt
 }
 
 func (p *Plugin) attachmentFor(n *confwatch.Network, ifName string) attachment {

@@ -225,7 +225,7 @@ func (p *Plugin) delFallback(ctx context.Context, pod *Pod, nsPath string) (done
 	for i := len(plan) - 1; i >= 0; i-- {
 		a := plan[i]
 		start := time.Now()
-		rt := runtimeConf(pod.SandboxID, pa, a.caps, a.ifName, nsPath)
+		rt := a.runtimeConf(pod.SandboxID, pa, nsPath)
 		tctx, tr := withTrace(ctx)
 		if err := p.cni.DelNetworkList(tctx, a.list, rt); err != nil {
 			errs = append(errs, chainError(tctx, start, a.network, "DEL", tr, false, err))

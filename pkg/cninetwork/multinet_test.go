@@ -1,0 +1,147 @@
+package cninetwork
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// capsNet declares every capability an extra network's attachment may ask for, on two plugins.
+const capsNet = `{"cniVersion":"1.0.0","name":"net-caps","plugins":[
+	{"type":"bridge","ipam":{"type":"static"},"capabilities":{"ips":true,"mac":true}},
+	{"type":"portmap","capabilities":{"portMappings":true}},
+	{"type":"bandwidth","args":{"keep":1},"capabilities":{"bandwidth":true}}]}`
+
+// TestExtraNetworkCapabilityArgs: an extra network's plugins get the values its selection
+// asks for, each only where declared; the pod's own port mappings and bandwidth stay on the
+// default network; cni-args reach every plugin of the selected network as args.cni.
+func TestExtraNetworkCapabilityArgs(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, bridgeNet), network(t, capsNet), network(t, otherNet))
+	p := newTestPlugin(t, fe, src)
+
+	pod := PodFromSandboxConfig("s1", netnsPath, &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "team", Uid: "u1"},
+		PortMappings: []*runtimeapi.PortMapping{{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 80, HostPort: 8080}},
+		Annotations: map[string]string{NetworksAnnotation: `[
+			{"name":"net-caps","namespace":"team","interface":"net1","ips":["10.9.0.5/24"],"mac":"02:00:00:00:00:01",
+			 "portMappings":[{"hostPort":9090,"containerPort":90,"protocol":"UDP"}],
+			 "bandwidth":{"ingressRate":1000,"ingressBurst":2000},"cni-args":{"foo":"bar"}},
+			{"name":"net-b","namespace":"default","ips":["10.9.1.5/24"]}]`},
+	})
+	if err := pod.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.SetUpPod(t.Context(), pod); err != nil {
+		t.Fatal(err)
+	}
+	rc := map[string]any{}
+	args := map[string]any{}
+	for _, c := range fe.callsOf("ADD") {
+		conf := c.conf(t)
+		rc[c.Plugin+" "+c.IfName] = conf["runtimeConfig"]
+		args[c.Plugin+" "+c.IfName] = conf["args"]
+	}
+	want := map[string]any{
+		"bridge eth0":    nil,
+		"portmap eth0":   map[string]any{"portMappings": []any{map[string]any{"hostPort": 8080.0, "containerPort": 80.0, "protocol": "tcp"}}},
+		"bandwidth eth0": nil,
+		"bridge net1":    map[string]any{"ips": []any{"10.9.0.5/24"}, "mac": "02:00:00:00:00:01"},
+		"portmap net1":   map[string]any{"portMappings": []any{map[string]any{"hostPort": 9090.0, "containerPort": 90.0, "protocol": "udp"}}},
+		"bandwidth net1": map[string]any{"bandwidth": map[string]any{"ingressRate": 1000.0, "ingressBurst": 2000.0}},
+		"ptp eth1":       nil, // declares no ips capability
+	}
+	if !reflect.DeepEqual(rc, want) {
+		t.Fatalf("runtimeConfig per plugin:\n  %v\nwant\n  %v", rc, want)
+	}
+	cni := map[string]any{"foo": "bar"}
+	wantArgs := map[string]any{
+		"bridge eth0": nil, "portmap eth0": nil, "bandwidth eth0": nil, "ptp eth1": nil,
+		"bridge net1": map[string]any{"cni": cni}, "portmap net1": map[string]any{"cni": cni},
+		"bandwidth net1": map[string]any{"keep": 1.0, "cni": cni},
+	}
+	if !reflect.DeepEqual(args, wantArgs) {
+		t.Fatalf("args per plugin:\n  %v\nwant\n  %v", args, wantArgs)
+	}
+
+	// The teardown runs with the same arguments, from the record.
+	fe.reset()
+	if err := p.TearDownPod(t.Context(), &Pod{SandboxID: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range fe.callsOf("DEL") {
+		conf := c.conf(t)
+		if k := c.Plugin + " " + c.IfName; !reflect.DeepEqual(conf["runtimeConfig"], want[k]) || !reflect.DeepEqual(conf["args"], wantArgs[k]) {
+			t.Errorf("DEL %s: runtimeConfig %v, args %v; want %v, %v", k, conf["runtimeConfig"], conf["args"], want[k], wantArgs[k])
+		}
+	}
+}
+
+// TestNetworksAnnotationRefusals: a pod whose annotation cannot be honoured is refused before
+// any plugin runs, naming what is wrong.
+func TestNetworksAnnotationRefusals(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, bridgeNet), network(t, otherNet))
+	p := newTestPlugin(t, fe, src)
+	tests := []struct{ name, annotation, want string }{
+		{"malformed", "net-b,,", "empty element"},
+		{"bad JSON", `[{"name":"net-b"`, "JSON list"},
+		{"unknown network", "net-x", `extra network "net-x": no valid configuration`},
+		{"other namespace", "team-b/net-b", `namespace "team-b"`},
+		{"eth0", "net-b@eth0", `interface "eth0" is already used`},
+		{"lo", "net-b@lo", `interface "lo" is already used`},
+		{"duplicate interface", "net-b@net1,default/net-b@net1", `interface "net1" is already used`},
+		{"default route", `[{"name":"net-b","default-route":["10.0.0.1"]}]`, "default-route is not supported"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := PodFromSandboxConfig("s1", netnsPath, &runtimeapi.PodSandboxConfig{
+				Metadata:    &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "team-a", Uid: "u1"},
+				Annotations: map[string]string{NetworksAnnotation: tt.annotation},
+			})
+			err := pod.Validate()
+			if err == nil {
+				err = pod.CheckNetworks(p.Snapshot())
+			}
+			if !errors.Is(err, ErrInvalidPod) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate/CheckNetworks = %v; want ErrInvalidPod saying %q", err, tt.want)
+			}
+			if _, err := p.SetUpPod(t.Context(), pod); !errors.Is(err, ErrInvalidPod) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("SetUpPod = %v; want ErrInvalidPod saying %q", err, tt.want)
+			}
+			if c := fe.callsOf(""); len(c) != 0 {
+				t.Fatalf("plugins ran: %v", summary(t, c))
+			}
+		})
+	}
+}
+
+// TestPodFromSandboxConfigNetworks: both forms of the annotation become the same extra
+// networks, and the pod's own namespace and "default" may name the node's networks.
+func TestPodFromSandboxConfigNetworks(t *testing.T) {
+	podOf := func(a string) *Pod {
+		return PodFromSandboxConfig("s1", netnsPath, &runtimeapi.PodSandboxConfig{
+			Metadata:    &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "team"},
+			Annotations: map[string]string{NetworksAnnotation: a},
+		})
+	}
+	want := []NetworkAttachment{{Network: "net-a"}, {Network: "net-b", IfName: "net1"}, {Network: "net-c", IfName: "x"}}
+	for _, a := range []string{
+		"net-a, team/net-b@net1, default/net-c@x",
+		`[{"name":"net-a"},{"name":"net-b","namespace":"team","interface":"net1"},{"name":"net-c","namespace":"default","interface":"x"}]`,
+	} {
+		pod := podOf(a)
+		if err := pod.Validate(); err != nil {
+			t.Fatalf("%s: %v", a, err)
+		}
+		if !reflect.DeepEqual(pod.ExtraNetworks, want) {
+			t.Fatalf("%s: extra networks %+v; want %+v", a, pod.ExtraNetworks, want)
+		}
+	}
+	if pod := podOf(""); len(pod.ExtraNetworks) != 0 || pod.Validate() != nil {
+		t.Fatalf("empty annotation: %+v, %v", pod.ExtraNetworks, pod.Validate())
+	}
+}
