@@ -1,10 +1,16 @@
 package cninetwork
 
 import (
+	"context"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -143,5 +149,134 @@ func TestPodFromSandboxConfigNetworks(t *testing.T) {
 	}
 	if pod := podOf(""); len(pod.ExtraNetworks) != 0 || pod.Validate() != nil {
 		t.Fatalf("empty annotation: %+v, %v", pod.ExtraNetworks, pod.Validate())
+	}
+}
+
+// allInFlight returns a hook that returns once n calls have reached it, or fails the test
+// when ctx ends first: the n calls must run at once.
+func allInFlight(t *testing.T, n int) func(ctx context.Context, c execCall) {
+	var arrived sync.WaitGroup
+	arrived.Add(n)
+	return func(ctx context.Context, c execCall) {
+		arrived.Done()
+		done := make(chan struct{})
+		go func() { arrived.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			t.Errorf("%s %s %s: the other chain never ran alongside", c.Command, c.Plugin, c.IfName)
+		}
+	}
+}
+
+const (
+	macvlanNet = `{"cniVersion":"1.0.0","name":"net-c","plugins":[{"type":"macvlan"}]}`
+	ipvlanNet  = `{"cniVersion":"1.0.0","name":"net-d","plugins":[{"type":"ipvlan"},{"type":"tuning"}]}`
+)
+
+// TestExtraNetworksSideBySide: extra networks' chains run at once, at set-up and teardown;
+// the status carries each attachment's MAC and DNS from its result.
+func TestExtraNetworksSideBySide(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, otherNet), network(t, macvlanNet), network(t, ipvlanNet))
+	p := newTestPlugin(t, fe, src, WithOperationTimeout(time.Minute))
+	hook := allInFlight(t, 2)
+	fe.set("macvlan", "ADD", reply{hook: hook})
+	fe.set("ipvlan", "ADD", reply{hook: hook, out: `{"cniVersion":"1.0.0",
+		"interfaces":[{"name":"net2","mac":"02:00:00:00:00:02","sandbox":"/x"}],
+		"ips":[{"address":"10.9.0.2/24","interface":0}],"dns":{"nameservers":["10.9.0.53"],"search":["corp"]}}`})
+	pod := testPod("s1")
+	pod.ExtraNetworks = []NetworkAttachment{{Network: "net-c", IfName: "net1"}, {Network: "net-d", IfName: "net2"}}
+	st, err := p.SetUpPod(t.Context(), pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantChains(t, fe.callsOf(""), "ADD ptp net-b eth0", map[string][]string{
+		"net1": {"ADD macvlan net-c net1"},
+		"net2": {"ADD ipvlan net-d net2", "ADD tuning net-d net2"},
+	}, "")
+	if len(st.Attachments) != 3 {
+		t.Fatalf("attachments %+v", st.Attachments)
+	}
+	if a := st.Attachments[2]; a.Network != "net-d" || a.MAC != "02:00:00:00:00:02" || a.DNS == nil ||
+		!slices.Equal(a.DNS.Nameservers, []string{"10.9.0.53"}) || len(a.IPs) != 1 || a.IPs[0].String() != "10.9.0.2" {
+		t.Fatalf("net-d attachment %+v; want its result's MAC, DNS and IP", a)
+	}
+	if st.IPs[0].String() != st.Attachments[0].IPs[0].String() || st.Attachments[0].Network != "net-b" {
+		t.Fatalf("pod IPs %v are not the default network's (%+v)", st.IPs, st.Attachments[0])
+	}
+
+	fe.reset()
+	hook = allInFlight(t, 2)
+	fe.set("macvlan", "DEL", reply{hook: hook})
+	fe.set("tuning", "DEL", reply{hook: hook})
+	if err := p.TearDownPod(t.Context(), pod); err != nil {
+		t.Fatal(err)
+	}
+	wantChains(t, fe.callsOf(""), "", map[string][]string{
+		"net1": {"DEL macvlan net-c net1"},
+		"net2": {"DEL tuning net-d net2", "DEL ipvlan net-d net2"},
+	}, "DEL ptp net-b eth0")
+}
+
+// TestExtraNetworkFailureSideBySide: when one extra network fails while another's chain is in
+// flight, every attachment is rolled back, the default network last, and nothing stays
+// recorded or cached.
+func TestExtraNetworkFailureSideBySide(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, otherNet), network(t, macvlanNet), network(t, ipvlanNet))
+	p := newTestPlugin(t, fe, src, WithOperationTimeout(time.Minute))
+	hook := allInFlight(t, 2)
+	fe.set("macvlan", "ADD", reply{hook: hook, err: &types.Error{Code: 7, Msg: "no master"}})
+	fe.set("ipvlan", "ADD", reply{hook: hook})
+	pod := testPod("s1")
+	pod.ExtraNetworks = []NetworkAttachment{{Network: "net-c"}, {Network: "net-d"}}
+	_, err := p.SetUpPod(t.Context(), pod)
+	if err == nil || !strings.Contains(err.Error(), `network "net-c"`) || !strings.Contains(err.Error(), "no master") {
+		t.Fatalf("SetUpPod = %v; want net-c's failure", err)
+	}
+	wantChains(t, fe.callsOf(""), "ADD ptp net-b eth0", map[string][]string{
+		"eth1": {"ADD macvlan net-c eth1", "DEL macvlan net-c eth1"},
+		"eth2": {"ADD ipvlan net-d eth2", "ADD tuning net-d eth2", "DEL tuning net-d eth2", "DEL ipvlan net-d eth2"},
+	}, "DEL ptp net-b eth0")
+	if got := cacheFiles(t, p); len(got) != 0 {
+		t.Fatalf("cache = %v", got)
+	}
+	if rec, err := p.records.get("s1"); err != nil || len(rec) != 0 {
+		t.Fatalf("record = %v, %v; want none", rec, err)
+	}
+}
+
+// TestExtraNetworksCheckAndGC: CHECK and GC cover every attachment of a pod, its extra
+// networks' too.
+func TestExtraNetworksCheckAndGC(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, otherNet), network(t, macvlanNet), network(t, ipvlanNet))
+	p := newTestPlugin(t, fe, src, WithStateDir(t.TempDir()))
+	pod := testPod("s1")
+	pod.ExtraNetworks = []NetworkAttachment{{Network: "net-c", IfName: "net1"}, {Network: "net-d", IfName: "net2"}}
+	if _, err := p.SetUpPod(t.Context(), pod); err != nil {
+		t.Fatal(err)
+	}
+	fe.reset()
+	if err := p.CheckPod(t.Context(), pod); err != nil {
+		t.Fatal(err)
+	}
+	wantChains(t, fe.callsOf("CHECK"), "", map[string][]string{
+		"eth0": {"CHECK ptp net-b eth0"},
+		"net1": {"CHECK macvlan net-c net1"},
+		"net2": {"CHECK ipvlan net-d net2", "CHECK tuning net-d net2"},
+	}, "")
+
+	fe.reset()
+	if err := p.GC(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	wantChains(t, fe.callsOf("DEL"), "", map[string][]string{
+		"net1": {"DEL macvlan net-c net1"},
+		"net2": {"DEL tuning net-d net2", "DEL ipvlan net-d net2"},
+	}, "DEL ptp net-b eth0")
+	if got := cacheFiles(t, p); len(got) != 0 {
+		t.Fatalf("cache after GC = %v", got)
 	}
 }

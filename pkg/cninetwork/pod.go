@@ -6,6 +6,7 @@ import (
 	"net"
 
 	"github.com/cnishim/cnishim/internal/cniargs"
+	"github.com/containernetworking/cni/pkg/types"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -80,6 +81,11 @@ type AttachmentStatus struct {
 	IfName string
 	// IPs holds the addresses the network gave the pod's interface.
 	IPs []net.IP
+	// MAC is the MAC address of the pod's interface, as the network's result gives it; empty if
+	// it gives none.
+	MAC string
+	// DNS holds the DNS settings the network's result gives, or nil.
+	DNS *types.DNS
 }
 
 // CRI converts the status into the CRI's form: the primary IP and the additional IPs. It

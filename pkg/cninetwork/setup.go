@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cnishim/cnishim/internal/netns"
@@ -100,6 +101,9 @@ type setUp struct {
 	// attempted lists every attachment tried, the one that failed included: a chain that
 	// fails part-way leaves what its first plugins made, and libcni caches nothing for it.
 	attempted []triedAttachment
+	// noting is set while attach notes what it tries in attempted; attachAll clears it while
+	// chains run side by side, having noted them all.
+	noting bool
 }
 
 // triedAttachment is an attachment a set-up ran ADD for, to delete again on rollback.
@@ -127,7 +131,7 @@ func (p *Plugin) prepareSetUp(pod *Pod, start time.Time) (*setUp, error) {
 	if _, err := netns.IsNetNS(pod.NetNS); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPod, pod, err)
 	}
-	su := &setUp{pod: pod, start: start, plan: plan, rts: make([]*libcni.RuntimeConf, len(plan))}
+	su := &setUp{pod: pod, start: start, plan: plan, rts: make([]*libcni.RuntimeConf, len(plan)), noting: true}
 	if p.opts.loopback == LoopbackPlugin {
 		su.loRT = runtimeConf(pod.SandboxID, pa, nil, "lo", pod.NetNS)
 	}
@@ -146,9 +150,11 @@ func (su *setUp) recorded(loopbackList *libcni.NetworkConfigList) []*libcni.Netw
 	return recordedAttachments(loopbackList, su.loRT, su.plan, su.rts)
 }
 
-// attachAll attaches su's pod to loopback (see LoopbackMode), then to each network of its
-// plan in order, and returns the pod's status. It stops at the first failure; su.attempted
-// then says what to roll back.
+// attachAll attaches su's pod to loopback (see LoopbackMode), then to the default network,
+// then to its extra networks side by side (their chains are independent), and returns the
+// pod's status. It stops at the first failure of loopback or the default network, and after
+// every extra network's chain has ended when one of them fails; su.attempted then says what to
+// roll back.
 func (p *Plugin) attachAll(ctx context.Context, su *setUp) (*PodNetworkStatus, error) {
 	switch p.opts.loopback {
 	case LoopbackInProcess:
@@ -160,26 +166,52 @@ func (p *Plugin) attachAll(ctx context.Context, su *setUp) (*PodNetworkStatus, e
 			return nil, err
 		}
 	}
-	status := &PodNetworkStatus{Attachments: make([]AttachmentStatus, 0, len(su.plan))}
-	for i, a := range su.plan {
+	status := &PodNetworkStatus{Attachments: make([]AttachmentStatus, len(su.plan))}
+	one := func(i int) error {
+		a := su.plan[i]
 		res, err := p.attach(ctx, su, a.network, a.list, su.rts[i])
 		if err != nil {
-			return nil, err
+			return err
 		}
-		ips, err := resultIPs(res)
+		as, err := attachmentStatus(res, a.network, a.ifName)
 		if err != nil {
-			return nil, fmt.Errorf("%s: network %q: ADD result: %w", su.pod, a.network, err)
+			return fmt.Errorf("%s: network %q: ADD result: %w", su.pod, a.network, err)
 		}
-		status.Attachments = append(status.Attachments, AttachmentStatus{Network: a.network, IfName: a.ifName, IPs: ips})
+		status.Attachments[i] = as
+		return nil
+	}
+	if err := one(0); err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(su.plan))
+	if len(su.plan) == 2 {
+		errs[1] = one(1)
+	} else {
+		// Each chain is noted as attempted before any starts: su.attempted is not shared.
+		for i := 1; i < len(su.plan); i++ {
+			su.attempted = append(su.attempted, triedAttachment{su.plan[i].network, su.plan[i].list, su.rts[i]})
+		}
+		su.noting = false
+		var wg sync.WaitGroup
+		for i := 1; i < len(su.plan); i++ {
+			wg.Go(func() { errs[i] = one(i) })
+		}
+		wg.Wait()
+		su.noting = true
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	status.IPs = status.Attachments[0].IPs
 	return status, nil
 }
 
-// attach runs ADD of one network for su's pod, noting it in su.attempted first, and returns
-// the network's result.
+// attach runs ADD of one network for su's pod, noting it in su.attempted first (unless the
+// caller did), and returns the network's result.
 func (p *Plugin) attach(ctx context.Context, su *setUp, network string, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) (types.Result, error) {
-	su.attempted = append(su.attempted, triedAttachment{network, list, rt})
+	if su.noting {
+		su.attempted = append(su.attempted, triedAttachment{network, list, rt})
+	}
 	tctx, tr := withTrace(ctx)
 	res, err := p.cni.AddNetworkList(tctx, list, rt)
 	if err != nil {
@@ -188,7 +220,8 @@ func (p *Plugin) attach(ctx context.Context, su *setUp, network string, list *li
 	return res, nil
 }
 
-// rollback deletes every attachment su tried, in reverse order, after the set-up failed with
+// rollback deletes every attachment su tried, in reverse order (the extra networks side by
+// side), after the set-up failed with
 // cause, under a fresh budget of the operation timeout that the caller's cancellation does not
 // cut short, and removes the record. It returns cause, joined with ErrRollbackFailed and the
 // DEL errors if a DEL failed; the record then stays, so that the next teardown deletes with
@@ -202,16 +235,18 @@ func (p *Plugin) rollback(ctx context.Context, su *setUp, cause error) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.operationTimeout)
 	defer cancel()
-	var errs []error
-	for i := len(su.attempted) - 1; i >= 0; i-- {
-		a := su.attempted[i]
+	n := len(su.attempted)
+	errs := make([]error, n)
+	inWaves(n, func(i int) bool { return sideBySide(su.attempted[n-1-i].network, su.attempted[n-1-i].rt.IfName) }, func(i int) {
+		a := su.attempted[n-1-i]
 		start := time.Now()
 		tctx, tr := withTrace(ctx)
 		if err := p.cni.DelNetworkList(tctx, a.list, a.rt); err != nil {
-			errs = append(errs, chainError(tctx, start, a.network, "DEL", tr, false, err))
+			errs[i] = chainError(tctx, start, a.network, "DEL", tr, false, err)
 		}
-	}
-	if len(errs) > 0 {
+	})
+	if err := errors.Join(errs...); err != nil {
+		errs = []error{err}
 		return fmt.Errorf("%w; %w of %s: %w", cause, ErrRollbackFailed, su.pod, errors.Join(errs...))
 	}
 	_ = p.records.remove(su.pod.SandboxID)
@@ -581,7 +616,10 @@ func (s *PodNetworkStatus) clone() *PodNetworkStatus {
 	}
 	out := &PodNetworkStatus{IPs: copyIPs(s.IPs), Attachments: make([]AttachmentStatus, len(s.Attachments))}
 	for i, a := range s.Attachments {
-		out.Attachments[i] = AttachmentStatus{Network: a.Network, IfName: a.IfName, IPs: copyIPs(a.IPs)}
+		out.Attachments[i] = AttachmentStatus{Network: a.Network, IfName: a.IfName, IPs: copyIPs(a.IPs), MAC: a.MAC}
+		if a.DNS != nil {
+			out.Attachments[i].DNS = a.DNS.Copy()
+		}
 	}
 	return out
 }
@@ -603,4 +641,34 @@ func ipStrings(s *PodNetworkStatus) []string {
 		out[i] = ip.String()
 	}
 	return out
+}
+
+// sideBySide reports whether the attachment of network on ifName is an extra network's, whose
+// chain runs side by side with the other extra networks' (see inWaves).
+func sideBySide(network, ifName string) bool {
+	return ifName != defaultIfName && !(network == LoopbackNetworkName && ifName == "lo")
+}
+
+// inWaves calls f for each index of [0, n) in order, except that a run of consecutive indexes
+// for which together reports true is called side by side, each in its own goroutine; it returns
+// when every call has.
+func inWaves(n int, together func(int) bool, f func(int)) {
+	for i := 0; i < n; {
+		j := i + 1
+		if together(i) {
+			for j < n && together(j) {
+				j++
+			}
+		}
+		if j-i == 1 {
+			f(i)
+		} else {
+			var wg sync.WaitGroup
+			for k := i; k < j; k++ {
+				wg.Go(func() { f(k) })
+			}
+			wg.Wait()
+		}
+		i = j
+	}
 }
