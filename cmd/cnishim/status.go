@@ -38,9 +38,12 @@ type statusReport struct {
 	NetworkName string                  `json:"networkName,omitempty"`
 	Default     *criserver.NetworkInfo  `json:"default,omitempty"`
 	Networks    []criserver.NetworkInfo `json:"networks"`
-	Skipped     []skippedInfo           `json:"skipped"`
-	Warnings    []string                `json:"warnings"`
-	Server      *serverReport           `json:"server,omitempty"`
+	// Selectable names the networks a pod may select with the k8s.v1.cni.cncf.io/networks
+	// annotation: every valid network, by name (a name in several files means the first).
+	Selectable []string      `json:"selectableNetworks"`
+	Skipped    []skippedInfo `json:"skipped"`
+	Warnings   []string      `json:"warnings"`
+	Server     *serverReport `json:"server,omitempty"`
 }
 
 type skippedInfo struct {
@@ -107,6 +110,7 @@ func buildReport(snap *confwatch.Snapshot, cni *cniFlags) *statusReport {
 		BinDirs:     cni.binDirList(),
 		NetworkName: cni.networkName,
 		Networks:    []criserver.NetworkInfo{},
+		Selectable:  []string{},
 		Skipped:     []skippedInfo{},
 		Warnings:    []string{},
 	}
@@ -121,6 +125,9 @@ func buildReport(snap *confwatch.Snapshot, cni *cniFlags) *statusReport {
 	for _, n := range snap.Networks {
 		rep.Networks = append(rep.Networks, criserver.NetworkInfoOf(n))
 		files = append(files, n.File)
+		if !slices.Contains(rep.Selectable, n.Name) {
+			rep.Selectable = append(rep.Selectable, n.Name)
+		}
 	}
 	for _, s := range snap.Skipped {
 		rep.Skipped = append(rep.Skipped, skippedInfo{File: s.File, Reason: fmt.Sprint(s.Reason)})
@@ -293,6 +300,9 @@ func printReport(w io.Writer, r *statusReport) {
 			fmt.Fprintf(w, "  %s\n", n.Name)
 			printNetwork(w, "    ", n)
 		}
+	}
+	if len(r.Selectable) > 0 {
+		fmt.Fprintf(w, "\nNetworks pods may select (k8s.v1.cni.cncf.io/networks): %s\n", strings.Join(r.Selectable, ", "))
 	}
 	if len(r.Skipped) > 0 {
 		fmt.Fprintf(w, "\nSkipped files:\n")
