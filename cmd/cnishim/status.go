@@ -110,7 +110,7 @@ func buildReport(snap *confwatch.Snapshot, cni *cniFlags) *statusReport {
 		BinDirs:     cni.binDirList(),
 		NetworkName: cni.networkName,
 		Networks:    []criserver.NetworkInfo{},
-		Selectable:  []string{},
+		Selectable:  criserver.SelectableNetworks(snap),
 		Skipped:     []skippedInfo{},
 		Warnings:    []string{},
 	}
@@ -125,9 +125,6 @@ func buildReport(snap *confwatch.Snapshot, cni *cniFlags) *statusReport {
 	for _, n := range snap.Networks {
 		rep.Networks = append(rep.Networks, criserver.NetworkInfoOf(n))
 		files = append(files, n.File)
-		if !slices.Contains(rep.Selectable, n.Name) {
-			rep.Selectable = append(rep.Selectable, n.Name)
-		}
 	}
 	for _, s := range snap.Skipped {
 		rep.Skipped = append(rep.Skipped, skippedInfo{File: s.File, Reason: fmt.Sprint(s.Reason)})
