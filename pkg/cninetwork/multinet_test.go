@@ -280,3 +280,48 @@ func TestExtraNetworksCheckAndGC(t *testing.T) {
 		t.Fatalf("cache after GC = %v", got)
 	}
 }
+
+// TestCutOffMultiNetworkSetUpTornDown: a process dies while a pod's extra networks' chains
+// run; the next process tears down every attachment of the set-up record, the extra networks'
+// included, with the values the selection asked for, though libcni cached none of them.
+func TestCutOffMultiNetworkSetUpTornDown(t *testing.T) {
+	cacheDir, stateDir := t.TempDir(), t.TempDir()
+	fe := newFakeExec()
+	src := newFakeSource()
+	src.publish(nil, network(t, otherNet), network(t, macvlanNet), network(t, capsNet))
+	first := newTestPlugin(t, fe, src, WithCacheDir(cacheDir), WithStateDir(stateDir))
+
+	// Both extra networks' first plugins hang, each once the other has started.
+	inFlight := allInFlight(t, 2)
+	arrived, hang := make(chan struct{}, 2), make(chan struct{})
+	hook := func(ctx context.Context, c execCall) { inFlight(ctx, c); arrived <- struct{}{} }
+	fe.set("macvlan", "ADD", reply{block: hang, hook: hook})
+	fe.set("bridge", "ADD", reply{block: hang, hook: hook})
+	pod := testPod("s1")
+	pod.ExtraNetworks = []NetworkAttachment{{Network: "net-c", IfName: "net1"}, {Network: "net-caps", IfName: "net2", IPs: []string{"10.9.0.5/24"}}}
+	ctx, cancel := context.WithCancel(t.Context())
+	setUp := make(chan error, 1)
+	go func() {
+		_, err := first.SetUpPod(ctx, pod)
+		setUp <- err
+	}()
+	t.Cleanup(func() { cancel(); close(hang); <-setUp })
+	<-arrived
+	<-arrived
+
+	second := newTestPlugin(t, fe, src, WithCacheDir(cacheDir), WithStateDir(stateDir))
+	fe.reset()
+	if err := second.TearDownPod(t.Context(), &Pod{SandboxID: "s1", NetNS: netnsPath}); err != nil {
+		t.Fatal(err)
+	}
+	dels := fe.callsOf("DEL")
+	wantChains(t, dels, "", map[string][]string{
+		"net1": {"DEL macvlan net-c net1"},
+		"net2": {"DEL bandwidth net-caps net2", "DEL portmap net-caps net2", "DEL bridge net-caps net2"},
+	}, "DEL ptp net-b eth0")
+	for _, c := range dels {
+		if c.Plugin == "bridge" && !reflect.DeepEqual(c.conf(t)["runtimeConfig"], map[string]any{"ips": []any{"10.9.0.5/24"}}) {
+			t.Fatalf("DEL bridge net2: runtimeConfig %v; want the ips asked for", c.conf(t)["runtimeConfig"])
+		}
+	}
+}
