@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -51,7 +52,7 @@ type NetworkSelection struct {
 	// Bandwidth limits the pod's traffic on this network (the "bandwidth" capability).
 	Bandwidth *SelectionBandwidth `json:"bandwidth,omitempty"`
 	// CNIArgs is a JSON object passed to the network's plugins as "args": {"cni": ...} in
-	// their configuration.
+	// their configuration. The parser takes a JSON null for none.
 	CNIArgs json.RawMessage `json:"cni-args,omitempty"`
 }
 
@@ -102,6 +103,9 @@ func ParseNetworkSelection(annotation string) ([]NetworkSelection, error) {
 		if _, err := dec.Token(); err != io.EOF {
 			return nil, errors.New("network selection: JSON list: data after the list")
 		}
+		if err := checkFieldNames(s); err != nil {
+			return nil, err
+		}
 	} else {
 		for i, e := range strings.Split(s, ",") {
 			sel, err := parseShortSelection(strings.TrimSpace(e))
@@ -117,6 +121,27 @@ func ParseNetworkSelection(annotation string) ([]NetworkSelection, error) {
 		}
 	}
 	return out, nil
+}
+
+// selectionFields are the JSON fields of a network selection element, as spelled.
+var selectionFields = []string{"name", "namespace", "interface", "ips", "mac", "default-route", "portMappings", "bandwidth", "cni-args"}
+
+// checkFieldNames refuses fields of a JSON list of network selection elements that are not
+// spelled exactly as the specification does, which encoding/json would match regardless of
+// case.
+func checkFieldNames(list string) error {
+	var elems []map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(list), &elems); err != nil {
+		return fmt.Errorf("network selection: JSON list: %w", err)
+	}
+	for i, e := range elems {
+		for k := range e {
+			if !slices.Contains(selectionFields, k) {
+				return fmt.Errorf("network selection element %d: unknown field %q", i, k)
+			}
+		}
+	}
+	return nil
 }
 
 // parseShortSelection parses one element of the short form.
@@ -154,6 +179,16 @@ func parseShortSelection(e string) (NetworkSelection, error) {
 func (sel *NetworkSelection) check() error {
 	if sel.Name == "" {
 		return errors.New("no network name")
+	}
+	// An empty list asks for nothing, as an absent one does.
+	if len(sel.IPs) == 0 {
+		sel.IPs = nil
+	}
+	if len(sel.DefaultRoute) == 0 {
+		sel.DefaultRoute = nil
+	}
+	if len(sel.PortMappings) == 0 {
+		sel.PortMappings = nil
 	}
 	if e := utils.ValidateNetworkName(sel.Name); e != nil {
 		return fmt.Errorf("network name %q: %s", sel.Name, e.Msg)
@@ -214,6 +249,10 @@ func (sel *NetworkSelection) check() error {
 		if bw.IngressRate < 0 || bw.IngressBurst < 0 || bw.EgressRate < 0 || bw.EgressBurst < 0 {
 			return errors.New("bandwidth: rates and bursts must not be negative")
 		}
+	}
+	if string(bytes.TrimSpace(sel.CNIArgs)) == "null" {
+		// As written by selection types whose cni-args has no omitempty (multus's).
+		sel.CNIArgs = nil
 	}
 	if sel.CNIArgs != nil {
 		if b := bytes.TrimSpace(sel.CNIArgs); len(b) == 0 || b[0] != '{' {

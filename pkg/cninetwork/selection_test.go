@@ -58,7 +58,9 @@ func TestParseNetworkSelection(t *testing.T) {
 		{name: "JSON host IP", in: `[{"name":"a","portMappings":[{"hostPort":80,"containerPort":80,"hostIP":"x"}]}]`, wantErr: "host IP"},
 		{name: "JSON negative bandwidth", in: `[{"name":"a","bandwidth":{"ingressRate":-1}}]`, wantErr: "bandwidth"},
 		{name: "JSON cni-args list", in: `[{"name":"a","cni-args":[1]}]`, wantErr: "cni-args"},
-		{name: "JSON cni-args null", in: `[{"name":"a","cni-args":null}]`, wantErr: "cni-args"},
+		{name: "JSON cni-args null", in: `[{"name":"a","cni-args":null}]`, want: []NetworkSelection{{Name: "a"}}},
+		{name: "JSON field in another case", in: `[{"NAME":"a"}]`, wantErr: `unknown field "NAME"`},
+		{name: "JSON empty lists", in: `[{"name":"a","ips":[],"default-route":[],"portMappings":[]}]`, want: []NetworkSelection{{Name: "a"}}},
 		{name: "JSON wrong type", in: `[{"name":1}]`, wantErr: "JSON list"},
 	}
 	for _, tt := range tests {

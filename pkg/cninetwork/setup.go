@@ -1,6 +1,7 @@
 package cninetwork
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -288,8 +289,8 @@ func (p *Plugin) plan(snap *confwatch.Snapshot, pod *Pod) ([]attachment, error) 
 		a := p.attachmentFor(n, ifName)
 		a.extra = true
 		a.own = ownCaps(x)
-		if len(x.CNIArgs) > 0 {
-			l, err := withCNIArgs(a.list, x.CNIArgs)
+		if args := bytes.TrimSpace(x.CNIArgs); len(args) > 0 && string(args) != "null" {
+			l, err := withCNIArgs(a.list, args)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %s: extra network %q: cni-args: %w", ErrInvalidPod, pod, x.Network, err)
 			}
