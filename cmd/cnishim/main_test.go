@@ -128,7 +128,7 @@ func TestStatusReport(t *testing.T) {
 	}
 	if !rep.Ready || rep.Default == nil || rep.Default.Name != "good" || rep.Default.CNIVersion != "1.0.0" ||
 		!slices.Equal(rep.Default.Plugins, []string{"bridge", "portmap"}) || !slices.Equal(rep.Default.Capabilities, []string{"portMappings"}) ||
-		len(rep.Networks) != 2 {
+		len(rep.Networks) != 2 || !slices.Equal(rep.Selectable, []string{"good", "second"}) {
 		t.Fatalf("report = %+v", rep)
 	}
 	skipped := map[string]string{}

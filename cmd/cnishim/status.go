@@ -38,9 +38,12 @@ type statusReport struct {
 	NetworkName string                  `json:"networkName,omitempty"`
 	Default     *criserver.NetworkInfo  `json:"default,omitempty"`
 	Networks    []criserver.NetworkInfo `json:"networks"`
-	Skipped     []skippedInfo           `json:"skipped"`
-	Warnings    []string                `json:"warnings"`
-	Server      *serverReport           `json:"server,omitempty"`
+	// Selectable names the networks a pod may select with the k8s.v1.cni.cncf.io/networks
+	// annotation: every valid network, by name (a name in several files means the first).
+	Selectable []string      `json:"selectableNetworks"`
+	Skipped    []skippedInfo `json:"skipped"`
+	Warnings   []string      `json:"warnings"`
+	Server     *serverReport `json:"server,omitempty"`
 }
 
 type skippedInfo struct {
@@ -107,6 +110,7 @@ func buildReport(snap *confwatch.Snapshot, cni *cniFlags) *statusReport {
 		BinDirs:     cni.binDirList(),
 		NetworkName: cni.networkName,
 		Networks:    []criserver.NetworkInfo{},
+		Selectable:  criserver.SelectableNetworks(snap),
 		Skipped:     []skippedInfo{},
 		Warnings:    []string{},
 	}
@@ -293,6 +297,9 @@ func printReport(w io.Writer, r *statusReport) {
 			fmt.Fprintf(w, "  %s\n", n.Name)
 			printNetwork(w, "    ", n)
 		}
+	}
+	if len(r.Selectable) > 0 {
+		fmt.Fprintf(w, "\nNetworks pods may select (k8s.v1.cni.cncf.io/networks): %s\n", strings.Join(r.Selectable, ", "))
 	}
 	if len(r.Skipped) > 0 {
 		fmt.Fprintf(w, "\nSkipped files:\n")

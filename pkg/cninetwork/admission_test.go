@@ -87,17 +87,7 @@ func TestAdmissionUnbounded(t *testing.T) {
 	src.publish(nil, network(t, otherNet))
 	p := newTestPlugin(t, fe, src, WithAdmission(AdmissionLimits{}))
 	const n = 4
-	var arrived sync.WaitGroup
-	arrived.Add(n)
-	fe.set("ptp", "ADD", reply{hook: func(ctx context.Context, _ execCall) {
-		arrived.Done()
-		done := make(chan struct{})
-		go func() { arrived.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-		}
-	}})
+	fe.set("ptp", "ADD", reply{hook: allInFlight(t, n)})
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {

@@ -4,7 +4,7 @@
 //
 // A Plugin is built with New and started with Run, which scans the configuration directory
 // once and then watches it. SetUpPod attaches a pod to its networks (loopback, the default
-// network on eth0, then any extra networks) and returns its IPs; TearDownPod detaches it with
+// network on eth0, then any extra networks side by side) and returns its IPs; TearDownPod detaches it with
 // the configuration it was attached with, recorded by SetUpPod before any plugin ran (so a
 // set-up cut off by a crash is covered), so a configuration change never leaks a pod's IP;
 // GetPodNetworkStatus answers from memory or libcni's cache without entering the netns;
@@ -19,6 +19,14 @@
 // (IgnoreUnknown, K8S_POD_NAMESPACE, K8S_POD_NAME, K8S_POD_INFRA_CONTAINER_ID, K8S_POD_UID),
 // and, as runtimeConfig, the capability args their network declares: portMappings, bandwidth,
 // ipRanges, dns, io.kubernetes.cri.pod-annotations and cgroupPath.
+//
+// Extra networks come from the Network Plumbing Working Group's pod annotation
+// k8s.v1.cni.cncf.io/networks (NetworksAnnotation; ParseNetworkSelection reads both its
+// forms, PodFromSandboxConfig fills Pod.ExtraNetworks from it). A network is a valid network of
+// the configuration directory, selected by name; a selection's namespace may only be empty,
+// the pod's own or "default" (see NetworkSelection). A selection's ips, mac, portMappings and
+// bandwidth become capability args of that network alone, and its cni-args the "args": {"cni":
+// ...} of its plugins' configuration.
 //
 // Operations on one sandbox are serialized, operations on different sandboxes run in
 // parallel within the admission bounds (see WithAdmission), and each is capped by the

@@ -40,6 +40,33 @@ func wantCalls(t *testing.T, got []execCall, want ...string) {
 	}
 }
 
+// wantChains checks calls that run chains side by side: first (if set) comes first, last (if
+// set) last, and in between each interface's calls are those of chains, in order.
+func wantChains(t *testing.T, got []execCall, first string, chains map[string][]string, last string) {
+	t.Helper()
+	s := summary(t, got)
+	if first != "" {
+		if len(s) == 0 || s[0] != first {
+			t.Fatalf("plugin calls %v do not start with %q", s, first)
+		}
+		s = s[1:]
+	}
+	if last != "" {
+		if len(s) == 0 || s[len(s)-1] != last {
+			t.Fatalf("plugin calls %v do not end with %q", s, last)
+		}
+		s = s[:len(s)-1]
+	}
+	per := map[string][]string{}
+	for _, c := range s {
+		f := strings.Fields(c)
+		per[f[len(f)-1]] = append(per[f[len(f)-1]], c)
+	}
+	if !reflect.DeepEqual(per, chains) {
+		t.Fatalf("plugin calls per interface:\n  %v\nwant\n  %v", per, chains)
+	}
+}
+
 // TestSetUpPodStdinAndEnv checks, exactly, what each plugin of the chain receives on ADD.
 func TestSetUpPodStdinAndEnv(t *testing.T) {
 	t.Setenv("CNISHIM_TEST_SECRET", "hunter2")
@@ -361,7 +388,7 @@ func TestSetUpPodRefusals(t *testing.T) {
 		{"extra on eth0", with(func(p *Pod) { p.ExtraNetworks = []NetworkAttachment{{Network: "net-b", IfName: "eth0"}} }), ErrInvalidPod, `interface "eth0" is already used`},
 		{"bad ifname", with(func(p *Pod) { p.ExtraNetworks = []NetworkAttachment{{Network: "net-b", IfName: "a/b"}} }), ErrInvalidPod, `interface "a/b"`},
 		{"unnamed extra", with(func(p *Pod) { p.ExtraNetworks = []NetworkAttachment{{}} }), ErrInvalidPod, "extra network 0: no network name"},
-		{"unknown extra", with(func(p *Pod) { p.ExtraNetworks = []NetworkAttachment{{Network: "nope"}} }), nil, `extra network "nope": no valid configuration in /etc/cni/net.d`},
+		{"unknown extra", with(func(p *Pod) { p.ExtraNetworks = []NetworkAttachment{{Network: "nope"}} }), ErrInvalidPod, `extra network "nope": no valid configuration in /etc/cni/net.d`},
 		{"reused sandbox", testPod("up"), ErrInvalidPod, "already set up"},
 		{"bad bandwidth", with(func(p *Pod) { p.Annotations = map[string]string{annotationEgressBandwidth: "lots"} }), ErrInvalidPod, "kubernetes.io/egress-bandwidth"},
 	}
@@ -412,16 +439,25 @@ func TestExtraNetworks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCalls(t, fe.callsOf(""),
-		"ADD ptp net-b eth0",
-		"ADD bridge net-a eth2", "ADD portmap net-a eth2", "ADD bandwidth net-a eth2",
-		"ADD macvlan net-c eth1",
-		"ADD ptp net-b net9")
+	// The default network first, then the extra networks side by side, each chain in order.
+	wantChains(t, fe.callsOf(""), "ADD ptp net-b eth0", map[string][]string{
+		"eth2": {"ADD bridge net-a eth2", "ADD portmap net-a eth2", "ADD bandwidth net-a eth2"},
+		"eth1": {"ADD macvlan net-c eth1"},
+		"net9": {"ADD ptp net-b net9"},
+	}, "")
 	var got []string
 	for _, a := range st.Attachments {
 		got = append(got, fmt.Sprintf("%s/%s/%v", a.Network, a.IfName, a.IPs))
 	}
-	want := []string{"net-b/eth0/[10.88.0.1]", "net-a/eth2/[10.88.0.2]", "net-c/eth1/[10.88.0.5]", "net-b/net9/[10.88.0.6]"}
+	// The extra networks' chains run side by side: which gets which address varies.
+	byIf := map[string]string{}
+	for _, a := range st.Attachments {
+		if len(a.IPs) != 1 || byIf[a.IfName] != "" {
+			t.Fatalf("attachments = %v", got)
+		}
+		byIf[a.IfName] = a.IPs[0].String()
+	}
+	want := []string{"net-b/eth0/[10.88.0.1]", "net-a/eth2/[" + byIf["eth2"] + "]", "net-c/eth1/[" + byIf["eth1"] + "]", "net-b/net9/[" + byIf["net9"] + "]"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("attachments = %v; want %v", got, want)
 	}
@@ -440,7 +476,7 @@ func TestExtraNetworks(t *testing.T) {
 	for _, a := range st2.Attachments {
 		got = append(got, fmt.Sprintf("%s/%s/%v", a.Network, a.IfName, a.IPs))
 	}
-	want = []string{"net-b/eth0/[10.88.0.1]", "net-c/eth1/[10.88.0.5]", "net-a/eth2/[10.88.0.2]", "net-b/net9/[10.88.0.6]"}
+	want = []string{"net-b/eth0/[10.88.0.1]", "net-c/eth1/[" + byIf["eth1"] + "]", "net-a/eth2/[" + byIf["eth2"] + "]", "net-b/net9/[" + byIf["net9"] + "]"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("attachments from cache = %v; want %v", got, want)
 	}
@@ -448,16 +484,16 @@ func TestExtraNetworks(t *testing.T) {
 		t.Fatalf("status ran plugins: %v", summary(t, c))
 	}
 
-	// Teardown undoes all of them in the reverse of their set-up order (not of their
-	// interface names), each on its own network.
+	// Teardown undoes the extra networks side by side, each chain in reverse, then the
+	// default network.
 	if err := p2.TearDownPod(t.Context(), &Pod{SandboxID: "s1"}); err != nil {
 		t.Fatal(err)
 	}
-	wantCalls(t, fe.callsOf(""),
-		"DEL ptp net-b net9",
-		"DEL macvlan net-c eth1",
-		"DEL bandwidth net-a eth2", "DEL portmap net-a eth2", "DEL bridge net-a eth2",
-		"DEL ptp net-b eth0")
+	wantChains(t, fe.callsOf(""), "", map[string][]string{
+		"net9": {"DEL ptp net-b net9"},
+		"eth1": {"DEL macvlan net-c eth1"},
+		"eth2": {"DEL bandwidth net-a eth2", "DEL portmap net-a eth2", "DEL bridge net-a eth2"},
+	}, "DEL ptp net-b eth0")
 }
 
 func TestExtraNetworkFailureRollsBackAll(t *testing.T) {
@@ -498,17 +534,7 @@ func TestConcurrency(t *testing.T) {
 	p := newTestPlugin(t, fe, src)
 
 	// Two sandboxes' ADDs must be in flight at once for either to finish.
-	var arrived sync.WaitGroup
-	arrived.Add(2)
-	fe.set("bridge", "ADD", reply{hook: func(ctx context.Context, c execCall) {
-		arrived.Done()
-		done := make(chan struct{})
-		go func() { arrived.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-		}
-	}})
+	fe.set("bridge", "ADD", reply{hook: allInFlight(t, 2)})
 	var wg sync.WaitGroup
 	for _, id := range []string{"p1", "p2"} {
 		wg.Go(func() {

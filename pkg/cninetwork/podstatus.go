@@ -86,11 +86,11 @@ func (p *Plugin) statusFromCache(pod *Pod) (*PodNetworkStatus, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: network %q: cached result of interface %s: %w", pod, a.Network, a.IfName, err)
 		}
-		ips, err := resultIPs(res)
+		as, err := attachmentStatus(res, a.Network, a.IfName)
 		if err != nil {
 			return nil, fmt.Errorf("%s: network %q: cached result of interface %s: %w", pod, a.Network, a.IfName, err)
 		}
-		st.Attachments = append(st.Attachments, AttachmentStatus{Network: a.Network, IfName: a.IfName, IPs: ips})
+		st.Attachments = append(st.Attachments, as)
 	}
 	st.IPs = st.Attachments[0].IPs
 	return st, nil

@@ -63,3 +63,38 @@ func orderIPs(ips []net.IP) []net.IP {
 	}
 	return ips
 }
+
+// attachmentStatus returns the status of the attachment of network on ifName from its chain's
+// result: the pod's IPs (see resultIPs), the MAC address of the sandbox interface named ifName
+// (or, if none is, of the first sandbox interface) and the DNS settings.
+func attachmentStatus(res types.Result, network, ifName string) (AttachmentStatus, error) {
+	ips, err := resultIPs(res)
+	if err != nil {
+		return AttachmentStatus{}, err
+	}
+	as := AttachmentStatus{Network: network, IfName: ifName, IPs: ips}
+	if res == nil {
+		return as, nil
+	}
+	cur, err := types100.NewResultFromResult(res)
+	if err != nil {
+		return AttachmentStatus{}, fmt.Errorf("result version %q: %w", res.Version(), err)
+	}
+	for _, intf := range cur.Interfaces {
+		if intf == nil || intf.Sandbox == "" {
+			continue
+		}
+		if intf.Name == ifName {
+			as.MAC = intf.Mac
+			break
+		}
+		if as.MAC == "" {
+			as.MAC = intf.Mac
+		}
+	}
+	if !cur.DNS.IsEmpty() {
+		dns := cur.DNS.Copy()
+		as.DNS = dns
+	}
+	return as, nil
+}

@@ -1,19 +1,22 @@
 package cninetwork
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/cnishim/cnishim/pkg/confwatch"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/containernetworking/cni/pkg/utils"
 	"k8s.io/klog/v2"
 )
 
@@ -23,6 +26,9 @@ type attachment struct {
 	list    *libcni.NetworkConfigList
 	ifName  string
 	caps    []string
+	// extra is set for the pod's extra networks, whose capability args own holds.
+	extra bool
+	own   map[string]any
 }
 
 // SetUpPod attaches the pod to its networks and returns its network status: first loopback
@@ -96,6 +102,9 @@ type setUp struct {
 	// attempted lists every attachment tried, the one that failed included: a chain that
 	// fails part-way leaves what its first plugins made, and libcni caches nothing for it.
 	attempted []triedAttachment
+	// noting is set while attach notes what it tries in attempted; attachAll clears it while
+	// chains run side by side, having noted them all.
+	noting bool
 }
 
 // triedAttachment is an attachment a set-up ran ADD for, to delete again on rollback.
@@ -123,12 +132,12 @@ func (p *Plugin) prepareSetUp(pod *Pod, start time.Time) (*setUp, error) {
 	if _, err := netns.IsNetNS(pod.NetNS); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPod, pod, err)
 	}
-	su := &setUp{pod: pod, start: start, plan: plan, rts: make([]*libcni.RuntimeConf, len(plan))}
+	su := &setUp{pod: pod, start: start, plan: plan, rts: make([]*libcni.RuntimeConf, len(plan)), noting: true}
 	if p.opts.loopback == LoopbackPlugin {
 		su.loRT = runtimeConf(pod.SandboxID, pa, nil, "lo", pod.NetNS)
 	}
 	for i, a := range plan {
-		su.rts[i] = runtimeConf(pod.SandboxID, pa, a.caps, a.ifName, pod.NetNS)
+		su.rts[i] = a.runtimeConf(pod.SandboxID, pa, pod.NetNS)
 	}
 	return su, nil
 }
@@ -142,9 +151,11 @@ func (su *setUp) recorded(loopbackList *libcni.NetworkConfigList) []*libcni.Netw
 	return recordedAttachments(loopbackList, su.loRT, su.plan, su.rts)
 }
 
-// attachAll attaches su's pod to loopback (see LoopbackMode), then to each network of its
-// plan in order, and returns the pod's status. It stops at the first failure; su.attempted
-// then says what to roll back.
+// attachAll attaches su's pod to loopback (see LoopbackMode), then to the default network,
+// then to its extra networks side by side (their chains are independent), and returns the
+// pod's status. It stops at the first failure of loopback or the default network, and after
+// every extra network's chain has ended when one of them fails; su.attempted then says what to
+// roll back.
 func (p *Plugin) attachAll(ctx context.Context, su *setUp) (*PodNetworkStatus, error) {
 	switch p.opts.loopback {
 	case LoopbackInProcess:
@@ -156,26 +167,52 @@ func (p *Plugin) attachAll(ctx context.Context, su *setUp) (*PodNetworkStatus, e
 			return nil, err
 		}
 	}
-	status := &PodNetworkStatus{Attachments: make([]AttachmentStatus, 0, len(su.plan))}
-	for i, a := range su.plan {
+	status := &PodNetworkStatus{Attachments: make([]AttachmentStatus, len(su.plan))}
+	one := func(i int) error {
+		a := su.plan[i]
 		res, err := p.attach(ctx, su, a.network, a.list, su.rts[i])
 		if err != nil {
-			return nil, err
+			return err
 		}
-		ips, err := resultIPs(res)
+		as, err := attachmentStatus(res, a.network, a.ifName)
 		if err != nil {
-			return nil, fmt.Errorf("%s: network %q: ADD result: %w", su.pod, a.network, err)
+			return fmt.Errorf("%s: network %q: ADD result: %w", su.pod, a.network, err)
 		}
-		status.Attachments = append(status.Attachments, AttachmentStatus{Network: a.network, IfName: a.ifName, IPs: ips})
+		status.Attachments[i] = as
+		return nil
+	}
+	if err := one(0); err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(su.plan))
+	if len(su.plan) == 2 {
+		errs[1] = one(1)
+	} else {
+		// Each chain is noted as attempted before any starts: su.attempted is not shared.
+		for i := 1; i < len(su.plan); i++ {
+			su.attempted = append(su.attempted, triedAttachment{su.plan[i].network, su.plan[i].list, su.rts[i]})
+		}
+		su.noting = false
+		var wg sync.WaitGroup
+		for i := 1; i < len(su.plan); i++ {
+			wg.Go(func() { errs[i] = one(i) })
+		}
+		wg.Wait()
+		su.noting = true
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	status.IPs = status.Attachments[0].IPs
 	return status, nil
 }
 
-// attach runs ADD of one network for su's pod, noting it in su.attempted first, and returns
-// the network's result.
+// attach runs ADD of one network for su's pod, noting it in su.attempted first (unless the
+// caller did), and returns the network's result.
 func (p *Plugin) attach(ctx context.Context, su *setUp, network string, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) (types.Result, error) {
-	su.attempted = append(su.attempted, triedAttachment{network, list, rt})
+	if su.noting {
+		su.attempted = append(su.attempted, triedAttachment{network, list, rt})
+	}
 	tctx, tr := withTrace(ctx)
 	res, err := p.cni.AddNetworkList(tctx, list, rt)
 	if err != nil {
@@ -184,7 +221,8 @@ func (p *Plugin) attach(ctx context.Context, su *setUp, network string, list *li
 	return res, nil
 }
 
-// rollback deletes every attachment su tried, in reverse order, after the set-up failed with
+// rollback deletes every attachment su tried, in reverse order (the extra networks side by
+// side), after the set-up failed with
 // cause, under a fresh budget of the operation timeout that the caller's cancellation does not
 // cut short, and removes the record. It returns cause, joined with ErrRollbackFailed and the
 // DEL errors if a DEL failed; the record then stays, so that the next teardown deletes with
@@ -198,16 +236,18 @@ func (p *Plugin) rollback(ctx context.Context, su *setUp, cause error) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.operationTimeout)
 	defer cancel()
-	var errs []error
-	for i := len(su.attempted) - 1; i >= 0; i-- {
-		a := su.attempted[i]
+	n := len(su.attempted)
+	errs := make([]error, n)
+	inWaves(n, func(i int) bool { return sideBySide(su.attempted[n-1-i].network, su.attempted[n-1-i].rt.IfName) }, func(i int) {
+		a := su.attempted[n-1-i]
 		start := time.Now()
 		tctx, tr := withTrace(ctx)
 		if err := p.cni.DelNetworkList(tctx, a.list, a.rt); err != nil {
-			errs = append(errs, chainError(tctx, start, a.network, "DEL", tr, false, err))
+			errs[i] = chainError(tctx, start, a.network, "DEL", tr, false, err)
 		}
-	}
-	if len(errs) > 0 {
+	})
+	if err := errors.Join(errs...); err != nil {
+		errs = []error{err}
 		return fmt.Errorf("%w; %w of %s: %w", cause, ErrRollbackFailed, su.pod, errors.Join(errs...))
 	}
 	_ = p.records.remove(su.pod.SandboxID)
@@ -215,8 +255,9 @@ func (p *Plugin) rollback(ctx context.Context, su *setUp, cause error) error {
 }
 
 // plan returns the attachments for pod from snap: the default network on eth0, then the extra
-// networks on their interfaces (an empty name gets the lowest free ethN). Duplicate or invalid
-// interface names are refused with ErrInvalidPod.
+// networks on their interfaces (an empty name gets the lowest free ethN). Extra networks that
+// are not valid networks of snap, and what checkExtraNetworks refuses, are refused with
+// ErrInvalidPod.
 func (p *Plugin) plan(snap *confwatch.Snapshot, pod *Pod) ([]attachment, error) {
 	if snap == nil || snap.Default == nil {
 		why := errors.New("CNI configuration not loaded yet")
@@ -225,20 +266,11 @@ func (p *Plugin) plan(snap *confwatch.Snapshot, pod *Pod) ([]attachment, error) 
 		}
 		return nil, fmt.Errorf("%s: %w: %w", pod, ErrNotReady, why)
 	}
+	if err := pod.CheckNetworks(snap); err != nil {
+		return nil, err
+	}
 	used := map[string]bool{defaultIfName: true, "lo": true}
-	for i, x := range pod.ExtraNetworks {
-		if x.Network == "" {
-			return nil, fmt.Errorf("%w: %s: extra network %d: no network name", ErrInvalidPod, pod, i)
-		}
-		if x.IfName == "" {
-			continue
-		}
-		if e := utils.ValidateInterfaceName(x.IfName); e != nil {
-			return nil, fmt.Errorf("%w: %s: extra network %q: interface %q: %s", ErrInvalidPod, pod, x.Network, x.IfName, e.Msg)
-		}
-		if used[x.IfName] {
-			return nil, fmt.Errorf("%w: %s: extra network %q: interface %q is already used by another network of the pod", ErrInvalidPod, pod, x.Network, x.IfName)
-		}
+	for _, x := range pod.ExtraNetworks {
 		used[x.IfName] = true
 	}
 	plan := make([]attachment, 0, 1+len(pod.ExtraNetworks))
@@ -246,9 +278,6 @@ func (p *Plugin) plan(snap *confwatch.Snapshot, pod *Pod) ([]attachment, error) 
 	next := 1
 	for _, x := range pod.ExtraNetworks {
 		n := snap.Network(x.Network)
-		if n == nil {
-			return nil, fmt.Errorf("%s: extra network %q: no valid configuration in %s", pod, x.Network, snap.Dir)
-		}
 		ifName := x.IfName
 		if ifName == "" {
 			for used["eth"+strconv.Itoa(next)] {
@@ -257,9 +286,164 @@ func (p *Plugin) plan(snap *confwatch.Snapshot, pod *Pod) ([]attachment, error) 
 			ifName = "eth" + strconv.Itoa(next)
 			used[ifName] = true
 		}
-		plan = append(plan, p.attachmentFor(n, ifName))
+		a := p.attachmentFor(n, ifName)
+		a.extra = true
+		a.own = ownCaps(x)
+		if args := bytes.TrimSpace(x.CNIArgs); len(args) > 0 && string(args) != "null" {
+			l, err := withCNIArgs(a.list, args)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s: extra network %q: cni-args: %w", ErrInvalidPod, pod, x.Network, err)
+			}
+			a.list = l
+		}
+		plan = append(plan, a)
 	}
 	return plan, nil
+}
+
+// CheckNetworks checks the pod's extra networks against snap, the configuration a set-up would
+// use: each must be a valid network of snap, besides what Validate checks. A runtime calls it
+// before it creates anything for the pod. Errors wrap ErrInvalidPod and name the network.
+func (pod *Pod) CheckNetworks(snap *confwatch.Snapshot) error {
+	if err := checkExtraNetworks(pod); err != nil {
+		return err
+	}
+	for _, x := range pod.ExtraNetworks {
+		if snap == nil || snap.Network(x.Network) == nil {
+			dir := ""
+			if snap != nil {
+				dir = " in " + snap.Dir
+			}
+			return fmt.Errorf("%w: %s: extra network %q: no valid configuration%s", ErrInvalidPod, pod, x.Network, dir)
+		}
+	}
+	return nil
+}
+
+// checkExtraNetworks checks what can be checked of the pod's extra networks without the
+// configuration: names, interfaces (valid, not eth0 or lo, not used twice), the values asked of
+// each attachment. Errors wrap ErrInvalidPod.
+func checkExtraNetworks(pod *Pod) error {
+	if pod.networksErr != nil {
+		return fmt.Errorf("%w: %s: annotation %s: %w", ErrInvalidPod, pod, NetworksAnnotation, pod.networksErr)
+	}
+	used := map[string]bool{defaultIfName: true, "lo": true}
+	for i, x := range pod.ExtraNetworks {
+		if x.Network == "" {
+			return fmt.Errorf("%w: %s: extra network %d: no network name", ErrInvalidPod, pod, i)
+		}
+		sel := NetworkSelection{Name: x.Network, Interface: x.IfName, IPs: x.IPs, MAC: x.MAC,
+			PortMappings: slices.Clone(x.PortMappings), Bandwidth: x.Bandwidth, CNIArgs: x.CNIArgs}
+		if err := sel.check(); err != nil {
+			return fmt.Errorf("%w: %s: extra network %q: %w", ErrInvalidPod, pod, x.Network, err)
+		}
+		if len(x.DefaultRoute) > 0 {
+			return fmt.Errorf("%w: %s: extra network %q: default-route is not supported", ErrInvalidPod, pod, x.Network)
+		}
+		if x.IfName == "" {
+			continue
+		}
+		if used[x.IfName] {
+			return fmt.Errorf("%w: %s: extra network %q: interface %q is already used by another network of the pod", ErrInvalidPod, pod, x.Network, x.IfName)
+		}
+		used[x.IfName] = true
+	}
+	return nil
+}
+
+// ownCaps returns the capability args an extra network's attachment asks for itself.
+func ownCaps(x NetworkAttachment) map[string]any {
+	own := make(map[string]any, 4)
+	if len(x.IPs) > 0 {
+		own[capIPs] = x.IPs
+	}
+	if x.MAC != "" {
+		own[capMAC] = x.MAC
+	}
+	if len(x.PortMappings) > 0 {
+		pms := make([]portMapping, len(x.PortMappings))
+		for i, pm := range x.PortMappings {
+			proto := strings.ToLower(pm.Protocol)
+			if proto == "" {
+				proto = "tcp"
+			}
+			pms[i] = portMapping{HostPort: pm.HostPort, ContainerPort: pm.ContainerPort, Protocol: proto, HostIP: pm.HostIP}
+		}
+		own[capPortMappings] = pms
+	}
+	if bw := x.Bandwidth; bw != nil && *bw != (SelectionBandwidth{}) {
+		own[capBandwidth] = bandwidthArg(*bw)
+	}
+	return own
+}
+
+// withCNIArgs returns a copy of list whose every plugin configuration carries "args":
+// {"cni": args}, the CNI conventions' place for them (libcni has no runtime argument for it),
+// beside any other "args" the plugin's configuration has.
+func withCNIArgs(list *libcni.NetworkConfigList, args json.RawMessage) (*libcni.NetworkConfigList, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(list.Bytes, &raw); err != nil {
+		return nil, err
+	}
+	var plugins []map[string]json.RawMessage
+	if err := json.Unmarshal(raw["plugins"], &plugins); err != nil {
+		return nil, fmt.Errorf("network %q: plugins: %w", list.Name, err)
+	}
+	for _, pl := range plugins {
+		pa := map[string]json.RawMessage{}
+		if old, ok := pl["args"]; ok && string(old) != "null" {
+			if err := json.Unmarshal(old, &pa); err != nil {
+				return nil, fmt.Errorf("network %q: plugin %s: args: %w", list.Name, pl["type"], err)
+			}
+		}
+		pa["cni"] = args
+		b, err := json.Marshal(pa)
+		if err != nil {
+			return nil, err
+		}
+		pl["args"] = b
+	}
+	b, err := json.Marshal(plugins)
+	if err != nil {
+		return nil, err
+	}
+	raw["plugins"] = b
+	all, err := json.Marshal(raw)
+	if err != nil {
+		return nil, err
+	}
+	out, err := libcni.ConfListFromBytes(all)
+	if err != nil {
+		return nil, err
+	}
+	if len(out.Plugins) != len(list.Plugins) {
+		return nil, fmt.Errorf("network %q: %d plugins with cni-args, %d without", list.Name, len(out.Plugins), len(list.Plugins))
+	}
+	return out, nil
+}
+
+// runtimeConf returns the runtime arguments of attaching the pod to a, in netns nsPath: the
+// pod's capability args a's network declares, an extra network's own values (see
+// NetworkAttachment) replacing the pod's port mappings and bandwidth.
+func (a attachment) runtimeConf(sandboxID string, pa *podArgs, nsPath string) *libcni.RuntimeConf {
+	rt := runtimeConf(sandboxID, pa, a.caps, a.ifName, nsPath)
+	if !a.extra {
+		return rt
+	}
+	delete(rt.CapabilityArgs, capPortMappings)
+	delete(rt.CapabilityArgs, capBandwidth)
+	for _, c := range a.caps {
+		if v, ok := a.own[c]; ok {
+			if rt.CapabilityArgs == nil {
+				rt.CapabilityArgs = make(map[string]any, len(a.own))
+			}
+			rt.CapabilityArgs[c] = v
+		}
+	}
+	if len(rt.CapabilityArgs) == 0 {
+		rt.CapabilityArgs = nil
+	}
+	return rt
 }
 
 func (p *Plugin) attachmentFor(n *confwatch.Network, ifName string) attachment {
@@ -433,7 +617,10 @@ func (s *PodNetworkStatus) clone() *PodNetworkStatus {
 	}
 	out := &PodNetworkStatus{IPs: copyIPs(s.IPs), Attachments: make([]AttachmentStatus, len(s.Attachments))}
 	for i, a := range s.Attachments {
-		out.Attachments[i] = AttachmentStatus{Network: a.Network, IfName: a.IfName, IPs: copyIPs(a.IPs)}
+		out.Attachments[i] = AttachmentStatus{Network: a.Network, IfName: a.IfName, IPs: copyIPs(a.IPs), MAC: a.MAC}
+		if a.DNS != nil {
+			out.Attachments[i].DNS = a.DNS.Copy()
+		}
 	}
 	return out
 }
@@ -455,4 +642,34 @@ func ipStrings(s *PodNetworkStatus) []string {
 		out[i] = ip.String()
 	}
 	return out
+}
+
+// sideBySide reports whether the attachment of network on ifName is an extra network's, whose
+// chain runs side by side with the other extra networks' (see inWaves).
+func sideBySide(network, ifName string) bool {
+	return ifName != defaultIfName && !(network == LoopbackNetworkName && ifName == "lo")
+}
+
+// inWaves calls f for each index of [0, n) in order, except that a run of consecutive indexes
+// for which together reports true is called side by side, each in its own goroutine; it returns
+// when every call has.
+func inWaves(n int, together func(int) bool, f func(int)) {
+	for i := 0; i < n; {
+		j := i + 1
+		if together(i) {
+			for j < n && together(j) {
+				j++
+			}
+		}
+		if j-i == 1 {
+			f(i)
+		} else {
+			var wg sync.WaitGroup
+			for k := i; k < j; k++ {
+				wg.Go(func() { f(k) })
+			}
+			wg.Wait()
+		}
+		i = j
+	}
 }

@@ -90,33 +90,43 @@ func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 	return nil
 }
 
-// delAttachments deletes atts in their order, each with its own configuration and runtime
-// arguments and the netns netnsOf returns for it. A failure of the built-in loopback network is
-// only logged, and its libcni cache entry removed so that the sandbox does not look set up.
+// delAttachments deletes atts in their order, the extra networks' side by side (see
+// inWaves), each with its own configuration and runtime arguments and the netns netnsOf
+// returns for it. A failure of the built-in loopback network is only logged, and its libcni
+// cache entry removed so that the sandbox does not look set up.
 func (p *Plugin) delAttachments(ctx context.Context, atts []*libcni.NetworkAttachment, netnsOf func(*libcni.NetworkAttachment) string, logger klog.Logger) (done []string, errs []error) {
-	for _, a := range atts {
-		start := time.Now()
-		list, rt, err := cachedInvocation(a, netnsOf(a))
-		if err != nil {
-			errs = append(errs, err)
-			continue
+	ok := make([]bool, len(atts))
+	errOf := make([]error, len(atts))
+	inWaves(len(atts), func(i int) bool { return sideBySide(atts[i].Network, atts[i].IfName) }, func(i int) {
+		ok[i], errOf[i] = p.delAttachment(ctx, atts[i], netnsOf(atts[i]), logger)
+	})
+	for i, a := range atts {
+		if errOf[i] != nil {
+			errs = append(errs, errOf[i])
+		} else if ok[i] {
+			done = append(done, a.Network)
 		}
-		tctx, tr := withTrace(ctx)
-		if err := p.cni.DelNetworkList(tctx, list, rt); err != nil {
-			err = chainError(tctx, start, a.Network, "DEL", tr, false, err)
-			if isLoopback(a) {
-				logger.V(4).Info("Ignoring loopback teardown failure", "err", err)
-				if rerr := p.removeCacheEntry(a); rerr != nil {
-					errs = append(errs, rerr)
-				}
-				continue
-			}
-			errs = append(errs, err)
-			continue
-		}
-		done = append(done, a.Network)
 	}
 	return done, errs
+}
+
+// delAttachment deletes a in the netns at nsPath; ok reports whether its DEL succeeded.
+func (p *Plugin) delAttachment(ctx context.Context, a *libcni.NetworkAttachment, nsPath string, logger klog.Logger) (ok bool, err error) {
+	start := time.Now()
+	list, rt, err := cachedInvocation(a, nsPath)
+	if err != nil {
+		return false, err
+	}
+	tctx, tr := withTrace(ctx)
+	if err := p.cni.DelNetworkList(tctx, list, rt); err != nil {
+		err = chainError(tctx, start, a.Network, "DEL", tr, false, err)
+		if isLoopback(a) {
+			logger.V(4).Info("Ignoring loopback teardown failure", "err", err)
+			return false, p.removeCacheEntry(a)
+		}
+		return false, err
+	}
+	return true, nil
 }
 
 // cachedInvocation returns the configuration and runtime arguments libcni cached for a at
@@ -225,7 +235,7 @@ func (p *Plugin) delFallback(ctx context.Context, pod *Pod, nsPath string) (done
 	for i := len(plan) - 1; i >= 0; i-- {
 		a := plan[i]
 		start := time.Now()
-		rt := runtimeConf(pod.SandboxID, pa, a.caps, a.ifName, nsPath)
+		rt := a.runtimeConf(pod.SandboxID, pa, nsPath)
 		tctx, tr := withTrace(ctx)
 		if err := p.cni.DelNetworkList(tctx, a.list, rt); err != nil {
 			errs = append(errs, chainError(tctx, start, a.network, "DEL", tr, false, err))

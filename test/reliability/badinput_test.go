@@ -410,6 +410,12 @@ func apiRows() []badInput {
 			extra(cninetwork.NetworkAttachment{Network: extraNetwork, IfName: "net1"}, cninetwork.NetworkAttachment{Network: extraNetwork, IfName: "net1"})),
 		api("extra-network interface name eth0", `interface "eth0" is already used by another network of the pod`, cninetwork.ErrInvalidPod,
 			extra(cninetwork.NetworkAttachment{Network: extraNetwork, IfName: "eth0"})),
+		api("unknown extra network", `extra network "nosuchnet": no valid configuration`, cninetwork.ErrInvalidPod,
+			extra(cninetwork.NetworkAttachment{Network: "nosuchnet"})),
+		api("extra network with a bad port mapping", `extra network "relextra": port mapping 0: host port 0 out of range 1-65535`, cninetwork.ErrInvalidPod,
+			extra(cninetwork.NetworkAttachment{Network: extraNetwork, PortMappings: []cninetwork.SelectionPortMapping{{ContainerPort: 80}}})),
+		api("extra network with cni-args not an object", `extra network "relextra": cni-args: not a JSON object`, cninetwork.ErrInvalidPod,
+			extra(cninetwork.NetworkAttachment{Network: extraNetwork, CNIArgs: json.RawMessage(`[1]`)})),
 		api("port mapping with container port 0", "port mapping 0: container port 0 out of range 1-65535", cninetwork.ErrInvalidPod,
 			ports(&runtimeapi.PortMapping{HostPort: 18080, ContainerPort: 0})),
 		api("port mapping with host port over 65535", "port mapping 0: host port 65536 out of range 1-65535", cninetwork.ErrInvalidPod,
@@ -537,6 +543,11 @@ func criRows() []badInput {
 	ports := func(pm ...*runtimeapi.PortMapping) func(*runtimeapi.PodSandboxConfig) {
 		return func(c *runtimeapi.PodSandboxConfig) { c.PortMappings = pm }
 	}
+	networks := func(v string) func(*runtimeapi.PodSandboxConfig) {
+		return func(c *runtimeapi.PodSandboxConfig) {
+			c.Annotations = map[string]string{cninetwork.NetworksAnnotation: v}
+		}
+	}
 	rows := []badInput{
 		cri("no metadata name", "config has no metadata name", codes.InvalidArgument, func(c *runtimeapi.PodSandboxConfig) { c.Metadata.Name = "" }),
 		cri("invalid bandwidth quantity", `annotation kubernetes.io/ingress-bandwidth="10Mbit"`, codes.InvalidArgument,
@@ -545,6 +556,31 @@ func criRows() []badInput {
 			}),
 		cri("port mapping with container port 0", "port mapping 0: container port 0 out of range 1-65535", codes.InvalidArgument,
 			ports(&runtimeapi.PortMapping{HostPort: 18080, ContainerPort: 0})),
+		cri("networks annotation with an empty element", "network selection element 1 (): empty element", codes.InvalidArgument, networks(extraNetwork+",,")),
+		cri("networks annotation of malformed JSON", "network selection: JSON list: unexpected EOF", codes.InvalidArgument, networks(`[{"name":"x"`)),
+		cri("networks annotation with an unknown field", `json: unknown field "infiniband-guid"`, codes.InvalidArgument,
+			networks(`[{"name":"`+extraNetwork+`","infiniband-guid":"x"}]`)),
+		cri("networks annotation naming an unknown network", `extra network "nosuchnet": no valid configuration`, codes.InvalidArgument, networks("nosuchnet")),
+		cri("networks annotation naming another namespace", `namespace "other": only the pod's own namespace or "default"`, codes.InvalidArgument,
+			networks("other/"+extraNetwork)),
+		cri("networks annotation asking for eth0", `interface "eth0" is already used by another network of the pod`, codes.InvalidArgument,
+			networks(extraNetwork+"@eth0")),
+		cri("networks annotation asking for lo", `interface "lo" is already used by another network of the pod`, codes.InvalidArgument,
+			networks(extraNetwork+"@lo")),
+		cri("networks annotation with one interface twice", `interface "net1" is already used by another network of the pod`, codes.InvalidArgument,
+			networks(extraNetwork+"@net1,"+extraNetwork+"@net1")),
+		cri("networks annotation with a bad interface name", `interface "a/b"`, codes.InvalidArgument,
+			networks(`[{"name":"`+extraNetwork+`","interface":"a/b"}]`)),
+		cri("networks annotation with a bad IP", `ips: "10.0.0.300" is not an IP address`, codes.InvalidArgument,
+			networks(`[{"name":"`+extraNetwork+`","ips":["10.0.0.300"]}]`)),
+		cri("networks annotation with a bad MAC", `mac: "zz" is not a 48-bit MAC address`, codes.InvalidArgument,
+			networks(`[{"name":"`+extraNetwork+`","mac":"zz"}]`)),
+		cri("networks annotation with cni-args not an object", "cni-args: not a JSON object", codes.InvalidArgument,
+			networks(`[{"name":"`+extraNetwork+`","cni-args":"x"}]`)),
+		cri("networks annotation with a default route", "default-route is not supported", codes.InvalidArgument,
+			networks(`[{"name":"`+extraNetwork+`","default-route":["10.0.0.1"]}]`)),
+		cri("networks annotation with a newline in a name", `network name "a\nb"`, codes.InvalidArgument,
+			networks(`[{"name":"a\nb"}]`)),
 		cri("port mapping with host port over 65535", "port mapping 0: host port 65536 out of range 1-65535", codes.InvalidArgument,
 			ports(&runtimeapi.PortMapping{HostPort: 65536, ContainerPort: 80})),
 		cri("port mapping with an unknown protocol", "port mapping 0: unknown protocol 7 (want TCP, UDP or SCTP)", codes.InvalidArgument,

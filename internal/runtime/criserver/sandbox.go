@@ -72,7 +72,11 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	}
 	if !hostNetwork {
 		// Refuse a pod the plugin would refuse before anything exists for it.
-		if err := podOf(rec).Validate(); err != nil {
+		pod := podOf(rec)
+		if err := pod.Validate(); err != nil {
+			return nil, grpcError(what, err)
+		}
+		if err := pod.CheckNetworks(s.cfg.Network.Snapshot()); err != nil {
 			return nil, grpcError(what, err)
 		}
 	}
@@ -291,6 +295,10 @@ type SandboxInfo struct {
 	HostNetwork bool `json:"hostNetwork,omitempty"`
 	// Attachments lists the networks the pod is attached to, as the plugin reports them.
 	Attachments []AttachmentInfo `json:"attachments,omitempty"`
+	// NetworkStatus is the Network Plumbing Working Group's network-status document of the
+	// pod's attachments, the default network first, ready to copy into the pod annotation
+	// k8s.v1.cni.cncf.io/network-status.
+	NetworkStatus []NetworkStatus `json:"networkStatus,omitempty"`
 	// NetworkStatusError says why the plugin could not report the attachments.
 	NetworkStatusError string `json:"networkStatusError,omitempty"`
 	// Config is the sandbox's configuration as it was sent, in the CRI's JSON form.
@@ -302,6 +310,27 @@ type AttachmentInfo struct {
 	Network string   `json:"network"`
 	IfName  string   `json:"ifName"`
 	IPs     []string `json:"ips"`
+	MAC     string   `json:"mac,omitempty"`
+}
+
+// NetworkStatus is one element of the Network Plumbing Working Group's network-status
+// document. Name is the network's name in the configuration directory (networks have no
+// namespace here).
+type NetworkStatus struct {
+	Name      string            `json:"name"`
+	Interface string            `json:"interface,omitempty"`
+	IPs       []string          `json:"ips,omitempty"`
+	MAC       string            `json:"mac,omitempty"`
+	Default   bool              `json:"default,omitempty"`
+	DNS       *NetworkStatusDNS `json:"dns,omitempty"`
+}
+
+// NetworkStatusDNS is the DNS of a NetworkStatus, as the network's result gave it.
+type NetworkStatusDNS struct {
+	Nameservers []string `json:"nameservers,omitempty"`
+	Domain      string   `json:"domain,omitempty"`
+	Search      []string `json:"search,omitempty"`
+	Options     []string `json:"options,omitempty"`
 }
 
 // PodSandboxStatus returns the sandbox's state, creation time, metadata, labels, annotations
@@ -349,12 +378,17 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 		if ns != nil {
 			attachments = ns.Attachments
 		}
-		for _, a := range attachments {
-			ai := AttachmentInfo{Network: a.Network, IfName: a.IfName}
+		for i, a := range attachments {
+			ai := AttachmentInfo{Network: a.Network, IfName: a.IfName, MAC: a.MAC}
 			for _, ip := range a.IPs {
 				ai.IPs = append(ai.IPs, ip.String())
 			}
 			info.Attachments = append(info.Attachments, ai)
+			ns := NetworkStatus{Name: a.Network, Interface: a.IfName, IPs: ai.IPs, MAC: a.MAC, Default: i == 0}
+			if d := a.DNS; d != nil {
+				ns.DNS = &NetworkStatusDNS{Nameservers: d.Nameservers, Domain: d.Domain, Search: d.Search, Options: d.Options}
+			}
+			info.NetworkStatus = append(info.NetworkStatus, ns)
 		}
 	}
 	b, err := json.Marshal(info)

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -262,6 +263,9 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		if err := put("skipped", skipped); err != nil {
 			return nil, err
 		}
+		if err := put("selectableNetworks", SelectableNetworks(snap)); err != nil {
+			return nil, err
+		}
 	}
 	if s.cfg.StatusInfo != nil {
 		for k, v := range s.cfg.StatusInfo() {
@@ -272,6 +276,19 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 	}
 	resp.Info = info
 	return resp, nil
+}
+
+// SelectableNetworks returns the names of the networks a pod may select with the
+// k8s.v1.cni.cncf.io/networks annotation: every valid network of snap, each name once (a name in
+// several files means the first). It is never nil.
+func SelectableNetworks(snap *confwatch.Snapshot) []string {
+	out := []string{}
+	for _, n := range snap.Networks {
+		if !slices.Contains(out, n.Name) {
+			out = append(out, n.Name)
+		}
+	}
+	return out
 }
 
 // NetworkInfo is the JSON form of a network in status output.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/pkg/confwatch"
+	"github.com/containernetworking/cni/pkg/types"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -87,7 +89,10 @@ func (f *fakeNetwork) TearDownPod(ctx context.Context, pod *cninetwork.Pod) erro
 }
 
 func (f *fakeNetwork) GetPodNetworkStatus(ctx context.Context, pod *cninetwork.Pod) (*cninetwork.PodNetworkStatus, error) {
-	return &cninetwork.PodNetworkStatus{Attachments: []cninetwork.AttachmentStatus{{Network: "net1", IfName: "eth0"}}}, nil
+	return &cninetwork.PodNetworkStatus{Attachments: []cninetwork.AttachmentStatus{
+		{Network: "net1", IfName: "eth0"},
+		{Network: "net2", IfName: "net1", IPs: []net.IP{net.IPv4(10, 9, 0, 2)}, MAC: "02:00:00:00:00:02", DNS: &types.DNS{Nameservers: []string{"10.9.0.53"}}},
+	}}, nil
 }
 
 func (f *fakeNetwork) GCFunc(ctx context.Context, validFn func(context.Context) ([]string, error)) error {
@@ -193,6 +198,12 @@ func podConfig(name string, attempt uint32, labels map[string]string) *runtimeap
 	}
 }
 
+// withAnnotation returns cfg with the annotation key set to value.
+func withAnnotation(cfg *runtimeapi.PodSandboxConfig, key, value string) *runtimeapi.PodSandboxConfig {
+	cfg.Annotations[key] = value
+	return cfg
+}
+
 func (e *testEnv) run(t *testing.T, cfg *runtimeapi.PodSandboxConfig) string {
 	t.Helper()
 	resp, err := e.rt.RunPodSandbox(t.Context(), &runtimeapi.RunPodSandboxRequest{Config: cfg})
@@ -250,8 +261,15 @@ func TestSandboxLifecycle(t *testing.T) {
 	if err := protojson.Unmarshal(info.Config, &infoCfg); err != nil {
 		t.Fatalf("verbose info config %s: %v", info.Config, err)
 	}
-	if info.NetNSPath != nsPath || info.State != "ready" || len(info.Attachments) != 1 || infoCfg.GetMetadata().GetName() != "web" {
+	if info.NetNSPath != nsPath || info.State != "ready" || len(info.Attachments) != 2 || infoCfg.GetMetadata().GetName() != "web" {
 		t.Fatalf("verbose info = %+v", info)
+	}
+	wantStatus := []NetworkStatus{
+		{Name: "net1", Interface: "eth0", Default: true},
+		{Name: "net2", Interface: "net1", IPs: []string{"10.9.0.2"}, MAC: "02:00:00:00:00:02", DNS: &NetworkStatusDNS{Nameservers: []string{"10.9.0.53"}}},
+	}
+	if !reflect.DeepEqual(info.NetworkStatus, wantStatus) {
+		t.Fatalf("verbose network status = %+v, want %+v", info.NetworkStatus, wantStatus)
 	}
 
 	// Stop, twice: the second does nothing.
@@ -323,6 +341,18 @@ func TestRunPodSandboxFailures(t *testing.T) {
 		wantKept  bool // record kept NOTREADY because the rollback failed
 	}{
 		{
+			name: "malformed networks annotation", net: &fakeNetwork{},
+			cfg: withAnnotation(podConfig("a", 0, nil), cninetwork.NetworksAnnotation, "net2,,"), code: codes.InvalidArgument, msg: "empty element",
+		},
+		{
+			name: "unknown extra network", net: &fakeNetwork{},
+			cfg: withAnnotation(podConfig("a", 0, nil), cninetwork.NetworksAnnotation, "net2@net1"), code: codes.InvalidArgument, msg: `extra network "net2": no valid configuration`,
+		},
+		{
+			name: "extra network of another namespace", net: &fakeNetwork{},
+			cfg: withAnnotation(podConfig("a", 0, nil), cninetwork.NetworksAnnotation, "other/net2"), code: codes.InvalidArgument, msg: `namespace "other"`,
+		},
+		{
 			name: "network not ready", net: &fakeNetwork{notReady: fmt.Errorf("%w: no valid config in /etc/cni/net.d", cninetwork.ErrNotReady)},
 			cfg: podConfig("a", 0, nil), code: codes.FailedPrecondition, msg: "no valid config in /etc/cni/net.d",
 		},
@@ -352,6 +382,9 @@ func TestRunPodSandboxFailures(t *testing.T) {
 			e := newEnv(t, tc.net)
 			_, err := e.rt.RunPodSandbox(t.Context(), &runtimeapi.RunPodSandboxRequest{Config: tc.cfg})
 			wantCode(t, err, tc.code, tc.msg)
+			if tc.code == codes.InvalidArgument && tc.net.setUpErr == nil && len(tc.net.setUps) != 0 {
+				t.Fatalf("an invalid pod reached the plugin: %+v", tc.net.setUps)
+			}
 			if _, tears, _ := tc.net.calls(); tears != tc.wantTears {
 				t.Fatalf("%d teardowns, want %d", tears, tc.wantTears)
 			}
@@ -786,5 +819,18 @@ func TestGCDuringSetUp(t *testing.T) {
 	}
 	if !slices.Equal(valid, []string{id}) {
 		t.Fatalf("GC valid set = %v, want [%s], the sandbox being set up", valid, id)
+	}
+}
+
+// TestRunPodSandboxExtraNetworks: the networks annotation reaches the plugin as the pod's
+// extra networks, with what each selection asks for.
+func TestRunPodSandboxExtraNetworks(t *testing.T) {
+	fn := &fakeNetwork{snap: &confwatch.Snapshot{Networks: []*confwatch.Network{{Name: "net1"}, {Name: "net2"}}}}
+	e := newEnv(t, fn)
+	e.run(t, withAnnotation(podConfig("web", 0, nil), cninetwork.NetworksAnnotation,
+		`[{"name":"net2","namespace":"ns1","interface":"net1","ips":["10.9.0.5/24"]},{"name":"net1"}]`))
+	want := []cninetwork.NetworkAttachment{{Network: "net2", IfName: "net1", IPs: []string{"10.9.0.5/24"}}, {Network: "net1"}}
+	if got := fn.setUps[0].ExtraNetworks; !reflect.DeepEqual(got, want) {
+		t.Fatalf("plugin got extra networks %+v, want %+v", got, want)
 	}
 }

@@ -1,0 +1,327 @@
+package cninetwork
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// capsNet declares every capability an extra network's attachment may ask for, on two plugins.
+const capsNet = `{"cniVersion":"1.0.0","name":"net-caps","plugins":[
+	{"type":"bridge","ipam":{"type":"static"},"capabilities":{"ips":true,"mac":true}},
+	{"type":"portmap","capabilities":{"portMappings":true}},
+	{"type":"bandwidth","args":{"keep":1},"capabilities":{"bandwidth":true}}]}`
+
+// TestExtraNetworkCapabilityArgs: an extra network's plugins get the values its selection
+// asks for, each only where declared; the pod's own port mappings and bandwidth stay on the
+// default network; cni-args reach every plugin of the selected network as args.cni.
+func TestExtraNetworkCapabilityArgs(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, bridgeNet), network(t, capsNet), network(t, otherNet))
+	p := newTestPlugin(t, fe, src)
+
+	pod := PodFromSandboxConfig("s1", netnsPath, &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "team", Uid: "u1"},
+		PortMappings: []*runtimeapi.PortMapping{{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 80, HostPort: 8080}},
+		Annotations: map[string]string{NetworksAnnotation: `[
+			{"name":"net-caps","namespace":"team","interface":"net1","ips":["10.9.0.5/24"],"mac":"02:00:00:00:00:01",
+			 "portMappings":[{"hostPort":9090,"containerPort":90,"protocol":"UDP"}],
+			 "bandwidth":{"ingressRate":1000,"ingressBurst":2000},"cni-args":{"foo":"bar"}},
+			{"name":"net-b","namespace":"default","ips":["10.9.1.5/24"]}]`},
+	})
+	if err := pod.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.SetUpPod(t.Context(), pod); err != nil {
+		t.Fatal(err)
+	}
+	rc := map[string]any{}
+	args := map[string]any{}
+	for _, c := range fe.callsOf("ADD") {
+		conf := c.conf(t)
+		rc[c.Plugin+" "+c.IfName] = conf["runtimeConfig"]
+		args[c.Plugin+" "+c.IfName] = conf["args"]
+	}
+	want := map[string]any{
+		"bridge eth0":    nil,
+		"portmap eth0":   map[string]any{"portMappings": []any{map[string]any{"hostPort": 8080.0, "containerPort": 80.0, "protocol": "tcp"}}},
+		"bandwidth eth0": nil,
+		"bridge net1":    map[string]any{"ips": []any{"10.9.0.5/24"}, "mac": "02:00:00:00:00:01"},
+		"portmap net1":   map[string]any{"portMappings": []any{map[string]any{"hostPort": 9090.0, "containerPort": 90.0, "protocol": "udp"}}},
+		"bandwidth net1": map[string]any{"bandwidth": map[string]any{"ingressRate": 1000.0, "ingressBurst": 2000.0}},
+		"ptp eth1":       nil, // declares no ips capability
+	}
+	if !reflect.DeepEqual(rc, want) {
+		t.Fatalf("runtimeConfig per plugin:\n  %v\nwant\n  %v", rc, want)
+	}
+	cni := map[string]any{"foo": "bar"}
+	wantArgs := map[string]any{
+		"bridge eth0": nil, "portmap eth0": nil, "bandwidth eth0": nil, "ptp eth1": nil,
+		"bridge net1": map[string]any{"cni": cni}, "portmap net1": map[string]any{"cni": cni},
+		"bandwidth net1": map[string]any{"keep": 1.0, "cni": cni},
+	}
+	if !reflect.DeepEqual(args, wantArgs) {
+		t.Fatalf("args per plugin:\n  %v\nwant\n  %v", args, wantArgs)
+	}
+
+	// The teardown runs with the same arguments, from the record.
+	fe.reset()
+	if err := p.TearDownPod(t.Context(), &Pod{SandboxID: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range fe.callsOf("DEL") {
+		conf := c.conf(t)
+		if k := c.Plugin + " " + c.IfName; !reflect.DeepEqual(conf["runtimeConfig"], want[k]) || !reflect.DeepEqual(conf["args"], wantArgs[k]) {
+			t.Errorf("DEL %s: runtimeConfig %v, args %v; want %v, %v", k, conf["runtimeConfig"], conf["args"], want[k], wantArgs[k])
+		}
+	}
+}
+
+// TestNetworksAnnotationRefusals: a pod whose annotation cannot be honoured is refused before
+// any plugin runs, naming what is wrong.
+func TestNetworksAnnotationRefusals(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, bridgeNet), network(t, otherNet))
+	p := newTestPlugin(t, fe, src)
+	tests := []struct{ name, annotation, want string }{
+		{"malformed", "net-b,,", "empty element"},
+		{"bad JSON", `[{"name":"net-b"`, "JSON list"},
+		{"unknown network", "net-x", `extra network "net-x": no valid configuration`},
+		{"other namespace", "team-b/net-b", `namespace "team-b"`},
+		{"eth0", "net-b@eth0", `interface "eth0" is already used`},
+		{"lo", "net-b@lo", `interface "lo" is already used`},
+		{"duplicate interface", "net-b@net1,default/net-b@net1", `interface "net1" is already used`},
+		{"default route", `[{"name":"net-b","default-route":["10.0.0.1"]}]`, "default-route is not supported"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := PodFromSandboxConfig("s1", netnsPath, &runtimeapi.PodSandboxConfig{
+				Metadata:    &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "team-a", Uid: "u1"},
+				Annotations: map[string]string{NetworksAnnotation: tt.annotation},
+			})
+			err := pod.Validate()
+			if err == nil {
+				err = pod.CheckNetworks(p.Snapshot())
+			}
+			if !errors.Is(err, ErrInvalidPod) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate/CheckNetworks = %v; want ErrInvalidPod saying %q", err, tt.want)
+			}
+			if _, err := p.SetUpPod(t.Context(), pod); !errors.Is(err, ErrInvalidPod) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("SetUpPod = %v; want ErrInvalidPod saying %q", err, tt.want)
+			}
+			if c := fe.callsOf(""); len(c) != 0 {
+				t.Fatalf("plugins ran: %v", summary(t, c))
+			}
+		})
+	}
+}
+
+// TestPodFromSandboxConfigNetworks: both forms of the annotation become the same extra
+// networks, and the pod's own namespace and "default" may name the node's networks.
+func TestPodFromSandboxConfigNetworks(t *testing.T) {
+	podOf := func(a string) *Pod {
+		return PodFromSandboxConfig("s1", netnsPath, &runtimeapi.PodSandboxConfig{
+			Metadata:    &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "team"},
+			Annotations: map[string]string{NetworksAnnotation: a},
+		})
+	}
+	want := []NetworkAttachment{{Network: "net-a"}, {Network: "net-b", IfName: "net1"}, {Network: "net-c", IfName: "x"}}
+	for _, a := range []string{
+		"net-a, team/net-b@net1, default/net-c@x",
+		`[{"name":"net-a"},{"name":"net-b","namespace":"team","interface":"net1"},{"name":"net-c","namespace":"default","interface":"x"}]`,
+	} {
+		pod := podOf(a)
+		if err := pod.Validate(); err != nil {
+			t.Fatalf("%s: %v", a, err)
+		}
+		if !reflect.DeepEqual(pod.ExtraNetworks, want) {
+			t.Fatalf("%s: extra networks %+v; want %+v", a, pod.ExtraNetworks, want)
+		}
+	}
+	if pod := podOf(""); len(pod.ExtraNetworks) != 0 || pod.Validate() != nil {
+		t.Fatalf("empty annotation: %+v, %v", pod.ExtraNetworks, pod.Validate())
+	}
+}
+
+// allInFlight returns a hook that returns once n calls have reached it, or fails the test
+// when ctx ends first: the n calls must run at once.
+func allInFlight(t *testing.T, n int) func(ctx context.Context, c execCall) {
+	var arrived sync.WaitGroup
+	arrived.Add(n)
+	return func(ctx context.Context, c execCall) {
+		arrived.Done()
+		done := make(chan struct{})
+		go func() { arrived.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			t.Errorf("%s %s %s: the other chain never ran alongside", c.Command, c.Plugin, c.IfName)
+		}
+	}
+}
+
+const (
+	macvlanNet = `{"cniVersion":"1.0.0","name":"net-c","plugins":[{"type":"macvlan"}]}`
+	ipvlanNet  = `{"cniVersion":"1.0.0","name":"net-d","plugins":[{"type":"ipvlan"},{"type":"tuning"}]}`
+)
+
+// TestExtraNetworksSideBySide: extra networks' chains run at once, at set-up and teardown;
+// the status carries each attachment's MAC and DNS from its result.
+func TestExtraNetworksSideBySide(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, otherNet), network(t, macvlanNet), network(t, ipvlanNet))
+	p := newTestPlugin(t, fe, src, WithOperationTimeout(time.Minute))
+	hook := allInFlight(t, 2)
+	fe.set("macvlan", "ADD", reply{hook: hook})
+	fe.set("ipvlan", "ADD", reply{hook: hook, out: `{"cniVersion":"1.0.0",
+		"interfaces":[{"name":"net2","mac":"02:00:00:00:00:02","sandbox":"/x"}],
+		"ips":[{"address":"10.9.0.2/24","interface":0}],"dns":{"nameservers":["10.9.0.53"],"search":["corp"]}}`})
+	pod := testPod("s1")
+	pod.ExtraNetworks = []NetworkAttachment{{Network: "net-c", IfName: "net1"}, {Network: "net-d", IfName: "net2"}}
+	st, err := p.SetUpPod(t.Context(), pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantChains(t, fe.callsOf(""), "ADD ptp net-b eth0", map[string][]string{
+		"net1": {"ADD macvlan net-c net1"},
+		"net2": {"ADD ipvlan net-d net2", "ADD tuning net-d net2"},
+	}, "")
+	if len(st.Attachments) != 3 {
+		t.Fatalf("attachments %+v", st.Attachments)
+	}
+	if a := st.Attachments[2]; a.Network != "net-d" || a.MAC != "02:00:00:00:00:02" || a.DNS == nil ||
+		!slices.Equal(a.DNS.Nameservers, []string{"10.9.0.53"}) || len(a.IPs) != 1 || a.IPs[0].String() != "10.9.0.2" {
+		t.Fatalf("net-d attachment %+v; want its result's MAC, DNS and IP", a)
+	}
+	if st.IPs[0].String() != st.Attachments[0].IPs[0].String() || st.Attachments[0].Network != "net-b" {
+		t.Fatalf("pod IPs %v are not the default network's (%+v)", st.IPs, st.Attachments[0])
+	}
+
+	fe.reset()
+	hook = allInFlight(t, 2)
+	fe.set("macvlan", "DEL", reply{hook: hook})
+	fe.set("tuning", "DEL", reply{hook: hook})
+	if err := p.TearDownPod(t.Context(), pod); err != nil {
+		t.Fatal(err)
+	}
+	wantChains(t, fe.callsOf(""), "", map[string][]string{
+		"net1": {"DEL macvlan net-c net1"},
+		"net2": {"DEL tuning net-d net2", "DEL ipvlan net-d net2"},
+	}, "DEL ptp net-b eth0")
+}
+
+// TestExtraNetworkFailureSideBySide: when one extra network fails while another's chain is in
+// flight, every attachment is rolled back, the default network last, and nothing stays
+// recorded or cached.
+func TestExtraNetworkFailureSideBySide(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, otherNet), network(t, macvlanNet), network(t, ipvlanNet))
+	p := newTestPlugin(t, fe, src, WithOperationTimeout(time.Minute))
+	hook := allInFlight(t, 2)
+	fe.set("macvlan", "ADD", reply{hook: hook, err: &types.Error{Code: 7, Msg: "no master"}})
+	fe.set("ipvlan", "ADD", reply{hook: hook})
+	pod := testPod("s1")
+	pod.ExtraNetworks = []NetworkAttachment{{Network: "net-c"}, {Network: "net-d"}}
+	_, err := p.SetUpPod(t.Context(), pod)
+	if err == nil || !strings.Contains(err.Error(), `network "net-c"`) || !strings.Contains(err.Error(), "no master") {
+		t.Fatalf("SetUpPod = %v; want net-c's failure", err)
+	}
+	wantChains(t, fe.callsOf(""), "ADD ptp net-b eth0", map[string][]string{
+		"eth1": {"ADD macvlan net-c eth1", "DEL macvlan net-c eth1"},
+		"eth2": {"ADD ipvlan net-d eth2", "ADD tuning net-d eth2", "DEL tuning net-d eth2", "DEL ipvlan net-d eth2"},
+	}, "DEL ptp net-b eth0")
+	if got := cacheFiles(t, p); len(got) != 0 {
+		t.Fatalf("cache = %v", got)
+	}
+	if rec, err := p.records.get("s1"); err != nil || len(rec) != 0 {
+		t.Fatalf("record = %v, %v; want none", rec, err)
+	}
+}
+
+// TestExtraNetworksCheckAndGC: CHECK and GC cover every attachment of a pod, its extra
+// networks' too.
+func TestExtraNetworksCheckAndGC(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, otherNet), network(t, macvlanNet), network(t, ipvlanNet))
+	p := newTestPlugin(t, fe, src, WithStateDir(t.TempDir()))
+	pod := testPod("s1")
+	pod.ExtraNetworks = []NetworkAttachment{{Network: "net-c", IfName: "net1"}, {Network: "net-d", IfName: "net2"}}
+	if _, err := p.SetUpPod(t.Context(), pod); err != nil {
+		t.Fatal(err)
+	}
+	fe.reset()
+	if err := p.CheckPod(t.Context(), pod); err != nil {
+		t.Fatal(err)
+	}
+	wantChains(t, fe.callsOf("CHECK"), "", map[string][]string{
+		"eth0": {"CHECK ptp net-b eth0"},
+		"net1": {"CHECK macvlan net-c net1"},
+		"net2": {"CHECK ipvlan net-d net2", "CHECK tuning net-d net2"},
+	}, "")
+
+	fe.reset()
+	if err := p.GC(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	wantChains(t, fe.callsOf("DEL"), "", map[string][]string{
+		"net1": {"DEL macvlan net-c net1"},
+		"net2": {"DEL tuning net-d net2", "DEL ipvlan net-d net2"},
+	}, "DEL ptp net-b eth0")
+	if got := cacheFiles(t, p); len(got) != 0 {
+		t.Fatalf("cache after GC = %v", got)
+	}
+}
+
+// TestCutOffMultiNetworkSetUpTornDown: a process dies while a pod's extra networks' chains
+// run; the next process tears down every attachment of the set-up record, the extra networks'
+// included, with the values the selection asked for, though libcni cached none of them.
+func TestCutOffMultiNetworkSetUpTornDown(t *testing.T) {
+	cacheDir, stateDir := t.TempDir(), t.TempDir()
+	fe := newFakeExec()
+	src := newFakeSource()
+	src.publish(nil, network(t, otherNet), network(t, macvlanNet), network(t, capsNet))
+	first := newTestPlugin(t, fe, src, WithCacheDir(cacheDir), WithStateDir(stateDir))
+
+	// Both extra networks' first plugins hang, each once the other has started.
+	inFlight := allInFlight(t, 2)
+	arrived, hang := make(chan struct{}, 2), make(chan struct{})
+	hook := func(ctx context.Context, c execCall) { inFlight(ctx, c); arrived <- struct{}{} }
+	fe.set("macvlan", "ADD", reply{block: hang, hook: hook})
+	fe.set("bridge", "ADD", reply{block: hang, hook: hook})
+	pod := testPod("s1")
+	pod.ExtraNetworks = []NetworkAttachment{{Network: "net-c", IfName: "net1"}, {Network: "net-caps", IfName: "net2", IPs: []string{"10.9.0.5/24"}}}
+	ctx, cancel := context.WithCancel(t.Context())
+	setUp := make(chan error, 1)
+	go func() {
+		_, err := first.SetUpPod(ctx, pod)
+		setUp <- err
+	}()
+	t.Cleanup(func() { cancel(); close(hang); <-setUp })
+	<-arrived
+	<-arrived
+
+	second := newTestPlugin(t, fe, src, WithCacheDir(cacheDir), WithStateDir(stateDir))
+	fe.reset()
+	if err := second.TearDownPod(t.Context(), &Pod{SandboxID: "s1", NetNS: netnsPath}); err != nil {
+		t.Fatal(err)
+	}
+	dels := fe.callsOf("DEL")
+	wantChains(t, dels, "", map[string][]string{
+		"net1": {"DEL macvlan net-c net1"},
+		"net2": {"DEL bandwidth net-caps net2", "DEL portmap net-caps net2", "DEL bridge net-caps net2"},
+	}, "DEL ptp net-b eth0")
+	for _, c := range dels {
+		if c.Plugin == "bridge" && !reflect.DeepEqual(c.conf(t)["runtimeConfig"], map[string]any{"ips": []any{"10.9.0.5/24"}}) {
+			t.Fatalf("DEL bridge net2: runtimeConfig %v; want the ips asked for", c.conf(t)["runtimeConfig"])
+		}
+	}
+}
