@@ -26,6 +26,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cnishim/cnishim/test/cluster/localcluster"
+	"github.com/cnishim/cnishim/test/framework"
 )
 
 // The knobs of TestClusterScale. Unset, it runs a small cluster (defaultScale) so that go test
@@ -229,30 +230,16 @@ func TestClusterScale(t *testing.T) {
 func scaleSizes(t *testing.T) scaleSize {
 	t.Helper()
 	sz := scaleSize{
-		nodes:     envInt(t, envScaleNodes, defaultScale.nodes),
-		pods:      envInt(t, envScalePods, defaultScale.pods),
-		clients:   envInt(t, envScaleClients, defaultScale.clients),
-		peers:     envInt(t, envScalePeers, defaultScale.peers),
-		maxSetups: envInt(t, envScaleSetups, 0),
+		nodes:     framework.EnvInt(t, envScaleNodes, defaultScale.nodes),
+		pods:      framework.EnvInt(t, envScalePods, defaultScale.pods),
+		clients:   framework.EnvInt(t, envScaleClients, defaultScale.clients),
+		peers:     framework.EnvInt(t, envScalePeers, defaultScale.peers),
+		maxSetups: framework.EnvInt(t, envScaleSetups, 0),
 	}
 	if sz.nodes < 2 {
 		t.Fatalf("%s=%d: the mesh needs at least 2 nodes", envScaleNodes, sz.nodes)
 	}
 	return sz
-}
-
-// envInt reads a positive integer knob, failing the test on a malformed value.
-func envInt(t *testing.T, name string, def int) int {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		t.Fatalf("%s=%q: want a positive integer", name, v)
-	}
-	return n
 }
 
 // setupsName names a --max-parallel-setups value.

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"testing"
 
 	"github.com/cnishim/cnishim/internal/roottest"
@@ -157,4 +158,19 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// EnvInt reads a positive integer knob from the environment variable name (def when unset),
+// failing the test on a malformed value.
+func EnvInt(t testing.TB, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
 }

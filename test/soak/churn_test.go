@@ -560,7 +560,7 @@ func (n *churnNode) poll(ctx context.Context, known *knownConfigs) *readiness {
 // pod is torn down with its own network (its reservation leaves that network's store), and
 // nothing is left at the end.
 func TestConfigChurn(t *testing.T) {
-	ops := envInt(t, "CNISHIM_SOAK_CHURN_OPS", defaultChurnOps)
+	ops := framework.EnvInt(t, "CNISHIM_SOAK_CHURN_OPS", defaultChurnOps)
 	seed := runSeed(t)
 	rng := mrand.New(mrand.NewPCG(seed, 0xc0f))
 	k := framework.ProcessSlot(8)

@@ -498,8 +498,8 @@ func (r *roundStats) add(o roundStats) {
 // the host-local store, no veth on the bridge, no netns mount, no libcni cache entry, no set-up
 // record, no portmap rule for any sandbox or host port of the test.
 func TestCrashRestart(t *testing.T) {
-	rounds := envInt(t, "CNISHIM_SOAK_ROUNDS", defaultCrashRounds)
-	pods := envInt(t, "CNISHIM_SOAK_PODS", defaultCrashPods)
+	rounds := framework.EnvInt(t, "CNISHIM_SOAK_ROUNDS", defaultCrashRounds)
+	pods := framework.EnvInt(t, "CNISHIM_SOAK_PODS", defaultCrashPods)
 	if pods > maxCrashPods {
 		t.Fatalf("CNISHIM_SOAK_PODS=%d: at most %d", pods, maxCrashPods)
 	}

@@ -52,20 +52,6 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// envInt reads a positive integer knob, failing the test on a malformed value.
-func envInt(t *testing.T, name string, def int) int {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		t.Fatalf("%s=%q: want a positive integer", name, v)
-	}
-	return n
-}
-
 // runSeed returns the seed of the test's random choices, from CNISHIM_SOAK_SEED or the clock,
 // and logs it so that a failing run can be repeated.
 func runSeed(t *testing.T) uint64 {
