@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The side-by-side benchmark (make bench): cnishim's Plugin against containerd's go-cni and raw
 # libcni (the floor) over the real CNI plugins in real network namespaces, the admission
-# storms, the micro-benchmarks and the memory figure. Needs root: it creates network
-# namespaces, a bridge (cnibench0, 10.199.0.0/16, on this machine only) and iptables rules,
-# and removes them all, also when interrupted. No packet leaves the machine.
+# storms, the multi-network scenario, the micro-benchmarks and the memory figure. Needs root:
+# it creates network namespaces, bridges (cnibench0, 10.199.0.0/16; cnibmn0-2,
+# 10.194-196.0.0/16; on this machine only) and iptables rules, and removes them all, also when
+# interrupted. No packet leaves the machine.
 #
 # Writes the markdown tables to stdout and to ${BENCH_OUT}/benchmarks-bench.md, the raw
 # figures to ${BENCH_OUT}/results.json (cnibench report -in rebuilds tables and plots from
@@ -19,6 +20,9 @@
 #   BENCH_SWEEP             storms on which fixed ADD bounds are swept (default 200x32-hp)
 #   BENCH_SWEEP_MAX         largest fixed ADD bound (default 8)
 #   BENCH_MICRO_COUNT       go test -count of the micro-benchmarks (default 6, for benchstat)
+#   BENCH_MULTINET_PODS     pods per variant of the multi-network scenario (default 50; quick 5)
+#   BENCH_ONLY=multinet     run only the multi-network scenario (tables to stdout and
+#                           ${BENCH_OUT}/multinet.md)
 #   BENCH_SKIP_TESTS=1      skip the benchmark's own tests (fairness of inputs, leak checks)
 #   BENCH_OUT               output directory (default _output/bench)
 #   CNI_BIN_DIR             real CNI plugins (default _output/cni/bin)
@@ -50,6 +54,18 @@ export CNISHIM_TEST_CNI_BIN=${bin_dir}
 echo "bench: building test/bench/cmd/cnibench" >&2
 (cd test/bench && CGO_ENABLED=0 go build -o "${out}/cnibench" ./cmd/cnibench)
 
+multinet_pods=${BENCH_MULTINET_PODS:-50}
+[[ ${quick} == 1 ]] && multinet_pods=${BENCH_MULTINET_PODS:-5}
+multinet() {
+  echo "bench: a pod on three networks, ${multinet_pods} pods per variant" >&2
+  "${out}/cnibench" multinet -cni-bin-dir "${bin_dir}" -pods "${multinet_pods}" -markdown "${out}/multinet.md" >&2
+}
+if [[ ${BENCH_ONLY:-} == multinet ]]; then
+  multinet
+  cat "${out}/multinet.md"
+  exit 0
+fi
+
 if [[ ${BENCH_SKIP_TESTS:-0} != 1 ]]; then
   echo "bench: checking the harness (same plugin input from all three, leak checks)" >&2
   (cd test/bench && go test -race -count=1 ./...) >&2
@@ -80,12 +96,15 @@ CGO_ENABLED=0 go build -o "${serve_plugins}/cnitest" ./test/plugins/cnitest
 install -m 0755 "${bin_dir}/host-local" "${serve_plugins}/host-local"
 "${out}/cnibench" memory -sandboxes "${sandboxes}" -cnishim "${cnishim_bin}" -serve-plugins "${serve_plugins}" >"${out}/memory.md"
 
+multinet
+
 args=(
   -cni-bin-dir "${bin_dir}"
   -out "${out}/results.json"
   -markdown "${out}/benchmarks-bench.md"
   -micro-md "${out}/micro.md"
   -memory-md "${out}/memory.md"
+  -multinet-md "${out}/multinet.md"
   -rerun "${rerun}"
 )
 if [[ ${quick} == 1 ]]; then

@@ -3,9 +3,9 @@
 // chosen by package confwatch.
 //
 // A Plugin is built with New and started with Run, which scans the configuration directory
-// once and then watches it. SetUpPod attaches a pod to its networks (loopback, the default
-// network on eth0, then any extra networks side by side) and returns its IPs; TearDownPod detaches it with
-// the configuration it was attached with, recorded by SetUpPod before any plugin ran (so a
+// once and then watches it. SetUpPod attaches a pod to its networks (loopback, then the
+// default network on eth0 and any extra networks side by side) and returns its IPs;
+// TearDownPod detaches it with the configuration it was attached with, recorded by SetUpPod before any plugin ran (so a
 // set-up cut off by a crash is covered), so a configuration change never leaks a pod's IP;
 // GetPodNetworkStatus answers from memory or libcni's cache without entering the netns;
 // CheckPod and GC run CNI CHECK and GC; Status reports readiness without I/O.

@@ -54,11 +54,16 @@ func TestGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := fe.callsOf("")
-	wantCalls(t, calls,
-		"DEL firewall net-s eth0", "DEL bridge net-s eth0", // c
-		"DEL bandwidth net-a eth1", "DEL portmap net-a eth1", "DEL bridge net-a eth1", // d on the deleted network, cached config
-		"DEL firewall net-s eth0", "DEL bridge net-s eth0", // d
-		"GC bridge net-s ", "GC firewall net-s ")
+	if len(calls) != 9 {
+		t.Fatalf("plugin calls %v; want 7 DELs and 2 GCs", summary(t, calls))
+	}
+	wantCalls(t, calls[:2], "DEL firewall net-s eth0", "DEL bridge net-s eth0") // c
+	// d: both networks side by side, the deleted one with its cached config.
+	wantChains(t, calls[2:7], "", map[string][]string{
+		"eth0": {"DEL firewall net-s eth0", "DEL bridge net-s eth0"},
+		"eth1": {"DEL bandwidth net-a eth1", "DEL portmap net-a eth1", "DEL bridge net-a eth1"},
+	}, "")
+	wantCalls(t, calls[7:], "GC bridge net-s ", "GC firewall net-s ")
 	for _, c := range calls[:7] {
 		if c.NetNS != netnsPath {
 			t.Fatalf("stale DEL got netns %q; want the cached one, which still exists", c.NetNS)

@@ -3,6 +3,7 @@ package cninetwork
 import (
 	"context"
 	"errors"
+	"net"
 	"reflect"
 	"slices"
 	"strings"
@@ -191,7 +192,8 @@ func TestExtraNetworksSideBySide(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantChains(t, fe.callsOf(""), "ADD ptp net-b eth0", map[string][]string{
+	wantChains(t, fe.callsOf(""), "", map[string][]string{
+		"eth0": {"ADD ptp net-b eth0"},
 		"net1": {"ADD macvlan net-c net1"},
 		"net2": {"ADD ipvlan net-d net2", "ADD tuning net-d net2"},
 	}, "")
@@ -214,14 +216,14 @@ func TestExtraNetworksSideBySide(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantChains(t, fe.callsOf(""), "", map[string][]string{
+		"eth0": {"DEL ptp net-b eth0"},
 		"net1": {"DEL macvlan net-c net1"},
 		"net2": {"DEL tuning net-d net2", "DEL ipvlan net-d net2"},
-	}, "DEL ptp net-b eth0")
+	}, "")
 }
 
 // TestExtraNetworkFailureSideBySide: when one extra network fails while another's chain is in
-// flight, every attachment is rolled back, the default network last, and nothing stays
-// recorded or cached.
+// flight, every attachment is rolled back, and nothing stays recorded or cached.
 func TestExtraNetworkFailureSideBySide(t *testing.T) {
 	fe, src := newFakeExec(), newFakeSource()
 	src.publish(nil, network(t, otherNet), network(t, macvlanNet), network(t, ipvlanNet))
@@ -235,10 +237,11 @@ func TestExtraNetworkFailureSideBySide(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `network "net-c"`) || !strings.Contains(err.Error(), "no master") {
 		t.Fatalf("SetUpPod = %v; want net-c's failure", err)
 	}
-	wantChains(t, fe.callsOf(""), "ADD ptp net-b eth0", map[string][]string{
+	wantChains(t, fe.callsOf(""), "", map[string][]string{
+		"eth0": {"ADD ptp net-b eth0", "DEL ptp net-b eth0"},
 		"eth1": {"ADD macvlan net-c eth1", "DEL macvlan net-c eth1"},
 		"eth2": {"ADD ipvlan net-d eth2", "ADD tuning net-d eth2", "DEL tuning net-d eth2", "DEL ipvlan net-d eth2"},
-	}, "DEL ptp net-b eth0")
+	}, "")
 	if got := cacheFiles(t, p); len(got) != 0 {
 		t.Fatalf("cache = %v", got)
 	}
@@ -273,9 +276,10 @@ func TestExtraNetworksCheckAndGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantChains(t, fe.callsOf("DEL"), "", map[string][]string{
+		"eth0": {"DEL ptp net-b eth0"},
 		"net1": {"DEL macvlan net-c net1"},
 		"net2": {"DEL tuning net-d net2", "DEL ipvlan net-d net2"},
-	}, "DEL ptp net-b eth0")
+	}, "")
 	if got := cacheFiles(t, p); len(got) != 0 {
 		t.Fatalf("cache after GC = %v", got)
 	}
@@ -316,12 +320,70 @@ func TestCutOffMultiNetworkSetUpTornDown(t *testing.T) {
 	}
 	dels := fe.callsOf("DEL")
 	wantChains(t, dels, "", map[string][]string{
+		"eth0": {"DEL ptp net-b eth0"},
 		"net1": {"DEL macvlan net-c net1"},
 		"net2": {"DEL bandwidth net-caps net2", "DEL portmap net-caps net2", "DEL bridge net-caps net2"},
-	}, "DEL ptp net-b eth0")
+	}, "")
 	for _, c := range dels {
 		if c.Plugin == "bridge" && !reflect.DeepEqual(c.conf(t)["runtimeConfig"], map[string]any{"ips": []any{"10.9.0.5/24"}}) {
 			t.Fatalf("DEL bridge net2: runtimeConfig %v; want the ips asked for", c.conf(t)["runtimeConfig"])
 		}
+	}
+}
+
+// TestDefaultNetworkAlongsideExtra: the default network's chain runs at once with an extra
+// network's, yet the status lists the default network first and its IPs are the pod's.
+func TestDefaultNetworkAlongsideExtra(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, otherNet), network(t, macvlanNet))
+	p := newTestPlugin(t, fe, src, WithOperationTimeout(time.Minute))
+	hook := allInFlight(t, 2)
+	fe.set("ptp", "ADD", reply{hook: hook})
+	fe.set("macvlan", "ADD", reply{hook: hook})
+	pod := testPod("s1")
+	pod.ExtraNetworks = []NetworkAttachment{{Network: "net-c"}}
+	st, err := p.SetUpPod(t.Context(), pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Attachments) != 2 || st.Attachments[0].Network != "net-b" || st.Attachments[0].IfName != "eth0" ||
+		st.Attachments[1].Network != "net-c" || st.Attachments[1].IfName != "eth1" {
+		t.Fatalf("attachments %+v; want net-b on eth0, then net-c on eth1", st.Attachments)
+	}
+	if !slices.EqualFunc(st.IPs, st.Attachments[0].IPs, func(a, b net.IP) bool { return a.Equal(b) }) || len(st.IPs) != 1 {
+		t.Fatalf("pod IPs %v; want the default network's %v", st.IPs, st.Attachments[0].IPs)
+	}
+	if rec, err := p.records.get("s1"); err != nil || len(rec) != 2 || rec[0].IfName != "eth0" || rec[1].IfName != "eth1" {
+		t.Fatalf("record = %v, %v; want eth0 then eth1, in plan order", rec, err)
+	}
+}
+
+// TestDefaultNetworkFailureRollsBackExtra: the default network fails while an extra network's
+// chain succeeded alongside it; both are rolled back, and nothing stays recorded or cached.
+func TestDefaultNetworkFailureRollsBackExtra(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, otherNet), network(t, ipvlanNet))
+	p := newTestPlugin(t, fe, src, WithOperationTimeout(time.Minute), WithStateDir(t.TempDir()))
+	hook := allInFlight(t, 2)
+	fe.set("ptp", "ADD", reply{hook: hook, err: &types.Error{Code: 11, Msg: "no address left"}})
+	fe.set("ipvlan", "ADD", reply{hook: hook})
+	pod := testPod("s1")
+	pod.ExtraNetworks = []NetworkAttachment{{Network: "net-d"}}
+	_, err := p.SetUpPod(t.Context(), pod)
+	if err == nil || !strings.Contains(err.Error(), `network "net-b"`) || !strings.Contains(err.Error(), "no address left") {
+		t.Fatalf("SetUpPod = %v; want net-b's failure", err)
+	}
+	wantChains(t, fe.callsOf(""), "", map[string][]string{
+		"eth0": {"ADD ptp net-b eth0", "DEL ptp net-b eth0"},
+		"eth1": {"ADD ipvlan net-d eth1", "ADD tuning net-d eth1", "DEL tuning net-d eth1", "DEL ipvlan net-d eth1"},
+	}, "")
+	if got := cacheFiles(t, p); len(got) != 0 {
+		t.Fatalf("cache = %v", got)
+	}
+	if rec, err := p.records.get("s1"); err != nil || len(rec) != 0 {
+		t.Fatalf("record = %v, %v; want none", rec, err)
+	}
+	if _, err := p.GetPodNetworkStatus(t.Context(), &Pod{SandboxID: "s1"}); err == nil {
+		t.Fatal("status of a pod whose set-up failed: no error")
 	}
 }

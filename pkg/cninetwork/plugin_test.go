@@ -439,8 +439,9 @@ func TestExtraNetworks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The default network first, then the extra networks side by side, each chain in order.
-	wantChains(t, fe.callsOf(""), "ADD ptp net-b eth0", map[string][]string{
+	// All networks side by side, each chain in order.
+	wantChains(t, fe.callsOf(""), "", map[string][]string{
+		"eth0": {"ADD ptp net-b eth0"},
 		"eth2": {"ADD bridge net-a eth2", "ADD portmap net-a eth2", "ADD bandwidth net-a eth2"},
 		"eth1": {"ADD macvlan net-c eth1"},
 		"net9": {"ADD ptp net-b net9"},
@@ -449,7 +450,7 @@ func TestExtraNetworks(t *testing.T) {
 	for _, a := range st.Attachments {
 		got = append(got, fmt.Sprintf("%s/%s/%v", a.Network, a.IfName, a.IPs))
 	}
-	// The extra networks' chains run side by side: which gets which address varies.
+	// The chains run side by side: which gets which address varies.
 	byIf := map[string]string{}
 	for _, a := range st.Attachments {
 		if len(a.IPs) != 1 || byIf[a.IfName] != "" {
@@ -457,11 +458,11 @@ func TestExtraNetworks(t *testing.T) {
 		}
 		byIf[a.IfName] = a.IPs[0].String()
 	}
-	want := []string{"net-b/eth0/[10.88.0.1]", "net-a/eth2/[" + byIf["eth2"] + "]", "net-c/eth1/[" + byIf["eth1"] + "]", "net-b/net9/[" + byIf["net9"] + "]"}
+	want := []string{"net-b/eth0/[" + byIf["eth0"] + "]", "net-a/eth2/[" + byIf["eth2"] + "]", "net-c/eth1/[" + byIf["eth1"] + "]", "net-b/net9/[" + byIf["net9"] + "]"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("attachments = %v; want %v", got, want)
 	}
-	if len(st.IPs) != 1 || st.IPs[0].String() != "10.88.0.1" {
+	if len(st.IPs) != 1 || st.IPs[0].String() != byIf["eth0"] {
 		t.Fatalf("pod IPs = %v; want the default network's", st.IPs)
 	}
 
@@ -476,7 +477,7 @@ func TestExtraNetworks(t *testing.T) {
 	for _, a := range st2.Attachments {
 		got = append(got, fmt.Sprintf("%s/%s/%v", a.Network, a.IfName, a.IPs))
 	}
-	want = []string{"net-b/eth0/[10.88.0.1]", "net-c/eth1/[" + byIf["eth1"] + "]", "net-a/eth2/[" + byIf["eth2"] + "]", "net-b/net9/[" + byIf["net9"] + "]"}
+	want = []string{"net-b/eth0/[" + byIf["eth0"] + "]", "net-c/eth1/[" + byIf["eth1"] + "]", "net-a/eth2/[" + byIf["eth2"] + "]", "net-b/net9/[" + byIf["net9"] + "]"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("attachments from cache = %v; want %v", got, want)
 	}
@@ -484,16 +485,16 @@ func TestExtraNetworks(t *testing.T) {
 		t.Fatalf("status ran plugins: %v", summary(t, c))
 	}
 
-	// Teardown undoes the extra networks side by side, each chain in reverse, then the
-	// default network.
+	// Teardown undoes all networks side by side, each chain in reverse.
 	if err := p2.TearDownPod(t.Context(), &Pod{SandboxID: "s1"}); err != nil {
 		t.Fatal(err)
 	}
 	wantChains(t, fe.callsOf(""), "", map[string][]string{
+		"eth0": {"DEL ptp net-b eth0"},
 		"net9": {"DEL ptp net-b net9"},
 		"eth1": {"DEL macvlan net-c eth1"},
 		"eth2": {"DEL bandwidth net-a eth2", "DEL portmap net-a eth2", "DEL bridge net-a eth2"},
-	}, "DEL ptp net-b eth0")
+	}, "")
 }
 
 func TestExtraNetworkFailureRollsBackAll(t *testing.T) {
@@ -508,7 +509,10 @@ func TestExtraNetworkFailureRollsBackAll(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `network "net-c"`) {
 		t.Fatalf("SetUpPod = %v; want an error naming net-c", err)
 	}
-	wantCalls(t, fe.callsOf(""), "ADD ptp net-b eth0", "ADD macvlan net-c eth1", "DEL macvlan net-c eth1", "DEL ptp net-b eth0")
+	wantChains(t, fe.callsOf(""), "", map[string][]string{
+		"eth0": {"ADD ptp net-b eth0", "DEL ptp net-b eth0"},
+		"eth1": {"ADD macvlan net-c eth1", "DEL macvlan net-c eth1"},
+	}, "")
 	if got := cacheFiles(t, p); len(got) != 0 {
 		t.Fatalf("cache = %v", got)
 	}

@@ -32,10 +32,12 @@ type attachment struct {
 }
 
 // SetUpPod attaches the pod to its networks and returns its network status: first loopback
-// (see LoopbackMode), then the default network on eth0, then pod.ExtraNetworks in order. The
-// pod is checked before any plugin runs (errors wrap ErrInvalidPod), and the default network is
-// read once from the current snapshot (ErrNotReady without one). If any attachment fails,
-// every attachment made so far, the failed one included, is deleted again before SetUpPod
+// (see LoopbackMode), then the default network on eth0 and pod.ExtraNetworks side by side,
+// their chains being independent. The status lists the default network first, then the extra
+// networks in order, and its pod IPs are the default network's. The pod is checked before any
+// plugin runs (errors wrap ErrInvalidPod), and the default network is read once from the
+// current snapshot (ErrNotReady without one). If any attachment fails, every attachment tried,
+// the failed one included, is deleted again (side by side, loopback last) before SetUpPod
 // returns, under a fresh budget of the operation timeout that the caller's cancellation does
 // not cut short; the error names the pod, the network and the plugin. A sandbox that is already
 // set up is refused (tear it down first).
@@ -102,9 +104,6 @@ type setUp struct {
 	// attempted lists every attachment tried, the one that failed included: a chain that
 	// fails part-way leaves what its first plugins made, and libcni caches nothing for it.
 	attempted []triedAttachment
-	// noting is set while attach notes what it tries in attempted; attachAll clears it while
-	// chains run side by side, having noted them all.
-	noting bool
 }
 
 // triedAttachment is an attachment a set-up ran ADD for, to delete again on rollback.
@@ -132,7 +131,7 @@ func (p *Plugin) prepareSetUp(pod *Pod, start time.Time) (*setUp, error) {
 	if _, err := netns.IsNetNS(pod.NetNS); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPod, pod, err)
 	}
-	su := &setUp{pod: pod, start: start, plan: plan, rts: make([]*libcni.RuntimeConf, len(plan)), noting: true}
+	su := &setUp{pod: pod, start: start, plan: plan, rts: make([]*libcni.RuntimeConf, len(plan))}
 	if p.opts.loopback == LoopbackPlugin {
 		su.loRT = runtimeConf(pod.SandboxID, pa, nil, "lo", pod.NetNS)
 	}
@@ -151,10 +150,10 @@ func (su *setUp) recorded(loopbackList *libcni.NetworkConfigList) []*libcni.Netw
 	return recordedAttachments(loopbackList, su.loRT, su.plan, su.rts)
 }
 
-// attachAll attaches su's pod to loopback (see LoopbackMode), then to the default network,
-// then to its extra networks side by side (their chains are independent), and returns the
-// pod's status. It stops at the first failure of loopback or the default network, and after
-// every extra network's chain has ended when one of them fails; su.attempted then says what to
+// attachAll attaches su's pod to loopback (see LoopbackMode), then to all its networks side by
+// side, the default network and the extra networks alike (their chains are independent), and
+// returns the pod's status, the default network first. It stops at a failure of loopback, and
+// after every network's chain has ended when one of them fails; su.attempted then says what to
 // roll back.
 func (p *Plugin) attachAll(ctx context.Context, su *setUp) (*PodNetworkStatus, error) {
 	switch p.opts.loopback {
@@ -163,43 +162,29 @@ func (p *Plugin) attachAll(ctx context.Context, su *setUp) (*PodNetworkStatus, e
 			return nil, fmt.Errorf("%s: %w", su.pod, err)
 		}
 	case LoopbackPlugin:
+		su.attempted = append(su.attempted, triedAttachment{LoopbackNetworkName, p.loopbackList, su.loRT})
 		if _, err := p.attach(ctx, su, LoopbackNetworkName, p.loopbackList, su.loRT); err != nil {
 			return nil, err
 		}
 	}
+	// Each chain is noted as attempted, in plan order, before any starts: su.attempted is not
+	// shared.
+	for i, a := range su.plan {
+		su.attempted = append(su.attempted, triedAttachment{a.network, a.list, su.rts[i]})
+	}
 	status := &PodNetworkStatus{Attachments: make([]AttachmentStatus, len(su.plan))}
-	one := func(i int) error {
+	errs := make([]error, len(su.plan))
+	inWaves(len(su.plan), func(int) bool { return true }, func(i int) {
 		a := su.plan[i]
 		res, err := p.attach(ctx, su, a.network, a.list, su.rts[i])
-		if err != nil {
-			return err
+		if err == nil {
+			status.Attachments[i], err = attachmentStatus(res, a.network, a.ifName)
+			if err != nil {
+				err = fmt.Errorf("%s: network %q: ADD result: %w", su.pod, a.network, err)
+			}
 		}
-		as, err := attachmentStatus(res, a.network, a.ifName)
-		if err != nil {
-			return fmt.Errorf("%s: network %q: ADD result: %w", su.pod, a.network, err)
-		}
-		status.Attachments[i] = as
-		return nil
-	}
-	if err := one(0); err != nil {
-		return nil, err
-	}
-	errs := make([]error, len(su.plan))
-	if len(su.plan) == 2 {
-		errs[1] = one(1)
-	} else {
-		// Each chain is noted as attempted before any starts: su.attempted is not shared.
-		for i := 1; i < len(su.plan); i++ {
-			su.attempted = append(su.attempted, triedAttachment{su.plan[i].network, su.plan[i].list, su.rts[i]})
-		}
-		su.noting = false
-		var wg sync.WaitGroup
-		for i := 1; i < len(su.plan); i++ {
-			wg.Go(func() { errs[i] = one(i) })
-		}
-		wg.Wait()
-		su.noting = true
-	}
+		errs[i] = err
+	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -207,12 +192,9 @@ func (p *Plugin) attachAll(ctx context.Context, su *setUp) (*PodNetworkStatus, e
 	return status, nil
 }
 
-// attach runs ADD of one network for su's pod, noting it in su.attempted first (unless the
-// caller did), and returns the network's result.
+// attach runs ADD of one network for su's pod, which the caller noted in su.attempted, and
+// returns the network's result.
 func (p *Plugin) attach(ctx context.Context, su *setUp, network string, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) (types.Result, error) {
-	if su.noting {
-		su.attempted = append(su.attempted, triedAttachment{network, list, rt})
-	}
 	tctx, tr := withTrace(ctx)
 	res, err := p.cni.AddNetworkList(tctx, list, rt)
 	if err != nil {
@@ -221,10 +203,10 @@ func (p *Plugin) attach(ctx context.Context, su *setUp, network string, list *li
 	return res, nil
 }
 
-// rollback deletes every attachment su tried, in reverse order (the extra networks side by
-// side), after the set-up failed with
-// cause, under a fresh budget of the operation timeout that the caller's cancellation does not
-// cut short, and removes the record. It returns cause, joined with ErrRollbackFailed and the
+// rollback deletes every attachment su tried, after the set-up failed with cause: all its
+// networks side by side (libcni deletes each chain in reverse), then loopback, under a fresh
+// budget of the operation timeout that the caller's cancellation does not cut short, and
+// removes the record. It returns cause, joined with ErrRollbackFailed and the
 // DEL errors if a DEL failed; the record then stays, so that the next teardown deletes with
 // this set-up's configuration.
 func (p *Plugin) rollback(ctx context.Context, su *setUp, cause error) error {
@@ -644,10 +626,11 @@ func ipStrings(s *PodNetworkStatus) []string {
 	return out
 }
 
-// sideBySide reports whether the attachment of network on ifName is an extra network's, whose
-// chain runs side by side with the other extra networks' (see inWaves).
+// sideBySide reports whether the attachment of network on ifName is one of the pod's networks,
+// default or extra, whose chains run side by side (see inWaves), rather than the built-in
+// loopback network, which runs alone.
 func sideBySide(network, ifName string) bool {
-	return ifName != defaultIfName && !(network == LoopbackNetworkName && ifName == "lo")
+	return !(network == LoopbackNetworkName && ifName == "lo")
 }
 
 // inWaves calls f for each index of [0, n) in order, except that a run of consecutive indexes

@@ -20,7 +20,8 @@ import (
 // after the default network changed or its file was deleted: those of the Plugin's record of
 // the sandbox (see WithStateDir), written before the set-up's first plugin ran, so a set-up cut
 // off by a crash or whose rollback failed is covered too, and those libcni cached for the
-// sandbox that no record covers. Attachments are deleted in the reverse of their set-up order.
+// sandbox that no record covers. The pod's networks are deleted side by side (libcni deletes
+// each chain in reverse), the built-in loopback network last.
 // Only when nothing is recorded or cached for the sandbox does it fall back to the current
 // default network and pod's extra networks, with arguments built from pod (see
 // WithFallbackTeardown).
@@ -90,8 +91,8 @@ func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 	return nil
 }
 
-// delAttachments deletes atts in their order, the extra networks' side by side (see
-// inWaves), each with its own configuration and runtime arguments and the netns netnsOf
+// delAttachments deletes atts in their order, the pod's networks side by side and the
+// built-in loopback network alone (see inWaves), each with its own configuration and runtime arguments and the netns netnsOf
 // returns for it. A failure of the built-in loopback network is only logged, and its libcni
 // cache entry removed so that the sandbox does not look set up.
 func (p *Plugin) delAttachments(ctx context.Context, atts []*libcni.NetworkAttachment, netnsOf func(*libcni.NetworkAttachment) string, logger klog.Logger) (done []string, errs []error) {
@@ -204,10 +205,10 @@ func splitIfName(s string) (prefix string, n int) {
 	return s[:i], n
 }
 
-// delFallback deletes the pod from the current default network and its extra networks, with
-// arguments built from pod, when nothing is cached for it: the sandbox was set up before
-// libcni cached attachments, or never, or is already torn down (plugins must accept a DEL for
-// what they do not know). Capability args that do not check out are dropped rather than fail
+// delFallback deletes the pod from the current default network and its extra networks, side
+// by side, with arguments built from pod, when nothing is cached for it: the sandbox was set up
+// before libcni cached attachments, or never, or is already torn down (plugins must accept a
+// DEL for what they do not know). Capability args that do not check out are dropped rather than fail
 // the teardown.
 func (p *Plugin) delFallback(ctx context.Context, pod *Pod, nsPath string) (done []string, errs []error) {
 	snap := p.source.Snapshot()
@@ -232,16 +233,22 @@ func (p *Plugin) delFallback(ctx context.Context, pod *Pod, nsPath string) (done
 		// Only the default network: the extra networks asked for may be gone or malformed.
 		plan = []attachment{p.attachmentFor(snap.Default, defaultIfName)}
 	}
-	for i := len(plan) - 1; i >= 0; i-- {
+	errOf := make([]error, len(plan))
+	inWaves(len(plan), func(int) bool { return true }, func(i int) {
 		a := plan[i]
 		start := time.Now()
 		rt := a.runtimeConf(pod.SandboxID, pa, nsPath)
 		tctx, tr := withTrace(ctx)
 		if err := p.cni.DelNetworkList(tctx, a.list, rt); err != nil {
-			errs = append(errs, chainError(tctx, start, a.network, "DEL", tr, false, err))
+			errOf[i] = chainError(tctx, start, a.network, "DEL", tr, false, err)
+		}
+	})
+	for i := len(plan) - 1; i >= 0; i-- {
+		if errOf[i] != nil {
+			errs = append(errs, errOf[i])
 			continue
 		}
-		done = append(done, a.network)
+		done = append(done, plan[i].network)
 	}
 	return done, errs
 }

@@ -8,6 +8,7 @@
 //	cnibench report -in FILE      rebuild the report and plots from a results file
 //	cnibench memory [-sandboxes]  measure the Plugin's RSS with live sandboxes (fake exec)
 //	cnibench micro-report -in FILE  summarise go test -bench output of test/bench/micro
+//	cnibench multinet [-pods]     a pod on three networks at once against one at a time
 package main
 
 import (
@@ -52,6 +53,8 @@ func dispatch(ctx context.Context, args []string) error {
 		return memoryCmd(ctx, args[1:])
 	case "micro-report":
 		return microReportCmd(args[1:])
+	case "multinet":
+		return multinetCmd(ctx, args[1:])
 	case "memory-worker":
 		return memoryWorker(ctx, args[1:])
 	}

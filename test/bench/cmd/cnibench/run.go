@@ -51,6 +51,7 @@ func runCmd(ctx context.Context, args []string) error {
 	rerun := fs.String("rerun", "make bench", "the command the report says reruns the benchmark")
 	microMD := fs.String("micro-md", "", "markdown of the micro-benchmarks (cnibench micro-report) to include after the real-plugin section")
 	memoryMD := fs.String("memory-md", "", "markdown of the memory figures (cnibench memory) to include at the end")
+	multinetMD := fs.String("multinet-md", "", "markdown of the multi-network scenario (cnibench multinet) to include after the real-plugin section")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -105,7 +106,7 @@ func runCmd(ctx context.Context, args []string) error {
 		runErr = errors.Join(runErr, err)
 	}
 	if len(runs) > 0 {
-		runErr = errors.Join(runErr, writeReport(s, *md, *plotDir, *microMD, *memoryMD))
+		runErr = errors.Join(runErr, writeReport(s, *md, *plotDir, *microMD, *memoryMD, *multinetMD))
 	}
 	return runErr
 }
@@ -258,7 +259,7 @@ func writeJSON(path string, v any) error {
 }
 
 // writeReport prints the markdown report to stdout and mdPath, and draws the plots.
-func writeReport(s *saved, mdPath, plotDir, microMD, memoryMD string) error {
+func writeReport(s *saved, mdPath, plotDir, microMD, memoryMD, multinetMD string) error {
 	var errs []error
 	include := func(b *strings.Builder, path string) {
 		if path == "" {
@@ -274,6 +275,7 @@ func writeReport(s *saved, mdPath, plotDir, microMD, memoryMD string) error {
 	var b strings.Builder
 	report.WriteMeta(&b, s.Meta)
 	v1 := report.RealPlugin(&b, s.Runs, s.Main)
+	include(&b, multinetMD)
 	include(&b, microMD)
 	v2 := report.Admission(&b, s.Runs, s.Storms, s.OneCaller, s.Defaults)
 	include(&b, memoryMD)
@@ -317,6 +319,7 @@ func reportCmd(args []string) error {
 	plotDir := fs.String("plot-dir", "docs", "directory for the plots")
 	microMD := fs.String("micro-md", "", "markdown of the micro-benchmarks to include")
 	memoryMD := fs.String("memory-md", "", "markdown of the memory figures to include")
+	multinetMD := fs.String("multinet-md", "", "markdown of the multi-network scenario to include")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -328,5 +331,5 @@ func reportCmd(args []string) error {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("%s: %w", *in, err)
 	}
-	return writeReport(&s, *md, *plotDir, *microMD, *memoryMD)
+	return writeReport(&s, *md, *plotDir, *microMD, *memoryMD, *multinetMD)
 }
