@@ -130,10 +130,14 @@ func (p *Plugin) staleSandboxes(ctx context.Context, valid func(context.Context)
 	if err != nil {
 		return nil, fmt.Errorf("GC: valid sandboxes: %w", err)
 	}
+	isValid := make(map[string]bool, len(validIDs))
+	for _, id := range validIDs {
+		isValid[id] = true
+	}
 	var stale []string
 	for _, id := range ids {
 		switch {
-		case slices.Contains(validIDs, id):
+		case isValid[id]:
 		case busy[id]:
 			res.busy = append(res.busy, id)
 		default:
@@ -177,6 +181,9 @@ func (p *Plugin) collectSandbox(ctx context.Context, id string, res *gcResult, l
 	}
 	if len(keep) > 0 {
 		res.kept = append(res.kept, id)
+		if len(del) == 0 {
+			return nil // the record already names just these
+		}
 		return p.records.put(id, keep)
 	}
 	if err := p.records.remove(id); err != nil {
