@@ -65,14 +65,14 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		RuntimeHandler: req.GetRuntimeHandler(),
 		Config:         cfg,
 	}
+	// pod is what the plugin sets up; nil for a host-network sandbox.
+	var pod *cninetwork.Pod
 	if !hostNetwork {
 		// The path is recorded before the namespace exists, so a restart after a crash finds
 		// and removes it.
 		rec.NetNSPath = s.netnsPath(id)
-	}
-	if !hostNetwork {
 		// Refuse a pod the plugin would refuse before anything exists for it.
-		pod := podOf(rec)
+		pod = podOf(rec)
 		if err := pod.Validate(); err != nil {
 			return nil, grpcError(what, err)
 		}
@@ -121,7 +121,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		if _, err := netns.Create(s.cfg.NetNSDir, id); err != nil {
 			return nil, grpcError(what, err)
 		}
-		st, err := s.cfg.Network.SetUpPod(ctx, podOf(rec))
+		st, err := s.cfg.Network.SetUpPod(ctx, pod)
 		if err != nil {
 			setUpErr = err
 			return nil, grpcError(what, err)
@@ -370,7 +370,10 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 	}
 	if rec.State == sandboxstore.StateReady && !rec.HostNetwork {
 		info.NetNSPath = rec.NetNSPath
-		ns, err := s.cfg.Network.GetPodNetworkStatus(ctx, podOf(rec))
+		// Only the sandbox ID is read; the name is for the log. The pod's config is not parsed
+		// again on a call the kubelet makes this often.
+		md := cfg.GetMetadata()
+		ns, err := s.cfg.Network.GetPodNetworkStatus(ctx, &cninetwork.Pod{SandboxID: rec.ID, Name: md.GetName(), Namespace: md.GetNamespace()})
 		if err != nil {
 			info.NetworkStatusError = err.Error()
 		}
