@@ -16,6 +16,9 @@ const (
 // unbounded, so the zero Limits bounds nothing.
 type Limits struct {
 	Add, Del, Check, Status, GC int
+	// AdaptiveAdd makes Add the floor of an ADD bound that follows what the chains spend
+	// instead of a fixed bound. It has no effect when Add is unbounded.
+	AdaptiveAdd bool
 }
 
 // DefaultLimits returns bounds derived from the CPUs available to the process,
@@ -38,11 +41,12 @@ func DefaultLimits() Limits {
 func limitsForCPUs(cpus int) Limits {
 	cpus = max(1, cpus)
 	return Limits{
-		Add:    cpus,
-		Del:    max(8, 4*cpus),
-		Check:  2,
-		Status: 1,
-		GC:     1,
+		Add:         cpus,
+		AdaptiveAdd: true,
+		Del:         max(8, 4*cpus),
+		Check:       2,
+		Status:      1,
+		GC:          1,
 	}
 }
 

@@ -22,6 +22,11 @@ type AdmissionLimits struct {
 	Status int
 	// GC bounds GC's plugin phase.
 	GC int
+	// AdaptiveAdd lets the ADD bound follow what the set-up chains spend: Add is then its
+	// floor, kept while the chains burn CPU, and the bound widens while they wait (on an IPAM
+	// server, a delegate, address detection) with CPUs to spare. Without it Add is a fixed
+	// bound. It has no effect when Add is 0 (unbounded).
+	AdaptiveAdd bool
 }
 
 // LaneStats is a point-in-time view of one admission lane: its bound, how many operations
