@@ -63,6 +63,9 @@ type Lane struct {
 	admitted   uint64
 	timedOut   uint64
 	totalWait  time.Duration
+
+	// queuing receives a value, if it has room, whenever a caller starts to queue.
+	queuing chan struct{}
 }
 
 // waiter is one queued caller of Acquire.
@@ -82,7 +85,7 @@ type waiter struct {
 // flight. If m is not nil the lane reports to it; lane names must be unique
 // among the lanes that share one [Metrics].
 func NewLane(name string, limit int, m *Metrics) *Lane {
-	l := &Lane{name: name, limit: normLimit(limit)}
+	l := &Lane{name: name, limit: normLimit(limit), queuing: make(chan struct{}, 1)}
 	if m != nil {
 		l.metrics = m.forLane(name)
 	}
@@ -138,6 +141,10 @@ func (l *Lane) Acquire(ctx context.Context) (release func(), err error) {
 	l.pushLocked(w)
 	l.publishLocked()
 	l.mu.Unlock()
+	select {
+	case l.queuing <- struct{}{}:
+	default:
+	}
 
 	select {
 	case <-w.ready:
@@ -223,6 +230,11 @@ func (l *Lane) SetLimit(n int) {
 	l.publishLocked()
 	l.mu.Unlock()
 }
+
+// Queuing returns a channel that receives a value after a caller starts to queue (several
+// callers starting to queue may give one value), so that a controller of the lane's bound
+// needs to look at it only while callers queue.
+func (l *Lane) Queuing() <-chan struct{} { return l.queuing }
 
 // Stats returns a point-in-time view of the lane.
 func (l *Lane) Stats() Stats {

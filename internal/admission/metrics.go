@@ -25,6 +25,10 @@ var waitBuckets = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 //	                                   waited, 0 when admitted at once
 //	cnishim_admission_timeouts_total   counter: callers whose context ended
 //	                                   before they were admitted
+//	cnishim_admission_chain_cpu_seconds   gauge: for a lane with an [Adaptive]
+//	                                   bound, the CPU a chain spends
+//	cnishim_admission_chain_wait_seconds  gauge: for a lane with an [Adaptive]
+//	                                   bound, what a chain waits on other than a CPU
 //
 // A Metrics is safe for concurrent use and may be shared by several lanes with
 // distinct names.
@@ -34,6 +38,8 @@ type Metrics struct {
 	queued   *prometheus.GaugeVec
 	wait     *prometheus.HistogramVec
 	timeouts *prometheus.CounterVec
+	// chainCPU and chainWait have a child only for lanes with an Adaptive bound.
+	chainCPU, chainWait *prometheus.GaugeVec
 }
 
 // NewMetrics creates the admission collectors and registers them with r, all
@@ -66,8 +72,16 @@ func NewMetrics(r prometheus.Registerer) (*Metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "timeouts_total",
 			Help: "Operations whose context ended while they waited for admission, per admission lane.",
 		}, lanes),
+		chainCPU: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "chain_cpu_seconds",
+			Help: "CPU a chain spends, as the lane's adaptive bound takes it; only for lanes with an adaptive bound.",
+		}, lanes),
+		chainWait: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "chain_wait_seconds",
+			Help: "Time a chain waits on something other than a CPU, as the lane's adaptive bound takes it; only for lanes with an adaptive bound.",
+		}, lanes),
 	}
-	// One Register call for all five, so registration is all or nothing.
+	// One Register call for all of them, so registration is all or nothing.
 	if err := r.Register(collector{m}); err != nil {
 		return nil, fmt.Errorf("admission metrics: %w", err)
 	}
@@ -91,6 +105,8 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	c.m.queued.Describe(ch)
 	c.m.wait.Describe(ch)
 	c.m.timeouts.Describe(ch)
+	c.m.chainCPU.Describe(ch)
+	c.m.chainWait.Describe(ch)
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
@@ -99,6 +115,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	c.m.queued.Collect(ch)
 	c.m.wait.Collect(ch)
 	c.m.timeouts.Collect(ch)
+	c.m.chainCPU.Collect(ch)
+	c.m.chainWait.Collect(ch)
 }
 
 // laneMetrics are one lane's children of the Metrics vectors, resolved once so
@@ -107,6 +125,9 @@ type laneMetrics struct {
 	limit, inFlight, queued prometheus.Gauge
 	wait                    prometheus.Observer
 	timeouts                prometheus.Counter
+	// parent and name resolve the adaptive bound's children on first use.
+	parent *Metrics
+	name   string
 }
 
 func (m *Metrics) forLane(name string) *laneMetrics {
@@ -116,7 +137,18 @@ func (m *Metrics) forLane(name string) *laneMetrics {
 		queued:   m.queued.WithLabelValues(name),
 		wait:     m.wait.WithLabelValues(name),
 		timeouts: m.timeouts.WithLabelValues(name),
+		parent:   m,
+		name:     name,
 	}
+}
+
+// publishEstimate sets the gauges of the lane's adaptive bound.
+func (lm *laneMetrics) publishEstimate(cpu, wait time.Duration) {
+	if lm == nil {
+		return
+	}
+	lm.parent.chainCPU.WithLabelValues(lm.name).Set(cpu.Seconds())
+	lm.parent.chainWait.WithLabelValues(lm.name).Set(wait.Seconds())
 }
 
 func (lm *laneMetrics) publish(limit, inFlight, queued int) {

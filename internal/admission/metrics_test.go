@@ -172,9 +172,10 @@ func TestNewMetricsRegistration(t *testing.T) {
 				return
 			}
 			NewSet(DefaultLimits(), m)
-			// Five lanes, each in four single-series families and one histogram.
-			if n, err := testutil.GatherAndCount(reg); err != nil || n != 25 {
-				t.Errorf("GatherAndCount = %d, %v; want 25 series", n, err)
+			// Five lanes, each in four single-series families and one histogram, and the
+			// adaptive ADD bound's two gauges.
+			if n, err := testutil.GatherAndCount(reg); err != nil || n != 27 {
+				t.Errorf("GatherAndCount = %d, %v; want 27 series", n, err)
 			}
 			if !m.Unregister(reg) {
 				t.Error("Unregister found nothing to remove")

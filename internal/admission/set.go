@@ -54,19 +54,32 @@ func limitsForCPUs(cpus int) Limits {
 // The lanes are independent: a full, queued Add lane never delays Del.
 type Set struct {
 	Add, Del, Check, Status, GC *Lane
+	// AddBound learns what Add's chains cost; it sets Add's bound when the limits ask for an
+	// adaptive one, and is a learner (NewLearner) otherwise.
+	AddBound *Adaptive
 }
 
 // NewSet returns a Set with the given bounds whose lanes are named
 // [LaneAdd], [LaneDel], [LaneCheck], [LaneStatus] and [LaneGC] and report to m
 // (which may be nil).
+//
+// When l.AdaptiveAdd is set and l.Add bounds, Add's bound is an [Adaptive] one with l.Add as
+// its floor, for the CPUs available to the process (GOMAXPROCS), reading the machine through
+// [ProcHost].
 func NewSet(l Limits, m *Metrics) *Set {
-	return &Set{
+	s := &Set{
 		Add:    NewLane(LaneAdd, l.Add, m),
 		Del:    NewLane(LaneDel, l.Del, m),
 		Check:  NewLane(LaneCheck, l.Check, m),
 		Status: NewLane(LaneStatus, l.Status, m),
 		GC:     NewLane(LaneGC, l.GC, m),
 	}
+	if l.AdaptiveAdd && l.Add > 0 {
+		s.AddBound = NewAdaptive(s.Add, l.Add, runtime.GOMAXPROCS(0), ProcHost())
+	} else {
+		s.AddBound = NewLearner(s.Add, runtime.GOMAXPROCS(0), ProcHost())
+	}
+	return s
 }
 
 // Stats returns a point-in-time view of each lane, in the order Add, Del,

@@ -10,12 +10,12 @@ func TestLimitsForCPUs(t *testing.T) {
 		cpus int
 		want Limits
 	}{
-		{cpus: -1, want: Limits{Add: 1, Del: 8, Check: 2, Status: 1, GC: 1}},
-		{cpus: 0, want: Limits{Add: 1, Del: 8, Check: 2, Status: 1, GC: 1}},
-		{cpus: 1, want: Limits{Add: 1, Del: 8, Check: 2, Status: 1, GC: 1}},
-		{cpus: 2, want: Limits{Add: 2, Del: 8, Check: 2, Status: 1, GC: 1}},
-		{cpus: 3, want: Limits{Add: 3, Del: 12, Check: 2, Status: 1, GC: 1}},
-		{cpus: 64, want: Limits{Add: 64, Del: 256, Check: 2, Status: 1, GC: 1}},
+		{cpus: -1, want: Limits{Add: 1, Del: 8, Check: 2, Status: 1, GC: 1, AdaptiveAdd: true}},
+		{cpus: 0, want: Limits{Add: 1, Del: 8, Check: 2, Status: 1, GC: 1, AdaptiveAdd: true}},
+		{cpus: 1, want: Limits{Add: 1, Del: 8, Check: 2, Status: 1, GC: 1, AdaptiveAdd: true}},
+		{cpus: 2, want: Limits{Add: 2, Del: 8, Check: 2, Status: 1, GC: 1, AdaptiveAdd: true}},
+		{cpus: 3, want: Limits{Add: 3, Del: 12, Check: 2, Status: 1, GC: 1, AdaptiveAdd: true}},
+		{cpus: 64, want: Limits{Add: 64, Del: 256, Check: 2, Status: 1, GC: 1, AdaptiveAdd: true}},
 	} {
 		if got := limitsForCPUs(tc.cpus); got != tc.want {
 			t.Errorf("limitsForCPUs(%d) = %+v, want %+v", tc.cpus, got, tc.want)
@@ -38,7 +38,7 @@ func TestNewSet(t *testing.T) {
 		name   string
 		limits Limits
 	}{
-		{name: "bounded", limits: Limits{Add: 2, Del: 8, Check: 2, Status: 1, GC: 1}},
+		{name: "bounded", limits: Limits{Add: 2, Del: 8, Check: 2, Status: 1, GC: 1, AdaptiveAdd: true}},
 		{name: "zero value is unbounded", limits: Limits{}},
 		{name: "negative is unbounded", limits: Limits{Add: -1, Del: 3, Check: -2, Status: 0, GC: 5}},
 	} {

@@ -1,0 +1,321 @@
+package admission
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Chain is one finished chain of plugins, as an [Adaptive] bound learns from it.
+type Chain struct {
+	// Key says which networks the chain ran; chains of one key are taken to be alike.
+	Key string
+	// Wall is how long the chain held its slot: from admission to release.
+	Wall time.Duration
+	// CPU is the CPU time (user and system) of the chain's plugin processes and of every
+	// process they waited for (an IPAM plugin, iptables).
+	CPU time.Duration
+	// CPUKnown is false when the executor could not tell the CPU time; such a chain
+	// teaches the bound nothing about CPU, but still gives its key an expected duration.
+	CPUKnown bool
+}
+
+// Host reads what an [Adaptive] bound needs to know of the machine. Its functions return
+// ok false when the value cannot be read; the bound then assumes the worst case for
+// widening (no idle CPU, every CPU busy).
+type Host struct {
+	// Runnable returns how many tasks are runnable on the machine right now, the caller
+	// excluded (the fourth field of /proc/loadavg, less one).
+	Runnable func() (n int, ok bool)
+	// CPUTimes returns the machine's cumulative idle and total CPU time, in any unit
+	// (the first line of /proc/stat).
+	CPUTimes func() (idle, total uint64, ok bool)
+	// CPUs is how many CPUs the machine has (what Runnable and CPUTimes count over).
+	CPUs int
+}
+
+// Estimate is an [Adaptive] bound at one moment, with what it was derived from.
+type Estimate struct {
+	// Bound is the ADD bound in force.
+	Bound int
+	// Floor is the bound's lower limit, kept while chains burn CPU; Max its upper limit.
+	Floor, Max int
+	// CPUs is how many CPUs the chains may use (the process's GOMAXPROCS).
+	CPUs int
+	// CPU is the CPU a chain spends, as it would on an idle machine, averaged over the
+	// recent mix of networks; 0 before the first chain with a known CPU time.
+	CPU time.Duration
+	// Wait is the time a chain spends waiting on something other than a CPU, counted as
+	// the 10th percentile of each network's recent chains (so waiting that chains impose
+	// on each other, on a lock or a busy CPU, is not counted), averaged over the mix.
+	Wait time.Duration
+	// Chains is how many recently finished chains, at most 64, the estimate looked at.
+	Chains int
+	// Probing is true when the bound was last raised because the queue stood still with
+	// CPUs idle, before any chain of the networks in flight had finished.
+	Probing bool
+	// Reason says in a sentence why Bound is what it is.
+	Reason string
+}
+
+// Sizes of an Adaptive bound's memory.
+const (
+	// keyWindow is how many recent chains of one key are kept.
+	keyWindow = 32
+	// mixWindow is how many recent chains, of all keys, weigh the keys in the mix.
+	mixWindow = 64
+	// waitQuantile is the quantile of a key's recent waits taken as what every chain waits.
+	waitQuantile = 0.10
+	// maxPerCPU bounds how wide the bound may grow, per CPU.
+	maxPerCPU = 128
+	// ProbeInterval is how often a standing queue is looked at while nothing finishes.
+	ProbeInterval = 100 * time.Millisecond
+	// probeIdleCPUs is how much idle CPU, in CPUs, a probe must see to widen the bound.
+	probeIdleCPUs = 0.5
+)
+
+// Adaptive sets a [Lane]'s bound from what the lane's chains spend, as thread pools are sized:
+// cpus × (CPU + Wait) / CPU, where CPU is what a chain burns and Wait what it waits on
+// something other than a CPU. Chains that burn CPU all through keep the bound at its floor
+// (one per CPU by default); chains that mostly wait (an IPAM server, a delegate, address
+// detection) widen it until their CPU fills the CPUs. The result is clamped to
+// [floor, maxPerCPU × cpus].
+//
+// It learns from finished chains ([Adaptive.Observe]), per network key, and weighs the keys by
+// their share of the last 64 chains, so a node whose pods use several networks gets a bound
+// for its mix. A chain's CPU time is scaled by how many tasks were runnable per CPU when it
+// ended, so that time spent runnable but waiting for a CPU does not count as waiting.
+//
+// Until a chain of a new network finishes, nothing is known of it: when the queue stands
+// still for a [ProbeInterval] with at least half a CPU idle and nothing has finished, the
+// chains in flight are waiting, and [Adaptive.Probe] doubles the bound; the next finished
+// chains replace the probe's guess with an estimate.
+//
+// An Adaptive is safe for concurrent use. It starts no goroutines: the caller calls Probe
+// while callers queue.
+type Adaptive struct {
+	lane *Lane
+	// fixed is set for a learner (NewLearner), which leaves the lane's bound alone.
+	fixed      bool
+	floor, max int
+	cpus       int
+	host       Host
+
+	mu   sync.Mutex
+	keys map[string]*keyStats
+	mix  [mixWindow]string // keys of the last chains, a ring
+	nMix int               // chains recorded in mix, at most mixWindow
+	iMix int               // next slot of mix
+	// finished counts chains observed; lastFinished is what it was at the last probe.
+	finished, probedAt uint64
+	// idle and total are the CPU times read at the last probe.
+	idle, total uint64
+	haveCPU     bool
+	est         Estimate
+}
+
+// keyStats are the recent chains of one key.
+type keyStats struct {
+	cpu, wait, wall [keyWindow]time.Duration
+	known           [keyWindow]bool
+	n, i            int
+}
+
+// NewAdaptive returns a bound for lane that never drops below floor (at least 1), for chains
+// that may use cpus CPUs, reading the machine through host. It sets the lane's bound to floor.
+func NewAdaptive(lane *Lane, floor, cpus int, host Host) *Adaptive {
+	cpus = max(1, cpus)
+	floor = max(1, floor)
+	a := &Adaptive{lane: lane, floor: floor, max: max(floor, maxPerCPU*cpus), cpus: cpus, host: host, keys: map[string]*keyStats{}}
+	a.mu.Lock()
+	a.setLocked(floor, false, fmt.Sprintf("no chain has finished yet: the floor, %d", floor))
+	a.mu.Unlock()
+	return a
+}
+
+// NewLearner returns an Adaptive that learns from the lane's chains ([Adaptive.Expected],
+// [Adaptive.Estimate]) but never changes the lane's bound, for a lane whose bound is fixed.
+func NewLearner(lane *Lane, cpus int, host Host) *Adaptive {
+	cpus = max(1, cpus)
+	st := lane.Stats()
+	a := &Adaptive{lane: lane, fixed: true, floor: st.Limit, max: st.Limit, cpus: cpus, host: host, keys: map[string]*keyStats{}}
+	a.mu.Lock()
+	a.setLocked(st.Limit, false, "")
+	a.mu.Unlock()
+	return a
+}
+
+// Observe learns from a finished chain and sets the lane's bound from what it knows now.
+func (a *Adaptive) Observe(c Chain) {
+	slowdown := 1.0
+	if c.CPUKnown && a.host.Runnable != nil && a.host.CPUs > 0 {
+		if n, ok := a.host.Runnable(); ok {
+			slowdown = max(1, float64(n)/float64(a.host.CPUs))
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.finished++
+	ks := a.keys[c.Key]
+	if ks == nil {
+		ks = &keyStats{}
+		a.keys[c.Key] = ks
+	}
+	cpu := time.Duration(float64(c.CPU) * slowdown)
+	ks.cpu[ks.i], ks.known[ks.i] = cpu, c.CPUKnown
+	ks.wall[ks.i] = c.Wall
+	ks.wait[ks.i] = max(0, c.Wall-cpu)
+	ks.i = (ks.i + 1) % keyWindow
+	ks.n = min(ks.n+1, keyWindow)
+	a.mix[a.iMix] = c.Key
+	a.iMix = (a.iMix + 1) % mixWindow
+	a.nMix = min(a.nMix+1, mixWindow)
+	a.estimateLocked()
+}
+
+// estimateLocked sets the bound from the chains known.
+func (a *Adaptive) estimateLocked() {
+	weights := map[string]int{}
+	for _, k := range a.mix[:a.nMix] {
+		weights[k]++
+	}
+	var cpuSum, waitSum float64
+	var w int
+	a.est.Chains = a.nMix
+	for k, n := range weights {
+		ks := a.keys[k]
+		cpu, wait, m := ks.cpuAndWait()
+		if m == 0 {
+			continue
+		}
+		cpuSum += float64(n) * float64(cpu)
+		waitSum += float64(n) * float64(wait)
+		w += n
+	}
+	if w == 0 || cpuSum <= 0 {
+		a.setLocked(a.floor, false, fmt.Sprintf("no finished chain had a known CPU time: the floor, %d", a.floor))
+		return
+	}
+	cpu := time.Duration(cpuSum / float64(w))
+	wait := time.Duration(waitSum / float64(w))
+	want := float64(a.cpus) * (cpuSum + waitSum) / cpuSum
+	bound := int(math.Round(min(want, float64(a.max))))
+	bound = max(a.floor, min(a.max, bound))
+	a.est.CPU, a.est.Wait = cpu, wait
+	var why string
+	switch {
+	case bound == a.floor:
+		why = fmt.Sprintf("chains spend %s of CPU and wait %s: %d CPUs × (CPU+wait)/CPU = %.1f, held at the floor %d",
+			round(cpu), round(wait), a.cpus, want, a.floor)
+	case bound == a.max:
+		why = fmt.Sprintf("chains spend %s of CPU and wait %s: %d CPUs × (CPU+wait)/CPU = %.1f, held at the most %d",
+			round(cpu), round(wait), a.cpus, want, a.max)
+	default:
+		why = fmt.Sprintf("chains spend %s of CPU and wait %s: %d CPUs × (CPU+wait)/CPU = %d",
+			round(cpu), round(wait), a.cpus, bound)
+	}
+	a.setLocked(bound, false, why)
+}
+
+// cpuAndWait returns the mean CPU of the key's recent chains with a known CPU time, the
+// waitQuantile of their waits, and how many there are.
+func (ks *keyStats) cpuAndWait() (cpu, wait time.Duration, n int) {
+	var waits [keyWindow]time.Duration
+	var sum time.Duration
+	for j := range ks.n {
+		if !ks.known[j] {
+			continue
+		}
+		sum += ks.cpu[j]
+		waits[n] = ks.wait[j]
+		n++
+	}
+	if n == 0 {
+		return 0, 0, 0
+	}
+	w := waits[:n]
+	slices.Sort(w)
+	return sum / time.Duration(n), w[int(waitQuantile*float64(n-1))], n
+}
+
+// Expected returns how long a chain of key takes once admitted: the longest of its recent
+// chains' wall times, or false if none has finished.
+func (a *Adaptive) Expected(key string) (time.Duration, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.expectedLocked(key)
+}
+
+func (a *Adaptive) expectedLocked(key string) (time.Duration, bool) {
+	ks := a.keys[key]
+	if ks == nil || ks.n == 0 {
+		return 0, false
+	}
+	return slices.Max(ks.wall[:ks.n]), true
+}
+
+// Probe looks at the lane once: if callers queue, no chain has finished since the last probe,
+// and at least half a CPU sat idle since then, the chains in flight are waiting rather than
+// computing, and Probe doubles the bound (up to the most). The caller calls it every
+// [ProbeInterval] while callers queue. It reports whether it widened the bound.
+func (a *Adaptive) Probe() bool {
+	var idle, total uint64
+	ok := false
+	if a.host.CPUTimes != nil {
+		idle, total, ok = a.host.CPUTimes()
+	}
+	st := a.lane.Stats()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	finished := a.finished != a.probedAt
+	a.probedAt = a.finished
+	idleCPUs := 0.0
+	if ok && a.haveCPU && total > a.total {
+		idleCPUs = float64(idle-a.idle) / float64(total-a.total) * float64(a.host.CPUs)
+	}
+	a.idle, a.total, a.haveCPU = idle, total, ok
+	if a.fixed || st.Queued == 0 || finished || idleCPUs < probeIdleCPUs || a.est.Bound >= a.max {
+		return false
+	}
+	bound := min(a.max, 2*max(a.est.Bound, st.InFlight))
+	a.setLocked(bound, true, fmt.Sprintf("%d queued, nothing finished for %s and %.1f CPUs idle: the chains in flight wait; doubled to %d",
+		st.Queued, ProbeInterval, idleCPUs, bound))
+	return true
+}
+
+// Estimate returns the bound in force and why.
+func (a *Adaptive) Estimate() Estimate {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.est
+}
+
+// setLocked sets the bound and the lane's; a learner keeps the lane's fixed bound.
+func (a *Adaptive) setLocked(bound int, probing bool, why string) {
+	if a.fixed {
+		bound = a.floor
+		why = fmt.Sprintf("fixed at %d", bound)
+		if bound == 0 {
+			why = "unbounded"
+		}
+	}
+	a.est.Bound, a.est.Floor, a.est.Max, a.est.CPUs = bound, a.floor, a.max, a.cpus
+	a.est.Probing, a.est.Reason = probing, why
+	if a.fixed {
+		return
+	}
+	a.lane.SetLimit(bound)
+	a.lane.metrics.publishEstimate(a.est.CPU, a.est.Wait)
+}
+
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}
