@@ -2,6 +2,9 @@ package cninetwork
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cnishim/cnishim/internal/admission"
@@ -120,4 +123,109 @@ func (p *Plugin) lockAndAdmit(ctx context.Context, pod *Pod, l lane, start time.
 		return nil, p.waitError(pod, start, err)
 	}
 	return func() { leave(); unlock() }, nil
+}
+
+// AddBound is the ADD bound at one moment, and why it is what it is.
+type AddBound struct {
+	// Adaptive is true when the bound follows the chains (AdmissionLimits.AdaptiveAdd).
+	Adaptive bool
+	// Bound is the bound in force; 0 means unbounded.
+	Bound int
+	// Floor and Max are the adaptive bound's limits (AdmissionLimits.Add, and 128 per CPU).
+	Floor, Max int
+	// CPUs is how many CPUs the chains may use (GOMAXPROCS).
+	CPUs int
+	// CPU is what a set-up's plugins spend on CPU, as on an idle machine, and Wait what they
+	// wait on other than a CPU (an IPAM server, address detection), as learnt from the recent
+	// set-ups of each network and weighed by how often each network was set up lately; both
+	// 0 until a set-up has finished.
+	CPU, Wait time.Duration
+	// Chains is how many recently finished set-ups, at most 64, the figures looked at.
+	Chains int
+	// Probing is true when the bound was last raised because set-ups queued while nothing
+	// finished and CPUs sat idle.
+	Probing bool
+	// Reason says in a sentence why Bound is what it is.
+	Reason string
+}
+
+// AddBound returns the ADD bound in force and why. With AdmissionLimits.AdaptiveAdd the bound
+// is CPUs × (CPU + Wait) / CPU, at least Add and at most 128 per CPU: chains that compute keep
+// it at Add, chains that wait widen it until their CPU fills the CPUs (see the package doc).
+func (p *Plugin) AddBound() AddBound {
+	e := p.lanes.AddBound.Estimate()
+	return AddBound{
+		Adaptive: p.adaptiveAdd, Bound: e.Bound, Floor: e.Floor, Max: e.Max, CPUs: e.CPUs,
+		CPU: e.CPU, Wait: e.Wait, Chains: e.Chains, Probing: e.Probing, Reason: e.Reason,
+	}
+}
+
+// planKey names the networks of a set-up, for admission's account of what chains cost.
+func planKey(plan []attachment) string {
+	names := make([]string, len(plan))
+	for i, a := range plan {
+		names[i] = a.network
+	}
+	return strings.Join(names, "+")
+}
+
+// queueContext returns the context a set-up of key waits under, for its sandbox's lock and for
+// admission. With a caller's deadline, the wait ends early enough to leave the chain as long
+// as the longest of key's recent set-ups took (all of the deadline when none is known), so
+// that no chain starts that cannot finish. Without one, it ends after the operation timeout,
+// so that no set-up waits forever.
+func (p *Plugin) queueContext(ctx context.Context, key string) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return context.WithTimeout(ctx, p.opts.operationTimeout)
+	}
+	need, known := p.lanes.AddBound.Expected(key)
+	if !known {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, dl.Add(-need))
+}
+
+// queueError is the error of a set-up whose wait for its sandbox or for admission failed with
+// err. When the caller's context is still live, the wait ended to leave the chain its time:
+// the error says so, and wraps ErrTimeout and err.
+func (p *Plugin) queueError(ctx context.Context, su *setUp, err error) error {
+	dl, ok := ctx.Deadline()
+	if ctx.Err() != nil || !ok || !errors.Is(err, context.DeadlineExceeded) {
+		return p.waitError(su.pod, su.start, err)
+	}
+	need, _ := p.lanes.AddBound.Expected(su.key)
+	return fmt.Errorf("%s: %w: not started after waiting %s: %s left before the caller's deadline, and a set-up on %s takes up to %s: %w",
+		su.pod, ErrTimeout, time.Since(su.start).Round(time.Millisecond), time.Until(dl).Round(time.Millisecond),
+		su.key, need.Round(time.Millisecond), err)
+}
+
+// learnAdd tells admission what a set-up of key, admitted at admitted, cost.
+func (p *Plugin) learnAdd(key string, admitted time.Time, m *cpuMeter) {
+	cpu, known := m.total()
+	p.lanes.AddBound.Observe(admission.Chain{Key: key, Wall: time.Since(admitted), CPU: cpu, CPUKnown: known})
+}
+
+// probeAdd looks at a queue of set-ups every admission.ProbeInterval while it stands, until
+// ctx ends, so that an adaptive ADD bound widens for chains that wait before any has finished.
+func (p *Plugin) probeAdd(ctx context.Context) {
+	lane := p.lanes.Add
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-lane.Queuing():
+		}
+		t := time.NewTicker(admission.ProbeInterval)
+		for lane.Stats().Queued > 0 {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+				p.lanes.AddBound.Probe()
+			}
+		}
+		t.Stop()
+	}
 }

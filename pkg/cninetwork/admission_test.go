@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -104,5 +105,60 @@ func TestAdmissionUnbounded(t *testing.T) {
 	}
 	if got := DefaultAdmissionLimits(); got.Add < 1 || got.Del < got.Add {
 		t.Fatalf("DefaultAdmissionLimits() = %+v", got)
+	}
+}
+
+// TestQueueTimeBudget: the operation timeout is the chain's, from admission on, so a set-up
+// that queued longer than it still runs; and a set-up whose caller's deadline leaves less than
+// its network's set-ups take is refused before any plugin runs, saying why, while its caller's
+// context is still live.
+func TestQueueTimeBudget(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, otherNet))
+	const opTimeout, setUp = time.Second, 600 * time.Millisecond
+	p := newTestPlugin(t, fe, src, WithAdmission(AdmissionLimits{Add: 1, Del: 2}), WithOperationTimeout(opTimeout))
+	ctx := t.Context()
+
+	// Teach admission how long a set-up on the network takes.
+	fe.set("ptp", "ADD", reply{sleep: setUp})
+	if _, err := p.SetUpPod(ctx, testPod("learn")); err != nil {
+		t.Fatal(err)
+	}
+	if b := p.AddBound(); b.Chains != 1 || b.Adaptive || b.Bound != 1 {
+		t.Fatalf("AddBound after one set-up = %+v; want one chain learnt, fixed at 1", b)
+	}
+
+	// Two set-ups go first; the third queues for longer than the operation timeout,
+	// with its caller's deadline far away, and still runs.
+	longCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	errs := make(chan error, 3)
+	for i, id := range []string{"first", "second", "patient"} {
+		go func() { _, err := p.SetUpPod(longCtx, testPod(id)); errs <- err }()
+		waitFor(t, id+" admitted or queued", func() bool { return p.AdmissionStats()[0].Queued == i })
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatalf("a set-up queued behind %s of set-ups, with an operation timeout of %s: %v; want each chain its own budget",
+				2*setUp, opTimeout, err)
+		}
+	}
+
+	// With less time left to its caller than set-ups on the network take, a set-up is refused
+	// at once, before its caller's deadline, and runs nothing.
+	shortCtx, cancel := context.WithTimeout(ctx, setUp/2)
+	defer cancel()
+	_, err := p.SetUpPod(shortCtx, testPod("late"))
+	if shortCtx.Err() != nil {
+		t.Errorf("refused at the caller's deadline, not before it: %v", err)
+	}
+	if !errors.Is(err, ErrTimeout) || !errors.Is(err, admission.ErrQueueTimeout) || !strings.Contains(err.Error(), "not started") ||
+		!strings.Contains(err.Error(), "before the caller's deadline") {
+		t.Fatalf("SetUpPod with too little time left = %v; want ErrTimeout, ErrQueueTimeout, saying it was not started", err)
+	}
+	for _, c := range fe.callsOf("") {
+		if c.ContainerID == "late" {
+			t.Fatalf("a set-up refused for lack of time ran %s %s", c.Command, c.Plugin)
+		}
 	}
 }

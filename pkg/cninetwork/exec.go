@@ -1,12 +1,20 @@
 package cninetwork
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/cnishim/cnishim/internal/pluginenv"
 	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
 )
 
@@ -23,11 +31,119 @@ type pluginExec struct {
 
 var _ invoke.Exec = (*pluginExec)(nil)
 
-// newDefaultExec returns libcni's executor of plugin binaries. A plugin's stderr is returned
-// in its error when it fails, and dropped when it succeeds: a library does not write to its
-// process's stderr.
-func newDefaultExec() invoke.Exec {
-	return &invoke.DefaultExec{RawExec: &invoke.RawExec{}, PluginDecoder: version.PluginDecoder{}}
+// newDefaultExec returns the executor of plugin binaries the Plugin uses unless WithExec
+// names another: processExec.
+func newDefaultExec() invoke.Exec { return &processExec{} }
+
+// processExec runs plugin binaries as libcni's invoke.RawExec does (stdin, stdout and
+// environment per the CNI spec; an error from the plugin's stdout, or from its stderr when
+// stdout is empty; retried while the binary is being written), and in addition reports each
+// plugin's CPU time, with that of every process it waited for, to the operation's cpuMeter.
+// A plugin's stderr is returned in its error when it fails, and dropped when it succeeds: a
+// library does not write to its process's stderr. Unlike libcni's executor it passes no
+// OpenTelemetry trace context to plugins (cnishim makes no spans).
+type processExec struct {
+	version.PluginDecoder
+}
+
+var _ invoke.Exec = (*processExec)(nil)
+
+// textBusyRetries is how often a plugin whose binary is being written ("text file busy") is
+// retried, a second apart, as libcni does.
+const textBusyRetries = 5
+
+// ExecPlugin implements invoke.Exec.
+func (e *processExec) ExecPlugin(ctx context.Context, pluginPath string, stdinData []byte, environ []string) ([]byte, error) {
+	var stdout, stderr bytes.Buffer
+	for attempt := 0; ; attempt++ {
+		stdout.Reset()
+		stderr.Reset()
+		c := exec.CommandContext(ctx, pluginPath)
+		c.Env = environ
+		c.Stdin = bytes.NewReader(stdinData)
+		c.Stdout, c.Stderr = &stdout, &stderr
+		err := c.Run()
+		if c.ProcessState != nil {
+			// The kernel's account of the plugin and of every descendant it waited for.
+			meterFrom(ctx).add(c.ProcessState.UserTime() + c.ProcessState.SystemTime())
+		}
+		if err == nil {
+			return stdout.Bytes(), nil
+		}
+		if attempt < textBusyRetries && strings.Contains(err.Error(), "text file busy") {
+			select {
+			case <-ctx.Done():
+				return nil, pluginError(err, stdout.Bytes(), stderr.Bytes())
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		return nil, pluginError(err, stdout.Bytes(), stderr.Bytes())
+	}
+}
+
+// pluginError is the error of a plugin that failed with err: the CNI error it printed on
+// stdout, else one that quotes its stderr, as libcni's executor reports it.
+func pluginError(err error, stdout, stderr []byte) error {
+	e := &types.Error{}
+	switch {
+	case len(stdout) == 0 && len(stderr) == 0:
+		e.Msg = fmt.Sprintf("netplugin failed with no error message: %v", err)
+	case len(stdout) == 0:
+		e.Msg = fmt.Sprintf("netplugin failed: %q: %v", string(stderr), err)
+	default:
+		if perr := json.Unmarshal(stdout, e); perr != nil {
+			e.Msg = fmt.Sprintf("netplugin failed but error parsing its diagnostic message %q: %v", string(stdout), perr)
+		}
+	}
+	return e
+}
+
+// FindInPath implements invoke.Exec.
+func (e *processExec) FindInPath(plugin string, paths []string) (string, error) {
+	return invoke.FindInPath(plugin, paths)
+}
+
+// cpuMeter adds up, for one operation, the CPU time of the plugins it ran, as far as the
+// executor reports it. Chains of one operation may run side by side, hence the atomics.
+type cpuMeter struct {
+	execs, measured atomic.Int64
+	cpu             atomic.Int64 // nanoseconds
+}
+
+type meterKey struct{}
+
+// withCPUMeter returns ctx carrying a new cpuMeter.
+func withCPUMeter(ctx context.Context) (context.Context, *cpuMeter) {
+	m := &cpuMeter{}
+	return context.WithValue(ctx, meterKey{}, m), m
+}
+
+// meterFrom returns ctx's cpuMeter, or nil.
+func meterFrom(ctx context.Context) *cpuMeter {
+	m, _ := ctx.Value(meterKey{}).(*cpuMeter)
+	return m
+}
+
+// started counts a plugin exec.
+func (m *cpuMeter) started() {
+	if m != nil {
+		m.execs.Add(1)
+	}
+}
+
+// add counts the CPU time of a plugin exec that ended.
+func (m *cpuMeter) add(d time.Duration) {
+	if m != nil {
+		m.measured.Add(1)
+		m.cpu.Add(int64(d))
+	}
+}
+
+// total returns the CPU time counted, and whether it covers every plugin exec counted.
+func (m *cpuMeter) total() (time.Duration, bool) {
+	n := m.execs.Load()
+	return time.Duration(m.cpu.Load()), n > 0 && m.measured.Load() == n
 }
 
 // ExecPlugin implements invoke.Exec.
@@ -35,6 +151,7 @@ func (e *pluginExec) ExecPlugin(ctx context.Context, pluginPath string, stdinDat
 	if t := traceFrom(ctx); t != nil {
 		t.started(filepath.Base(pluginPath))
 	}
+	meterFrom(ctx).started()
 	if !e.passEnv {
 		environ = pluginenv.Filter(environ)
 	}

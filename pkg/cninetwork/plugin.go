@@ -56,6 +56,8 @@ type Plugin struct {
 	records recordStore
 	// lanes bounds the plugin chains in flight, per kind of operation.
 	lanes *admission.Set
+	// adaptiveAdd is set when the ADD bound follows the chains (AdmissionLimits.AdaptiveAdd).
+	adaptiveAdd bool
 	// loopbackList is the built-in network LoopbackPlugin attaches pods to.
 	loopbackList *libcni.NetworkConfigList
 
@@ -182,6 +184,7 @@ func New(opts ...Option) (*Plugin, error) {
 		metrics:      m,
 		records:      recordStore{dir: o.stateDir},
 		lanes:        admission.NewSet(limits, am),
+		adaptiveAdd:  limits.AdaptiveAdd && limits.Add > 0,
 		loopbackList: lo,
 		pods:         make(map[string]*PodNetworkStatus),
 	}
@@ -218,6 +221,13 @@ func (p *Plugin) Run(ctx context.Context) error {
 		defer p.wg.Done()
 		_ = p.source.Run(runCtx) // returns when runCtx ends
 	}()
+	if p.adaptiveAdd {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.probeAdd(runCtx)
+		}()
+	}
 	go func() {
 		defer p.wg.Done()
 		p.pollStatus(runCtx)

@@ -42,8 +42,14 @@ type attachment struct {
 // not cut short; the error names the pod, the network and the plugin. A sandbox that is already
 // set up is refused (tear it down first).
 //
-// SetUpPod blocks while another operation on the same sandbox runs, and for at most the
-// operation timeout; past it, plugins are killed and the error wraps ErrTimeout.
+// SetUpPod waits while another operation on the same sandbox runs and, after that, for
+// admission (see WithAdmission). How the deadlines combine: the caller's context bounds the
+// whole call; the operation timeout bounds the chains, from admission on, so time spent
+// queued does not eat a chain's budget. The wait ends early enough to leave the chains as long
+// as the slowest recent set-up of the same networks took: a set-up that cannot get that much
+// is not started, and its error wraps ErrTimeout and says so. Without a caller's deadline the
+// wait is bounded by the operation timeout. Past a deadline, plugins are killed and the error
+// wraps ErrTimeout.
 func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStatus, retErr error) {
 	start := time.Now()
 	defer func() { p.metrics.observe(opSetUp, start, retErr != nil) }()
@@ -57,21 +63,32 @@ func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStat
 		logger.V(4).Info("Set up pod network", "ips", ipStrings(status), "duration", time.Since(start), "ok", retErr == nil)
 	}()
 
-	ctx, cancel := context.WithTimeout(ctx, p.opts.operationTimeout)
-	defer cancel()
-	unlock, err := p.locks.Lock(ctx, pod.SandboxID)
+	// The wait for the sandbox and for admission ends early enough for the chain to run
+	// (see queueContext); the operation timeout is the chain's, from admission on.
+	waitCtx, cancelWait := p.queueContext(ctx, su.key)
+	defer cancelWait()
+	unlock, err := p.locks.Lock(waitCtx, pod.SandboxID)
 	if err != nil {
-		return nil, p.waitError(pod, start, err)
+		return nil, p.queueError(ctx, su, err)
 	}
 	defer unlock()
 	if err := p.checkNotSetUp(pod); err != nil {
 		return nil, err
 	}
-	release, err := p.admit(ctx, laneAdd)
+	release, err := p.admit(waitCtx, laneAdd)
 	if err != nil {
-		return nil, p.waitError(pod, start, err)
+		return nil, p.queueError(ctx, su, err)
 	}
-	defer release()
+	admitted := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, p.opts.operationTimeout)
+	defer cancel()
+	ctx, meter := withCPUMeter(ctx)
+	defer func() {
+		release()
+		if retErr == nil {
+			p.learnAdd(su.key, admitted, meter)
+		}
+	}()
 	// After admission: a GC waits only for the chains admitted, never for those queued.
 	if err := p.gate.enter(ctx); err != nil {
 		return nil, p.waitError(pod, start, err)
@@ -97,6 +114,8 @@ type setUp struct {
 	pod   *Pod
 	start time.Time
 	plan  []attachment
+	// key names the plan's networks, for admission's account of what their chains cost.
+	key string
 	// rts holds the runtime arguments of plan's attachments, and loRT those of the loopback
 	// network when the loopback plugin attaches it (LoopbackPlugin), else nil.
 	rts  []*libcni.RuntimeConf
@@ -131,7 +150,7 @@ func (p *Plugin) prepareSetUp(pod *Pod, start time.Time) (*setUp, error) {
 	if _, err := netns.IsNetNS(pod.NetNS); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPod, pod, err)
 	}
-	su := &setUp{pod: pod, start: start, plan: plan, rts: make([]*libcni.RuntimeConf, len(plan))}
+	su := &setUp{pod: pod, start: start, plan: plan, key: planKey(plan), rts: make([]*libcni.RuntimeConf, len(plan))}
 	if p.opts.loopback == LoopbackPlugin {
 		su.loRT = runtimeConf(pod.SandboxID, pa, nil, "lo", pod.NetNS)
 	}
