@@ -4,6 +4,9 @@ package main
 
 import (
 	"flag"
+	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/cnishim/cnishim/internal/admission"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
@@ -11,12 +14,40 @@ import (
 
 // admissionFlags are the bounds on plugin chains run at once.
 type admissionFlags struct {
-	setups, teardowns int
+	setups    setupBound
+	teardowns int
+}
+
+// setupBound is the value of --max-parallel-setups: "auto", or a fixed bound (0 = unbounded).
+type setupBound struct {
+	fixed bool
+	n     int
+}
+
+func (b *setupBound) String() string {
+	if b == nil || !b.fixed {
+		return "auto"
+	}
+	return strconv.Itoa(b.n)
+}
+
+func (b *setupBound) Set(s string) error {
+	if s == "auto" {
+		*b = setupBound{}
+		return nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return fmt.Errorf("want auto or a number of set-ups, 0 for unbounded")
+	}
+	*b = setupBound{fixed: true, n: n}
+	return nil
 }
 
 func (a *admissionFlags) register(fs *flag.FlagSet) {
 	def := cninetwork.DefaultAdmissionLimits()
-	fs.IntVar(&a.setups, "max-parallel-setups", def.Add, "most pod network set-ups (ADD chains) run at once, 0 = unbounded; the default is the number of CPUs available")
+	fs.Var(&a.setups, "max-parallel-setups", fmt.Sprintf("most pod network set-ups (ADD chains) run at once: auto, or a fixed number (0 = unbounded); "+
+		"auto starts at the number of CPUs available (%d) and widens while the chains wait rather than compute (see cnishim status)", def.Add))
 	fs.IntVar(&a.teardowns, "max-parallel-teardowns", def.Del, "most pod network teardowns (DEL chains) run at once; 0 = unbounded")
 }
 
@@ -24,7 +55,10 @@ func (a *admissionFlags) register(fs *flag.FlagSet) {
 // defaults.
 func (a *admissionFlags) limits() cninetwork.AdmissionLimits {
 	l := cninetwork.DefaultAdmissionLimits()
-	l.Add, l.Del = a.setups, a.teardowns
+	if a.setups.fixed {
+		l.Add, l.AdaptiveAdd = a.setups.n, false
+	}
+	l.Del = a.teardowns
 	return l
 }
 
@@ -37,7 +71,11 @@ func (a *admissionFlags) pluginOptions() []cninetwork.Option {
 func (a *admissionFlags) statusInfo(p *cninetwork.Plugin) func() map[string]any {
 	l := a.limits()
 	return func() map[string]any {
-		return map[string]any{"admission": admissionInfo{Limits: limitsInfo(l), Lanes: lanesInfo(p.AdmissionStats())}}
+		b := p.AddBound()
+		return map[string]any{"admission": admissionInfo{Limits: limitsInfo(l), Lanes: lanesInfo(p.AdmissionStats()), AddBound: &addBoundInfo{
+			Adaptive: b.Adaptive, Bound: b.Bound, Floor: b.Floor, Max: b.Max, CPUs: b.CPUs,
+			CPUMS: ms(b.CPU), WaitMS: ms(b.Wait), Chains: b.Chains, Probing: b.Probing, Reason: b.Reason,
+		}}}
 	}
 }
 
@@ -46,7 +84,25 @@ func (a *admissionFlags) statusInfo(p *cninetwork.Plugin) func() map[string]any 
 type admissionInfo struct {
 	Limits map[string]int `json:"limits"`
 	Lanes  []laneInfo     `json:"lanes,omitempty"`
+	// AddBound is the ADD bound in force and why (cninetwork.AddBound).
+	AddBound *addBoundInfo `json:"addBound,omitempty"`
 }
+
+// addBoundInfo is cninetwork.AddBound with durations in milliseconds.
+type addBoundInfo struct {
+	Adaptive bool    `json:"adaptive"`
+	Bound    int     `json:"bound"`
+	Floor    int     `json:"floor,omitempty"`
+	Max      int     `json:"max,omitempty"`
+	CPUs     int     `json:"cpus"`
+	CPUMS    float64 `json:"chainCpuMs"`
+	WaitMS   float64 `json:"chainWaitMs"`
+	Chains   int     `json:"chains"`
+	Probing  bool    `json:"probing,omitempty"`
+	Reason   string  `json:"reason"`
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // laneInfo is one admission lane's state.
 type laneInfo struct {
@@ -71,7 +127,7 @@ func lanesInfo(stats []cninetwork.LaneStats) []laneInfo {
 	for _, s := range stats {
 		li := laneInfo{Name: s.Name, Limit: s.Limit, InFlight: s.InFlight, Queued: s.Queued, Admitted: s.Admitted, TimedOut: s.TimedOut}
 		if s.Admitted > 0 {
-			li.MeanWaitMS = float64(s.TotalWait.Microseconds()) / 1000 / float64(s.Admitted)
+			li.MeanWaitMS = ms(s.TotalWait) / float64(s.Admitted)
 		}
 		out = append(out, li)
 	}

@@ -342,6 +342,13 @@ func printReport(w io.Writer, r *statusReport) {
 				fmt.Fprintf(w, "    %-6s limit %d, in flight %d, queued %d, admitted %d, timed out %d, mean wait %.1f ms\n",
 					l.Name, l.Limit, l.InFlight, l.Queued, l.Admitted, l.TimedOut, l.MeanWaitMS)
 			}
+			if b := a.AddBound; b != nil {
+				kind := "fixed"
+				if b.Adaptive {
+					kind = fmt.Sprintf("adaptive, %d to %d", b.Floor, b.Max)
+				}
+				fmt.Fprintf(w, "  ADD bound %d (%s): %s\n", b.Bound, kind, b.Reason)
+			}
 		}
 	}
 }
