@@ -71,7 +71,9 @@ const (
 	// maxPerCPU bounds how wide the bound may grow, per CPU.
 	maxPerCPU = 128
 	// ProbeInterval is how often a standing queue is looked at while nothing finishes.
-	ProbeInterval = 100 * time.Millisecond
+	ProbeInterval = 50 * time.Millisecond
+	// probeMaxFactor bounds how much one probe multiplies the chains in flight.
+	probeMaxFactor = 8
 	// probeIdleCPUs is how much idle CPU, in CPUs, a probe must see to widen the bound.
 	probeIdleCPUs = 0.5
 )
@@ -90,8 +92,9 @@ const (
 //
 // Until a chain of a new network finishes, nothing is known of it: when the queue stands
 // still for a [ProbeInterval] with at least half a CPU idle and nothing has finished, the
-// chains in flight are waiting, and [Adaptive.Probe] doubles the bound; the next finished
-// chains replace the probe's guess with an estimate.
+// chains in flight are waiting, and [Adaptive.Probe] multiplies the bound by as much as the
+// CPUs' use allows (2 to 8 times); the next finished chains replace the probe's guess with an
+// estimate.
 //
 // An Adaptive is safe for concurrent use. It starts no goroutines: the caller calls Probe
 // while callers queue.
@@ -258,8 +261,10 @@ func (a *Adaptive) expectedLocked(key string) (time.Duration, bool) {
 
 // Probe looks at the lane once: if callers queue, no chain has finished since the last probe,
 // and at least half a CPU sat idle since then, the chains in flight are waiting rather than
-// computing, and Probe doubles the bound (up to the most). The caller calls it every
-// [ProbeInterval] while callers queue. It reports whether it widened the bound.
+// computing, and Probe widens the bound to the chains in flight times the CPUs over the CPUs
+// in use (2 to 8 times, up to the most). The caller calls it when callers start to queue
+// (a first look only reads the CPU times), then every [ProbeInterval] while they queue. It
+// reports whether it widened the bound.
 func (a *Adaptive) Probe() bool {
 	var idle, total uint64
 	ok := false
@@ -279,8 +284,10 @@ func (a *Adaptive) Probe() bool {
 	if a.fixed || st.Queued == 0 || finished || idleCPUs < probeIdleCPUs || a.est.Bound >= a.max {
 		return false
 	}
-	bound := min(a.max, 2*max(a.est.Bound, st.InFlight))
-	a.setLocked(bound, true, fmt.Sprintf("%d queued, nothing finished for %s and %.1f CPUs idle: the chains in flight wait; doubled to %d",
+	used := max(0.25, float64(a.cpus)-min(idleCPUs, float64(a.cpus)))
+	factor := min(probeMaxFactor, max(2, float64(a.cpus)/used))
+	bound := min(a.max, int(factor*float64(max(a.est.Bound, st.InFlight))))
+	a.setLocked(bound, true, fmt.Sprintf("%d queued, nothing finished for %s and %.1f CPUs idle: the chains in flight wait; widened to %d",
 		st.Queued, ProbeInterval, idleCPUs, bound))
 	return true
 }

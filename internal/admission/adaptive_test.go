@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -149,7 +150,8 @@ func TestAdaptiveProbe(t *testing.T) {
 		idle     uint64 // of 100 ticks on 2 CPUs
 		want     int
 	}{
-		{name: "a standing queue with idle CPUs doubles", queued: true, idle: 80, want: 4},
+		{name: "a standing queue with idle CPUs widens by the CPUs over those in use", queued: true, idle: 80, want: 10},
+		{name: "at most eight times", queued: true, idle: 100, want: 16},
 		{name: "no queue", queued: false, idle: 80, want: 2},
 		{name: "a chain finished", queued: true, finished: true, idle: 80, want: 2},
 		{name: "busy CPUs", queued: true, idle: 20, want: 2},
@@ -181,8 +183,8 @@ func TestAdaptiveProbe(t *testing.T) {
 					t.Fatalf("queued caller after the bound widened: %v", r.err)
 				}
 				r.release()
-				if !a.Estimate().Probing || !strings.Contains(a.Estimate().Reason, "doubled to 4") {
-					t.Errorf("estimate %+v does not say the probe doubled the bound", a.Estimate())
+				if !a.Estimate().Probing || !strings.Contains(a.Estimate().Reason, fmt.Sprintf("widened to %d", tc.want)) {
+					t.Errorf("estimate %+v does not say the probe widened the bound", a.Estimate())
 				}
 			}
 		})

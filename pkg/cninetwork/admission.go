@@ -216,6 +216,7 @@ func (p *Plugin) probeAdd(ctx context.Context) {
 			return
 		case <-lane.Queuing():
 		}
+		p.lanes.AddBound.Probe() // reads the CPU times the next probe compares with
 		t := time.NewTicker(admission.ProbeInterval)
 		for lane.Stats().Queued > 0 {
 			select {

@@ -42,8 +42,8 @@
 // wait 2 s on an IPAM server widen it until their CPU fills the CPUs. Only waiting every chain
 // pays counts (each network's 10th percentile), not waiting chains impose on each other on a
 // lock or a run queue, so contention never widens the bound. Before any chain of a new network
-// has finished, a queue that stands still with at least half a CPU idle doubles the bound
-// every 100 ms. With WithExec the executor's CPU times are unknown and the bound stays at its
+// has finished, a queue that stands still with at least half a CPU idle widens the bound
+// every 50 ms, by the CPUs over those in use (2 to 8 times). With WithExec the executor's CPU times are unknown and the bound stays at its
 // floor. The Plugin registers its Prometheus metrics, labelled by operation_type
 // (set_up_pod, tear_down_pod, get_pod_network_status, check, status, gc), with the registerer
 // given by WithRegisterer, and logs one line per operation at V(4) through the logger of the
