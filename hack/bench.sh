@@ -22,8 +22,10 @@
 #
 # Environment:
 #   BENCH_QUICK=1           smoke run: tiny scenarios, one round, a short micro-benchmark run
+#                           (the sizes and waits below are then ignored)
 #   BENCH_ROUNDS            rounds of the real-plugin scenarios (default 3)
-#   BENCH_EXTRA_ROUNDS      rounds of the storms outside them and of the ADD bound sweep (default 1)
+#   BENCH_EXTRA_ROUNDS      rounds of the storms outside them, of the ADD bound sweep and of the
+#                           slow-IPAM and mixed storms (default 1)
 #   BENCH_SCENARIOS         real-plugin scenarios, PODSxCALLERS (default 100x1,200x8,400x32)
 #   BENCH_STORMS            admission storms (default 200x8,200x32,400x8,400x32)
 #   BENCH_SWEEP             storms on which fixed ADD bounds are swept (default 200x32-hp)

@@ -40,7 +40,7 @@ func runCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("cnibench", flag.ContinueOnError)
 	binDir := fs.String("cni-bin-dir", "_output/cni/bin", "directory of the real CNI plugins")
 	rounds := fs.Int("rounds", 3, "rounds of the real-plugin scenarios (cnishim, go-cni, floor; unbounded with one caller)")
-	extraRounds := fs.Int("extra-rounds", 1, "rounds of the rest of the storms (unbounded, the storms outside the scenarios) and of the ADD bound sweep")
+	extraRounds := fs.Int("extra-rounds", 1, "rounds of the rest of the storms (unbounded, the storms outside the scenarios), of the ADD bound sweep and of the slow-IPAM and mixed storms")
 	mainSpec := fs.String("scenarios", "100x1,200x8,400x32", "real-plugin scenarios: PODSxCALLERS, each with and without a hostPort (suffix +hp or -hp for only one)")
 	stormSpec := fs.String("storms", "200x8,200x32,400x8,400x32", "admission storms, same syntax")
 	sweepSpec := fs.String("sweep", "200x32-hp", "storms on which to sweep fixed ADD bounds, same syntax")

@@ -63,7 +63,7 @@ func num(x float64, prec int) string {
 func WriteMeta(w io.Writer, m Meta) {
 	fmt.Fprintf(w, "Measured %s on %d cores (%s), Linux %s, %s; CNI plugins %s (bridge + host-local + portmap, cniVersion 1.0.0), containerd/go-cni %s. ",
 		m.Date, m.Cores, m.CPUModel, m.Kernel, m.GoVersion, m.Plugins, m.GoCNI)
-	fmt.Fprintf(w, "Rounds: %d for the real-plugin scenarios, %d for the other storms and the ADD bound sweep; implementations interleaved within each round; figures are medians over rounds (max: over all rounds).\n\n", m.Rounds, m.ExtraRounds)
+	fmt.Fprintf(w, "Rounds: %d for the real-plugin scenarios, %d for the other storms, the ADD bound sweep and the slow-IPAM and mixed storms; implementations interleaved within each round; figures are medians over rounds (max: over all rounds).\n\n", m.Rounds, m.ExtraRounds)
 	fmt.Fprintf(w, "Rerun: `%s`\n\n", m.Command)
 }
 
