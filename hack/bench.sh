@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
 # The side-by-side benchmark (make bench): cnishim's Plugin against containerd's go-cni and raw
 # libcni (the floor) over the real CNI plugins in real network namespaces, the admission
-# storms, the multi-network scenario, the micro-benchmarks and the memory figure. Needs root:
-# it creates network namespaces, bridges (cnibench0, 10.199.0.0/16; cnibmn0-2,
+# storms, the slow-IPAM storms and the mixed storm, the multi-network scenario, the
+# micro-benchmarks and the memory figure. Needs root: it creates network namespaces, bridges
+# (cnibench0, 10.199.0.0/16; cnibslow0, 10.193.0.0/16, the slow-IPAM network; cnibmn0-2,
 # 10.194-196.0.0/16; on this machine only) and iptables rules, and removes them all, also when
 # interrupted. No packet leaves the machine.
+#
+# The slow IPAM is the cnitest test plugin (test/plugins/cnitest) as the IPAM of a bridge
+# network: it waits on ADD, spending no CPU (an IPAM asking a server), then hands the
+# allocation to the real host-local. The slow-IPAM storms put every pod on that network alone
+# and compare cnishim's default ADD bound with ADD unbounded, the fixed CPU bound and go-cni;
+# the mixed storm puts every pod on the benchmark network and every other pod on the slow
+# network too, and compares the default with fixed ADD bounds. The fixed CPU bound with a 2s
+# wait and 400 pods alone takes about 400 s: the full matrix adds most of an hour.
 #
 # Writes the markdown tables to stdout and to ${BENCH_OUT}/benchmarks-bench.md, the raw
 # figures to ${BENCH_OUT}/results.json (cnibench report -in rebuilds tables and plots from
@@ -13,16 +22,29 @@
 #
 # Environment:
 #   BENCH_QUICK=1           smoke run: tiny scenarios, one round, a short micro-benchmark run
+#                           (the sizes and waits below are then ignored)
 #   BENCH_ROUNDS            rounds of the real-plugin scenarios (default 3)
-#   BENCH_EXTRA_ROUNDS      rounds of the storms outside them and of the ADD bound sweep (default 1)
+#   BENCH_EXTRA_ROUNDS      rounds of the storms outside them, of the ADD bound sweep and of the
+#                           slow-IPAM and mixed storms (default 1)
 #   BENCH_SCENARIOS         real-plugin scenarios, PODSxCALLERS (default 100x1,200x8,400x32)
 #   BENCH_STORMS            admission storms (default 200x8,200x32,400x8,400x32)
 #   BENCH_SWEEP             storms on which fixed ADD bounds are swept (default 200x32-hp)
 #   BENCH_SWEEP_MAX         largest fixed ADD bound (default 8)
 #   BENCH_MICRO_COUNT       go test -count of the micro-benchmarks (default 6, for benchstat)
+#   BENCH_SLOW_STORMS       slow-IPAM storms, PODSxCALLERS, no hostPort unless +hp
+#                           (default 110x8,110x32,110x110,400x8,400x32,400x110; "" for none)
+#   BENCH_SLOW_WAITS        IPAM waits of the slow-IPAM storms (default 500ms,2s)
+#   BENCH_MIXED_STORMS      mixed storms, same syntax (default 400x32; "" for none)
+#   BENCH_MIXED_WAITS       IPAM waits of the mixed storms (default 500ms,2s)
+#   BENCH_MIXED_BOUNDS      fixed ADD bounds of the mixed storms, 0 unbounded
+#                           (default 2,4,8,16,32,64,0)
 #   BENCH_MULTINET_PODS     pods per variant of the multi-network scenario (default 50; quick 5)
 #   BENCH_ONLY=multinet     run only the multi-network scenario (tables to stdout and
 #                           ${BENCH_OUT}/multinet.md)
+#   BENCH_ONLY=slow-ipam    run only the slow-IPAM storms and the mixed storm (after the
+#                           harness tests): tables to stdout and ${BENCH_OUT}/slow-ipam.md, raw
+#                           figures to ${BENCH_OUT}/slow-ipam.json, the plot to docs/ (quick:
+#                           ${BENCH_OUT}). With BENCH_QUICK=1: 10 pods, a 100ms wait.
 #   BENCH_SKIP_TESTS=1      skip the benchmark's own tests (fairness of inputs, leak checks)
 #   BENCH_OUT               output directory (default _output/bench)
 #   CNI_BIN_DIR             real CNI plugins (default _output/cni/bin)
@@ -71,6 +93,29 @@ if [[ ${BENCH_SKIP_TESTS:-0} != 1 ]]; then
   (cd test/bench && go test -race -count=1 ./...) >&2
 fi
 
+echo "bench: building the slow IPAM (test/plugins/cnitest)" >&2
+CGO_ENABLED=0 go build -o "${out}/cnitest" ./test/plugins/cnitest
+slow_args=(
+  -cnitest "${out}/cnitest"
+  -slow-storms "${BENCH_SLOW_STORMS-110x8,110x32,110x110,400x8,400x32,400x110}"
+  -slow-waits "${BENCH_SLOW_WAITS:-500ms,2s}"
+  -mixed "${BENCH_MIXED_STORMS-400x32}"
+  -mixed-waits "${BENCH_MIXED_WAITS:-500ms,2s}"
+  -mixed-bounds "${BENCH_MIXED_BOUNDS:-2,4,8,16,32,64,0}"
+)
+if [[ ${BENCH_ONLY:-} == slow-ipam ]]; then
+  only_args=(-only slow-ipam -cni-bin-dir "${bin_dir}" -out "${out}/slow-ipam.json" -markdown "${out}/slow-ipam.md" "${slow_args[@]}")
+  if [[ ${quick} == 1 ]]; then
+    only_args+=(-quick -plot-dir "${out}" -rerun "BENCH_QUICK=1 BENCH_ONLY=slow-ipam make bench")
+  else
+    only_args+=(-plot-dir "${root}/docs" -extra-rounds "${BENCH_EXTRA_ROUNDS:-1}" -rerun "BENCH_ONLY=slow-ipam make bench")
+  fi
+  echo "bench: slow-IPAM storms and mixed storm only" >&2
+  "${out}/cnibench" "${only_args[@]}"
+  echo "bench: tables in ${out}/slow-ipam.md, raw figures in ${out}/slow-ipam.json" >&2
+  exit 0
+fi
+
 micro_count=${BENCH_MICRO_COUNT:-6}
 micro_time=1s
 sandboxes=0,1000
@@ -106,6 +151,7 @@ args=(
   -memory-md "${out}/memory.md"
   -multinet-md "${out}/multinet.md"
   -rerun "${rerun}"
+  "${slow_args[@]}"
 )
 if [[ ${quick} == 1 ]]; then
   args+=(-quick -plot-dir "${out}")

@@ -298,6 +298,39 @@ func TestDelegateIPAM(t *testing.T) {
 	}
 }
 
+// TestIPAMDelegate checks the slow IPAM of the benchmark: the plugin, as the IPAM plugin
+// itself (ipam.type names it), sleeps and then hands ADD and DEL on to the IPAM plugin
+// ipamDelegate names, whose addresses it returns.
+func TestIPAMDelegate(t *testing.T) {
+	f := newFixture(t)
+	ipamRecord := filepath.Join(t.TempDir(), "ipam.jsonl")
+	MustWriteBehavior(t, SidecarPath(filepath.Join(f.bin, "fakeipam")), Behavior{Record: ipamRecord,
+		Commands: map[string]Action{"ADD": {IPs: []IP{{Address: "10.99.0.8/24"}}}}})
+	conf := netconf("1.0.0", map[string]any{"ipam": map[string]any{"type": "main"}})
+	f.behave(t, "main", Behavior{Commands: map[string]Action{
+		"ADD": {SleepMS: 50, DelegateIPAM: true, IPAMDelegate: "fakeipam"},
+		"DEL": {DelegateIPAM: true, IPAMDelegate: "fakeipam"},
+	}})
+	start := time.Now()
+	r, err := f.add(t.Context(), conf)
+	if err != nil || len(r.IPs) != 1 || r.IPs[0].Address.String() != "10.99.0.8/24" {
+		t.Fatalf("ADD through the delegate = %+v, %v", r, err)
+	}
+	if time.Since(start) < 50*time.Millisecond {
+		t.Error("ADD returned before its sleep")
+	}
+	if err := invoke.ExecPluginWithoutResult(t.Context(), filepath.Join(f.bin, "main"), conf, f.args("DEL"), nil); err != nil {
+		t.Fatal(err)
+	}
+	var cmds []string
+	for _, r := range MustReadRecords(t, ipamRecord) {
+		cmds = append(cmds, r.Command)
+	}
+	if !slices.Equal(cmds, []string{"ADD", "DEL"}) {
+		t.Fatalf("delegate calls = %v, want ADD DEL", cmds)
+	}
+}
+
 func TestInstallAsRefusesPaths(t *testing.T) {
 	if _, err := InstallAs(t.TempDir(), "a/b"); err == nil {
 		t.Fatal("InstallAs accepted a path")

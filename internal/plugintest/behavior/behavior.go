@@ -82,6 +82,11 @@ type Action struct {
 	// fail after an address was allocated. On ADD, a successful result includes the IPAM
 	// result's addresses.
 	DelegateIPAM bool `json:"delegateIPAM,omitempty"`
+	// IPAMDelegate, if set, names the plugin DelegateIPAM runs instead of the config's
+	// ipam.type. It lets cnitest be the IPAM plugin itself (ipam.type naming cnitest) and
+	// hand the allocation on to a real IPAM, e.g. host-local, after SleepMS: a slow IPAM
+	// with real addresses.
+	IPAMDelegate string `json:"ipamDelegate,omitempty"`
 	// Result, if set, is printed verbatim on ADD success.
 	Result json.RawMessage `json:"result,omitempty"`
 	// IPs and Interfaces make the ADD result when Result is not set. Without them, and

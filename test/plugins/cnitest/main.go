@@ -5,7 +5,8 @@
 // from IPs and interfaces, from the IPAM plugin's result, or passed through from prevResult),
 // hang, sleep, exit non-zero without output, print garbage or a truncated result, or return a
 // CNI error, on every call or only on the Nth. It can delegate to its IPAM plugin before
-// misbehaving, to leave an address allocated.
+// misbehaving, to leave an address allocated, or, as an IPAM plugin itself, sleep and then
+// delegate to a real IPAM (a slow IPAM handing out real addresses).
 //
 // Tests build it once with internal/plugintest and install it under the plugin names they
 // need.
@@ -93,7 +94,7 @@ func run(cmd string, stdin []byte, args *skel.CmdArgs) error {
 	}
 	var ipamResult types.Result
 	if act.DelegateIPAM && (cmd == "ADD" || cmd == "DEL") {
-		if ipamResult, err = delegateIPAM(cmd, stdin); err != nil {
+		if ipamResult, err = delegateIPAM(cmd, stdin, act.IPAMDelegate); err != nil {
 			return err
 		}
 	}
@@ -217,15 +218,22 @@ func addResult(stdin []byte, args *skel.CmdArgs, act behavior.Action, ipamResult
 	return res, conf.CNIVersion, nil
 }
 
-// delegateIPAM runs the config's IPAM plugin for ADD or DEL.
-func delegateIPAM(cmd string, stdin []byte) (types.Result, error) {
+// delegateIPAM runs the IPAM plugin for ADD or DEL: plugin if set, else the config's
+// ipam.type.
+func delegateIPAM(cmd string, stdin []byte, plugin string) (types.Result, error) {
 	var conf struct {
 		IPAM struct {
 			Type string `json:"type"`
 		} `json:"ipam"`
 	}
-	if err := json.Unmarshal(stdin, &conf); err != nil || conf.IPAM.Type == "" {
-		return nil, types.NewError(types.ErrInvalidNetworkConfig, "cnitest: delegateIPAM needs ipam.type in the config", "")
+	if err := json.Unmarshal(stdin, &conf); err != nil {
+		return nil, types.NewError(types.ErrDecodingFailure, "cnitest: parse config", err.Error())
+	}
+	if plugin == "" {
+		plugin = conf.IPAM.Type
+	}
+	if plugin == "" {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, "cnitest: delegateIPAM needs ipam.type in the config or ipamDelegate", "")
 	}
 	// The IPAM plugin may be cnitest too: tell it it was delegated to, so that it takes its
 	// behavior from the ipam section or its own binary, not from the config's top level.
@@ -234,9 +242,9 @@ func delegateIPAM(cmd string, stdin []byte) (types.Result, error) {
 	}
 	ctx := context.Background()
 	if cmd == "DEL" {
-		return nil, invoke.DelegateDel(ctx, conf.IPAM.Type, stdin, nil)
+		return nil, invoke.DelegateDel(ctx, plugin, stdin, nil)
 	}
-	return invoke.DelegateAdd(ctx, conf.IPAM.Type, stdin, nil)
+	return invoke.DelegateAdd(ctx, plugin, stdin, nil)
 }
 
 // loadBehavior finds and reads the behavior file: the config's "behavior" key, else the

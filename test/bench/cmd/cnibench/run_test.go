@@ -5,6 +5,7 @@ package main
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/cnishim/cnishim/test/bench/internal/impls"
 	"github.com/cnishim/cnishim/test/bench/internal/runner"
@@ -73,5 +74,77 @@ func TestBuildPlan(t *testing.T) {
 	}
 	if !slices.Equal(oneCaller, []runner.Cell{{Pods: 100, Callers: 1}}) {
 		t.Errorf("oneCaller = %v", oneCaller)
+	}
+}
+
+func TestParseSlowCells(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		spec, waits string
+		mixed       bool
+		want        []runner.Cell
+		wantErr     bool
+	}{
+		{spec: "110x8,400x32", waits: "500ms,2s", want: []runner.Cell{
+			{Pods: 110, Callers: 8, IPAMWait: 500 * ms}, {Pods: 400, Callers: 32, IPAMWait: 500 * ms},
+			{Pods: 110, Callers: 8, IPAMWait: 2000 * ms}, {Pods: 400, Callers: 32, IPAMWait: 2000 * ms},
+		}},
+		{spec: "10x4+hp", waits: "100ms", mixed: true, want: []runner.Cell{{Pods: 10, Callers: 4, PortMap: true, IPAMWait: 100 * ms, Mixed: true}}},
+		{spec: "", waits: "2s", want: nil},
+		{spec: "10x4", waits: "soon", wantErr: true},
+		{spec: "10x4", waits: "0s", wantErr: true},
+		{spec: "10", waits: "1s", wantErr: true},
+	} {
+		got, err := parseSlowCells(c.spec, c.waits, c.mixed)
+		if (err != nil) != c.wantErr || !slices.Equal(got, c.want) {
+			t.Errorf("parseSlowCells(%q, %q) = %v, %v; want %v, error %v", c.spec, c.waits, got, err, c.want, c.wantErr)
+		}
+	}
+	if got, err := parseBounds("2, 64,0"); err != nil || !slices.Equal(got, []int{2, 64, 0}) {
+		t.Errorf("parseBounds = %v, %v", got, err)
+	}
+	if _, err := parseBounds("-1"); err == nil {
+		t.Error("parseBounds accepted -1")
+	}
+}
+
+// TestBuildSlowPlan: each slow storm has the four variants side by side, the fixed bounds
+// are fixed (not adaptive) with the other lanes at their defaults, and the mixed storm has
+// the default and each fixed bound, without go-cni.
+func TestBuildSlowPlan(t *testing.T) {
+	defaults := impls.Limits{Add: 2, Del: 8, AdaptiveAdd: true}
+	slow := []runner.Cell{{Pods: 110, Callers: 8, IPAMWait: time.Second}}
+	mixed := []runner.Cell{{Pods: 400, Callers: 32, IPAMWait: time.Second, Mixed: true}}
+	plan := buildSlowPlan(slow, mixed, []int{2, 16, 0}, 1, defaults)
+	if len(plan) != 2 {
+		t.Fatalf("plan has %d items, want 2: %+v", len(plan), plan)
+	}
+	want := [][]struct {
+		name   string
+		limits *impls.Limits
+	}{
+		{
+			{"cnishim", nil},
+			{"cnishim-add=unbounded", &impls.Limits{Add: 0, Del: 8}},
+			{"cnishim-add=cpu", &impls.Limits{Add: 2, Del: 8}},
+			{"go-cni", nil},
+		},
+		{
+			{"cnishim", nil},
+			{"cnishim-add=2", &impls.Limits{Add: 2, Del: 8}},
+			{"cnishim-add=16", &impls.Limits{Add: 16, Del: 8}},
+			{"cnishim-add=unbounded", &impls.Limits{Add: 0, Del: 8}},
+		},
+	}
+	for i, it := range plan {
+		if len(it.Variants) != len(want[i]) || it.Rounds != 1 {
+			t.Fatalf("item %d: %+v", i, it)
+		}
+		for j, v := range it.Variants {
+			w := want[i][j]
+			if v.Name != w.name || (v.Limits == nil) != (w.limits == nil) || v.Limits != nil && *v.Limits != *w.limits {
+				t.Errorf("item %d variant %d = %s %+v; want %s %+v", i, j, v.Name, v.Limits, w.name, w.limits)
+			}
+		}
 	}
 }

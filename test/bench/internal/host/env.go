@@ -44,6 +44,11 @@ type Env struct {
 	IPAMDir  string
 	NetNSDir string
 
+	// slow and slowBinDir are the slow-IPAM network and the directory of its IPAM plugin,
+	// once AddSlowNetwork ran.
+	slow       *Names
+	slowBinDir string
+
 	// goCNICacheExisted says whether go-cni's cache dir was there before the run; if not,
 	// Close removes it again when it is empty.
 	goCNICacheExisted bool
@@ -94,6 +99,17 @@ func NewEnv(binDir, cniVersion string, names Names) (_ *Env, retErr error) {
 
 // ConfList returns the benchmark network's conflist at the given cniVersion.
 func (e *Env) ConfList(cniVersion string) []byte {
+	return bridgeConfList(cniVersion, e.Names, "host-local", "", e.IPAMDir)
+}
+
+// bridgeConfList is a network of the benchmark: bridge with the IPAM plugin ipamType
+// allocating from the network's subnet (host-local's data in ipamDir) + portmap. A
+// behaviorFile, if set, is the "behavior" key bridge passes on to a cnitest IPAM.
+func bridgeConfList(cniVersion string, n Names, ipamType, behaviorFile, ipamDir string) []byte {
+	behaviorKey := ""
+	if behaviorFile != "" {
+		behaviorKey = fmt.Sprintf("\n      \"behavior\": %q,", behaviorFile)
+	}
 	return fmt.Appendf(nil, `{
   "cniVersion": %q,
   "name": %q,
@@ -102,9 +118,9 @@ func (e *Env) ConfList(cniVersion string) []byte {
       "type": "bridge",
       "bridge": %q,
       "isGateway": true,
-      "ipMasq": true,
+      "ipMasq": true,%s
       "ipam": {
-        "type": "host-local",
+        "type": %q,
         "ranges": [[{"subnet": %q}]],
         "dataDir": %q
       }
@@ -112,7 +128,7 @@ func (e *Env) ConfList(cniVersion string) []byte {
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
-`, cniVersion, e.Network, e.Bridge, e.Subnet, e.IPAMDir)
+`, cniVersion, n.Network, n.Bridge, behaviorKey, ipamType, n.Subnet, ipamDir)
 }
 
 // Impl returns the implementation configuration for this environment.
@@ -169,15 +185,35 @@ func (e *Env) Sweep(ctx context.Context, pods []impls.PodSpec) error {
 	if err != nil {
 		return err
 	}
+	// Every network the pods may be on, with each interface name they may have there: the
+	// slow network is a pod's only network (eth0) or its extra one (impls.ExtraIfName).
+	type attachment struct {
+		list   *libcni.NetworkConfigList
+		ifName string
+	}
+	atts := []attachment{{list, "eth0"}}
+	dirs := []string{e.BinDir}
+	if e.slow != nil {
+		slow, err := e.slowList()
+		if err != nil {
+			return err
+		}
+		atts = append(atts, attachment{slow, "eth0"}, attachment{slow, impls.ExtraIfName})
+		dirs = append(dirs, e.slowBinDir)
+	}
 	caches := []*libcni.CNIConfig{
-		libcni.NewCNIConfigWithCacheDir([]string{e.BinDir}, e.CacheDir, impls.DefaultExec()),
-		libcni.NewCNIConfigWithCacheDir([]string{e.BinDir}, impls.GoCNICacheDir, impls.DefaultExec()),
+		libcni.NewCNIConfigWithCacheDir(dirs, e.CacheDir, impls.DefaultExec()),
+		libcni.NewCNIConfigWithCacheDir(dirs, impls.GoCNICacheDir, impls.DefaultExec()),
 	}
 	err = parallel(len(pods), 4, func(i int) error {
 		var errs []error
 		for _, c := range caches {
-			if err := c.DelNetworkList(ctx, list, impls.RuntimeConf(&pods[i])); err != nil {
-				errs = append(errs, fmt.Errorf("sweep pod %s: %w", &pods[i], err))
+			for _, a := range atts {
+				rt := impls.RuntimeConf(&pods[i])
+				rt.IfName = a.ifName
+				if err := c.DelNetworkList(ctx, a.list, rt); err != nil {
+					errs = append(errs, fmt.Errorf("sweep pod %s from %s (%s): %w", &pods[i], a.list.Name, a.ifName, err))
+				}
 			}
 		}
 		// go-cni's loopback attachment leaves only a cache file.
@@ -189,10 +225,13 @@ func (e *Env) Sweep(ctx context.Context, pods []impls.PodSpec) error {
 	return errors.Join(err, e.scrubRules(pods))
 }
 
-// Close removes the benchmark bridge and the scratch directories, and go-cni's cache
+// Close removes the benchmark bridge (and the slow network's) and the scratch directories, and go-cni's cache
 // directory if the run created it and it is empty.
 func (e *Env) Close() error {
-	err := deleteBridge(e.Bridge)
+	var err error
+	for _, n := range e.networks() {
+		err = errors.Join(err, deleteBridge(n.Bridge))
+	}
 	if !e.goCNICacheExisted {
 		// os.Remove leaves a directory that is not empty.
 		_ = os.Remove(filepath.Join(impls.GoCNICacheDir, "results"))

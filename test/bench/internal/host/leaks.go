@@ -20,9 +20,11 @@ import (
 
 // Leaks is what a run left behind, by kind. The zero value is a clean run.
 type Leaks struct {
-	// Reservations are host-local's reserved-IP files in the benchmark network's data dir.
+	// Reservations are host-local's reserved-IP files in the data dir of the benchmark
+	// network (and of the slow network), as network/IP.
 	Reservations []string
-	// Veths are links still enslaved to the benchmark bridge.
+	// Veths are links still enslaved to the benchmark bridge (or the slow network's), as
+	// bridge:link.
 	Veths []string
 	// PodLinks are links other than lo still inside a pod's namespace.
 	PodLinks []string
@@ -58,26 +60,28 @@ func (e *Env) CheckLeaks(pods []impls.PodSpec) (*Leaks, error) {
 	var l Leaks
 	var errs []error
 
-	// host-local keeps one file per reserved IP (named by the IP) plus its lock and
-	// last-reserved bookkeeping.
-	entries, err := os.ReadDir(filepath.Join(e.IPAMDir, e.Network))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, err)
-	}
-	for _, de := range entries {
-		if net.ParseIP(de.Name()) != nil {
-			l.Reservations = append(l.Reservations, de.Name())
+	for _, n := range e.networks() {
+		// host-local keeps one file per reserved IP (named by the IP) plus its lock and
+		// last-reserved bookkeeping.
+		entries, err := os.ReadDir(filepath.Join(e.IPAMDir, n.Network))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
 		}
-	}
+		for _, de := range entries {
+			if net.ParseIP(de.Name()) != nil {
+				l.Reservations = append(l.Reservations, n.Network+"/"+de.Name())
+			}
+		}
 
-	if br, err := netlink.LinkByName(e.Bridge); err == nil {
-		links, err := netlink.LinkList()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("list links: %w", err))
-		}
-		for _, link := range links {
-			if link.Attrs().MasterIndex == br.Attrs().Index {
-				l.Veths = append(l.Veths, link.Attrs().Name)
+		if br, err := netlink.LinkByName(n.Bridge); err == nil {
+			links, err := netlink.LinkList()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("list links: %w", err))
+			}
+			for _, link := range links {
+				if link.Attrs().MasterIndex == br.Attrs().Index {
+					l.Veths = append(l.Veths, n.Bridge+":"+link.Attrs().Name)
+				}
 			}
 		}
 	}
@@ -113,11 +117,8 @@ func (e *Env) CheckLeaks(pods []impls.PodSpec) (*Leaks, error) {
 		errs = append(errs, err)
 	}
 	for _, line := range strings.Split(rules, "\n") {
-		for i := range pods {
-			if mentions(line, e.Network, &pods[i]) {
-				l.Rules = append(l.Rules, strings.TrimSpace(line))
-				break
-			}
+		if e.mentionsAny(line, pods) {
+			l.Rules = append(l.Rules, strings.TrimSpace(line))
 		}
 	}
 	return &l, errors.Join(errs...)

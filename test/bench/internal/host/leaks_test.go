@@ -16,16 +16,7 @@ import (
 // must see every kind of leftover, and the sweep must release all of it.
 func TestCheckLeaksSeesWhatPodsLeave(t *testing.T) {
 	benchtest.RequireRoot(t)
-	binDir := benchtest.CNIBinDir(t)
-	env, err := host.NewEnv(binDir, "1.0.0", host.Names{Network: "cnibtest-leaks", Bridge: "cnibtleaks0", Subnet: "10.198.0.0/16"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := env.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	env := newEnv(t, host.Names{Network: "cnibtest-leaks", Bridge: "cnibtleaks0", Subnet: "10.198.0.0/16"})
 	pods := []impls.PodSpec{
 		{ID: strings.Repeat("1", 64), Name: "leak-a", Namespace: "cnibench", UID: "a"},
 		{ID: strings.Repeat("2", 64), Name: "leak-b", Namespace: "cnibench", UID: "b", HostPort: 30998, HostIP: host.HostIP},
@@ -33,15 +24,7 @@ func TestCheckLeaksSeesWhatPodsLeave(t *testing.T) {
 		// leave, which no DEL removes.
 		{ID: strings.Repeat("3", 64), Name: "leak-c", Namespace: "cnibench", UID: "c"},
 	}
-	if err := env.CreateNetNS(pods); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = env.Sweep(t.Context(), pods)
-		if err := env.RemoveNetNS(pods); err != nil {
-			t.Error(err)
-		}
-	})
+	createNetNS(t, env, pods)
 	clean, err := env.CheckLeaks(pods)
 	if err != nil || !clean.Clean() {
 		t.Fatalf("before any set-up: %v, %v", clean, err)
@@ -111,4 +94,36 @@ func TestCheckLeaksSeesWhatPodsLeave(t *testing.T) {
 	if err != nil || !after.Clean() {
 		t.Fatalf("after sweep: %v, %v", after, err)
 	}
+}
+
+// newEnv is a benchmark environment with the real plugins and the given names, closed when
+// the test ends.
+func newEnv(t *testing.T, names host.Names) *host.Env {
+	t.Helper()
+	benchtest.RequireRoot(t)
+	env, err := host.NewEnv(benchtest.CNIBinDir(t), "1.0.0", names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return env
+}
+
+// createNetNS creates the pods' namespaces; when the test ends, whatever the pods hold is
+// swept and the namespaces removed.
+func createNetNS(t *testing.T, env *host.Env, pods []impls.PodSpec) {
+	t.Helper()
+	if err := env.CreateNetNS(pods); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.Sweep(t.Context(), pods)
+		if err := env.RemoveNetNS(pods); err != nil {
+			t.Error(err)
+		}
+	})
 }

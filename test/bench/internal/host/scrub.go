@@ -56,19 +56,25 @@ func (e *Env) scrubRules(pods []impls.PodSpec) error {
 	return errors.Join(errs...)
 }
 
+// mentionsAny reports whether a rule line names one of the pods on one of the
+// environment's networks.
 func (e *Env) mentionsAny(line string, pods []impls.PodSpec) bool {
-	for i := range pods {
-		if mentions(line, e.Network, &pods[i]) {
-			return true
+	for _, n := range e.networks() {
+		for i := range pods {
+			if mentions(line, n.Network, &pods[i]) {
+				return true
+			}
 		}
 	}
 	return false
 }
 
 func (e *Env) ownsChain(name string, pods []impls.PodSpec) bool {
-	for i := range pods {
-		if name == chainName("CNI-DN-", e.Network, pods[i].ID) || name == chainName("CNI-", e.Network, pods[i].ID) {
-			return true
+	for _, n := range e.networks() {
+		for i := range pods {
+			if name == chainName("CNI-DN-", n.Network, pods[i].ID) || name == chainName("CNI-", n.Network, pods[i].ID) {
+				return true
+			}
 		}
 	}
 	return false

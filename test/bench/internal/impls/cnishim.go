@@ -23,7 +23,7 @@ const readyTimeout = 30 * time.Second
 func newCnishim(ctx context.Context, cfg Config) (_ Impl, retErr error) {
 	opts := []cninetwork.Option{
 		cninetwork.WithConfDir(cfg.ConfDir),
-		cninetwork.WithBinDirs(cfg.BinDir),
+		cninetwork.WithBinDirs(cfg.binDirs()...),
 		cninetwork.WithCacheDir(cfg.CacheDir),
 		cninetwork.WithRegisterer(prometheus.NewRegistry()),
 	}
@@ -110,6 +110,9 @@ func cnishimPod(p *PodSpec) *cninetwork.Pod {
 			HostPort:      p.HostPort,
 			HostIp:        p.HostIP,
 		}}
+	}
+	if p.ExtraNetwork != "" {
+		pod.ExtraNetworks = []cninetwork.NetworkAttachment{{Network: p.ExtraNetwork, IfName: ExtraIfName}}
 	}
 	return pod
 }

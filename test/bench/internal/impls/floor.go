@@ -24,7 +24,7 @@ func newFloor(cfg Config) (Impl, error) {
 		return nil, err
 	}
 	return &floor{
-		cni:  libcni.NewCNIConfigWithCacheDir([]string{cfg.BinDir}, cfg.CacheDir, DefaultExec()),
+		cni:  libcni.NewCNIConfigWithCacheDir(cfg.binDirs(), cfg.CacheDir, DefaultExec()),
 		list: list,
 	}, nil
 }
@@ -70,6 +70,9 @@ func RuntimeConf(p *PodSpec) *libcni.RuntimeConf {
 }
 
 func (f *floor) SetUp(ctx context.Context, p *PodSpec) error {
+	if p.ExtraNetwork != "" {
+		return errNoExtraNetworks(Floor, p)
+	}
 	if _, err := f.cni.AddNetworkList(ctx, f.list, RuntimeConf(p)); err != nil {
 		return fmt.Errorf("floor: add pod %s: %w", p, err)
 	}

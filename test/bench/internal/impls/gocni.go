@@ -23,7 +23,7 @@ func newGoCNI(cfg Config) (Impl, error) {
 	c, err := gocni.New(
 		gocni.WithMinNetworkCount(2),
 		gocni.WithPluginConfDir(cfg.ConfDir),
-		gocni.WithPluginDir([]string{cfg.BinDir}),
+		gocni.WithPluginDir(cfg.binDirs()),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("go-cni: %w", err)
@@ -52,6 +52,9 @@ func goCNIOpts(p *PodSpec) []gocni.NamespaceOpts {
 }
 
 func (g *goCNI) SetUp(ctx context.Context, p *PodSpec) error {
+	if p.ExtraNetwork != "" {
+		return errNoExtraNetworks(GoCNI, p)
+	}
 	if _, err := g.cni.Setup(ctx, p.ID, p.NetNS, goCNIOpts(p)...); err != nil {
 		return fmt.Errorf("go-cni: set up pod %s: %w", p, err)
 	}

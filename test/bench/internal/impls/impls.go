@@ -28,6 +28,19 @@ type PodSpec struct {
 	// HostPort, when non-zero, asks for one TCP port mapping HostIP:HostPort -> 80.
 	HostPort int32  `json:"hostPort,omitempty"`
 	HostIP   string `json:"hostIP,omitempty"`
+	// ExtraNetwork, when set, names a second network the pod is on too, interface
+	// ExtraIfName, besides the default one (cninetwork.Pod.ExtraNetworks). Only cnishim
+	// attaches a pod to networks of its choice; the others refuse such a pod.
+	ExtraNetwork string `json:"extraNetwork,omitempty"`
+}
+
+// ExtraIfName is the pod's interface on its PodSpec.ExtraNetwork.
+const ExtraIfName = "net1"
+
+// errNoExtraNetworks is what go-cni and the floor answer for a pod with an extra network:
+// they attach every pod to the same networks, so they have no comparable run.
+func errNoExtraNetworks(impl string, p *PodSpec) error {
+	return fmt.Errorf("%s: pod %s: a network per pod (%s) is not supported", impl, p, p.ExtraNetwork)
 }
 
 // ContainerPort is the pod side of every benchmark port mapping.
@@ -38,9 +51,20 @@ type Config struct {
 	ConfDir  string `json:"confDir"`
 	BinDir   string `json:"binDir"`
 	CacheDir string `json:"cacheDir"`
+	// IPAMBinDir, if set, is a second plugin directory, searched after BinDir: the slow
+	// IPAM's.
+	IPAMBinDir string `json:"ipamBinDir,omitempty"`
 	// Limits are cnishim's admission limits; nil means the Plugin's default. Ignored by the
 	// other implementations.
 	Limits *Limits `json:"limits,omitempty"`
+}
+
+// binDirs are the plugin directories, in search order.
+func (c *Config) binDirs() []string {
+	if c.IPAMBinDir == "" {
+		return []string{c.BinDir}
+	}
+	return []string{c.BinDir, c.IPAMBinDir}
 }
 
 // Impl sets pods up and tears them down. Its methods are safe for concurrent use on
@@ -102,5 +126,9 @@ func LimitsString(l *Limits) string {
 	if l == nil {
 		return "default"
 	}
-	return fmt.Sprintf("add=%d del=%d check=%d status=%d gc=%d", l.Add, l.Del, l.Check, l.Status, l.GC)
+	add := fmt.Sprint(l.Add)
+	if l.AdaptiveAdd && l.Add > 0 {
+		add += " (adaptive floor)"
+	}
+	return fmt.Sprintf("add=%s del=%d check=%d status=%d gc=%d", add, l.Del, l.Check, l.Status, l.GC)
 }

@@ -63,7 +63,7 @@ func num(x float64, prec int) string {
 func WriteMeta(w io.Writer, m Meta) {
 	fmt.Fprintf(w, "Measured %s on %d cores (%s), Linux %s, %s; CNI plugins %s (bridge + host-local + portmap, cniVersion 1.0.0), containerd/go-cni %s. ",
 		m.Date, m.Cores, m.CPUModel, m.Kernel, m.GoVersion, m.Plugins, m.GoCNI)
-	fmt.Fprintf(w, "Rounds: %d for the real-plugin scenarios, %d for the other storms and the ADD bound sweep; implementations interleaved within each round; figures are medians over rounds (max: over all rounds).\n\n", m.Rounds, m.ExtraRounds)
+	fmt.Fprintf(w, "Rounds: %d for the real-plugin scenarios, %d for the other storms, the ADD bound sweep and the slow-IPAM and mixed storms; implementations interleaved within each round; figures are medians over rounds (max: over all rounds).\n\n", m.Rounds, m.ExtraRounds)
 	fmt.Fprintf(w, "Rerun: `%s`\n\n", m.Command)
 }
 
@@ -162,21 +162,7 @@ func Admission(w io.Writer, runs []runner.Run, storms, oneCaller []runner.Cell, 
 	fmt.Fprintf(w, "## Admission (pod-start storms)\n\n")
 	fmt.Fprintf(w, "cnishim's default admission limits on this machine: %s. *cnishim-unbounded* sets every lane to 0 (no bound, as go-cni); *cnishim-add=k* fixes the ADD bound at k with the other lanes at their defaults. Latencies include any time queued for admission.\n\n", impls.LimitsString(&defaults))
 	for _, c := range storms {
-		fmt.Fprintf(w, "### %s\n\n", c)
-		fmt.Fprintf(w, "| variant | rounds | setup pods/s | setup p50 | setup p99 | teardown pods/s |\n|---|--:|--:|--:|--:|--:|\n")
-		for _, name := range x.variants[c] {
-			if name == Floor {
-				continue
-			}
-			s := x.get(c, name)
-			if len(s.runs) == 0 {
-				fmt.Fprintf(w, "| %s | 0 | not measured: %s ||||\n", name, orNone(s.skipped))
-				continue
-			}
-			fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s |\n", name, len(s.runs),
-				num(s.median(setupRate), 1), msCell(s.median(setupPct(50))), msCell(s.median(setupPct(99))), num(s.median(teardownRate), 1))
-		}
-		fmt.Fprintln(w)
+		stormTable(w, x, c)
 	}
 
 	fmt.Fprintf(w, "### Targets\n\n")
@@ -213,6 +199,26 @@ func Admission(w io.Writer, runs []runner.Run, storms, oneCaller []runner.Cell, 
 	}
 	fmt.Fprintf(w, "![Storms: set-up throughput and p99 of cnishim's default, unbounded and go-cni; the ADD bound sweep](bench-admission.png)\n\n")
 	return v
+}
+
+// stormTable writes a storm cell's table: each variant measured on it but the floor, its
+// setup pods/s, p50 and p99 and teardown pods/s, medians over rounds.
+func stormTable(w io.Writer, x *index, c runner.Cell) {
+	fmt.Fprintf(w, "### %s\n\n", c)
+	fmt.Fprintf(w, "| variant | rounds | setup pods/s | setup p50 | setup p99 | teardown pods/s |\n|---|--:|--:|--:|--:|--:|\n")
+	for _, name := range x.variants[c] {
+		if name == Floor {
+			continue
+		}
+		s := x.get(c, name)
+		if len(s.runs) == 0 {
+			fmt.Fprintf(w, "| %s | 0 | not measured: %s ||||\n", name, orNone(s.skipped))
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s |\n", name, len(s.runs),
+			num(s.median(setupRate), 1), msCell(s.median(setupPct(50))), msCell(s.median(setupPct(99))), num(s.median(teardownRate), 1))
+	}
+	fmt.Fprintln(w)
 }
 
 // Summary is one line for the end of the report.

@@ -27,6 +27,12 @@ type Cell struct {
 	Pods    int  `json:"pods"`
 	Callers int  `json:"callers"`
 	PortMap bool `json:"portMap"`
+	// IPAMWait, when above zero, puts the pods on the slow-IPAM network (see host.Setup),
+	// whose IPAM waits this long on ADD.
+	IPAMWait time.Duration `json:"ipamWait,omitempty"`
+	// Mixed keeps the pods on the benchmark network and puts every other pod on the
+	// slow-IPAM network too, as an extra network (cnishim only).
+	Mixed bool `json:"mixed,omitempty"`
 }
 
 func (c Cell) String() string {
@@ -37,17 +43,33 @@ func (c Cell) String() string {
 	if c.PortMap {
 		s += ", hostPort"
 	}
+	switch {
+	case c.Mixed:
+		s += fmt.Sprintf(", half also on a %s IPAM", c.IPAMWait)
+	case c.IPAMWait > 0:
+		s += fmt.Sprintf(", %s IPAM", c.IPAMWait)
+	}
 	return s
 }
 
-// Short is a compact label: 200×8, or 200×8 hp with a hostPort.
+// Short is a compact label: 200×8, or 200×8 hp with a hostPort, 200×8 2s with a slow IPAM,
+// 200×8 mixed 2s for the mixed storm.
 func (c Cell) Short() string {
 	s := fmt.Sprintf("%d×%d", c.Pods, c.Callers)
 	if c.PortMap {
 		s += " hp"
 	}
+	if c.Mixed {
+		s += " mixed"
+	}
+	if c.IPAMWait > 0 {
+		s += " " + c.IPAMWait.String()
+	}
 	return s
 }
+
+// Setup is the networks of the cell's pods.
+func (c Cell) Setup() host.Setup { return host.Setup{IPAMWait: c.IPAMWait, Mixed: c.Mixed} }
 
 // Variant is one implementation with its settings.
 type Variant struct {
@@ -88,6 +110,9 @@ type Options struct {
 	Log io.Writer
 	// OnRun is called after every run, with every run so far (for saving progress).
 	OnRun func([]Run)
+	// Cnitest is the cnitest test plugin's binary, the slow IPAM; needed when a cell has
+	// an IPAM wait.
+	Cnitest string
 }
 
 // ErrFailed says a run failed or leaked; the runs measured so far are still returned.
@@ -103,6 +128,17 @@ func Execute(ctx context.Context, o Options) (runs []Run, retErr error) {
 		return nil, err
 	}
 	defer func() { retErr = errors.Join(retErr, env.Close()) }()
+	for _, it := range o.Plan {
+		if it.Cell.IPAMWait > 0 {
+			if o.Cnitest == "" {
+				return nil, fmt.Errorf("%s: a slow IPAM needs the cnitest plugin (Options.Cnitest)", it.Cell)
+			}
+			if err := env.AddSlowNetwork(o.Cnitest, host.Slow); err != nil {
+				return nil, err
+			}
+			break
+		}
+	}
 
 	nonce := make([]byte, 8)
 	_, _ = rand.Read(nonce)
@@ -120,6 +156,7 @@ func Execute(ctx context.Context, o Options) (runs []Run, retErr error) {
 	if len(o.Plan) > 0 {
 		seq++
 		c := o.Plan[0].Cell
+		c.Mixed = false // the floor has one network per pod
 		warm := Run{Cell: c, Variant: Variant{Name: "warm-up", Impl: impls.Floor}}
 		res, leaks, err := runOne(ctx, env, &o, warm.Variant, c, makePods(hex.EncodeToString(nonce), seq, c))
 		warm.Result, warm.Leaks = res, leaks
@@ -192,7 +229,8 @@ func logRun(w io.Writer, r *Run, err error) {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // makePods describes a cell's pods. IDs are 64 hex characters, unique to this benchmark
-// invocation (nonce) and run (seq); host ports are 30000 + i.
+// invocation (nonce) and run (seq); host ports are 30000 + i. In a mixed cell, every other
+// pod is on the slow network too.
 func makePods(nonce string, seq int, c Cell) []impls.PodSpec {
 	pods := make([]impls.PodSpec, c.Pods)
 	for i := range pods {
@@ -208,6 +246,9 @@ func makePods(nonce string, seq int, c Cell) []impls.PodSpec {
 		if c.PortMap {
 			pods[i].HostPort = int32(30000 + i)
 			pods[i].HostIP = host.HostIP
+		}
+		if c.Mixed && i%2 == 1 {
+			pods[i].ExtraNetwork = host.Slow.Network
 		}
 	}
 	return pods
@@ -227,8 +268,12 @@ func runOne(ctx context.Context, env *host.Env, o *Options, v Variant, c Cell, p
 	}()
 	host.WaitQuiet(o.Settle)
 
+	cfg, err := env.Config(c.Setup(), v.Limits)
+	if err != nil {
+		return nil, "", err
+	}
 	res, werr := startWorker(ctx, o, &Job{
-		Impl: v.Impl, Config: env.Impl(v.Limits), Pods: pods, Parallelism: c.Callers, OpTimeout: o.OpTimeout,
+		Impl: v.Impl, Config: cfg, Pods: pods, Parallelism: c.Callers, OpTimeout: opTimeout(o.OpTimeout, c),
 	})
 	switch {
 	case werr != nil:
@@ -258,6 +303,15 @@ func runOne(ctx context.Context, env *host.Env, o *Options, v Variant, c Cell, p
 		leakErr = fmt.Errorf("leaked: %s", l)
 	}
 	return res, l.String(), errors.Join(werr, leakErr, serr, aerr)
+}
+
+// opTimeout is the hang guard of one call. With a slow IPAM, a call may queue behind every
+// other pod's wait (a fixed ADD bound of 1 at worst), and that is measured, not a hang.
+func opTimeout(base time.Duration, c Cell) time.Duration {
+	if c.IPAMWait <= 0 {
+		return base
+	}
+	return base + time.Duration(c.Pods)*c.IPAMWait
 }
 
 // startWorker runs a worker process in its own process group; cancelling ctx kills the
