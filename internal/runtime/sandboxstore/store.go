@@ -13,6 +13,7 @@
 package sandboxstore
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -300,21 +301,26 @@ func (s *Store) lookup(id string) (*Record, error) {
 
 // List returns a copy of every record, oldest first.
 func (s *Store) List() []Record {
+	// A stored record is never changed (Create and Update store a new one), so the pointers
+	// are sorted outside the lock, and the records copied once, in order: sorting the records
+	// themselves moved and compared ~130-byte values some 10⁴ times for 1,000 sandboxes, on
+	// every ListPodSandbox.
 	s.mu.Lock()
-	out := make([]Record, 0, len(s.records))
+	ptrs := make([]*Record, 0, len(s.records))
 	for _, r := range s.records {
-		out = append(out, *r)
+		ptrs = append(ptrs, r)
 	}
 	s.mu.Unlock()
-	slices.SortFunc(out, func(a, b Record) int {
-		if a.CreatedAt != b.CreatedAt {
-			if a.CreatedAt < b.CreatedAt {
-				return -1
-			}
-			return 1
+	slices.SortFunc(ptrs, func(a, b *Record) int {
+		if c := cmp.Compare(a.CreatedAt, b.CreatedAt); c != 0 {
+			return c
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
+	out := make([]Record, len(ptrs))
+	for i, r := range ptrs {
+		out[i] = *r
+	}
 	return out
 }
 

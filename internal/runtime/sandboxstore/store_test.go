@@ -245,3 +245,57 @@ func TestConcurrentCreates(t *testing.T) {
 		t.Fatalf("reopened: %d records, %v", len(s2.List()), err)
 	}
 }
+
+// TestListOrderAndCopies checks that List returns every record oldest first (ties by ID),
+// as copies that callers may change without changing the store, and the record as last
+// updated.
+func TestListOrderAndCopies(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		records []Record // created in this order
+		want    []string // IDs in List order
+	}{
+		{"none", nil, []string{}},
+		{"by creation time", []Record{
+			record(id('3'), "c", 0, 30), record(id('1'), "a", 0, 10), record(id('2'), "b", 0, 20),
+		}, []string{id('1'), id('2'), id('3')}},
+		{"ties by ID", []Record{
+			record(id('b'), "b", 0, 5), record(id('a'), "a", 0, 5), record(id('0'), "z", 0, 1), record(id('c'), "c", 0, 5),
+		}, []string{id('0'), id('a'), id('b'), id('c')}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := Open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range c.records {
+				if err := s.Create(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := []string{}
+			for _, r := range s.List() {
+				got = append(got, r.ID)
+			}
+			if strings.Join(got, ",") != strings.Join(c.want, ",") {
+				t.Fatalf("List IDs = %v, want %v", got, c.want)
+			}
+			if len(c.records) == 0 {
+				return
+			}
+			first := s.List()[0]
+			first.State, first.IPs = StateNotReady, []string{"192.0.2.1"}
+			upd := s.List()[0]
+			if upd.State != StateCreating || upd.IPs != nil {
+				t.Fatalf("changing a listed record changed the store: %+v", upd)
+			}
+			upd.State = StateReady
+			if err := s.Update(upd); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.List()[0]; got.ID != c.want[0] || got.State != StateReady {
+				t.Fatalf("after Update, List()[0] = %+v, want %s ready", got, c.want[0])
+			}
+		})
+	}
+}
