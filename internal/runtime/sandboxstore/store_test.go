@@ -2,9 +2,12 @@ package sandboxstore
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -296,6 +299,73 @@ func TestListOrderAndCopies(t *testing.T) {
 			if got := s.List()[0]; got.ID != c.want[0] || got.State != StateReady {
 				t.Fatalf("after Update, List()[0] = %+v, want %s ready", got, c.want[0])
 			}
+			// A record created or deleted after a List is seen by the next.
+			older := record(id('f'), "older", 0, 0)
+			if err := s.Create(older); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.List(); len(got) != len(c.want)+1 || got[0].ID != older.ID {
+				t.Fatalf("after Create, List = %v, want %s first of %d", got, older.ID, len(c.want)+1)
+			}
+			if err := s.Delete(older.ID); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.List(); len(got) != len(c.want) || got[0].ID != c.want[0] {
+				t.Fatalf("after Delete, List = %v, want %d records from %s", got, len(c.want), c.want[0])
+			}
 		})
+	}
+}
+
+// TestListWhileChanging lists while other goroutines create, update and delete records: every
+// List is in order, and the last one, after the changes, holds exactly what remains.
+func TestListWhileChanging(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 4, 25
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				r := record(NewID(), fmt.Sprintf("w%d-%d", w, i), 0, int64(each-i))
+				if err := s.Create(r); err != nil {
+					t.Error(err)
+					return
+				}
+				r.State = StateReady
+				if err := s.Update(r); err != nil {
+					t.Error(err)
+				}
+				if i%2 == 1 {
+					if err := s.Delete(r.ID); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for listing := true; listing; {
+		select {
+		case <-done:
+			listing = false
+		default:
+		}
+		list := s.List()
+		if !slices.IsSortedFunc(list, func(a, b Record) int { return compareRecords(&a, &b) }) {
+			t.Fatalf("List out of order: %v", list)
+		}
+	}
+	list := s.List()
+	if len(list) != writers*(each-each/2) {
+		t.Fatalf("List after the changes has %d records, want %d", len(list), writers*(each-each/2))
+	}
+	for _, r := range list {
+		if r.State != StateReady {
+			t.Errorf("record %s is %s, want ready (its last update)", r.ID, r.State)
+		}
 	}
 }
