@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +39,12 @@ type nodeResult struct {
 	ReadyAfter int
 	// Single-call latencies through the CRI gRPC client, before the restart.
 	List, Status, StatusVerbose []time.Duration
+	// The server's CPU time per call of each kind (all its threads), which the machine's
+	// other load does not inflate as it does the tail latencies.
+	ListCPU, StatusCPU, StatusVerboseCPU time.Duration
+	// Load is the 1-minute load average after the latency loops, and CPUs the CPUs online.
+	Load string
+	CPUs int
 	// VmRSS and VmHWM of the server in KiB, with the sandboxes live, before the kill and after
 	// the restart.
 	RSSBefore, PeakBefore, RSSAfter, PeakAfter int64
@@ -117,14 +126,32 @@ func measureNode(ctx context.Context, cnishim, plugins string, extra []string, n
 			return err
 		}
 	}
-	if r.List, err = timeCalls(ctx, listCalls, list); err != nil {
-		return r, err
+	for _, t := range []struct {
+		calls int
+		call  func(context.Context) error
+		lat   *[]time.Duration
+		cpu   *time.Duration
+	}{
+		{listCalls, list, &r.List, &r.ListCPU},
+		{statusCalls, podStatus(false), &r.Status, &r.StatusCPU},
+		{statusCalls, podStatus(true), &r.StatusVerbose, &r.StatusVerboseCPU},
+	} {
+		cpu0, err := procCPU(node.cmd.Process.Pid)
+		if err != nil {
+			return r, err
+		}
+		if *t.lat, err = timeCalls(ctx, t.calls, t.call); err != nil {
+			return r, err
+		}
+		cpu1, err := procCPU(node.cmd.Process.Pid)
+		if err != nil {
+			return r, err
+		}
+		*t.cpu = (cpu1 - cpu0) / time.Duration(t.calls+warmCalls)
 	}
-	if r.Status, err = timeCalls(ctx, statusCalls, podStatus(false)); err != nil {
-		return r, err
-	}
-	if r.StatusVerbose, err = timeCalls(ctx, statusCalls, podStatus(true)); err != nil {
-		return r, err
+	r.CPUs = runtime.NumCPU()
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		r.Load, _, _ = strings.Cut(string(b), " ")
 	}
 
 	fmt.Fprintf(os.Stderr, "cnibench node: SIGKILL and restart\n")
@@ -163,9 +190,12 @@ func measureNode(ctx context.Context, cnishim, plugins string, extra []string, n
 	return r, nil
 }
 
-// timeCalls makes 20 untimed calls, then n timed ones, one after the other.
+// warmCalls is how many untimed calls timeCalls makes first.
+const warmCalls = 20
+
+// timeCalls makes warmCalls untimed calls, then n timed ones, one after the other.
 func timeCalls(ctx context.Context, n int, call func(context.Context) error) ([]time.Duration, error) {
-	for range 20 {
+	for range warmCalls {
 		if err := call(ctx); err != nil {
 			return nil, err
 		}
@@ -179,6 +209,29 @@ func timeCalls(ctx context.Context, n int, call func(context.Context) error) ([]
 		ds = append(ds, time.Since(t))
 	}
 	return ds, nil
+}
+
+// procCPU is the CPU time process pid's threads have run, from /proc/<pid>/task/*/schedstat
+// (nanoseconds; a thread that has exited no longer counts).
+func procCPU(pid int) (time.Duration, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, fmt.Errorf("cpu of process %d: no tasks (%v)", pid, err)
+	}
+	var sum time.Duration
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread exited
+		}
+		ns, _, _ := strings.Cut(string(b), " ")
+		v, err := strconv.ParseInt(ns, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", f, err)
+		}
+		sum += time.Duration(v)
+	}
+	return sum, nil
 }
 
 // waitRestarted waits for a restarted server to answer Version, then for its Status to
@@ -226,38 +279,45 @@ func nodeMarkdown(r *nodeResult, listCalls, statusCalls int) string {
 		"%d `ListPodSandbox` (all sandboxes, no filter) and %d `PodSandboxStatus` of random sandboxes, plain and verbose. "+
 		"Memory is the server's VmRSS and VmHWM from `/proc/<pid>/status` with the sandboxes live, 2 s after the last call, before the SIGKILL and after the restart.\n\n",
 		r.Sandboxes, listCalls, statusCalls)
-	fmt.Fprintf(&b, "| figure | p50 | measured | target | |\n|---|--:|--:|--:|---|\n")
+	fmt.Fprintf(&b, "| figure | p50 | server CPU per call | measured | target | |\n|---|--:|--:|--:|--:|---|\n")
 	dur := func(name string, d, target time.Duration) {
-		fmt.Fprintf(&b, "| %s | – | %s | ≤ %s | %s |\n", name, fmtDur(d), fmtDur(target), metMiss(d <= target && d > 0))
+		fmt.Fprintf(&b, "| %s | – | – | %s | ≤ %s | %s |\n", name, fmtDur(d), fmtDur(target), metMiss(d <= target && d > 0))
 	}
-	lat := func(name string, ds []time.Duration, target time.Duration) {
+	lat := func(name string, ds []time.Duration, cpu, target time.Duration) {
 		if len(ds) == 0 {
-			fmt.Fprintf(&b, "| %s | – | – | ≤ %s | not measured |\n", name, fmtDur(target))
+			fmt.Fprintf(&b, "| %s | – | – | – | ≤ %s | not measured |\n", name, fmtDur(target))
 			return
 		}
 		p99 := runner.Percentile(ds, 99)
-		fmt.Fprintf(&b, "| %s | %s | %s (p99) | ≤ %s | %s |\n", name, fmtDur(runner.Percentile(ds, 50)), fmtDur(p99), fmtDur(target), metMiss(p99 <= target))
+		cpuCell := "–"
+		if cpu > 0 {
+			cpuCell = fmtDur(cpu)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s (p99) | ≤ %s | %s |\n", name, fmtDur(runner.Percentile(ds, 50)), cpuCell, fmtDur(p99), fmtDur(target), metMiss(p99 <= target))
 	}
 	mem := func(name string, kib int64) {
 		if kib == 0 {
-			fmt.Fprintf(&b, "| %s | – | – | ≤ 40 MiB | not measured |\n", name)
+			fmt.Fprintf(&b, "| %s | – | – | – | ≤ 40 MiB | not measured |\n", name)
 			return
 		}
-		fmt.Fprintf(&b, "| %s | – | %.1f MiB | ≤ 40 MiB | %s |\n", name, float64(kib)/1024, metMiss(kib <= nodeRSSTargetKiB))
+		fmt.Fprintf(&b, "| %s | – | – | %.1f MiB | ≤ 40 MiB | %s |\n", name, float64(kib)/1024, metMiss(kib <= nodeRSSTargetKiB))
 	}
 	if r.Serving > 0 {
 		dur("restart: SIGKILL to serving (`Version` answers)", r.Serving, nodeRestartTarget)
 		dur("restart: SIGKILL to `Status` NetworkReady", r.NetworkReady, nodeRestartTarget)
 	} else {
-		fmt.Fprintf(&b, "| restart | – | – | ≤ %s | not measured |\n", fmtDur(nodeRestartTarget))
+		fmt.Fprintf(&b, "| restart | – | – | – | ≤ %s | not measured |\n", fmtDur(nodeRestartTarget))
 	}
-	lat(fmt.Sprintf("`ListPodSandbox`, %d sandboxes", r.Sandboxes), r.List, nodeListTarget)
-	lat("`PodSandboxStatus`", r.Status, nodeStatusTarget)
-	lat("`PodSandboxStatus`, verbose", r.StatusVerbose, nodeStatusTarget)
+	lat(fmt.Sprintf("`ListPodSandbox`, %d sandboxes", r.Sandboxes), r.List, r.ListCPU, nodeListTarget)
+	lat("`PodSandboxStatus`", r.Status, r.StatusCPU, nodeStatusTarget)
+	lat("`PodSandboxStatus`, verbose", r.StatusVerbose, r.StatusVerboseCPU, nodeStatusTarget)
 	mem("RSS (VmRSS) before the restart", r.RSSBefore)
 	mem("peak RSS (VmHWM) before the restart", r.PeakBefore)
 	mem("RSS (VmRSS) after the restart", r.RSSAfter)
 	mem("peak RSS (VmHWM) after the restart", r.PeakAfter)
+	if r.Load != "" {
+		fmt.Fprintf(&b, "\nLoad average (1 min) after the latency loops: %s on %d CPUs. The tail latencies include the client's own work and any wait for a CPU; the server's CPU per call (its threads' run time from `/proc/<pid>/task/*/schedstat` over the loop, warm-up calls included) is what the server itself spends.\n", r.Load, r.CPUs)
+	}
 	if r.Serving > 0 {
 		fmt.Fprintf(&b, "\nAfter the restart %d of %d sandboxes are listed READY (the run fails otherwise).\n", r.ReadyAfter, r.Sandboxes)
 	}
