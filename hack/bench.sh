@@ -2,10 +2,11 @@
 # The side-by-side benchmark (make bench): cnishim's Plugin against containerd's go-cni and raw
 # libcni (the floor) over the real CNI plugins in real network namespaces, the admission
 # storms, the slow-IPAM storms and the mixed storm, the multi-network scenario, the
-# micro-benchmarks and the memory figure. Needs root: it creates network namespaces, bridges
-# (cnibench0, 10.199.0.0/16; cnibslow0, 10.193.0.0/16, the slow-IPAM network; cnibmn0-2,
-# 10.194-196.0.0/16; on this machine only) and iptables rules, and removes them all, also when
-# interrupted. No packet leaves the machine.
+# micro-benchmarks, the memory figure and one node at 1,000 pods (restart, list and status
+# latency). Needs root: it creates network namespaces, bridges (cnibench0, 10.199.0.0/16;
+# cnibslow0, 10.193.0.0/16, the slow-IPAM network; cnibmn0-2, 10.194-196.0.0/16; on this
+# machine only) and iptables rules, and removes them all, also when interrupted. No packet
+# leaves the machine.
 #
 # The slow IPAM is the cnitest test plugin (test/plugins/cnitest) as the IPAM of a bridge
 # network: it waits on ADD, spending no CPU (an IPAM asking a server), then hands the
@@ -140,6 +141,14 @@ mkdir -p "${serve_plugins}"
 CGO_ENABLED=0 go build -o "${serve_plugins}/cnitest" ./test/plugins/cnitest
 install -m 0755 "${bin_dir}/host-local" "${serve_plugins}/host-local"
 "${out}/cnibench" memory -sandboxes "${sandboxes}" -cnishim "${cnishim_bin}" -serve-plugins "${serve_plugins}" >"${out}/memory.md"
+
+# One node at the largest count: SIGKILL and restart of the server, list and status
+# latencies, RSS before and after. The section goes into the report after the memory one
+# (it is appended to memory.md); sandboxes not READY after the restart fail the benchmark.
+node_sandboxes=${sandboxes##*,}
+echo "bench: one node at ${node_sandboxes} pods (restart, list and status latency)" >&2
+"${out}/cnibench" node -sandboxes "${node_sandboxes}" -cnishim "${cnishim_bin}" -serve-plugins "${serve_plugins}" >"${out}/node.md"
+cat "${out}/node.md" >>"${out}/memory.md"
 
 multinet
 

@@ -2,9 +2,12 @@ package sandboxstore
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -243,5 +246,126 @@ func TestConcurrentCreates(t *testing.T) {
 	s2, err := Open(s.Dir())
 	if err != nil || len(s2.List()) != n {
 		t.Fatalf("reopened: %d records, %v", len(s2.List()), err)
+	}
+}
+
+// TestListOrderAndCopies checks that List returns every record oldest first (ties by ID),
+// as copies that callers may change without changing the store, and the record as last
+// updated.
+func TestListOrderAndCopies(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		records []Record // created in this order
+		want    []string // IDs in List order
+	}{
+		{"none", nil, []string{}},
+		{"by creation time", []Record{
+			record(id('3'), "c", 0, 30), record(id('1'), "a", 0, 10), record(id('2'), "b", 0, 20),
+		}, []string{id('1'), id('2'), id('3')}},
+		{"ties by ID", []Record{
+			record(id('b'), "b", 0, 5), record(id('a'), "a", 0, 5), record(id('0'), "z", 0, 1), record(id('c'), "c", 0, 5),
+		}, []string{id('0'), id('a'), id('b'), id('c')}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := Open(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range c.records {
+				if err := s.Create(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := []string{}
+			for _, r := range s.List() {
+				got = append(got, r.ID)
+			}
+			if strings.Join(got, ",") != strings.Join(c.want, ",") {
+				t.Fatalf("List IDs = %v, want %v", got, c.want)
+			}
+			if len(c.records) == 0 {
+				return
+			}
+			first := s.List()[0]
+			first.State, first.IPs = StateNotReady, []string{"192.0.2.1"}
+			upd := s.List()[0]
+			if upd.State != StateCreating || upd.IPs != nil {
+				t.Fatalf("changing a listed record changed the store: %+v", upd)
+			}
+			upd.State = StateReady
+			if err := s.Update(upd); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.List()[0]; got.ID != c.want[0] || got.State != StateReady {
+				t.Fatalf("after Update, List()[0] = %+v, want %s ready", got, c.want[0])
+			}
+			// A record created or deleted after a List is seen by the next.
+			older := record(id('f'), "older", 0, 0)
+			if err := s.Create(older); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.List(); len(got) != len(c.want)+1 || got[0].ID != older.ID {
+				t.Fatalf("after Create, List = %v, want %s first of %d", got, older.ID, len(c.want)+1)
+			}
+			if err := s.Delete(older.ID); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.List(); len(got) != len(c.want) || got[0].ID != c.want[0] {
+				t.Fatalf("after Delete, List = %v, want %d records from %s", got, len(c.want), c.want[0])
+			}
+		})
+	}
+}
+
+// TestListWhileChanging lists while other goroutines create, update and delete records: every
+// List is in order, and the last one, after the changes, holds exactly what remains.
+func TestListWhileChanging(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 4, 25
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				r := record(NewID(), fmt.Sprintf("w%d-%d", w, i), 0, int64(each-i))
+				if err := s.Create(r); err != nil {
+					t.Error(err)
+					return
+				}
+				r.State = StateReady
+				if err := s.Update(r); err != nil {
+					t.Error(err)
+				}
+				if i%2 == 1 {
+					if err := s.Delete(r.ID); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for listing := true; listing; {
+		select {
+		case <-done:
+			listing = false
+		default:
+		}
+		list := s.List()
+		if !slices.IsSortedFunc(list, func(a, b Record) int { return compareRecords(&a, &b) }) {
+			t.Fatalf("List out of order: %v", list)
+		}
+	}
+	list := s.List()
+	if len(list) != writers*(each-each/2) {
+		t.Fatalf("List after the changes has %d records, want %d", len(list), writers*(each-each/2))
+	}
+	for _, r := range list {
+		if r.State != StateReady {
+			t.Errorf("record %s is %s, want ready (its last update)", r.ID, r.State)
+		}
 	}
 }

@@ -7,6 +7,7 @@
 //	cnibench [run flags]          measure, print the markdown report, write results and plots
 //	cnibench report -in FILE      rebuild the report and plots from a results file
 //	cnibench memory [-sandboxes]  measure the Plugin's RSS with live sandboxes (fake exec)
+//	cnibench node -cnishim BIN    `cnishim serve` with live sandboxes: SIGKILL and restart, list and status latency, RSS
 //	cnibench micro-report -in FILE  summarise go test -bench output of test/bench/micro
 //	cnibench multinet [-pods]     a pod on three networks at once against one at a time
 package main
@@ -51,6 +52,8 @@ func dispatch(ctx context.Context, args []string) error {
 		return reportCmd(args[1:])
 	case "memory":
 		return memoryCmd(ctx, args[1:])
+	case "node":
+		return nodeCmd(ctx, args[1:])
 	case "micro-report":
 		return microReportCmd(args[1:])
 	case "multinet":

@@ -33,8 +33,9 @@ type Names struct {
 // Bench are the benchmark's names.
 var Bench = Names{Network: "cnibench", Bridge: "cnibench0", Subnet: "10.199.0.0/16"}
 
-// Env is one benchmark run's scratch space: a conf dir holding the benchmark conflist, a
-// libcni cache dir, host-local's data dir and the directory of the pods' namespaces.
+// Env is one benchmark run's scratch space: a conf dir holding the benchmark conflist, the
+// libcni cache dir of every implementation, host-local's data dir and the directory of the
+// pods' namespaces, all under one temporary directory, on one filesystem.
 type Env struct {
 	Names
 	Root     string
@@ -48,10 +49,6 @@ type Env struct {
 	// once AddSlowNetwork ran.
 	slow       *Names
 	slowBinDir string
-
-	// goCNICacheExisted says whether go-cni's cache dir was there before the run; if not,
-	// Close removes it again when it is empty.
-	goCNICacheExisted bool
 }
 
 // NewEnv creates the scratch directories under a new temporary directory and writes the
@@ -75,16 +72,14 @@ func NewEnv(binDir, cniVersion string, names Names) (_ *Env, retErr error) {
 			_ = os.RemoveAll(root)
 		}
 	}()
-	_, statErr := os.Stat(impls.GoCNICacheDir)
 	e := &Env{
-		goCNICacheExisted: statErr == nil,
-		Names:             names,
-		Root:              root,
-		ConfDir:           filepath.Join(root, "net.d"),
-		BinDir:            binDir,
-		CacheDir:          filepath.Join(root, "cache"),
-		IPAMDir:           filepath.Join(root, "ipam"),
-		NetNSDir:          filepath.Join(root, "netns"),
+		Names:    names,
+		Root:     root,
+		ConfDir:  filepath.Join(root, "net.d"),
+		BinDir:   binDir,
+		CacheDir: filepath.Join(root, "cache"),
+		IPAMDir:  filepath.Join(root, "ipam"),
+		NetNSDir: filepath.Join(root, "netns"),
 	}
 	for _, d := range []string{e.ConfDir, e.CacheDir, e.IPAMDir, e.NetNSDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -177,8 +172,8 @@ func first(s []string, n int) []string {
 	return s
 }
 
-// Sweep deletes every pod from the benchmark network with raw libcni, with the cache of
-// this environment and go-cni's, so that whatever an interrupted or failed run left is
+// Sweep deletes every pod from the benchmark network with raw libcni and the environment's
+// cache (every implementation's), so that whatever an interrupted or failed run left is
 // released. DEL is idempotent for the benchmark's plugins.
 func (e *Env) Sweep(ctx context.Context, pods []impls.PodSpec) error {
 	list, err := impls.DefaultConfList(e.ConfDir)
@@ -201,10 +196,8 @@ func (e *Env) Sweep(ctx context.Context, pods []impls.PodSpec) error {
 		atts = append(atts, attachment{slow, "eth0"}, attachment{slow, impls.ExtraIfName})
 		dirs = append(dirs, e.slowBinDir)
 	}
-	caches := []*libcni.CNIConfig{
-		libcni.NewCNIConfigWithCacheDir(dirs, e.CacheDir, impls.DefaultExec()),
-		libcni.NewCNIConfigWithCacheDir(dirs, impls.GoCNICacheDir, impls.DefaultExec()),
-	}
+	// Every implementation's cache is the environment's.
+	caches := []*libcni.CNIConfig{libcni.NewCNIConfigWithCacheDir(dirs, e.CacheDir, impls.DefaultExec())}
 	err = parallel(len(pods), 4, func(i int) error {
 		var errs []error
 		for _, c := range caches {
@@ -217,7 +210,7 @@ func (e *Env) Sweep(ctx context.Context, pods []impls.PodSpec) error {
 			}
 		}
 		// go-cni's loopback attachment leaves only a cache file.
-		_ = os.Remove(filepath.Join(impls.GoCNICacheDir, "results", "cni-loopback-"+pods[i].ID+"-lo"))
+		_ = os.Remove(filepath.Join(e.CacheDir, "results", "cni-loopback-"+pods[i].ID+"-lo"))
 		return errors.Join(errs...)
 	})
 	// A plugin killed half-way through ADD can leave rules its DEL no longer finds (bridge
@@ -225,17 +218,11 @@ func (e *Env) Sweep(ctx context.Context, pods []impls.PodSpec) error {
 	return errors.Join(err, e.scrubRules(pods))
 }
 
-// Close removes the benchmark bridge (and the slow network's) and the scratch directories, and go-cni's cache
-// directory if the run created it and it is empty.
+// Close removes the benchmark bridge (and the slow network's) and the scratch directories.
 func (e *Env) Close() error {
 	var err error
 	for _, n := range e.networks() {
 		err = errors.Join(err, deleteBridge(n.Bridge))
-	}
-	if !e.goCNICacheExisted {
-		// os.Remove leaves a directory that is not empty.
-		_ = os.Remove(filepath.Join(impls.GoCNICacheDir, "results"))
-		_ = os.Remove(impls.GoCNICacheDir)
 	}
 	return errors.Join(err, os.RemoveAll(e.Root))
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/test/bench/internal/impls"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -29,7 +30,7 @@ type Leaks struct {
 	// PodLinks are links other than lo still inside a pod's namespace.
 	PodLinks []string
 	// CacheFiles are libcni cache files naming a benchmark pod, in this environment's cache
-	// and in go-cni's (/var/lib/cni).
+	// (every implementation's) and in libcni's default (/var/lib/cni), which none should use.
 	CacheFiles []string
 	// Rules are iptables or nftables lines and chains naming a benchmark pod.
 	Rules []string
@@ -96,7 +97,9 @@ func (e *Env) CheckLeaks(pods []impls.PodSpec) (*Leaks, error) {
 		}
 	}
 
-	for _, dir := range []string{e.CacheDir, impls.GoCNICacheDir} {
+	// Every implementation keeps its cache in the environment's; libcni's default, which none
+	// should touch, is checked too.
+	for _, dir := range []string{e.CacheDir, cninetwork.DefaultCacheDir} {
 		entries, err := os.ReadDir(filepath.Join(dir, "results"))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)

@@ -30,8 +30,8 @@ func TestCheckLeaksSeesWhatPodsLeave(t *testing.T) {
 		t.Fatalf("before any set-up: %v, %v", clean, err)
 	}
 
-	// One pod through raw libcni (this environment's cache), one through go-cni (its
-	// cache in /var/lib/cni, and a loopback attachment).
+	// One pod through raw libcni, one through go-cni (with a loopback attachment), both
+	// with this environment's cache.
 	for i, name := range []string{impls.Floor, impls.GoCNI} {
 		impl, err := impls.New(t.Context(), name, env.Impl(nil))
 		if err != nil {
@@ -66,10 +66,16 @@ func TestCheckLeaksSeesWhatPodsLeave(t *testing.T) {
 		{"host-local reservations", l.Reservations, 2},
 		{"veths on the bridge", l.Veths, 2},
 		{"links in pod netns", l.PodLinks, 2},
-		{"cache files (pod a in ours, pod b and its loopback in go-cni's)", l.CacheFiles, 3},
+		{"cache files (pod a's, pod b's and its loopback's)", l.CacheFiles, 3},
 	} {
 		if len(c.got) != c.want {
 			t.Errorf("%s: got %d %v, want %d", c.kind, len(c.got), c.got, c.want)
+		}
+	}
+	// The implementations are compared on one filesystem: go-cni's cache too is the run's.
+	for _, f := range l.CacheFiles {
+		if !strings.HasPrefix(f, env.CacheDir+"/") {
+			t.Errorf("cache file %s is outside the run's cache dir %s", f, env.CacheDir)
 		}
 	}
 	// ipMasq rules for both pods, and portmap's chain and rules for pod b.

@@ -2,7 +2,6 @@ package impls
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -34,9 +33,9 @@ func newCnishim(ctx context.Context, cfg Config) (_ Impl, retErr error) {
 		}
 		opts = append(opts, o)
 	}
-	p, err := newPlugin(opts)
+	p, err := cninetwork.New(opts...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cnishim: %w", err)
 	}
 	if err := p.Run(ctx); err != nil {
 		return nil, fmt.Errorf("cnishim: run: %w", err)
@@ -59,40 +58,6 @@ func newCnishim(ctx context.Context, cfg Config) (_ Impl, retErr error) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-}
-
-// ErrUnavailable says cnishim's Plugin (or one of its options) is not implemented in this
-// tree yet; the benchmark reports the variant as not measured.
-var ErrUnavailable = errors.New("not implemented in this tree yet")
-
-// newPlugin builds the Plugin, turning the outline's "unimplemented" panic into
-// ErrUnavailable so the other implementations can still be measured.
-func newPlugin(opts []cninetwork.Option) (p *cninetwork.Plugin, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			p, err = nil, fmt.Errorf("cnishim: %v: %w", r, ErrUnavailable)
-		}
-	}()
-	p, err = cninetwork.New(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("cnishim: %w", err)
-	}
-	return p, nil
-}
-
-// CnishimAvailable reports whether this tree's cninetwork.Plugin can be built, and, when
-// limits is non-nil, whether it accepts admission limits.
-func CnishimAvailable(limits *Limits) error {
-	opts := []cninetwork.Option{cninetwork.WithConfDir("/nonexistent")}
-	if limits != nil {
-		o, err := admissionOption(*limits)
-		if err != nil {
-			return err
-		}
-		opts = append(opts, o)
-	}
-	_, err := newPlugin(opts)
-	return err
 }
 
 func cnishimPod(p *PodSpec) *cninetwork.Pod {

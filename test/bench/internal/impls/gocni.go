@@ -2,24 +2,31 @@ package impls
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	gocni "github.com/containerd/go-cni"
+	"github.com/containernetworking/cni/libcni"
 )
 
 // goCNI drives containerd's go-cni as containerd's CRI plugin does: the loopback network
 // plus the default network of the conf dir, loaded with WithLoNetwork and WithDefaultConf,
 // the kubelet's CNI_ARGS as labels, and port mappings as the portMappings capability.
 //
-// go-cni has no option for libcni's cache directory: it always uses /var/lib/cni.
+// go-cni has no option for libcni's cache directory: its libcni uses the package default,
+// libcni.CacheDir (/var/lib/cni). newGoCNI points that default at cfg.CacheDir, so that all
+// three implementations write their cache on the same filesystem, in the same directory.
 type goCNI struct {
 	cni gocni.CNI
 }
 
-// GoCNICacheDir is where go-cni's libcni keeps its cache; the leak checks look there too.
-const GoCNICacheDir = "/var/lib/cni"
-
 func newGoCNI(cfg Config) (Impl, error) {
+	if cfg.CacheDir == "" {
+		return nil, errors.New("go-cni: no cache dir")
+	}
+	// A process-wide default, read by libcni at every call: set before go-cni runs anything.
+	// A worker builds one implementation, and the others name their cache dir themselves.
+	libcni.CacheDir = cfg.CacheDir
 	c, err := gocni.New(
 		gocni.WithMinNetworkCount(2),
 		gocni.WithPluginConfDir(cfg.ConfDir),

@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 
@@ -88,11 +89,12 @@ type Item struct {
 
 // Run is one measurement: one variant over one cell in one round.
 type Run struct {
-	Round   int       `json:"round"`
-	Cell    Cell      `json:"cell"`
-	Variant Variant   `json:"variant"`
-	Result  *Result   `json:"result,omitempty"`
-	Leaks   string    `json:"leaks"`
+	Round   int     `json:"round"`
+	Cell    Cell    `json:"cell"`
+	Variant Variant `json:"variant"`
+	Result  *Result `json:"result,omitempty"`
+	Leaks   string  `json:"leaks"`
+	// Skipped says why the run measured nothing.
 	Skipped string    `json:"skipped,omitempty"`
 	Start   time.Time `json:"start"`
 }
@@ -108,6 +110,8 @@ type Options struct {
 	Worker []string
 	// Log receives one line per run.
 	Log io.Writer
+	// Stderr receives the workers' stderr; nil means os.Stderr.
+	Stderr io.Writer
 	// OnRun is called after every run, with every run so far (for saving progress).
 	OnRun func([]Run)
 	// Cnitest is the cnitest test plugin's binary, the slow IPAM; needed when a cell has
@@ -146,7 +150,6 @@ func Execute(ctx context.Context, o Options) (runs []Run, retErr error) {
 	for _, it := range o.Plan {
 		rounds = max(rounds, it.Rounds)
 	}
-	unavailable := map[string]string{}
 	seq := 0
 
 	// The first run of a benchmark pays for what ran before it: plugin binaries and iptables
@@ -178,23 +181,13 @@ func Execute(ctx context.Context, o Options) (runs []Run, retErr error) {
 				v := it.Variants[(k+round-1)%len(it.Variants)]
 				seq++
 				r := Run{Round: round, Cell: it.Cell, Variant: v, Start: time.Now()}
-				if why, ok := unavailable[v.Name]; ok {
-					r.Skipped = why
-					runs = append(runs, r)
-					continue
-				}
-				if v.Impl == impls.Cnishim {
-					if err := impls.CnishimAvailable(v.Limits); err != nil {
-						unavailable[v.Name] = err.Error()
-						r.Skipped = err.Error()
-						fmt.Fprintf(o.Log, "round %d  %-22s %-17s not measured: %v\n", round, it.Cell, v.Name, err)
-						runs = append(runs, r)
-						continue
-					}
-				}
 				pods := makePods(hex.EncodeToString(nonce), seq, it.Cell)
 				res, leaks, err := runOne(ctx, env, &o, v, it.Cell, pods)
 				r.Result, r.Leaks = res, leaks
+				if err != nil && (res == nil || res.InitError != "") {
+					// Nothing was measured: the report says why in the variant's row.
+					r.Skipped = "run failed: " + failureNote(err)
+				}
 				runs = append(runs, r)
 				logRun(o.Log, &r, err)
 				if o.OnRun != nil {
@@ -323,9 +316,15 @@ func startWorker(ctx context.Context, o *Options, job *Job) (*Result, error) {
 	}
 	cmd := exec.CommandContext(ctx, o.Worker[0], o.Worker[1:]...)
 	cmd.Stdin = bytes.NewReader(in)
-	var out bytes.Buffer
+	var out, stderr bytes.Buffer
 	cmd.Stdout = &out
-	cmd.Stderr = os.Stderr
+	// The worker's stderr goes to ours as it comes, and is kept so that a panic (an
+	// implementation's, or the harness's) is in the error that fails the run.
+	var to io.Writer = os.Stderr
+	if o.Stderr != nil {
+		to = o.Stderr
+	}
+	cmd.Stderr = io.MultiWriter(to, &stderr)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
@@ -338,6 +337,9 @@ func startWorker(ctx context.Context, o *Options, job *Job) (*Result, error) {
 		}
 	}
 	if err != nil {
+		if p := panicOf(stderr.String()); p != "" {
+			return nil, fmt.Errorf("worker %s: %w\n%s", job.Impl, err, p)
+		}
 		return nil, fmt.Errorf("worker %s: %w", job.Impl, err)
 	}
 	var res Result
@@ -345,6 +347,29 @@ func startWorker(ctx context.Context, o *Options, job *Job) (*Result, error) {
 		return nil, fmt.Errorf("worker %s: result: %w", job.Impl, err)
 	}
 	return &res, nil
+}
+
+// failureNote is err in one line for a report's table: its first two lines (the error and,
+// for a worker that panicked, the panic), without table separators.
+func failureNote(err error) string {
+	var parts []string
+	for _, l := range strings.Split(err.Error(), "\n") {
+		if l = strings.TrimSpace(l); l != "" && len(parts) < 2 {
+			parts = append(parts, strings.ReplaceAll(l, "|", "/"))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// panicOf returns the first panic in a Go process's stderr with the first lines of its trace
+// (the panicking goroutine's frames), or "" if there is none.
+func panicOf(stderr string) string {
+	i := strings.Index(stderr, "panic: ")
+	if i < 0 {
+		return ""
+	}
+	lines := strings.SplitN(stderr[i:], "\n", 16)
+	return strings.Join(lines[:min(len(lines), 15)], "\n")
 }
 
 // waitGroupGone kills what is left of process group pgid and waits until none of it runs.
