@@ -44,8 +44,8 @@ type Estimate struct {
 	Floor, Max int
 	// CPUs is how many CPUs the chains may use (the process's GOMAXPROCS).
 	CPUs int
-	// CPU is the CPU a chain spends, as it would on an idle machine, averaged over the
-	// recent mix of networks; 0 before the first chain with a known CPU time.
+	// CPU is the CPU time a chain spends, averaged over the recent mix of networks; 0 before
+	// the first chain with a known CPU time.
 	CPU time.Duration
 	// Wait is the time a chain spends waiting on something other than a CPU, counted as
 	// the 10th percentile of each network's recent chains (so waiting that chains impose
@@ -87,8 +87,9 @@ const (
 //
 // It learns from finished chains ([Adaptive.Observe]), per network key, and weighs the keys by
 // their share of the last 64 chains, so a node whose pods use several networks gets a bound
-// for its mix. A chain's CPU time is scaled by how many tasks were runnable per CPU when it
-// ended, so that time spent runnable but waiting for a CPU does not count as waiting.
+// for its mix. A chain's wait is its wall time less its CPU time scaled by how many tasks
+// were runnable per CPU when it ended, so that time spent runnable but waiting for a CPU does
+// not count as waiting.
 //
 // Until a chain of a new network finishes, nothing is known of it: when the queue stands
 // still for a [ProbeInterval] with at least half a CPU idle and nothing has finished, the
@@ -166,10 +167,12 @@ func (a *Adaptive) Observe(c Chain) {
 		ks = &keyStats{}
 		a.keys[c.Key] = ks
 	}
-	cpu := time.Duration(float64(c.CPU) * slowdown)
-	ks.cpu[ks.i], ks.known[ks.i] = cpu, c.CPUKnown
+	// The chain held a CPU for its CPU time, and, on a busy machine, waited its turn for
+	// longer: that turn is not waiting on something else. The CPU the bound divides by is
+	// the chain's own.
+	ks.cpu[ks.i], ks.known[ks.i] = c.CPU, c.CPUKnown
 	ks.wall[ks.i] = c.Wall
-	ks.wait[ks.i] = max(0, c.Wall-cpu)
+	ks.wait[ks.i] = max(0, c.Wall-time.Duration(float64(c.CPU)*slowdown))
 	ks.i = (ks.i + 1) % keyWindow
 	ks.n = min(ks.n+1, keyWindow)
 	a.mix[a.iMix] = c.Key

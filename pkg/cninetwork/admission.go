@@ -135,8 +135,8 @@ type AddBound struct {
 	Floor, Max int
 	// CPUs is how many CPUs the chains may use (GOMAXPROCS).
 	CPUs int
-	// CPU is what a set-up's plugins spend on CPU, as on an idle machine, and Wait what they
-	// wait on other than a CPU (an IPAM server, address detection), as learnt from the recent
+	// CPU is what a set-up's plugins spend on CPU, and Wait what they wait on other than a
+	// CPU (an IPAM server, address detection), as learnt from the recent
 	// set-ups of each network and weighed by how often each network was set up lately; both
 	// 0 until a set-up has finished.
 	CPU, Wait time.Duration
