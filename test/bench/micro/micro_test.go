@@ -82,8 +82,8 @@ func startPlugin(tb testing.TB, opts ...cninetwork.Option) *cninetwork.Plugin {
 //
 // The Plugin has no call that runs STATUS now, so the like-for-like row,
 // impl=libcni-cnishim-exec, is what the poller runs per probe: libcni's GetStatusNetworkList
-// on the same conflist through the Plugin's plugin executor (libcni's, the environment
-// trimmed by pluginenv).
+// on the same conflist through libcni's executor with the environment trimmed by pluginenv,
+// as the Plugin runs plugins (its own executor differs only in reading their CPU time).
 func BenchmarkStatus(b *testing.B) {
 	binDir := benchtest.CNIBinDir(b)
 	b.Run("impl=cnishim", func(b *testing.B) {
