@@ -72,6 +72,10 @@ const (
 	maxPerCPU = 128
 	// ProbeInterval is how often a standing queue is looked at while nothing finishes.
 	ProbeInterval = 50 * time.Millisecond
+	// waitHeadroom scales the wait in the bound: with exactly CPUs × (CPU+wait)/CPU chains
+	// in flight the CPUs idle whenever a chain ends before the next is admitted, or a wait
+	// runs long; half as many again as the waiting needs keeps them busy.
+	waitHeadroom = 1.5
 	// probeMaxFactor bounds how much one probe multiplies the chains in flight.
 	probeMaxFactor = 8
 	// probeIdleCPUs is how much idle CPU, in CPUs, a probe must see to widen the bound.
@@ -79,8 +83,9 @@ const (
 )
 
 // Adaptive sets a [Lane]'s bound from what the lane's chains spend, as thread pools are sized:
-// cpus × (CPU + Wait) / CPU, where CPU is what a chain burns and Wait what it waits on
-// something other than a CPU. Chains that burn CPU all through keep the bound at its floor
+// cpus × (1 + 1.5 × Wait / CPU), where CPU is what a chain burns and Wait what it waits on
+// something other than a CPU, with half as much headroom again on the wait so that the CPUs do
+// not idle between one chain's end and the next one's start. Chains that burn CPU all through keep the bound at its floor
 // (one per CPU by default); chains that mostly wait (an IPAM server, a delegate, address
 // detection) widen it until their CPU fills the CPUs. The result is clamped to
 // [floor, maxPerCPU × cpus].
@@ -114,6 +119,8 @@ type Adaptive struct {
 	iMix int               // next slot of mix
 	// finished counts chains observed; lastFinished is what it was at the last probe.
 	finished, probedAt uint64
+	// chainProcs lists the processes of the chains in flight, when the caller can (SetChainProcs).
+	chainProcs func() []int
 	// idle and total are the CPU times read at the last probe.
 	idle, total uint64
 	haveCPU     bool
@@ -206,20 +213,20 @@ func (a *Adaptive) estimateLocked() {
 	}
 	cpu := time.Duration(cpuSum / float64(w))
 	wait := time.Duration(waitSum / float64(w))
-	want := float64(a.cpus) * (cpuSum + waitSum) / cpuSum
+	want := float64(a.cpus) * (1 + waitHeadroom*waitSum/cpuSum)
 	bound := int(math.Round(min(want, float64(a.max))))
 	bound = max(a.floor, min(a.max, bound))
 	a.est.CPU, a.est.Wait = cpu, wait
 	var why string
 	switch {
 	case bound == a.floor:
-		why = fmt.Sprintf("chains spend %s of CPU and wait %s: %d CPUs × (CPU+wait)/CPU = %.1f, held at the floor %d",
+		why = fmt.Sprintf("chains spend %s of CPU and wait %s: %d CPUs × (1 + 1.5 × wait/CPU) = %.1f, held at the floor %d",
 			round(cpu), round(wait), a.cpus, want, a.floor)
 	case bound == a.max:
-		why = fmt.Sprintf("chains spend %s of CPU and wait %s: %d CPUs × (CPU+wait)/CPU = %.1f, held at the most %d",
+		why = fmt.Sprintf("chains spend %s of CPU and wait %s: %d CPUs × (1 + 1.5 × wait/CPU) = %.1f, held at the most %d",
 			round(cpu), round(wait), a.cpus, want, a.max)
 	default:
-		why = fmt.Sprintf("chains spend %s of CPU and wait %s: %d CPUs × (CPU+wait)/CPU = %d",
+		why = fmt.Sprintf("chains spend %s of CPU and wait %s: %d CPUs × (1 + 1.5 × wait/CPU) = %d",
 			round(cpu), round(wait), a.cpus, bound)
 	}
 	a.setLocked(bound, false, why)
@@ -262,12 +269,23 @@ func (a *Adaptive) expectedLocked(key string) (time.Duration, bool) {
 	return slices.Max(ks.wall[:ks.n]), true
 }
 
-// Probe looks at the lane once: if callers queue, no chain has finished since the last probe,
-// and at least half a CPU sat idle since then, the chains in flight are waiting rather than
-// computing, and Probe widens the bound to the chains in flight times the CPUs over the CPUs
-// in use (2 to 8 times, up to the most). The caller calls it when callers start to queue
-// (a first look only reads the CPU times), then every [ProbeInterval] while they queue. It
-// reports whether it widened the bound.
+// SetChainProcs gives the bound a way to list the processes of the chains in flight (each
+// chain's running plugin), so that a probe can tell chains that wait from chains that compute
+// by the state of their process trees (see [ProcTreesAsleep]) rather than by the machine's
+// idle CPU, which neighbours' work hides.
+func (a *Adaptive) SetChainProcs(pids func() []int) {
+	a.mu.Lock()
+	a.chainProcs = pids
+	a.mu.Unlock()
+}
+
+// Probe looks at the lane once: if callers queue and no chain has finished since the last
+// probe, it asks whether the chains in flight wait: by the state of their plugins' process
+// trees when it can list them (at least three in four asleep), else by the machine's CPUs
+// (at least half a CPU idle since the last probe). If they wait, it widens the bound to the
+// chains in flight times the CPUs over the CPUs in use (2 to 8 times, up to the most). The
+// caller calls it when callers start to queue (a first look only reads the CPU times), then
+// every [ProbeInterval] while they queue. It reports whether it widened the bound.
 func (a *Adaptive) Probe() bool {
 	var idle, total uint64
 	ok := false
@@ -276,22 +294,47 @@ func (a *Adaptive) Probe() bool {
 	}
 	st := a.lane.Stats()
 	a.mu.Lock()
+	procs := a.chainProcs
+	a.mu.Unlock()
+	asleep, looked, treesOK := 0, 0, false
+	if procs != nil && st.Queued > 0 {
+		asleep, looked, treesOK = ProcTreesAsleep(procs())
+	}
+
+	a.mu.Lock()
 	defer a.mu.Unlock()
 	finished := a.finished != a.probedAt
 	a.probedAt = a.finished
-	idleCPUs := 0.0
+	idleCPUs, idleKnown := 0.0, false
 	if ok && a.haveCPU && total > a.total {
-		idleCPUs = float64(idle-a.idle) / float64(total-a.total) * float64(a.host.CPUs)
+		idleCPUs, idleKnown = float64(idle-a.idle)/float64(total-a.total)*float64(a.host.CPUs), true
 	}
 	a.idle, a.total, a.haveCPU = idle, total, ok
-	if a.fixed || st.Queued == 0 || finished || idleCPUs < probeIdleCPUs || a.est.Bound >= a.max {
+	if a.fixed || st.Queued == 0 || finished || a.est.Bound >= a.max {
 		return false
 	}
-	used := max(0.25, float64(a.cpus)-min(idleCPUs, float64(a.cpus)))
-	factor := min(probeMaxFactor, max(2, float64(a.cpus)/used))
+	var used float64 // CPUs the chains in flight use
+	var why string
+	switch {
+	case treesOK && looked > 0:
+		if 4*asleep < 3*looked {
+			return false
+		}
+		used = float64(looked-asleep) / float64(looked) * float64(st.InFlight)
+		why = fmt.Sprintf("the plugins of %d of %d chains in flight asleep", asleep, looked)
+	case idleKnown:
+		if idleCPUs < probeIdleCPUs {
+			return false
+		}
+		used = float64(a.cpus) - min(idleCPUs, float64(a.cpus))
+		why = fmt.Sprintf("%.1f CPUs idle", idleCPUs)
+	default:
+		return false
+	}
+	factor := min(probeMaxFactor, max(2, float64(a.cpus)/max(0.25, used)))
 	bound := min(a.max, int(factor*float64(max(a.est.Bound, st.InFlight))))
-	a.setLocked(bound, true, fmt.Sprintf("%d queued, nothing finished for %s and %.1f CPUs idle: the chains in flight wait; widened to %d",
-		st.Queued, ProbeInterval, idleCPUs, bound))
+	a.setLocked(bound, true, fmt.Sprintf("%d queued, nothing finished for %s and %s: the chains in flight wait; widened to %d",
+		st.Queued, ProbeInterval, why, bound))
 	return true
 }
 

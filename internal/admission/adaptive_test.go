@@ -2,6 +2,7 @@ package admission
 
 import (
 	"fmt"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -76,25 +77,26 @@ func TestAdaptiveBound(t *testing.T) {
 		{name: "chains that compute stay at the floor", floor: 2,
 			chains: []chains{{key: "a", cpu: 30 * ms, walls: repeat(32*ms, 40)}}, want: 2, reason: "held at the floor 2"},
 		{name: "chains that wait half a second", floor: 2,
-			chains: []chains{{key: "a", cpu: 30 * ms, walls: repeat(530*ms, 40)}}, want: 35},
+			chains: []chains{{key: "a", cpu: 30 * ms, walls: repeat(530*ms, 40)}}, want: 52},
 		{name: "chains that wait two seconds", floor: 2,
-			chains: []chains{{key: "a", cpu: 30 * ms, walls: repeat(2030*ms, 40)}}, want: 135},
+			chains: []chains{{key: "a", cpu: 30 * ms, walls: repeat(2030*ms, 40)}}, want: 202},
 		{name: "at most 128 per CPU", floor: 2,
 			chains: []chains{{key: "a", cpu: 1 * ms, walls: repeat(10*time.Second, 5)}}, want: 256, reason: "held at the most 256"},
-		// Three chains on a lock each holds for all its CPU wait 0 to 60 ms for it.
-		{name: "waiting on each other (a lock) is not waiting", floor: 2,
-			chains: []chains{{key: "a", cpu: 30 * ms, walls: spread(30*ms, 90*ms, 32)}}, want: 2},
+		// Three chains on a lock each holds for all its CPU wait 0 to 60 ms for it: only the
+		// low end counts, and the bound stays at the three.
+		{name: "waiting on each other (a lock) counts at its low end", floor: 2,
+			chains: []chains{{key: "a", cpu: 30 * ms, walls: spread(30*ms, 90*ms, 32)}}, want: 3},
 		{name: "a busy machine's run queue is not waiting", floor: 2,
 			chains: []chains{{key: "a", cpu: 30 * ms, walls: repeat(90*ms, 32), runnable: 6}}, want: 2},
 		{name: "a mix weighs each network by its share", floor: 2, interleave: true,
 			chains: []chains{
 				{key: "fast", cpu: 30 * ms, walls: repeat(30*ms, 32)},
 				{key: "slow", cpu: 30 * ms, walls: repeat(530*ms, 32)},
-			}, want: 19},
+			}, want: 27},
 		{name: "chains of unknown CPU teach nothing", floor: 4,
 			chains: []chains{{key: "a", cpu: 0, walls: repeat(2*time.Second, 10), unknown: true}}, want: 4, reason: "no finished chain had a known CPU time"},
 		{name: "a wide floor is kept", floor: 8,
-			chains: []chains{{key: "a", cpu: 30 * ms, walls: repeat(100*ms, 10)}}, want: 8},
+			chains: []chains{{key: "a", cpu: 30 * ms, walls: repeat(50*ms, 10)}}, want: 8},
 		{name: "the recent chains of a key replace the old", floor: 2,
 			chains: []chains{
 				{key: "a", cpu: 30 * ms, walls: repeat(2*time.Second, 32)},
@@ -235,5 +237,63 @@ func TestParseHost(t *testing.T) {
 	}
 	if h := ProcHost(); h.CPUs < 1 {
 		t.Errorf("ProcHost().CPUs = %d", h.CPUs)
+	}
+}
+
+// TestProbeByProcessTrees: with the chains' processes listed, a probe goes by their state, not
+// by the machine's idle CPU: a chain asleep in its plugins widens the bound on a machine with
+// no idle CPU, a chain that computes does not on an idle one.
+func TestProbeByProcessTrees(t *testing.T) {
+	sleeper := exec.Command("sh", "-c", "sleep 30; :")
+	spinner := exec.Command("sh", "-c", "while :; do :; done")
+	for _, c := range []*exec.Cmd{sleeper, spinner} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	}
+	waitUntil(t, "the sleeper's child sleeps", func() bool {
+		asleep, looked, ok := ProcTreesAsleep([]int{sleeper.Process.Pid})
+		return ok && looked == 1 && asleep == 1
+	})
+	if asleep, looked, ok := ProcTreesAsleep([]int{spinner.Process.Pid, 1 << 30}); !ok || looked != 1 || asleep != 0 {
+		t.Fatalf("ProcTreesAsleep(spinner, no such pid) = %d, %d, %v; want 0 asleep of 1 looked at", asleep, looked, ok)
+	}
+
+	for _, tc := range []struct {
+		name string
+		pid  int
+		idle uint64
+		want int
+	}{
+		{name: "asleep on a busy machine", pid: sleeper.Process.Pid, idle: 0, want: 16},
+		{name: "computing on an idle machine", pid: spinner.Process.Pid, idle: 100, want: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &fakeHost{}
+			lane := NewLane("add", 0, nil)
+			a := NewAdaptive(lane, 2, 2, h.host(2))
+			a.SetChainProcs(func() []int { return []int{tc.pid} })
+			r1, r2 := mustAcquire(t, lane), mustAcquire(t, lane)
+			defer r1()
+			defer r2()
+			out := make(chan result, 1)
+			go acquireAsync(guardCtx(t), lane, 3, out)
+			waitUntil(t, "a caller queues", func() bool { return lane.Stats().Queued == 1 })
+			a.Probe()
+			h.tick(tc.idle)
+			a.Probe()
+			if got := a.Estimate().Bound; got != tc.want {
+				t.Errorf("bound %d, want %d (%s)", got, tc.want, a.Estimate().Reason)
+			}
+			if tc.want > 2 {
+				r := <-out
+				r.release()
+			} else {
+				lane.SetLimit(3) // let the queued caller go
+				r := <-out
+				r.release()
+			}
+		})
 	}
 }

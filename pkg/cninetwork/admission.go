@@ -188,13 +188,17 @@ func (p *Plugin) queueContext(ctx context.Context, key string) (context.Context,
 
 // queueError is the error of a set-up whose wait for its sandbox or for admission failed with
 // err. When the caller's context is still live, the wait ended to leave the chain its time:
-// the error says so, and wraps ErrTimeout and err.
+// the error says so, and wraps ErrTimeout, admission.ErrQueueTimeout and err.
 func (p *Plugin) queueError(ctx context.Context, su *setUp, err error) error {
 	dl, ok := ctx.Deadline()
 	if ctx.Err() != nil || !ok || !errors.Is(err, context.DeadlineExceeded) {
 		return p.waitError(su.pod, su.start, err)
 	}
 	need, _ := p.lanes.AddBound.Expected(su.key)
+	if !errors.Is(err, admission.ErrQueueTimeout) {
+		// The wait for the sandbox's lock ended it.
+		err = fmt.Errorf("%w: %w", admission.ErrQueueTimeout, err)
+	}
 	return fmt.Errorf("%s: %w: not started after waiting %s: %s left before the caller's deadline, and a set-up on %s takes up to %s: %w",
 		su.pod, ErrTimeout, time.Since(su.start).Round(time.Millisecond), time.Until(dl).Round(time.Millisecond),
 		su.key, need.Round(time.Millisecond), err)

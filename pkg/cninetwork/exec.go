@@ -32,8 +32,8 @@ type pluginExec struct {
 var _ invoke.Exec = (*pluginExec)(nil)
 
 // newDefaultExec returns the executor of plugin binaries the Plugin uses unless WithExec
-// names another: processExec.
-func newDefaultExec() invoke.Exec { return &processExec{} }
+// names another: processExec, listing the plugins of set-ups in procs.
+func newDefaultExec(procs *procSet) invoke.Exec { return &processExec{procs: procs} }
 
 // processExec runs plugin binaries as libcni's invoke.RawExec does (stdin, stdout and
 // environment per the CNI spec; an error from the plugin's stdout, or from its stderr when
@@ -44,6 +44,8 @@ func newDefaultExec() invoke.Exec { return &processExec{} }
 // OpenTelemetry trace context to plugins (cnishim makes no spans).
 type processExec struct {
 	version.PluginDecoder
+	// procs lists the plugin processes of set-ups (operations with a cpuMeter) while they run.
+	procs *procSet
 }
 
 var _ invoke.Exec = (*processExec)(nil)
@@ -62,7 +64,17 @@ func (e *processExec) ExecPlugin(ctx context.Context, pluginPath string, stdinDa
 		c.Env = environ
 		c.Stdin = bytes.NewReader(stdinData)
 		c.Stdout, c.Stderr = &stdout, &stderr
-		err := c.Run()
+		err := c.Start()
+		if err == nil {
+			listed := meterFrom(ctx) != nil
+			if listed {
+				e.procs.add(c.Process.Pid)
+			}
+			err = c.Wait()
+			if listed {
+				e.procs.remove(c.Process.Pid)
+			}
+		}
 		if c.ProcessState != nil {
 			// The kernel's account of the plugin and of every descendant it waited for.
 			meterFrom(ctx).add(c.ProcessState.UserTime() + c.ProcessState.SystemTime())
@@ -102,6 +114,47 @@ func pluginError(err error, stdout, stderr []byte) error {
 // FindInPath implements invoke.Exec.
 func (e *processExec) FindInPath(plugin string, paths []string) (string, error) {
 	return invoke.FindInPath(plugin, paths)
+}
+
+// procSet is a set of process IDs, safe for concurrent use. A nil *procSet holds nothing.
+type procSet struct {
+	mu   sync.Mutex
+	pids map[int]struct{}
+}
+
+func (s *procSet) add(pid int) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	if s.pids == nil {
+		s.pids = map[int]struct{}{}
+	}
+	s.pids[pid] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *procSet) remove(pid int) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	delete(s.pids, pid)
+	s.mu.Unlock()
+}
+
+// list returns the set's process IDs.
+func (s *procSet) list() []int {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]int, 0, len(s.pids))
+	for pid := range s.pids {
+		out = append(out, pid)
+	}
+	return out
 }
 
 // cpuMeter adds up, for one operation, the CPU time of the plugins it ran, as far as the

@@ -47,7 +47,8 @@ func TestProcessExec(t *testing.T) {
 	busy := writeScript(t, dir, "busy", `sh -c 'i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done'; echo '{"cniVersion":"1.0.0"}'`)
 	cniErr := writeScript(t, dir, "cnierr", `echo '{"cniVersion":"1.0.0","code":11,"msg":"try again"}'; exit 1`)
 	stderrOnly := writeScript(t, dir, "stderronly", `echo 'no such thing' >&2; exit 3`)
-	e := &pluginExec{inner: newDefaultExec()}
+	procs := &procSet{}
+	e := &pluginExec{inner: newDefaultExec(procs)}
 
 	ctx, m := withCPUMeter(t.Context())
 	out, err := e.ExecPlugin(ctx, busy, []byte(`{}`), []string{"CNI_COMMAND=ADD"})
@@ -57,6 +58,9 @@ func TestProcessExec(t *testing.T) {
 	cpu, known := m.total()
 	if !known || cpu <= 0 {
 		t.Errorf("CPU of a plugin whose child burnt CPU = %s, known %v; want > 0, true", cpu, known)
+	}
+	if pids := procs.list(); len(pids) != 0 {
+		t.Errorf("processes still listed after their plugin ended: %v", pids)
 	}
 
 	for _, tc := range []struct {

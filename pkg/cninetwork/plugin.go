@@ -135,8 +135,9 @@ func New(opts ...Option) (*Plugin, error) {
 		return nil, err
 	}
 	inner := o.exec
+	procs := &procSet{}
 	if inner == nil {
-		inner = newDefaultExec()
+		inner = newDefaultExec(procs)
 	}
 	exec := &pluginExec{inner: inner, passEnv: o.passEnv}
 
@@ -189,6 +190,9 @@ func New(opts ...Option) (*Plugin, error) {
 		pods:         make(map[string]*PodNetworkStatus),
 	}
 	p.podCIDRs.Store(&cidrs)
+	if o.exec == nil {
+		p.lanes.AddBound.SetChainProcs(procs.list)
+	}
 	return p, nil
 }
 
