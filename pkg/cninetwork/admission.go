@@ -143,15 +143,16 @@ type AddBound struct {
 	// Chains is how many recently finished set-ups, at most 64, the figures looked at.
 	Chains int
 	// Probing is true when the bound was last raised because set-ups queued while nothing
-	// finished and CPUs sat idle.
+	// finished and the plugins in flight were asleep.
 	Probing bool
 	// Reason says in a sentence why Bound is what it is.
 	Reason string
 }
 
 // AddBound returns the ADD bound in force and why. With AdmissionLimits.AdaptiveAdd the bound
-// is CPUs × (CPU + Wait) / CPU, at least Add and at most 128 per CPU: chains that compute keep
-// it at Add, chains that wait widen it until their CPU fills the CPUs (see the package doc).
+// is CPUs × (1 + 1.5 × Wait / CPU), at least Add and at most 128 per CPU: chains that compute
+// keep it near Add, chains that wait widen it until their CPU fills the CPUs (see the package
+// doc).
 func (p *Plugin) AddBound() AddBound {
 	e := p.lanes.AddBound.Estimate()
 	return AddBound{

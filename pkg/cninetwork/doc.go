@@ -30,22 +30,23 @@
 //
 // Operations on one sandbox are serialized, operations on different sandboxes run in
 // parallel within the admission bounds (see WithAdmission), and each is capped by the
-// operation timeout.
+// operation timeout. The Plugin registers its Prometheus metrics, labelled by operation_type
+// (set_up_pod, tear_down_pod, get_pod_network_status, check, status, gc), with the registerer
+// given by WithRegisterer, and logs one line per operation at V(4) through the logger of the
+// caller's context.
 //
 // By default the bound on set-ups follows what their plugins spend (AdmissionLimits.AdaptiveAdd,
 // Plugin.AddBound). The Plugin's executor measures each plugin's CPU time, and that of every
 // process it waited for, from the kernel's account when it is reaped; from each finished
 // set-up it learns the CPU its chains burn and the time they wait on something else, an IPAM
 // server, a delegate, address detection, per set of networks. The bound is then
-// CPUs × (CPU + wait) / CPU, as thread pools are sized, at least the CPU count and at most 128
-// per CPU: chains that compute keep it at the CPU count, where throughput peaks; chains that
-// wait 2 s on an IPAM server widen it until their CPU fills the CPUs. Only waiting every chain
-// pays counts (each network's 10th percentile), not waiting chains impose on each other on a
-// lock or a run queue, so contention never widens the bound. Before any chain of a new network
-// has finished, a queue that stands still with at least half a CPU idle widens the bound
-// every 50 ms, by the CPUs over those in use (2 to 8 times). With WithExec the executor's CPU times are unknown and the bound stays at its
-// floor. The Plugin registers its Prometheus metrics, labelled by operation_type
-// (set_up_pod, tear_down_pod, get_pod_network_status, check, status, gc), with the registerer
-// given by WithRegisterer, and logs one line per operation at V(4) through the logger of the
-// caller's context.
+// CPUs × (1 + 1.5 × wait / CPU), as thread pools are sized with half as much headroom again on
+// the wait, at least the CPU count and at most 128 per CPU: chains that compute keep it near
+// the CPU count, where throughput peaks; chains that wait 2 s on an IPAM server widen it until
+// their CPU fills the CPUs. Only waiting every chain pays counts (each network's 10th
+// percentile), not waiting chains impose on each other on a lock or a run queue, so contention
+// does not widen the bound. Before any chain of a new network has finished, a queue that
+// stands still while the plugins in flight are asleep (their process trees, read in /proc)
+// widens the bound every 50 ms, by the CPUs over those in use (2 to 8 times). With WithExec
+// the executor's CPU times are unknown and the bound stays at its floor.
 package cninetwork
