@@ -21,8 +21,8 @@
 #   BENCH_SWEEP_MAX         largest fixed ADD bound (default 8)
 #   BENCH_MICRO_COUNT       go test -count of the micro-benchmarks (default 6, for benchstat)
 #   BENCH_MULTINET_PODS     pods per variant of the multi-network scenario (default 50; quick 5)
-#   BENCH_ONLY=multinet     run only the multi-network scenario (tables to stdout and
-#                           ${BENCH_OUT}/multinet.md)
+#   BENCH_ONLY=multinet     run only the multi-network scenarios (tables, with where the
+#                           set-up's wall time goes, to stdout and ${BENCH_OUT}/multinet.md)
 #   BENCH_SKIP_TESTS=1      skip the benchmark's own tests (fairness of inputs, leak checks)
 #   BENCH_OUT               output directory (default _output/bench)
 #   CNI_BIN_DIR             real CNI plugins (default _output/cni/bin)
@@ -58,7 +58,7 @@ multinet_pods=${BENCH_MULTINET_PODS:-50}
 [[ ${quick} == 1 ]] && multinet_pods=${BENCH_MULTINET_PODS:-5}
 multinet() {
   echo "bench: a pod on three networks, ${multinet_pods} pods per variant" >&2
-  "${out}/cnibench" multinet -cni-bin-dir "${bin_dir}" -pods "${multinet_pods}" -markdown "${out}/multinet.md" >&2
+  "${out}/cnibench" multinet -breakdown -cni-bin-dir "${bin_dir}" -pods "${multinet_pods}" -markdown "${out}/multinet.md" >&2
 }
 if [[ ${BENCH_ONLY:-} == multinet ]]; then
   multinet

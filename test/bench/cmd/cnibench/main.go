@@ -8,7 +8,7 @@
 //	cnibench report -in FILE      rebuild the report and plots from a results file
 //	cnibench memory [-sandboxes]  measure the Plugin's RSS with live sandboxes (fake exec)
 //	cnibench micro-report -in FILE  summarise go test -bench output of test/bench/micro
-//	cnibench multinet [-pods]     a pod on three networks at once against one at a time
+//	cnibench multinet [-pods] [-breakdown]  pods on three networks at once against one at a time
 package main
 
 import (
