@@ -29,6 +29,9 @@ type attachment struct {
 	// extra is set for the pod's extra networks, whose capability args own holds.
 	extra bool
 	own   map[string]any
+	// defaultRoute holds the gateways the pod's default routes are to go through on this
+	// attachment, at most one per family.
+	defaultRoute []net.IP
 }
 
 // SetUpPod attaches the pod to its networks and returns its network status: first loopback
@@ -189,7 +192,32 @@ func (p *Plugin) attachAll(ctx context.Context, su *setUp) (*PodNetworkStatus, e
 		return nil, err
 	}
 	status.IPs = status.Attachments[0].IPs
+	if err := p.applyDefaultRoutes(su, status); err != nil {
+		return nil, err
+	}
 	return status, nil
+}
+
+// applyDefaultRoutes replaces the pod's default routes as its extra networks' default-route
+// asks, in plan order, once every attachment succeeded (a chain may install a default route of
+// its own), and marks in status the attachments the pod's default routes go through.
+func (p *Plugin) applyDefaultRoutes(su *setUp, status *PodNetworkStatus) error {
+	replaced := map[bool]bool{} // by "is IPv4"
+	for i, a := range su.plan {
+		if len(a.defaultRoute) == 0 {
+			continue
+		}
+		if err := replaceDefaultRoutes(su.pod.NetNS, a.ifName, a.defaultRoute); err != nil {
+			return fmt.Errorf("%s: network %q: default-route: %w", su.pod, a.network, err)
+		}
+		status.Attachments[i].Default = true
+		for _, gw := range a.defaultRoute {
+			replaced[gw.To4() != nil] = true
+		}
+	}
+	def := &status.Attachments[0]
+	def.Default = len(replaced) == 0 || slices.ContainsFunc(def.IPs, func(ip net.IP) bool { return !replaced[ip.To4() != nil] })
+	return nil
 }
 
 // attach runs ADD of one network for su's pod, which the caller noted in su.attempted, and
@@ -271,6 +299,9 @@ func (p *Plugin) plan(snap *confwatch.Snapshot, pod *Pod) ([]attachment, error) 
 		a := p.attachmentFor(n, ifName)
 		a.extra = true
 		a.own = ownCaps(x)
+		for _, gw := range x.DefaultRoute {
+			a.defaultRoute = append(a.defaultRoute, net.ParseIP(gw)) // checked by checkExtraNetworks
+		}
 		if args := bytes.TrimSpace(x.CNIArgs); len(args) > 0 && string(args) != "null" {
 			l, err := withCNIArgs(a.list, args)
 			if err != nil {
@@ -310,6 +341,7 @@ func checkExtraNetworks(pod *Pod) error {
 		return fmt.Errorf("%w: %s: annotation %s: %w", ErrInvalidPod, pod, NetworksAnnotation, pod.networksErr)
 	}
 	used := map[string]bool{defaultIfName: true, "lo": true}
+	gateways := map[bool]string{} // the network asking for the default route, by "is IPv4"
 	for i, x := range pod.ExtraNetworks {
 		if x.Network == "" {
 			return fmt.Errorf("%w: %s: extra network %d: no network name", ErrInvalidPod, pod, i)
@@ -319,8 +351,13 @@ func checkExtraNetworks(pod *Pod) error {
 		if err := sel.check(); err != nil {
 			return fmt.Errorf("%w: %s: extra network %q: %w", ErrInvalidPod, pod, x.Network, err)
 		}
-		if len(x.DefaultRoute) > 0 {
-			return fmt.Errorf("%w: %s: extra network %q: default-route is not supported", ErrInvalidPod, pod, x.Network)
+		for _, gw := range x.DefaultRoute {
+			v4 := net.ParseIP(gw).To4() != nil
+			if other, ok := gateways[v4]; ok {
+				return fmt.Errorf("%w: %s: extra network %q: default-route %s: the %s default route is already asked of network %q",
+					ErrInvalidPod, pod, x.Network, gw, family(v4), other)
+			}
+			gateways[v4] = x.Network
 		}
 		if x.IfName == "" {
 			continue
@@ -599,12 +636,20 @@ func (s *PodNetworkStatus) clone() *PodNetworkStatus {
 	}
 	out := &PodNetworkStatus{IPs: copyIPs(s.IPs), Attachments: make([]AttachmentStatus, len(s.Attachments))}
 	for i, a := range s.Attachments {
-		out.Attachments[i] = AttachmentStatus{Network: a.Network, IfName: a.IfName, IPs: copyIPs(a.IPs), MAC: a.MAC}
+		out.Attachments[i] = AttachmentStatus{Network: a.Network, IfName: a.IfName, IPs: copyIPs(a.IPs), MAC: a.MAC, Default: a.Default}
 		if a.DNS != nil {
 			out.Attachments[i].DNS = a.DNS.Copy()
 		}
 	}
 	return out
+}
+
+// family names an IP family.
+func family(v4 bool) string {
+	if v4 {
+		return "IPv4"
+	}
+	return "IPv6"
 }
 
 func ipBytes(ips []net.IP) int {
