@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
+	"golang.org/x/sys/unix"
 )
 
 // mnTracer is the executor of the breakdown: it runs plugins as libcni's RawExec does (pipes
@@ -38,6 +40,7 @@ type mnTracer struct {
 	self  time.Duration
 	cgCPU time.Duration
 	cgRQ  time.Duration
+	idle  time.Duration
 }
 
 var _ invoke.Exec = (*mnTracer)(nil)
@@ -48,6 +51,9 @@ type mnExec struct {
 	t0, t1, t2    time.Time // before fork, after exec returned to the caller, after wait
 	cpu           time.Duration
 	nvcsw, nivcsw int64
+	// startCPU and waitCPU are the shim's CPU time in forking and execing the plugin, and in
+	// waiting for and reaping it.
+	startCPU, waitCPU time.Duration
 }
 
 // mnSample is one traced set-up.
@@ -59,6 +65,9 @@ type mnSample struct {
 	cgCPU      time.Duration // the cgroup's CPU: the shim and every plugin
 	cgRQ       time.Duration // the cgroup's CPU pressure "some": time a task of it waited for a CPU
 	cgroupRead bool
+	// idle is the machine's idle time, summed over its CPUs, from /proc/stat: in ticks of
+	// 10 ms, so only its mean over many set-ups means something.
+	idle time.Duration
 }
 
 // ExecPlugin implements invoke.Exec.
@@ -68,13 +77,19 @@ func (t *mnTracer) ExecPlugin(ctx context.Context, pluginPath string, stdinData 
 	c.Env = environ
 	c.Stdin = bytes.NewReader(stdinData)
 	c.Stdout, c.Stderr = &stdout, &stderr
+	// On one thread throughout, whose CPU time is then this goroutine's: forking and
+	// execing, and waiting for and reaping the plugin.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	c0 := threadCPU()
 	t0 := time.Now()
 	err := c.Start()
 	t1 := time.Now()
+	c1 := threadCPU()
 	if err == nil {
 		err = c.Wait()
 	}
-	e := mnExec{t0: t0, t1: t1, t2: time.Now()}
+	e := mnExec{t0: t0, t1: t1, t2: time.Now(), startCPU: c1 - c0, waitCPU: threadCPU() - c1}
 	if c.ProcessState != nil {
 		if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			e.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
@@ -123,7 +138,7 @@ func (t *mnTracer) begin() {
 	cpu, rq, _ := t.cg.read()
 	t.mu.Lock()
 	t.on, t.execs = true, nil
-	t.self, t.cgCPU, t.cgRQ = selfCPU(), cpu, rq
+	t.self, t.cgCPU, t.cgRQ, t.idle = selfCPU(), cpu, rq, machineIdle()
 	t.mu.Unlock()
 }
 
@@ -132,13 +147,40 @@ func (t *mnTracer) end(start time.Time, wall time.Duration) (mnSample, bool) {
 	if t == nil {
 		return mnSample{}, false
 	}
-	self := selfCPU()
+	self, idle := selfCPU(), machineIdle()
 	cpu, rq, ok := t.cg.read()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.on = false
 	return mnSample{start: start, wall: wall, execs: t.execs, self: self - t.self,
-		cgCPU: cpu - t.cgCPU, cgRQ: rq - t.cgRQ, cgroupRead: ok}, true
+		cgCPU: cpu - t.cgCPU, cgRQ: rq - t.cgRQ, cgroupRead: ok, idle: idle - t.idle}, true
+}
+
+// machineIdle returns the idle and iowait time of every CPU of the machine since boot.
+func machineIdle() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait ...
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0
+	}
+	var ticks int64
+	for _, v := range f[4:6] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
+func threadCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func selfCPU() time.Duration {
@@ -358,6 +400,19 @@ func (r *mnResult) breakdownMarkdown() string {
 				return float64(d.Microseconds()) / 1000 / float64(max(1, len(s.execs)))
 			}))
 		}},
+		{"shim's CPU forking + execing / waiting for + reaping, per plugin run", func(v int) string {
+			per := func(f func(e mnExec) time.Duration) time.Duration {
+				return time.Duration(mean(v, func(s mnSample) float64 {
+					var d time.Duration
+					for _, e := range s.execs {
+						d += f(e)
+					}
+					return float64(d) / float64(max(1, len(s.execs)))
+				}))
+			}
+			return fmt.Sprintf("%.2f / %.2f ms", float64(per(func(e mnExec) time.Duration { return e.startCPU }).Microseconds())/1000,
+				float64(per(func(e mnExec) time.Duration { return e.waitCPU }).Microseconds())/1000)
+		}},
 		{"plugins' CPU (wait4 rusage)", func(v int) string {
 			return ms(p50(v, func(s mnSample) time.Duration {
 				var d time.Duration
@@ -394,11 +449,22 @@ func (r *mnResult) breakdownMarkdown() string {
 		{"shim's CPU (this process)", func(v int) string { return ms(p50(v, func(s mnSample) time.Duration { return s.self })) }},
 	}
 	if len(r.samples[0]) > 0 && r.samples[0][0].cgroupRead {
+		meanD := func(v int, f func(s mnSample) time.Duration) time.Duration {
+			return time.Duration(mean(v, func(s mnSample) float64 { return float64(f(s)) }))
+		}
+		cores := time.Duration(runtime.NumCPU())
 		rows = append(rows,
 			row{"CPU of shim + plugins (cgroup cpu.stat)", func(v int) string { return ms(p50(v, func(s mnSample) time.Duration { return s.cgCPU })) }},
 			row{"time some task of theirs waited for a CPU (cgroup cpu.pressure some)", func(v int) string {
 				return ms(p50(v, func(s mnSample) time.Duration { return s.cgRQ }))
-			}})
+			}},
+			row{fmt.Sprintf("mean wall × %d CPUs = shim + plugins", cores), func(v int) string {
+				return fmt.Sprintf("%s = %s", ms(cores*meanD(v, func(s mnSample) time.Duration { return s.wall })), ms(meanD(v, func(s mnSample) time.Duration { return s.cgCPU })))
+			}},
+			row{"  + the machine's other processes", func(v int) string {
+				return ms(meanD(v, func(s mnSample) time.Duration { return cores*s.wall - s.cgCPU - s.idle }))
+			}},
+			row{"  + idle (/proc/stat)", func(v int) string { return ms(meanD(v, func(s mnSample) time.Duration { return s.idle })) }})
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Where the set-up's wall time goes (%s; p50 over the pods, context switches a mean):\n\n", r.sc.title)
