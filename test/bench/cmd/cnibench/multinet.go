@@ -17,6 +17,8 @@ import (
 	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/test/bench/internal/runner"
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/version"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
 )
@@ -44,7 +46,8 @@ type mnScenario struct {
 	links []string
 	// setUp, if set, creates what the networks need (a macvlan parent) and returns its undo.
 	setUp func() (func() error, error)
-	// control marks a scenario measured only for the breakdown.
+	// control marks a scenario measured only for the breakdown and the comparison of
+	// executors.
 	control bool
 }
 
@@ -134,6 +137,7 @@ func multinetCmd(ctx context.Context, args []string) error {
 	md := fs.String("markdown", "", "write the markdown tables here too")
 	breakdown := fs.Bool("breakdown", false, "trace every plugin run and add where the wall time goes (and the control scenario)")
 	only := fs.String("scenario", "", "run only the scenarios whose title contains this")
+	compare := fs.Bool("compare-exec", false, "add a row: the pod on all networks at once, its plugins run through libcni's executor (which reaps them in a blocking waitid) rather than the Plugin's own")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -154,19 +158,19 @@ func multinetCmd(ctx context.Context, args []string) error {
 		}()
 	}
 	for _, sc := range mnScenarios {
-		if sc.control && !*breakdown || !strings.Contains(sc.title, *only) {
+		if sc.control && !*breakdown && !*compare || !strings.Contains(sc.title, *only) {
 			continue
 		}
-		var tr *mnTracer
+		var ex invoke.Exec
 		if *breakdown {
-			tr = &mnTracer{cg: cg}
+			ex = &mnTracer{cg: cg}
 		}
-		r, err := sc.run(ctx, *binDir, *pods, tr)
+		r, err := sc.run(ctx, *binDir, *pods, ex, *compare)
 		if err != nil {
 			return err
 		}
 		out := r.markdown()
-		if tr != nil {
+		if *breakdown {
 			out += r.breakdownMarkdown()
 		}
 		fmt.Print(out)
@@ -193,9 +197,11 @@ type mnResult struct {
 }
 
 // run measures sc with pods pods per variant, the variants interleaved pod after pod so the
-// machine's drift hits each alike; teardowns are not timed. tr, if not nil, traces every
-// plugin run.
-func (sc *mnScenario) run(ctx context.Context, binDir string, pods int, tr *mnTracer) (_ *mnResult, retErr error) {
+// machine's drift hits each alike; teardowns are not timed. ex, if not nil, runs the plugins;
+// an *mnTracer traces every plugin run. compare adds the variant of the pod on all networks
+// at once through libcni's executor.
+func (sc *mnScenario) run(ctx context.Context, binDir string, pods int, ex invoke.Exec, compare bool) (_ *mnResult, retErr error) {
+	tr, _ := ex.(*mnTracer)
 	root, err := os.MkdirTemp("", "cnibench-multinet-")
 	if err != nil {
 		return nil, err
@@ -222,7 +228,7 @@ func (sc *mnScenario) run(ctx context.Context, binDir string, pods int, tr *mnTr
 			_ = p.Close()
 		}
 	}()
-	newPlugin := func(dir string, alone bool, nets ...mnNetwork) (*cninetwork.Plugin, error) {
+	newPlugin := func(dir string, ex invoke.Exec, alone bool, nets ...mnNetwork) (*cninetwork.Plugin, error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, err
 		}
@@ -239,8 +245,8 @@ func (sc *mnScenario) run(ctx context.Context, binDir string, pods int, tr *mnTr
 		}
 		opts := []cninetwork.Option{cninetwork.WithConfDir(dir), cninetwork.WithBinDirs(binDir),
 			cninetwork.WithCacheDir(filepath.Join(dir, "cache")), cninetwork.WithRegisterer(prometheus.NewRegistry())}
-		if tr != nil {
-			opts = append(opts, cninetwork.WithExec(tr))
+		if ex != nil {
+			opts = append(opts, cninetwork.WithExec(ex))
 		}
 		p, err := cninetwork.New(opts...)
 		if err != nil {
@@ -261,13 +267,20 @@ func (sc *mnScenario) run(ctx context.Context, binDir string, pods int, tr *mnTr
 		}
 		return p, nil
 	}
-	all, err := newPlugin(filepath.Join(root, "all"), false, sc.nets...)
+	all, err := newPlugin(filepath.Join(root, "all"), ex, false, sc.nets...)
 	if err != nil {
 		return nil, fmt.Errorf("multinet: %w", err)
 	}
+	var allLibcni *cninetwork.Plugin
+	if compare {
+		libcniExec := &invoke.DefaultExec{RawExec: &invoke.RawExec{}, PluginDecoder: version.PluginDecoder{}}
+		if allLibcni, err = newPlugin(filepath.Join(root, "all-libcni-exec"), libcniExec, false, sc.nets...); err != nil {
+			return nil, fmt.Errorf("multinet: %w", err)
+		}
+	}
 	alone := make([]*cninetwork.Plugin, n)
 	for i := range alone {
-		if alone[i], err = newPlugin(filepath.Join(root, "alone", sc.nets[i].name), true, sc.nets[i]); err != nil {
+		if alone[i], err = newPlugin(filepath.Join(root, "alone", sc.nets[i].name), ex, true, sc.nets[i]); err != nil {
 			return nil, fmt.Errorf("multinet: %w", err)
 		}
 	}
@@ -291,7 +304,11 @@ func (sc *mnScenario) run(ctx context.Context, binDir string, pods int, tr *mnTr
 		extra = append(extra, x)
 	}
 
-	r := &mnResult{sc: sc, pods: pods, lat: make([][]time.Duration, n+2), cpu: make([]time.Duration, n+2), self: make([]time.Duration, n+2)}
+	nv := n + 2
+	if compare {
+		nv++
+	}
+	r := &mnResult{sc: sc, pods: pods, lat: make([][]time.Duration, nv), cpu: make([]time.Duration, nv), self: make([]time.Duration, nv)}
 	if tr != nil {
 		r.samples = make([][]mnSample, n+1)
 	}
@@ -330,6 +347,13 @@ func (sc *mnScenario) run(ctx context.Context, binDir string, pods int, tr *mnTr
 			return nil, err
 		}
 		r.lat[n] = append(r.lat[n], d)
+		if compare {
+			d, err := setUpTearDown(n+2, allLibcni, ns[n], extra)
+			if err != nil {
+				return nil, err
+			}
+			r.lat[n+2] = append(r.lat[n+2], d)
+		}
 		// One after another: the single-network set-ups back to back, timed as one.
 		var sum time.Duration
 		for i := range n {
@@ -431,6 +455,9 @@ func (r *mnResult) markdown() string {
 		rows = append(rows, fmt.Sprintf("network %s `%s` alone%s", names[i], nw.name, what))
 	}
 	rows = append(rows, strings.Join(names, " + ")+" at once (annotation path)", strings.Join(names, ", ")+" one after another")
+	if len(r.lat) > n+2 {
+		rows = append(rows, strings.Join(names, " + ")+" at once, plugins reaped in a blocking waitid (libcni's executor)")
+	}
 	for i, row := range rows {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", row, ms(p50(i)), ms(p99(i)), ms(r.cpu[i]/time.Duration(r.pods)), ms(r.self[i]/time.Duration(r.pods)))
 	}
@@ -443,6 +470,9 @@ func (r *mnResult) markdown() string {
 	fmt.Fprintf(&b, "\n| ratio (p50) | value |\n|---|--:|\n")
 	fmt.Fprintf(&b, "| at once / slowest alone (target ≤ %.2f) | %.2f (%s) |\n", multinetTarget, ratio, verdict)
 	fmt.Fprintf(&b, "| one after another / at once | %.2f |\n", float64(p50(n+1))/float64(p50(n)))
+	if len(r.lat) > n+2 {
+		fmt.Fprintf(&b, "| at once through libcni's executor / at once | %.2f |\n", float64(p50(n+2))/float64(p50(n)))
+	}
 	// However the chains overlap, at once cannot beat the CPU time it takes spread over every
 	// CPU of the machine: the plugins', and the shim's own (it forks, waits for and reaps
 	// every plugin process, and the kernel bills it for that).

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cnishim/cnishim/internal/procwait"
 	"github.com/cnishim/cnishim/test/bench/internal/runner"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
@@ -26,7 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mnTracer is the executor of the breakdown: it runs plugins as libcni's RawExec does (pipes
+// mnTracer is the executor of the breakdown: it runs plugins as the Plugin's executor does (pipes
 // for stdin, stdout and stderr) and records, for each ADD of a traced set-up, when the plugin
 // was forked, when exec returned to the caller, when it ended, and its CPU time and context
 // switches from wait4's rusage (which includes the plugin's own reaped children: bridge's
@@ -87,6 +88,7 @@ func (t *mnTracer) ExecPlugin(ctx context.Context, pluginPath string, stdinData 
 	t1 := time.Now()
 	c1 := threadCPU()
 	if err == nil {
+		procwait.AwaitExit(c.Process) // as the Plugin's executor does
 		err = c.Wait()
 	}
 	e := mnExec{t0: t0, t1: t1, t2: time.Now(), startCPU: c1 - c0, waitCPU: threadCPU() - c1}
