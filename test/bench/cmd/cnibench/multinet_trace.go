@@ -52,9 +52,8 @@ type mnExec struct {
 	t0, t1, t2    time.Time // before fork, after exec returned to the caller, after wait
 	cpu           time.Duration
 	nvcsw, nivcsw int64
-	// startCPU and waitCPU are the shim's CPU time in forking and execing the plugin, and in
-	// waiting for and reaping it.
-	startCPU, waitCPU time.Duration
+	// startCPU is the shim's CPU time in forking and execing the plugin.
+	startCPU time.Duration
 }
 
 // mnSample is one traced set-up.
@@ -78,20 +77,19 @@ func (t *mnTracer) ExecPlugin(ctx context.Context, pluginPath string, stdinData 
 	c.Env = environ
 	c.Stdin = bytes.NewReader(stdinData)
 	c.Stdout, c.Stderr = &stdout, &stderr
-	// On one thread throughout, whose CPU time is then this goroutine's: forking and
-	// execing, and waiting for and reaping the plugin.
+	// On one thread, whose CPU time is then this goroutine's, while it forks and execs.
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	c0 := threadCPU()
 	t0 := time.Now()
 	err := c.Start()
 	t1 := time.Now()
 	c1 := threadCPU()
+	runtime.UnlockOSThread()
 	if err == nil {
 		procwait.AwaitExit(c.Process) // as the Plugin's executor does
 		err = c.Wait()
 	}
-	e := mnExec{t0: t0, t1: t1, t2: time.Now(), startCPU: c1 - c0, waitCPU: threadCPU() - c1}
+	e := mnExec{t0: t0, t1: t1, t2: time.Now(), startCPU: c1 - c0}
 	if c.ProcessState != nil {
 		if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			e.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
@@ -402,18 +400,14 @@ func (r *mnResult) breakdownMarkdown() string {
 				return float64(d.Microseconds()) / 1000 / float64(max(1, len(s.execs)))
 			}))
 		}},
-		{"shim's CPU forking + execing / waiting for + reaping, per plugin run", func(v int) string {
-			per := func(f func(e mnExec) time.Duration) time.Duration {
-				return time.Duration(mean(v, func(s mnSample) float64 {
-					var d time.Duration
-					for _, e := range s.execs {
-						d += f(e)
-					}
-					return float64(d) / float64(max(1, len(s.execs)))
-				}))
-			}
-			return fmt.Sprintf("%.2f / %.2f ms", float64(per(func(e mnExec) time.Duration { return e.startCPU }).Microseconds())/1000,
-				float64(per(func(e mnExec) time.Duration { return e.waitCPU }).Microseconds())/1000)
+		{"shim's CPU forking + execing, mean per plugin run", func(v int) string {
+			return fmt.Sprintf("%.2f ms", mean(v, func(s mnSample) float64 {
+				var d time.Duration
+				for _, e := range s.execs {
+					d += e.startCPU
+				}
+				return float64(d.Microseconds()) / 1000 / float64(max(1, len(s.execs)))
+			}))
 		}},
 		{"plugins' CPU (wait4 rusage)", func(v int) string {
 			return ms(p50(v, func(s mnSample) time.Duration {
