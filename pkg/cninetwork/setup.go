@@ -34,16 +34,17 @@ type attachment struct {
 	defaultRoute []net.IP
 }
 
-// SetUpPod attaches the pod to its networks and returns its network status: first loopback
-// (see LoopbackMode), then the default network on eth0 and pod.ExtraNetworks side by side,
-// their chains being independent. The status lists the default network first, then the extra
-// networks in order, and its pod IPs are the default network's. The pod is checked before any
-// plugin runs (errors wrap ErrInvalidPod), and the default network is read once from the
-// current snapshot (ErrNotReady without one). If any attachment fails, every attachment tried,
-// the failed one included, is deleted again (side by side, loopback last) before SetUpPod
-// returns, under a fresh budget of the operation timeout that the caller's cancellation does
-// not cut short; the error names the pod, the network and the plugin. A sandbox that is already
-// set up is refused (tear it down first).
+// SetUpPod attaches the pod to its networks and returns its network status: first loopback (see
+// LoopbackMode), then the default network on eth0 and pod.ExtraNetworks side by side, their
+// chains being independent; once all are attached, it moves the pod's default routes as the
+// extra networks ask (NetworkAttachment.DefaultRoute). The status lists the default network
+// first, then the extra networks in order, and its pod IPs are the default network's. The pod
+// is checked before any plugin runs (errors wrap ErrInvalidPod), and the default network is
+// read once from the current snapshot (ErrNotReady without one). If any attachment fails, every
+// attachment tried, the failed one included, is deleted again (side by side, loopback last)
+// before SetUpPod returns, under a fresh budget of the operation timeout that the caller's
+// cancellation does not cut short; the error names the pod, the network and the plugin. A
+// sandbox that is already set up is refused (tear it down first).
 //
 // SetUpPod blocks while another operation on the same sandbox runs, and for at most the
 // operation timeout; past it, plugins are killed and the error wraps ErrTimeout.
@@ -155,9 +156,9 @@ func (su *setUp) recorded(loopbackList *libcni.NetworkConfigList) []*libcni.Netw
 
 // attachAll attaches su's pod to loopback (see LoopbackMode), then to all its networks side by
 // side, the default network and the extra networks alike (their chains are independent), and
-// returns the pod's status, the default network first. It stops at a failure of loopback, and
-// after every network's chain has ended when one of them fails; su.attempted then says what to
-// roll back.
+// returns the pod's status, the default network first; then it moves the pod's default routes
+// as the extra networks' default-route asks. It stops at a failure of loopback, and after every
+// network's chain has ended when one of them fails; su.attempted then says what to roll back.
 func (p *Plugin) attachAll(ctx context.Context, su *setUp) (*PodNetworkStatus, error) {
 	switch p.opts.loopback {
 	case LoopbackInProcess:
@@ -192,7 +193,7 @@ func (p *Plugin) attachAll(ctx context.Context, su *setUp) (*PodNetworkStatus, e
 		return nil, err
 	}
 	status.IPs = status.Attachments[0].IPs
-	if err := p.applyDefaultRoutes(su, status); err != nil {
+	if err := su.applyDefaultRoutes(status); err != nil {
 		return nil, err
 	}
 	return status, nil
@@ -201,7 +202,7 @@ func (p *Plugin) attachAll(ctx context.Context, su *setUp) (*PodNetworkStatus, e
 // applyDefaultRoutes replaces the pod's default routes as its extra networks' default-route
 // asks, in plan order, once every attachment succeeded (a chain may install a default route of
 // its own), and marks in status the attachments the pod's default routes go through.
-func (p *Plugin) applyDefaultRoutes(su *setUp, status *PodNetworkStatus) error {
+func (su *setUp) applyDefaultRoutes(status *PodNetworkStatus) error {
 	replaced := map[bool]bool{} // by "is IPv4"
 	for i, a := range su.plan {
 		if len(a.defaultRoute) == 0 {
