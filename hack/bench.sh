@@ -40,8 +40,8 @@
 #   BENCH_MIXED_BOUNDS      fixed ADD bounds of the mixed storms, 0 unbounded
 #                           (default 2,4,8,16,32,64,0)
 #   BENCH_MULTINET_PODS     pods per variant of the multi-network scenario (default 50; quick 5)
-#   BENCH_ONLY=multinet     run only the multi-network scenario (tables to stdout and
-#                           ${BENCH_OUT}/multinet.md)
+#   BENCH_ONLY=multinet     run only the multi-network scenarios (tables, with where the
+#                           set-up's wall time goes, to stdout and ${BENCH_OUT}/multinet.md)
 #   BENCH_ONLY=slow-ipam    run only the slow-IPAM storms and the mixed storm (after the
 #                           harness tests): tables to stdout and ${BENCH_OUT}/slow-ipam.md, raw
 #                           figures to ${BENCH_OUT}/slow-ipam.json, the plot to docs/ (quick:
@@ -81,7 +81,7 @@ multinet_pods=${BENCH_MULTINET_PODS:-50}
 [[ ${quick} == 1 ]] && multinet_pods=${BENCH_MULTINET_PODS:-5}
 multinet() {
   echo "bench: a pod on three networks, ${multinet_pods} pods per variant" >&2
-  "${out}/cnibench" multinet -cni-bin-dir "${bin_dir}" -pods "${multinet_pods}" -markdown "${out}/multinet.md" >&2
+  "${out}/cnibench" multinet -breakdown -cni-bin-dir "${bin_dir}" -pods "${multinet_pods}" -markdown "${out}/multinet.md" >&2
 }
 if [[ ${BENCH_ONLY:-} == multinet ]]; then
   multinet

@@ -125,7 +125,8 @@ func WithStatusInterval(d time.Duration) Option {
 	return func(o *options) { o.statusInterval = d }
 }
 
-// WithExec replaces libcni's plugin executor; for tests.
+// WithExec replaces the executor of plugin binaries (by default, libcni's way of running them,
+// waiting for each plugin's exit in the runtime's network poller); for tests.
 func WithExec(e invoke.Exec) Option { return func(o *options) { o.exec = e } }
 
 // WithPluginEnv says whether plugins inherit the runtime's whole environment. By default

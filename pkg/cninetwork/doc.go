@@ -25,8 +25,9 @@
 // forms, PodFromSandboxConfig fills Pod.ExtraNetworks from it). A network is a valid network of
 // the configuration directory, selected by name; a selection's namespace may only be empty,
 // the pod's own or "default" (see NetworkSelection). A selection's ips, mac, portMappings and
-// bandwidth become capability args of that network alone, and its cni-args the "args": {"cni":
-// ...} of its plugins' configuration.
+// bandwidth become capability args of that network alone, its cni-args the "args": {"cni":
+// ...} of its plugins' configuration, and its default-route the pod's default route once every
+// network is attached (see NetworkAttachment.DefaultRoute).
 //
 // Operations on one sandbox are serialized, operations on different sandboxes run in
 // parallel within the admission bounds (see WithAdmission), and each is capped by the

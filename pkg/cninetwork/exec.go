@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cnishim/cnishim/internal/pluginenv"
+	"github.com/cnishim/cnishim/internal/procwait"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
@@ -40,8 +41,15 @@ func newDefaultExec(procs *procSet) invoke.Exec { return &processExec{procs: pro
 // stdout is empty; retried while the binary is being written), and in addition reports each
 // plugin's CPU time, with that of every process it waited for, to the operation's cpuMeter.
 // A plugin's stderr is returned in its error when it fails, and dropped when it succeeds: a
-// library does not write to its process's stderr. Unlike libcni's executor it passes no
-// OpenTelemetry trace context to plugins (cnishim makes no spans).
+// library does not write to its process's stderr.
+//
+// Unlike libcni's executor, it waits for the plugin to exit in the Go runtime's network poller
+// before reaping it (procwait.AwaitExit): os/exec reaps in a blocking waitid, and the goroutine
+// keeps its P through it until the runtime's monitor takes the P back, which can be 10 ms
+// later; with a pod's chains side by side, GOMAXPROCS chains waiting for their plugins left
+// the other chains, and the goroutines that feed and drain their plugins' stdin and stdout,
+// without a P while the CPUs idled. And it passes no OpenTelemetry trace context to plugins
+// (the Plugin starts no spans).
 type processExec struct {
 	version.PluginDecoder
 	// procs lists the plugin processes of set-ups (operations with a cpuMeter) while they run.
@@ -70,6 +78,7 @@ func (e *processExec) ExecPlugin(ctx context.Context, pluginPath string, stdinDa
 			if listed {
 				e.procs.add(c.Process.Pid)
 			}
+			procwait.AwaitExit(c.Process)
 			err = c.Wait()
 			if listed {
 				e.procs.remove(c.Process.Pid)

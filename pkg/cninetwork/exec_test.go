@@ -2,12 +2,9 @@ package cninetwork
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/containernetworking/cni/pkg/types"
 )
 
 func TestPluginExecTrace(t *testing.T) {
@@ -39,14 +36,12 @@ func writeScript(t *testing.T, dir, name, body string) string {
 	return path
 }
 
-// TestProcessExec: the default executor returns what a plugin prints, reports the CPU time of
-// the plugin and of what it waited for, and turns a failure into the CNI error libcni would.
-func TestProcessExec(t *testing.T) {
+// TestProcessExecCPU: the default executor reports the CPU time of the plugin and of what it
+// waited for, and lists a set-up's plugin only while it runs.
+func TestProcessExecCPU(t *testing.T) {
 	dir := t.TempDir()
 	// The CPU is burnt by a child the plugin waits for, as host-local under bridge.
 	busy := writeScript(t, dir, "busy", `sh -c 'i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done'; echo '{"cniVersion":"1.0.0"}'`)
-	cniErr := writeScript(t, dir, "cnierr", `echo '{"cniVersion":"1.0.0","code":11,"msg":"try again"}'; exit 1`)
-	stderrOnly := writeScript(t, dir, "stderronly", `echo 'no such thing' >&2; exit 3`)
 	procs := &procSet{}
 	e := &pluginExec{inner: newDefaultExec(procs)}
 
@@ -61,21 +56,6 @@ func TestProcessExec(t *testing.T) {
 	}
 	if pids := procs.list(); len(pids) != 0 {
 		t.Errorf("processes still listed after their plugin ended: %v", pids)
-	}
-
-	for _, tc := range []struct {
-		path string
-		code uint
-		msg  string
-	}{
-		{cniErr, 11, "try again"},
-		{stderrOnly, 0, `netplugin failed: "no such thing\n": exit status 3`},
-	} {
-		_, err := e.ExecPlugin(t.Context(), tc.path, []byte(`{}`), []string{"CNI_COMMAND=ADD"})
-		var ce *types.Error
-		if !errors.As(err, &ce) || ce.Code != tc.code || ce.Msg != tc.msg {
-			t.Errorf("ExecPlugin(%s) = %v; want CNI error %d %q", filepath.Base(tc.path), err, tc.code, tc.msg)
-		}
 	}
 
 	// An executor that reports no CPU time leaves the meter's total unknown.

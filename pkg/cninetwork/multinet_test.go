@@ -101,7 +101,10 @@ func TestNetworksAnnotationRefusals(t *testing.T) {
 		{"eth0", "net-b@eth0", `interface "eth0" is already used`},
 		{"lo", "net-b@lo", `interface "lo" is already used`},
 		{"duplicate interface", "net-b@net1,default/net-b@net1", `interface "net1" is already used`},
-		{"default route", `[{"name":"net-b","default-route":["10.0.0.1"]}]`, "default-route is not supported"},
+		{"two IPv4 default routes", `[{"name":"net-b","default-route":["10.0.0.1","10.0.0.2"]}]`,
+			`default-route 10.0.0.2: the IPv4 default route is already asked of network "net-b"`},
+		{"two networks' IPv6 default routes", `[{"name":"net-b","interface":"net1","default-route":["fd00::1"]},{"name":"net-a","interface":"net2","default-route":["10.0.0.1","fd00::2"]}]`,
+			`extra network "net-a": default-route fd00::2: the IPv6 default route is already asked of network "net-b"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -385,5 +388,47 @@ func TestDefaultNetworkFailureRollsBackExtra(t *testing.T) {
 	}
 	if _, err := p.GetPodNetworkStatus(t.Context(), &Pod{SandboxID: "s1"}); err == nil {
 		t.Fatal("status of a pod whose set-up failed: no error")
+	}
+}
+
+// TestDefaultRoutePlanned: a default-route of one gateway per family, on one network or
+// several, is accepted, and its gateways go with that network's attachment alone.
+func TestDefaultRoutePlanned(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, bridgeNet), network(t, otherNet))
+	p := newTestPlugin(t, fe, src)
+	for _, tt := range []struct {
+		name, annotation string
+		want             [][]string // gateways of each extra network's attachment
+	}{
+		{"both families on one", `[{"name":"net-b","default-route":["10.0.0.1","fd00::1"]}]`, [][]string{{"10.0.0.1", "fd00::1"}}},
+		{"one family each", `[{"name":"net-b","interface":"net1","default-route":["fd00::1"]},{"name":"net-a","interface":"net2"},{"name":"net-b","interface":"net3","default-route":["10.0.0.1"]}]`,
+			[][]string{{"fd00::1"}, nil, {"10.0.0.1"}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := PodFromSandboxConfig("s1", netnsPath, &runtimeapi.PodSandboxConfig{
+				Metadata:    &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "team-a", Uid: "u1"},
+				Annotations: map[string]string{NetworksAnnotation: tt.annotation},
+			})
+			if err := pod.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			plan, err := p.plan(p.Snapshot(), pod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(plan[0].defaultRoute) != 0 || len(plan) != 1+len(tt.want) {
+				t.Fatalf("plan %+v; want no default-route on the default network and %d extra networks", plan, len(tt.want))
+			}
+			for i, want := range tt.want {
+				var got []string
+				for _, gw := range plan[1+i].defaultRoute {
+					got = append(got, gw.String())
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("extra network %d: default-route %v; want %v", i, got, want)
+				}
+			}
+		})
 	}
 }

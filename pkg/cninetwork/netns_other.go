@@ -2,9 +2,17 @@
 
 package cninetwork
 
-import "errors"
+import (
+	"errors"
+	"net"
+)
 
 // loopbackUp is not supported off Linux; use LoopbackPlugin or LoopbackOff.
 func loopbackUp(path string) error {
 	return errors.New("in-process loopback needs Linux; use LoopbackPlugin or LoopbackOff")
+}
+
+// replaceDefaultRoutes is not supported off Linux.
+func replaceDefaultRoutes(path, ifName string, gateways []net.IP) error {
+	return errors.New("default-route needs Linux")
 }

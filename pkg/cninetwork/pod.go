@@ -59,8 +59,11 @@ type NetworkAttachment struct {
 	// CNIArgs, a JSON object, is passed to each of the network's plugins as "args":
 	// {"cni": CNIArgs} in its configuration.
 	CNIArgs json.RawMessage
-	// DefaultRoute asks for the pod's default route through this network's gateways. It is
-	// not supported: SetUpPod refuses a non-empty one rather than ignore it.
+	// DefaultRoute asks for the pod's default route through this network: gateway IPs, at
+	// most one per IP family across all the pod's networks. Once every attachment succeeded,
+	// SetUpPod replaces, in the pod's netns, the default routes of each family named (main
+	// table) with one via the gateway on this network's interface; if that fails, the pod is
+	// rolled back like any failed set-up. The attachment is then its status's Default one.
 	DefaultRoute []string
 }
 
@@ -86,6 +89,12 @@ type AttachmentStatus struct {
 	MAC string
 	// DNS holds the DNS settings the network's result gives, or nil.
 	DNS *types.DNS
+	// Default reports that the pod's default route goes through this attachment: true for
+	// the extra networks whose DefaultRoute SetUpPod applied, and for the default network
+	// unless they replaced the default route of every IP family it has an address of. A
+	// status rebuilt from libcni's cache (after the Plugin restarted) marks the default
+	// network alone.
+	Default bool
 }
 
 // CRI converts the status into the CRI's form: the primary IP and the additional IPs. It

@@ -93,5 +93,6 @@ func (p *Plugin) statusFromCache(pod *Pod) (*PodNetworkStatus, error) {
 		st.Attachments = append(st.Attachments, as)
 	}
 	st.IPs = st.Attachments[0].IPs
+	st.Attachments[0].Default = true // the cache does not say whether a default-route moved it
 	return st, nil
 }

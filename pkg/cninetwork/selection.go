@@ -44,7 +44,8 @@ type NetworkSelection struct {
 	IPs []string `json:"ips,omitempty"`
 	// MAC is the MAC address the pod asks for on the network (the "mac" capability).
 	MAC string `json:"mac,omitempty"`
-	// DefaultRoute holds gateways to route the pod's default traffic through this network.
+	// DefaultRoute holds gateways, at most one per IP family, to route the pod's default
+	// traffic through this network: see NetworkAttachment.DefaultRoute.
 	DefaultRoute []string `json:"default-route,omitempty"`
 	// PortMappings are host ports to forward to the pod on this network (the "portMappings"
 	// capability).

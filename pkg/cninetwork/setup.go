@@ -29,18 +29,22 @@ type attachment struct {
 	// extra is set for the pod's extra networks, whose capability args own holds.
 	extra bool
 	own   map[string]any
+	// defaultRoute holds the gateways the pod's default routes are to go through on this
+	// attachment, at most one per family.
+	defaultRoute []net.IP
 }
 
-// SetUpPod attaches the pod to its networks and returns its network status: first loopback
-// (see LoopbackMode), then the default network on eth0 and pod.ExtraNetworks side by side,
-// their chains being independent. The status lists the default network first, then the extra
-// networks in order, and its pod IPs are the default network's. The pod is checked before any
-// plugin runs (errors wrap ErrInvalidPod), and the default network is read once from the
-// current snapshot (ErrNotReady without one). If any attachment fails, every attachment tried,
-// the failed one included, is deleted again (side by side, loopback last) before SetUpPod
-// returns, under a fresh budget of the operation timeout that the caller's cancellation does
-// not cut short; the error names the pod, the network and the plugin. A sandbox that is already
-// set up is refused (tear it down first).
+// SetUpPod attaches the pod to its networks and returns its network status: first loopback (see
+// LoopbackMode), then the default network on eth0 and pod.ExtraNetworks side by side, their
+// chains being independent; once all are attached, it moves the pod's default routes as the
+// extra networks ask (NetworkAttachment.DefaultRoute). The status lists the default network
+// first, then the extra networks in order, and its pod IPs are the default network's. The pod
+// is checked before any plugin runs (errors wrap ErrInvalidPod), and the default network is
+// read once from the current snapshot (ErrNotReady without one). If any attachment fails, every
+// attachment tried, the failed one included, is deleted again (side by side, loopback last)
+// before SetUpPod returns, under a fresh budget of the operation timeout that the caller's
+// cancellation does not cut short; the error names the pod, the network and the plugin. A
+// sandbox that is already set up is refused (tear it down first).
 //
 // SetUpPod waits while another operation on the same sandbox runs and, after that, for
 // admission (see WithAdmission). How the deadlines combine: the caller's context bounds the
@@ -171,9 +175,9 @@ func (su *setUp) recorded(loopbackList *libcni.NetworkConfigList) []*libcni.Netw
 
 // attachAll attaches su's pod to loopback (see LoopbackMode), then to all its networks side by
 // side, the default network and the extra networks alike (their chains are independent), and
-// returns the pod's status, the default network first. It stops at a failure of loopback, and
-// after every network's chain has ended when one of them fails; su.attempted then says what to
-// roll back.
+// returns the pod's status, the default network first; then it moves the pod's default routes
+// as the extra networks' default-route asks. It stops at a failure of loopback, and after every
+// network's chain has ended when one of them fails; su.attempted then says what to roll back.
 func (p *Plugin) attachAll(ctx context.Context, su *setUp) (*PodNetworkStatus, error) {
 	switch p.opts.loopback {
 	case LoopbackInProcess:
@@ -208,7 +212,32 @@ func (p *Plugin) attachAll(ctx context.Context, su *setUp) (*PodNetworkStatus, e
 		return nil, err
 	}
 	status.IPs = status.Attachments[0].IPs
+	if err := su.applyDefaultRoutes(status); err != nil {
+		return nil, err
+	}
 	return status, nil
+}
+
+// applyDefaultRoutes replaces the pod's default routes as its extra networks' default-route
+// asks, in plan order, once every attachment succeeded (a chain may install a default route of
+// its own), and marks in status the attachments the pod's default routes go through.
+func (su *setUp) applyDefaultRoutes(status *PodNetworkStatus) error {
+	replaced := map[bool]bool{} // by "is IPv4"
+	for i, a := range su.plan {
+		if len(a.defaultRoute) == 0 {
+			continue
+		}
+		if err := replaceDefaultRoutes(su.pod.NetNS, a.ifName, a.defaultRoute); err != nil {
+			return fmt.Errorf("%s: network %q: default-route: %w", su.pod, a.network, err)
+		}
+		status.Attachments[i].Default = true
+		for _, gw := range a.defaultRoute {
+			replaced[gw.To4() != nil] = true
+		}
+	}
+	def := &status.Attachments[0]
+	def.Default = len(replaced) == 0 || slices.ContainsFunc(def.IPs, func(ip net.IP) bool { return !replaced[ip.To4() != nil] })
+	return nil
 }
 
 // attach runs ADD of one network for su's pod, which the caller noted in su.attempted, and
@@ -290,6 +319,9 @@ func (p *Plugin) plan(snap *confwatch.Snapshot, pod *Pod) ([]attachment, error) 
 		a := p.attachmentFor(n, ifName)
 		a.extra = true
 		a.own = ownCaps(x)
+		for _, gw := range x.DefaultRoute {
+			a.defaultRoute = append(a.defaultRoute, net.ParseIP(gw)) // checked by checkExtraNetworks
+		}
 		if args := bytes.TrimSpace(x.CNIArgs); len(args) > 0 && string(args) != "null" {
 			l, err := withCNIArgs(a.list, args)
 			if err != nil {
@@ -329,6 +361,7 @@ func checkExtraNetworks(pod *Pod) error {
 		return fmt.Errorf("%w: %s: annotation %s: %w", ErrInvalidPod, pod, NetworksAnnotation, pod.networksErr)
 	}
 	used := map[string]bool{defaultIfName: true, "lo": true}
+	gateways := map[bool]string{} // the network asking for the default route, by "is IPv4"
 	for i, x := range pod.ExtraNetworks {
 		if x.Network == "" {
 			return fmt.Errorf("%w: %s: extra network %d: no network name", ErrInvalidPod, pod, i)
@@ -338,8 +371,13 @@ func checkExtraNetworks(pod *Pod) error {
 		if err := sel.check(); err != nil {
 			return fmt.Errorf("%w: %s: extra network %q: %w", ErrInvalidPod, pod, x.Network, err)
 		}
-		if len(x.DefaultRoute) > 0 {
-			return fmt.Errorf("%w: %s: extra network %q: default-route is not supported", ErrInvalidPod, pod, x.Network)
+		for _, gw := range x.DefaultRoute {
+			v4 := net.ParseIP(gw).To4() != nil
+			if other, ok := gateways[v4]; ok {
+				return fmt.Errorf("%w: %s: extra network %q: default-route %s: the %s default route is already asked of network %q",
+					ErrInvalidPod, pod, x.Network, gw, family(v4), other)
+			}
+			gateways[v4] = x.Network
 		}
 		if x.IfName == "" {
 			continue
@@ -618,12 +656,20 @@ func (s *PodNetworkStatus) clone() *PodNetworkStatus {
 	}
 	out := &PodNetworkStatus{IPs: copyIPs(s.IPs), Attachments: make([]AttachmentStatus, len(s.Attachments))}
 	for i, a := range s.Attachments {
-		out.Attachments[i] = AttachmentStatus{Network: a.Network, IfName: a.IfName, IPs: copyIPs(a.IPs), MAC: a.MAC}
+		out.Attachments[i] = AttachmentStatus{Network: a.Network, IfName: a.IfName, IPs: copyIPs(a.IPs), MAC: a.MAC, Default: a.Default}
 		if a.DNS != nil {
 			out.Attachments[i].DNS = a.DNS.Copy()
 		}
 	}
 	return out
+}
+
+// family names an IP family.
+func family(v4 bool) string {
+	if v4 {
+		return "IPv4"
+	}
+	return "IPv6"
 }
 
 func ipBytes(ips []net.IP) int {

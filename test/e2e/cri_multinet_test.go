@@ -31,21 +31,7 @@ type networkStatus struct {
 // returns its ID, netns and network-status document.
 func multinetPod(t *testing.T, s *server, name, annotation string) (id, nsPath string, status []networkStatus) {
 	t.Helper()
-	cfg := map[string]any{
-		"metadata":    map[string]any{"name": name, "namespace": "e2e", "uid": "uid-" + name, "attempt": 0},
-		"hostname":    name,
-		"annotations": map[string]string{"k8s.v1.cni.cncf.io/networks": annotation},
-		"linux":       map[string]any{},
-	}
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(s.Dir, name+".json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	id = strings.TrimSpace(s.MustCrictl("runp", path))
+	id = strings.TrimSpace(s.MustCrictl("runp", multinetConfig(t, s, name, annotation)))
 	if len(id) != 64 {
 		t.Fatalf("crictl runp printed %q, want a sandbox ID", id)
 	}
@@ -60,6 +46,27 @@ func multinetPod(t *testing.T, s *server, name, annotation string) (id, nsPath s
 		t.Fatalf("crictl inspectp %s: %v", id, err)
 	}
 	return id, out.Info.NetNSPath, out.Info.NetworkStatus
+}
+
+// multinetConfig writes the pod config of a pod with the networks annotation for crictl runp,
+// and returns its path.
+func multinetConfig(t *testing.T, s *server, name, annotation string) string {
+	t.Helper()
+	cfg := map[string]any{
+		"metadata":    map[string]any{"name": name, "namespace": "e2e", "uid": "uid-" + name, "attempt": 0},
+		"hostname":    name,
+		"annotations": map[string]string{"k8s.v1.cni.cncf.io/networks": annotation},
+		"linux":       map[string]any{},
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(s.Dir, name+".json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // routeDev returns the interface the netns at nsPath routes dst through.
@@ -90,9 +97,12 @@ func routeDev(t *testing.T, nsPath string, dst net.IP) string {
 // A pod on three networks through crictl runp and the networks annotation: the default bridge
 // network on eth0, a macvlan network (host-local IPAM) on a veth the test makes as net1, and a second
 // bridge network with static IPAM as net2, its address asked for by the "ips" capability for
-// one pod and by cni-args for its peer. Each pod reaches its peer over each interface, routed
-// through that interface; the verbose status carries the network-status document; removing
-// the pods leaves nothing on any network.
+// one pod and by cni-args for its peer. The first pod's net2 selection also asks for its
+// default route (default-route), which then leaves through net2 rather than eth0, as its
+// network-status says; a pod whose default-route gateway net2 cannot reach is refused and
+// rolled back. Each pod reaches its peer over each interface, routed through that interface;
+// the verbose status carries the network-status document; removing the pods leaves nothing on
+// any network.
 func TestCRIPodOnSeveralNetworks(t *testing.T) {
 	for _, p := range []string{"macvlan", "static"} {
 		if _, err := os.Stat(filepath.Join(env.CNIBin, p)); err != nil {
@@ -137,7 +147,7 @@ func TestCRIPodOnSeveralNetworks(t *testing.T) {
 
 	mvIPAM := t.TempDir()
 	framework.WriteFileAtomic(t, s.ConfDir, "50-mv.conflist", framework.Conflist("1.0.0", "e2e-mv", fmt.Sprintf(
-		`{"type": "macvlan", "master": %q, "mode": "bridge", "ipam": {"type": "host-local", "dataDir": %q, "ranges": [[{"subnet": %q}]]}}`,
+		`{"type": "macvlan", "master": %q, "mode": "bridge", "ipam": {"type": "host-local", "dataDir": %q, "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}]}}`,
 		parent, mvIPAM, mvSubnet)))
 	framework.WriteFileAtomic(t, s.ConfDir, "60-st.conflist", framework.Conflist("1.0.0", "e2e-st", fmt.Sprintf(
 		`{"type": "bridge", "bridge": %q, "capabilities": {"ips": true}, "ipam": {"type": "static"}}`, stBridge)))
@@ -152,14 +162,41 @@ func TestCRIPodOnSeveralNetworks(t *testing.T) {
 		return ""
 	})
 
-	idA, nsA, stA := multinetPod(t, s, "pod-a", `[{"name":"e2e-mv","interface":"net1"},{"name":"e2e-st","interface":"net2","ips":["`+stPrefix+`10/24"]}]`)
+	idA, nsA, stA := multinetPod(t, s, "pod-a", `[{"name":"e2e-mv","interface":"net1"},{"name":"e2e-st","interface":"net2","ips":["`+stPrefix+`10/24"],"default-route":["`+stPrefix+`1"]}]`)
 	idB, nsB, stB := multinetPod(t, s, "pod-b", `[{"name":"e2e-mv","interface":"net1"},{"name":"e2e-st","interface":"net2","cni-args":{"ips":["`+stPrefix+`11/24"]}}]`)
 	for _, st := range [][]networkStatus{stA, stB} {
-		if len(st) != 3 || st[0].Interface != "eth0" || !st[0].Default || st[0].Name != "e2e-multi" ||
+		if len(st) != 3 || st[0].Interface != "eth0" || st[0].Name != "e2e-multi" ||
 			st[1].Name != "e2e-mv" || st[1].Interface != "net1" || st[1].Default || st[1].MAC == "" ||
 			st[2].Name != "e2e-st" || st[2].Interface != "net2" || len(st[0].IPs) != 1 || len(st[1].IPs) != 1 || len(st[2].IPs) != 1 {
-			t.Fatalf("network status = %+v; want eth0 (default), net1, net2, each with an IP and a MAC on net1", st)
+			t.Fatalf("network status = %+v; want eth0, net1, net2, each with an IP and a MAC on net1", st)
 		}
+	}
+	if stA[0].Default || !stA[2].Default || !stB[0].Default || stB[2].Default {
+		t.Fatalf("network status default: pod-a eth0 %t net2 %t, pod-b eth0 %t net2 %t; want pod-a's on net2 (default-route), pod-b's on eth0",
+			stA[0].Default, stA[2].Default, stB[0].Default, stB[2].Default)
+	}
+	// The macvlan network gives each pod a default route via net1; pod-a's default-route
+	// replaced it. Lookups in the pods' routing tables: no packet leaves.
+	if got, want := defaultRoutes(t, nsA), []string{"via " + stPrefix + "1 dev net2"}; !slices.Equal(got, want) {
+		t.Fatalf("pod-a's default routes: %v; want %v, as its default-route asks", got, want)
+	}
+	if got, want := defaultRoutes(t, nsB), []string{fmt.Sprintf("via 10.98.%d.1 dev net1", k%250+1)}; !slices.Equal(got, want) {
+		t.Fatalf("pod-b's default routes: %v; want %v, the macvlan network's", got, want)
+	}
+	far := net.ParseIP("192.0.2.1")
+	if got := routeDev(t, nsA, far); got != "net2" {
+		t.Fatalf("pod-a routes %s through %s; want net2, as its default-route asks", far, got)
+	}
+	// A gateway net2 cannot reach: the pod is refused, and rolled back off every network.
+	cfgC := multinetConfig(t, s, "pod-c", `[{"name":"e2e-mv","interface":"net1"},{"name":"e2e-st","interface":"net2","ips":["`+stPrefix+`12/24"],"default-route":["198.51.100.1"]}]`)
+	if out, err := s.Crictl("runp", cfgC); err == nil || !strings.Contains(out+err.Error(), "default-route") {
+		t.Fatalf("crictl runp of a pod whose default-route gateway is off net2: %q, %v; want an error naming default-route", out, err)
+	}
+	if ports := framework.BridgePorts(t, stBridge); len(ports) != 2 {
+		t.Fatalf("ports on %s after the refused pod: %v; want pod-a's and pod-b's", stBridge, ports)
+	}
+	if left := reservedIPs(t, mvIPAM); len(left) != 2 {
+		t.Fatalf("macvlan addresses reserved after the refused pod: %v; want pod-a's and pod-b's", left)
 	}
 	if stA[2].IPs[0] != stPrefix+"10" || stB[2].IPs[0] != stPrefix+"11" {
 		t.Fatalf("static addresses %s, %s; want %s10 (ips) and %s11 (cni-args)", stA[2].IPs[0], stB[2].IPs[0], stPrefix, stPrefix)
@@ -209,6 +246,36 @@ func TestCRIPodOnSeveralNetworks(t *testing.T) {
 	if cached, _ := filepath.Glob(filepath.Join(s.CacheDir, "results", "*")); len(cached) > 0 {
 		t.Fatalf("libcni cache entries left: %v", cached)
 	}
+}
+
+// defaultRoutes lists the IPv4 default routes of the main table in the netns at nsPath, as
+// "via GATEWAY dev INTERFACE".
+func defaultRoutes(t *testing.T, nsPath string) []string {
+	t.Helper()
+	var out []string
+	err := netns.Do(nsPath, func() error {
+		routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		for _, r := range routes {
+			if r.Dst != nil {
+				if ones, _ := r.Dst.Mask.Size(); ones != 0 {
+					continue
+				}
+			}
+			l, err := netlink.LinkByIndex(r.LinkIndex)
+			if err != nil {
+				return err
+			}
+			out = append(out, fmt.Sprintf("via %s dev %s", r.Gw, l.Attrs().Name))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("routes in %s: %v", nsPath, err)
+	}
+	return out
 }
 
 // reservedIPs lists the addresses host-local holds in dataDir.

@@ -381,13 +381,13 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 		if ns != nil {
 			attachments = ns.Attachments
 		}
-		for i, a := range attachments {
+		for _, a := range attachments {
 			ai := AttachmentInfo{Network: a.Network, IfName: a.IfName, MAC: a.MAC}
 			for _, ip := range a.IPs {
 				ai.IPs = append(ai.IPs, ip.String())
 			}
 			info.Attachments = append(info.Attachments, ai)
-			ns := NetworkStatus{Name: a.Network, Interface: a.IfName, IPs: ai.IPs, MAC: a.MAC, Default: i == 0}
+			ns := NetworkStatus{Name: a.Network, Interface: a.IfName, IPs: ai.IPs, MAC: a.MAC, Default: a.Default}
 			if d := a.DNS; d != nil {
 				ns.DNS = &NetworkStatusDNS{Nameservers: d.Nameservers, Domain: d.Domain, Search: d.Search, Options: d.Options}
 			}

@@ -90,7 +90,7 @@ func (f *fakeNetwork) TearDownPod(ctx context.Context, pod *cninetwork.Pod) erro
 
 func (f *fakeNetwork) GetPodNetworkStatus(ctx context.Context, pod *cninetwork.Pod) (*cninetwork.PodNetworkStatus, error) {
 	return &cninetwork.PodNetworkStatus{Attachments: []cninetwork.AttachmentStatus{
-		{Network: "net1", IfName: "eth0"},
+		{Network: "net1", IfName: "eth0", Default: true},
 		{Network: "net2", IfName: "net1", IPs: []net.IP{net.IPv4(10, 9, 0, 2)}, MAC: "02:00:00:00:00:02", DNS: &types.DNS{Nameservers: []string{"10.9.0.53"}}},
 	}}, nil
 }

@@ -9,7 +9,7 @@
 //	cnibench memory [-sandboxes]  measure the Plugin's RSS with live sandboxes (fake exec)
 //	cnibench node -cnishim BIN    `cnishim serve` with live sandboxes: SIGKILL and restart, list and status latency, RSS
 //	cnibench micro-report -in FILE  summarise go test -bench output of test/bench/micro
-//	cnibench multinet [-pods]     a pod on three networks at once against one at a time
+//	cnibench multinet [-pods] [-breakdown]  pods on three networks at once against one at a time
 package main
 
 import (
