@@ -76,6 +76,11 @@ const (
 	// in flight the CPUs idle whenever a chain ends before the next is admitted, or a wait
 	// runs long; half as many again as the waiting needs keeps them busy.
 	waitHeadroom = 1.5
+	// maxSlowdown caps the run-queue correction of a chain's wait. The runnable tasks are
+	// sampled when a chain ends, which in a storm is when others start and burn CPU: a
+	// sample of 28 runnable on 2 CPUs took 300 ms off the 500 ms a chain slept. The 10th
+	// percentile of the waits keeps what the cap lets through from widening the bound.
+	maxSlowdown = 2
 	// probeMaxFactor bounds how much one probe multiplies the chains in flight.
 	probeMaxFactor = 8
 	// probeIdleCPUs is how much idle CPU, in CPUs, a probe must see to widen the bound.
@@ -93,8 +98,8 @@ const (
 // It learns from finished chains ([Adaptive.Observe]), per network key, and weighs the keys by
 // their share of the last 64 chains, so a node whose pods use several networks gets a bound
 // for its mix. A chain's wait is its wall time less its CPU time scaled by how many tasks
-// were runnable per CPU when it ended, so that time spent runnable but waiting for a CPU does
-// not count as waiting.
+// were runnable per CPU when it ended (at most twice), so that time spent runnable but waiting
+// for a CPU does not count as waiting.
 //
 // Until a chain of a new network finishes, nothing is known of it: when the queue stands
 // still for a [ProbeInterval] with at least half a CPU idle and nothing has finished, the
@@ -163,7 +168,7 @@ func (a *Adaptive) Observe(c Chain) {
 	slowdown := 1.0
 	if c.CPUKnown && a.host.Runnable != nil && a.host.CPUs > 0 {
 		if n, ok := a.host.Runnable(); ok {
-			slowdown = max(1, float64(n)/float64(a.host.CPUs))
+			slowdown = min(maxSlowdown, max(1, float64(n)/float64(a.host.CPUs)))
 		}
 	}
 	a.mu.Lock()

@@ -87,7 +87,11 @@ func TestAdaptiveBound(t *testing.T) {
 		{name: "waiting on each other (a lock) counts at its low end", floor: 2,
 			chains: []chains{{key: "a", cpu: 30 * ms, walls: spread(30*ms, 90*ms, 32)}}, want: 3},
 		{name: "a busy machine's run queue is not waiting", floor: 2,
-			chains: []chains{{key: "a", cpu: 30 * ms, walls: repeat(90*ms, 32), runnable: 6}}, want: 2},
+			chains: []chains{{key: "a", cpu: 30 * ms, walls: repeat(60*ms, 32), runnable: 6}}, want: 2},
+		// A storm's chain ends when others start: 28 runnable on 2 CPUs must not take 14 × its
+		// CPU off a 500 ms sleep (which would give 2 × (1 + 1.5 × 80/30) = 10).
+		{name: "a storm's run queue takes at most the chain's CPU again off its wait", floor: 2,
+			chains: []chains{{key: "a", cpu: 30 * ms, walls: repeat(530*ms, 32), runnable: 28}}, want: 49},
 		{name: "a mix weighs each network by its share", floor: 2, interleave: true,
 			chains: []chains{
 				{key: "fast", cpu: 30 * ms, walls: repeat(30*ms, 32)},
