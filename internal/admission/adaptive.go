@@ -53,8 +53,8 @@ type Estimate struct {
 	Wait time.Duration
 	// Chains is how many recently finished chains, at most 64, the estimate looked at.
 	Chains int
-	// Probing is true when the bound was last raised because the queue stood still with
-	// CPUs idle, before any chain of the networks in flight had finished.
+	// Probing is true when the bound was last raised by a probe: the queue stood still, no
+	// chain finished, and the chains in flight waited.
 	Probing bool
 	// Reason says in a sentence why Bound is what it is.
 	Reason string
@@ -76,6 +76,10 @@ const (
 	// in flight the CPUs idle whenever a chain ends before the next is admitted, or a wait
 	// runs long; half as many again as the waiting needs keeps them busy.
 	waitHeadroom = 1.5
+	// expectedHorizon is how long a finished chain counts towards its key's expected time.
+	expectedHorizon = 10 * time.Minute
+	// maxKeys bounds how many keys are remembered; past it, keys outside the mix are forgotten.
+	maxKeys = 4 * mixWindow
 	// maxSlowdown caps the run-queue correction of a chain's wait. The runnable tasks are
 	// sampled when a chain ends, which in a storm is when others start and burn CPU: a
 	// sample of 28 runnable on 2 CPUs took 300 ms off the 500 ms a chain slept. The 10th
@@ -102,10 +106,10 @@ const (
 // for a CPU does not count as waiting.
 //
 // Until a chain of a new network finishes, nothing is known of it: when the queue stands
-// still for a [ProbeInterval] with at least half a CPU idle and nothing has finished, the
-// chains in flight are waiting, and [Adaptive.Probe] multiplies the bound by as much as the
-// CPUs' use allows (2 to 8 times); the next finished chains replace the probe's guess with an
-// estimate.
+// still for a [ProbeInterval], nothing has finished, and the chains in flight wait (their
+// plugins' process trees asleep, see [Adaptive.SetChainProcs]; without them, at least half a
+// CPU idle), [Adaptive.Probe] multiplies the bound by as much as the CPUs' use allows (2 to 8
+// times); the next finished chains replace the probe's guess with an estimate.
 //
 // An Adaptive is safe for concurrent use. It starts no goroutines: the caller calls Probe
 // while callers queue.
@@ -136,6 +140,7 @@ type Adaptive struct {
 type keyStats struct {
 	cpu, wait, wall [keyWindow]time.Duration
 	known           [keyWindow]bool
+	at              [keyWindow]time.Time // when each chain ended
 	n, i            int
 }
 
@@ -183,13 +188,24 @@ func (a *Adaptive) Observe(c Chain) {
 	// longer: that turn is not waiting on something else. The CPU the bound divides by is
 	// the chain's own.
 	ks.cpu[ks.i], ks.known[ks.i] = c.CPU, c.CPUKnown
-	ks.wall[ks.i] = c.Wall
+	ks.wall[ks.i], ks.at[ks.i] = c.Wall, time.Now()
 	ks.wait[ks.i] = max(0, c.Wall-time.Duration(float64(c.CPU)*slowdown))
 	ks.i = (ks.i + 1) % keyWindow
 	ks.n = min(ks.n+1, keyWindow)
 	a.mix[a.iMix] = c.Key
 	a.iMix = (a.iMix + 1) % mixWindow
 	a.nMix = min(a.nMix+1, mixWindow)
+	if len(a.keys) > maxKeys {
+		inMix := map[string]bool{}
+		for _, k := range a.mix[:a.nMix] {
+			inMix[k] = true
+		}
+		for k := range a.keys {
+			if !inMix[k] {
+				delete(a.keys, k)
+			}
+		}
+	}
 	a.estimateLocked()
 }
 
@@ -213,6 +229,7 @@ func (a *Adaptive) estimateLocked() {
 		w += n
 	}
 	if w == 0 || cpuSum <= 0 {
+		a.est.CPU, a.est.Wait = 0, 0
 		a.setLocked(a.floor, false, fmt.Sprintf("no finished chain had a known CPU time: the floor, %d", a.floor))
 		return
 	}
@@ -258,20 +275,32 @@ func (ks *keyStats) cpuAndWait() (cpu, wait time.Duration, n int) {
 	return sum / time.Duration(n), w[int(waitQuantile*float64(n-1))], n
 }
 
-// Expected returns how long a chain of key takes once admitted: the longest of its recent
-// chains' wall times, or false if none has finished.
+// Expected returns how long a chain of key takes once admitted: the 90th percentile of the
+// wall times of its chains that ended in the last [expectedHorizon], or false if none did.
+// A single slow chain does not count, and one that is old is forgotten, so that a network
+// that was slow once is not judged by it for good.
 func (a *Adaptive) Expected(key string) (time.Duration, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.expectedLocked(key)
-}
-
-func (a *Adaptive) expectedLocked(key string) (time.Duration, bool) {
 	ks := a.keys[key]
-	if ks == nil || ks.n == 0 {
+	if ks == nil {
 		return 0, false
 	}
-	return slices.Max(ks.wall[:ks.n]), true
+	var walls [keyWindow]time.Duration
+	n := 0
+	since := time.Now().Add(-expectedHorizon)
+	for j := range ks.n {
+		if ks.at[j].After(since) {
+			walls[n] = ks.wall[j]
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, false
+	}
+	w := walls[:n]
+	slices.Sort(w)
+	return w[int(0.9*float64(n-1))], true
 }
 
 // SetChainProcs gives the bound a way to list the processes of the chains in flight (each
@@ -284,13 +313,28 @@ func (a *Adaptive) SetChainProcs(pids func() []int) {
 	a.mu.Unlock()
 }
 
+// Arm starts a look at a queue: it reads the machine's CPU times and notes the chains finished
+// so far, for the first [Adaptive.Probe] to compare with. The caller calls it when callers
+// start to queue.
+func (a *Adaptive) Arm() {
+	var idle, total uint64
+	ok := false
+	if a.host.CPUTimes != nil {
+		idle, total, ok = a.host.CPUTimes()
+	}
+	a.mu.Lock()
+	a.probedAt = a.finished
+	a.idle, a.total, a.haveCPU = idle, total, ok
+	a.mu.Unlock()
+}
+
 // Probe looks at the lane once: if callers queue and no chain has finished since the last
 // probe, it asks whether the chains in flight wait: by the state of their plugins' process
 // trees when it can list them (at least three in four asleep), else by the machine's CPUs
 // (at least half a CPU idle since the last probe). If they wait, it widens the bound to the
 // chains in flight times the CPUs over the CPUs in use (2 to 8 times, up to the most). The
-// caller calls it when callers start to queue (a first look only reads the CPU times), then
-// every [ProbeInterval] while they queue. It reports whether it widened the bound.
+// caller calls [Adaptive.Arm] when callers start to queue, then Probe every [ProbeInterval]
+// while they queue. It reports whether it widened the bound.
 func (a *Adaptive) Probe() bool {
 	var idle, total uint64
 	ok := false
@@ -311,7 +355,7 @@ func (a *Adaptive) Probe() bool {
 	finished := a.finished != a.probedAt
 	a.probedAt = a.finished
 	idleCPUs, idleKnown := 0.0, false
-	if ok && a.haveCPU && total > a.total {
+	if ok && a.haveCPU && total > a.total && idle >= a.idle {
 		idleCPUs, idleKnown = float64(idle-a.idle)/float64(total-a.total)*float64(a.host.CPUs), true
 	}
 	a.idle, a.total, a.haveCPU = idle, total, ok

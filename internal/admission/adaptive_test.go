@@ -174,7 +174,7 @@ func TestAdaptiveProbe(t *testing.T) {
 				go acquireAsync(guardCtx(t), lane, 3, out)
 				waitUntil(t, "a caller queues", func() bool { return lane.Stats().Queued == 1 })
 			}
-			a.Probe() // the first look only reads the CPU times
+			a.Arm()
 			h.tick(tc.idle)
 			if tc.finished {
 				a.Observe(Chain{Key: "a", Wall: 2 * time.Second, CPU: 30 * ms})
@@ -204,8 +204,7 @@ func TestLearnerKeepsFixedBound(t *testing.T) {
 	for range 10 {
 		a.Observe(Chain{Key: "a", Wall: 2 * time.Second, CPU: 30 * ms, CPUKnown: true})
 	}
-	h.tick(90)
-	a.Probe()
+	a.Arm()
 	h.tick(90)
 	if a.Probe() {
 		t.Error("a learner's probe widened the bound")
@@ -284,7 +283,7 @@ func TestProbeByProcessTrees(t *testing.T) {
 			out := make(chan result, 1)
 			go acquireAsync(guardCtx(t), lane, 3, out)
 			waitUntil(t, "a caller queues", func() bool { return lane.Stats().Queued == 1 })
-			a.Probe()
+			a.Arm()
 			h.tick(tc.idle)
 			a.Probe()
 			if got := a.Estimate().Bound; got != tc.want {
@@ -299,5 +298,27 @@ func TestProbeByProcessTrees(t *testing.T) {
 				r.release()
 			}
 		})
+	}
+}
+
+// TestExpected: a key's expected time is the 90th percentile of its recent chains, so that
+// one chain that stalled does not make every later set-up with a shorter deadline refused.
+func TestExpected(t *testing.T) {
+	a := NewLearner(NewLane("add", 2, nil), 2, (&fakeHost{}).host(2))
+	if _, ok := a.Expected("a"); ok {
+		t.Fatal("Expected of a key never seen is known")
+	}
+	a.Observe(Chain{Key: "a", Wall: time.Minute, CPU: 30 * ms, CPUKnown: true})
+	for range 10 {
+		a.Observe(Chain{Key: "a", Wall: 100 * ms, CPU: 30 * ms, CPUKnown: true})
+	}
+	if got, ok := a.Expected("a"); !ok || got != 100*ms {
+		t.Errorf("Expected after one stalled chain and 10 of 100ms = %s, %v; want 100ms", got, ok)
+	}
+	for range 5 {
+		a.Observe(Chain{Key: "a", Wall: 2 * time.Second, CPU: 30 * ms, CPUKnown: true})
+	}
+	if got, _ := a.Expected("a"); got != 2*time.Second {
+		t.Errorf("Expected when a third of the chains take 2s = %s; want 2s", got)
 	}
 }

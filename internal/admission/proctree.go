@@ -11,8 +11,8 @@ import (
 const maxTreesSampled = 32
 
 // ProcTreesAsleep reports, of the process trees rooted at pids (at most 32 of them are
-// looked at), how many are asleep: no process in the tree is running or waiting for a CPU
-// (state R), or in an uninterruptible wait (state D, which is how a process waiting for a
+// looked at), how many are asleep: no thread of any process in the tree is running or waiting
+// for a CPU (state R), or in an uninterruptible wait (state D, which is how a process waiting for a
 // kernel lock such as RTNL looks). A chain whose plugins are all asleep is waiting on
 // something outside the machine's CPUs: a server, a timer, address detection. It reads
 // /proc; trees whose root has exited are not counted. ok is false when /proc cannot be read.
@@ -48,8 +48,16 @@ func treeAwake(pid, depth int) (awake, exists bool) {
 	if depth >= 8 {
 		return false, true
 	}
-	// A child may have been forked by any thread of the process.
+	// Any thread may run (a Go plugin works on one thread while its main thread sleeps), and
+	// a child may have been forked by any thread.
 	tasks, _ := os.ReadDir(filepath.Join(dir, "task"))
+	for _, task := range tasks {
+		if ts, err := os.ReadFile(filepath.Join(dir, "task", task.Name(), "stat")); err == nil {
+			if st := procState(ts); st == 'R' || st == 'D' {
+				return true, true
+			}
+		}
+	}
 	for _, task := range tasks {
 		kids, err := os.ReadFile(filepath.Join(dir, "task", task.Name(), "children"))
 		if err != nil {

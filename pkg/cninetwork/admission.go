@@ -172,8 +172,8 @@ func planKey(plan []attachment) string {
 
 // queueContext returns the context a set-up of key waits under, for its sandbox's lock and for
 // admission. With a caller's deadline, the wait ends early enough to leave the chain as long
-// as the longest of key's recent set-ups took (all of the deadline when none is known), so
-// that no chain starts that cannot finish. Without one, it ends after the operation timeout,
+// as key's recent set-ups took (their 90th percentile, see admission.Adaptive.Expected; all
+// of the deadline when none is known), so that no chain starts that cannot finish. Without one, it ends after the operation timeout,
 // so that no set-up waits forever.
 func (p *Plugin) queueContext(ctx context.Context, key string) (context.Context, context.CancelFunc) {
 	dl, ok := ctx.Deadline()
@@ -221,7 +221,7 @@ func (p *Plugin) probeAdd(ctx context.Context) {
 			return
 		case <-lane.Queuing():
 		}
-		p.lanes.AddBound.Probe() // reads the CPU times the next probe compares with
+		p.lanes.AddBound.Arm()
 		t := time.NewTicker(admission.ProbeInterval)
 		for lane.Stats().Queued > 0 {
 			select {

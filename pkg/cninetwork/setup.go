@@ -50,7 +50,7 @@ type attachment struct {
 // admission (see WithAdmission). How the deadlines combine: the caller's context bounds the
 // whole call; the operation timeout bounds the chains, from admission on, so time spent
 // queued does not eat a chain's budget. The wait ends early enough to leave the chains as long
-// as the slowest recent set-up of the same networks took: a set-up that cannot get that much
+// as recent set-ups of the same networks took (their 90th percentile): a set-up that cannot get that much
 // is not started, and its error wraps ErrTimeout and says so. Without a caller's deadline the
 // wait is bounded by the operation timeout. Past a deadline, plugins are killed and the error
 // wraps ErrTimeout.
