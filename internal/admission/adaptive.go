@@ -85,6 +85,9 @@ const (
 	// sample of 28 runnable on 2 CPUs took 300 ms off the 500 ms a chain slept. The 10th
 	// percentile of the waits keeps what the cap lets through from widening the bound.
 	maxSlowdown = 2
+	// probeQuiet is how long after a chain finished probes stay off: while chains finish the
+	// estimate rules, and probes are for a queue of chains nothing is known of yet.
+	probeQuiet = 2 * time.Second
 	// probeMaxFactor bounds how much one probe multiplies the chains in flight.
 	probeMaxFactor = 8
 	// probeIdleCPUs is how much idle CPU, in CPUs, a probe must see to widen the bound.
@@ -106,7 +109,7 @@ const (
 // for a CPU does not count as waiting.
 //
 // Until a chain of a new network finishes, nothing is known of it: when the queue stands
-// still for a [ProbeInterval], nothing has finished, and the chains in flight wait (their
+// still for a [ProbeInterval], nothing has finished for 2 s, and the chains in flight wait (their
 // plugins' process trees asleep, see [Adaptive.SetChainProcs]; without them, at least half a
 // CPU idle), [Adaptive.Probe] multiplies the bound by as much as the CPUs' use allows (2 to 8
 // times); the next finished chains replace the probe's guess with an estimate.
@@ -126,8 +129,10 @@ type Adaptive struct {
 	mix  [mixWindow]string // keys of the last chains, a ring
 	nMix int               // chains recorded in mix, at most mixWindow
 	iMix int               // next slot of mix
-	// finished counts chains observed; lastFinished is what it was at the last probe.
+	// finished counts chains observed; probedAt is what it was at the last probe, and
+	// lastFinish when the last one was observed.
 	finished, probedAt uint64
+	lastFinish         time.Time
 	// chainProcs lists the processes of the chains in flight, when the caller can (SetChainProcs).
 	chainProcs func() []int
 	// idle and total are the CPU times read at the last probe.
@@ -179,6 +184,7 @@ func (a *Adaptive) Observe(c Chain) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.finished++
+	a.lastFinish = time.Now()
 	ks := a.keys[c.Key]
 	if ks == nil {
 		ks = &keyStats{}
@@ -360,6 +366,11 @@ func (a *Adaptive) Probe() bool {
 	}
 	a.idle, a.total, a.haveCPU = idle, total, ok
 	if a.fixed || st.Queued == 0 || finished || a.est.Bound >= a.max {
+		return false
+	}
+	if !a.lastFinish.IsZero() && time.Since(a.lastFinish) < probeQuiet {
+		// Chains are finishing: the estimate knows them, and a gap between two of them on
+		// a busy machine is not a sign that the chains in flight wait.
 		return false
 	}
 	var used float64 // CPUs the chains in flight use

@@ -150,16 +150,18 @@ func TestAdaptiveBound(t *testing.T) {
 
 func TestAdaptiveProbe(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
-		queued   bool
-		finished bool
-		idle     uint64 // of 100 ticks on 2 CPUs
-		want     int
+		name           string
+		queued         bool
+		finished       bool
+		finishedBefore bool   // before the probe was armed: the estimate knows the chains
+		idle           uint64 // of 100 ticks on 2 CPUs
+		want           int
 	}{
 		{name: "a standing queue with idle CPUs widens by the CPUs over those in use", queued: true, idle: 80, want: 10},
 		{name: "at most eight times", queued: true, idle: 100, want: 16},
 		{name: "no queue", queued: false, idle: 80, want: 2},
 		{name: "a chain finished", queued: true, finished: true, idle: 80, want: 2},
+		{name: "a chain finished a moment before", queued: true, finishedBefore: true, idle: 80, want: 2},
 		{name: "busy CPUs", queued: true, idle: 20, want: 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -173,6 +175,9 @@ func TestAdaptiveProbe(t *testing.T) {
 			if tc.queued {
 				go acquireAsync(guardCtx(t), lane, 3, out)
 				waitUntil(t, "a caller queues", func() bool { return lane.Stats().Queued == 1 })
+			}
+			if tc.finishedBefore {
+				a.Observe(Chain{Key: "a", Wall: 2 * time.Second, CPU: 30 * ms})
 			}
 			a.Arm()
 			h.tick(tc.idle)

@@ -46,8 +46,8 @@
 // the CPU count, where throughput peaks; chains that wait 2 s on an IPAM server widen it until
 // their CPU fills the CPUs. Only waiting every chain pays counts (each network's 10th
 // percentile), not waiting chains impose on each other on a lock or a run queue, so contention
-// does not widen the bound. Before any chain of a new network has finished, a queue that
-// stands still while the plugins in flight are asleep (their process trees, read in /proc)
+// does not widen the bound. Before any chain of a new network has finished (and while none
+// has for 2 s), a queue that stands still while the plugins in flight are asleep (their process trees, read in /proc)
 // widens the bound every 50 ms, by the CPUs over those in use (2 to 8 times). With WithExec
 // the executor's CPU times are unknown and the bound stays at its floor.
 package cninetwork
