@@ -609,22 +609,38 @@ func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 	ids := n.checkRestart(ctx, round, want, &rs)
 
 	teardownStart := time.Now()
+	rs.stopped, rs.removed = n.removeAll(ctx, round, ids)
+	rs.teardown = time.Since(teardownStart)
+	rs.leaks = n.checkNoLeaks(ctx, round)
+	rs.took = time.Since(roundStart)
+	return rs
+}
+
+// removeAll stops and removes the sandboxes ids with crictl, as an operator would, then runs
+// `cnishim gc` against the server, and returns how many crictl stopped and removed.
+func (n *crashNode) removeAll(ctx context.Context, round int, ids []string) (stopped, removed int) {
+	n.t.Helper()
 	stopped, err := n.CrictlEach(ctx, "stopp", ids)
 	if err != nil {
 		n.Errorf("round %d: crictl stopp: %v", round, err)
 	}
-	rs.stopped = stopped
-	removed, err := n.CrictlEach(ctx, "rmp", ids)
+	removed, err = n.CrictlEach(ctx, "rmp", ids)
 	if err != nil {
 		n.Errorf("round %d: crictl rmp: %v", round, err)
 	}
-	rs.removed = removed
 	if out, err := exec.CommandContext(ctx, env.Cnishim, "gc", "--listen", "unix://"+n.Sock).CombinedOutput(); err != nil ||
 		!strings.Contains(string(out), " 0 valid sandboxes") {
 		n.Errorf("round %d: cnishim gc: %v: %s", round, err, out)
 	}
-	rs.teardown = time.Since(teardownStart)
+	return stopped, removed
+}
 
+// checkNoLeaks fails the test for every sandbox the server still lists and for everything
+// left behind compared with before the first server started: IPs, veths, netns mounts, cache
+// entries, rules, sandbox and attachment records, plugin processes. It returns how many things
+// were left behind.
+func (n *crashNode) checkNoLeaks(ctx context.Context, round int) int {
+	n.t.Helper()
 	if left, err := n.ListPods(ctx); err != nil || len(left) > 0 {
 		n.Errorf("round %d: crictl pods after stopp and rmp: %v, %v", round, left, err)
 	}
@@ -642,9 +658,7 @@ func (n *crashNode) crashRound(round int, plan, next roundPlan) roundStats {
 	for _, l := range leaks {
 		n.Errorf("round %d: left behind: %s", round, l)
 	}
-	rs.leaks = len(leaks)
-	rs.took = time.Since(roundStart)
-	return rs
+	return len(leaks)
 }
 
 // callOutcome is how a CRI call ended, and when.
@@ -657,14 +671,21 @@ type callOutcome struct {
 // runPods sends the RunPodSandbox calls of all the round's pods at once over the clients;
 // returned counts the calls ended; wait waits for them all to end and returns their outcomes.
 func (n *crashNode) runPods(ctx context.Context, round int, conns []runtimeapi.RuntimeServiceClient) (callStart time.Time, returned *atomic.Int64, wait func() []callOutcome) {
-	outcomes := make([]callOutcome, n.pods)
+	return n.runPodRange(ctx, round, 0, n.pods, conns)
+}
+
+// runPodRange is runPods for the round's pods first to first+count-1 alone; the outcomes are
+// in that order.
+func (n *crashNode) runPodRange(ctx context.Context, round, first, count int, conns []runtimeapi.RuntimeServiceClient) (callStart time.Time, returned *atomic.Int64, wait func() []callOutcome) {
+	outcomes := make([]callOutcome, count)
 	var wg sync.WaitGroup
 	returned = new(atomic.Int64)
 	callStart = time.Now()
-	for i := range n.pods {
+	for k := range count {
+		i := first + k
 		wg.Go(func() {
 			resp, err := conns[i%len(conns)].RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: n.podConfig(round, i)})
-			outcomes[i] = callOutcome{id: resp.GetPodSandboxId(), err: err, at: time.Now()}
+			outcomes[k] = callOutcome{id: resp.GetPodSandboxId(), err: err, at: time.Now()}
 			returned.Add(1)
 		})
 	}
