@@ -2,12 +2,13 @@
 
 // Package soak runs cnishim through what a node meets over months, compressed into minutes:
 // the runtime killed with SIGKILL in the middle of a storm of pod set-ups, of pod teardowns,
-// or of its own restart's recovery, and restarted, again and again; and the CNI config
-// directory and plugin binaries changed under running set-ups and teardowns in every way
-// installers change them. Each test counts what it tried, logs one
-// summary line, and fails if anything was lost or seen half-done: an IP, a veth, a netns mount,
-// a libcni cache entry or a portmap rule left behind; a half-written config used; a pod torn
-// down with a config other than its own; readiness lost while a valid config existed.
+// of its own restart's recovery, or of a CNI GC pass (at its start, or one `cnishim gc` runs
+// or asks of it), and restarted, again and again; and the CNI config directory and plugin
+// binaries changed under running set-ups and teardowns in every way installers change them.
+// Each test counts what it tried, logs one summary line, and fails if anything was lost or
+// seen half-done: an IP, a veth, a netns mount, a libcni cache entry or a portmap rule left
+// behind; a half-written config used; a pod torn down with a config other than its own;
+// readiness lost while a valid config existed.
 //
 // It is built on test/framework. Prerequisites: root; the plugins of
 // hack/install-cni-plugins.sh in $CNISHIM_TEST_CNI_BIN (default <repo>/_output/cni/bin);
@@ -19,7 +20,8 @@
 //
 // Knobs, all optional (make soak raises the sizes): CNISHIM_SOAK_SEED repeats a run's random
 // choices (each test logs its seed); CNISHIM_SOAK_ROUNDS and CNISHIM_SOAK_PODS size the crash
-// test; CNISHIM_SOAK_CHURN_OPS sizes the config churn test.
+// test, and the GC kill test after it (three rounds for every ten, an eighth of the pods);
+// CNISHIM_SOAK_CHURN_OPS sizes the config churn test.
 package soak
 
 import (
@@ -30,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cnishim/cnishim/internal/plugintest"
 	"github.com/cnishim/cnishim/test/framework"
 )
 
@@ -47,7 +50,11 @@ func TestMain(m *testing.M) {
 		Cnishim: true,
 		Before: func() (func(), error) {
 			env = framework.MainEnv()
-			return nil, nil
+			// TestCrashGC slows the plugins' GC with the cnitest plugin.
+			if _, err := plugintest.Build(); err != nil {
+				return nil, err
+			}
+			return plugintest.Cleanup, nil
 		},
 	})
 }
