@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cnishim/cnishim/internal/atomicfile"
 	"github.com/containernetworking/cni/libcni"
 )
 
@@ -27,13 +28,17 @@ const recordKind = "cnishimAttachmentsV1"
 // every runtime on the node (the kubelet, containerd, CRI-O, podman), so an entry in it proves
 // nothing about who made it. GC deletes only what a record names.
 //
-// Records are written by rename, so a reader never sees half of one. They are not synced to
-// disk, no more than libcni's cache or host-local's reservations beside them: a set-up in
-// flight when the node loses power may come back as an empty file, which get treats as no
-// record (as libcni skips an unreadable cache entry), so the teardown falls back to the cache.
-// A non-empty record that does not parse is an error naming the file: something other than a
-// crash wrote it. Temporary files of a put cut off by a crash are removed by list once they are
-// a minute old.
+// Records are written and removed with package atomicfile, under the same fsync rule as the
+// CRI runtime's sandbox records: a put or a remove that returned is on the disk, and a crash or
+// a power cut leaves a record whole, as it was before the last put or after it. So a set-up
+// cut off by a power cut comes back with the record of what it was about to make, never an
+// empty file that no teardown acts on, and a sandbox a runtime recorded READY once its set-up
+// returned has its attachments on record. An empty record can still be found, left by a
+// version that did not sync its records, or by hand: get treats it as no record (as libcni
+// skips an unreadable cache entry), so the teardown falls back to the cache. A non-empty
+// record that does not parse is an error naming the file: something other than this store
+// wrote it. Temporary files of a put cut off by a crash are removed by list once they are a
+// minute old: a younger one may be a put under way.
 type recordStore struct {
 	dir string
 }
@@ -56,21 +61,10 @@ func (s recordStore) put(sandboxID string, atts []*libcni.NetworkAttachment) err
 	if err != nil {
 		return fmt.Errorf("record attachments: %w", err)
 	}
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+	if err := atomicfile.MkdirAll(s.dir, 0o700); err != nil {
 		return fmt.Errorf("record attachments: %w", err)
 	}
-	f, err := os.CreateTemp(s.dir, "."+sandboxID+".*")
-	if err != nil {
-		return fmt.Errorf("record attachments: %w", err)
-	}
-	_, werr := f.Write(data)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		_ = os.Remove(f.Name())
-		return fmt.Errorf("record attachments: %w", err)
-	}
-	if err := os.Rename(f.Name(), s.path(sandboxID)); err != nil {
-		_ = os.Remove(f.Name())
+	if err := atomicfile.WriteFile(s.path(sandboxID), data, 0o600); err != nil {
 		return fmt.Errorf("record attachments: %w", err)
 	}
 	return nil
@@ -87,8 +81,9 @@ func (s recordStore) get(sandboxID string) ([]*libcni.NetworkAttachment, error) 
 		return nil, fmt.Errorf("read attachment record: %w", err)
 	}
 	if len(data) == 0 {
-		// Written by rename, so empty only if the node lost power before the data reached
-		// the disk: nothing can be learnt from it.
+		// put syncs a record's data before it renames it into place, so no crash leaves one
+		// empty; an empty one was left by an earlier version that did not, when the node lost
+		// power: nothing can be learnt from it.
 		return nil, nil
 	}
 	var rec record
@@ -103,7 +98,7 @@ func (s recordStore) get(sandboxID string) ([]*libcni.NetworkAttachment, error) 
 
 // remove deletes sandboxID's record; none is not an error.
 func (s recordStore) remove(sandboxID string) error {
-	if err := os.Remove(s.path(sandboxID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := atomicfile.Remove(s.path(sandboxID)); err != nil {
 		return fmt.Errorf("remove attachment record: %w", err)
 	}
 	return nil
@@ -121,8 +116,8 @@ func (s recordStore) list() ([]string, error) {
 	}
 	var ids []string
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") {
-			// A put writes its temporary file and renames it within microseconds: one a
+		if atomicfile.IsTemp(e.Name()) {
+			// A put writes its temporary file and renames it within milliseconds: one a
 			// minute old was left by a crash. Removing it is best effort: it holds no state
 			// anyone reads, and GC must not fail over it.
 			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleTemp {

@@ -2,14 +2,18 @@ package cninetwork
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/cnishim/cnishim/internal/atomicfile/synctrace"
+	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -171,8 +175,9 @@ func TestSetUpRecordCorrupt(t *testing.T) {
 		t.Fatalf("plugin calls = %v; want none", summary(t, calls))
 	}
 
-	// An empty record is what a power loss leaves of one written just before it: the teardown
-	// goes on without it (here: the fallback on the current network) and removes it.
+	// An empty record, as a power loss could leave of one written just before it by a version
+	// that did not sync its records: the teardown goes on without it (here: the fallback on the
+	// current network) and removes it.
 	writeRecord(t, p, "s1", nil)
 	if err := p.TearDownPod(t.Context(), testPod("s1")); err != nil {
 		t.Fatalf("TearDownPod with an empty record: %v", err)
@@ -232,5 +237,83 @@ func TestGCRemovesEmptySetUpRecord(t *testing.T) {
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatalf("empty record still there after GC: %v", err)
+	}
+}
+
+// TestRecordsDurable: put and remove are on the disk when they return. put syncs the record's
+// data before renaming it into place and the directory after (and, the first time, the parent
+// of the directory it creates), so a power cut after a put leaves the whole record, never an
+// empty one that no teardown would act on; remove syncs the directory, so a removed record
+// does not come back.
+func TestRecordsDurable(t *testing.T) {
+	parent := t.TempDir()
+	s := recordStore{dir: filepath.Join(parent, "attachments")} // put creates it
+	att := func(network string) []*libcni.NetworkAttachment {
+		return []*libcni.NetworkAttachment{{ContainerID: "s1", Network: network, IfName: "eth0", Config: []byte(`{"name":"` + network + `"}`)}}
+	}
+	encoded := func(atts []*libcni.NetworkAttachment) string {
+		data, err := json.Marshal(record{Kind: recordKind, SandboxID: "s1", Attachments: atts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	// Each sync is shown as what was synced ("parent", "dir" or "data") and what the record
+	// file held right then ("-" for no file).
+	type step struct{ synced, held string }
+	for _, tc := range []struct {
+		name string
+		op   func() error
+		data string // what the synced data must be
+		want []step
+	}{
+		{name: "first put", op: func() error { return s.put("s1", att("net-a")) }, data: encoded(att("net-a")),
+			want: []step{{"parent", "-"}, {"data", "-"}, {"dir", encoded(att("net-a"))}}},
+		{name: "put replaces", op: func() error { return s.put("s1", att("net-b")) }, data: encoded(att("net-b")),
+			want: []step{{"data", encoded(att("net-a"))}, {"dir", encoded(att("net-b"))}}},
+		{name: "remove", op: func() error { return s.remove("s1") },
+			want: []step{{"dir", "-"}}},
+		{name: "remove again", op: func() error { return s.remove("s1") },
+			want: []step{{"dir", "-"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var (
+				mu  sync.Mutex
+				got []step
+			)
+			see := func(sy synctrace.Sync) {
+				st := step{synced: "data", held: "-"}
+				switch {
+				case sy.Dir && sy.Path == parent:
+					st.synced = "parent"
+				case sy.Dir && sy.Path == s.dir:
+					st.synced = "dir"
+				case sy.Dir:
+					t.Errorf("synced directory %s", sy.Path)
+				case filepath.Dir(sy.Path) != s.dir || sy.Path == s.path("s1"):
+					t.Errorf("synced %s; want a temporary file beside the record", sy.Path)
+				default:
+					if data, err := os.ReadFile(sy.Path); err != nil || string(data) != tc.data {
+						t.Errorf("synced %s holding %q, %v; want %q", sy.Path, data, err, tc.data)
+					}
+				}
+				if data, err := os.ReadFile(s.path("s1")); err == nil {
+					st.held = string(data)
+				}
+				mu.Lock()
+				got = append(got, st)
+				mu.Unlock()
+			}
+			defer synctrace.Watch(parent, see)()
+			defer synctrace.Watch(s.dir, see)()
+			if err := tc.op(); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("syncs = %q;\nwant %q", got, tc.want)
+			}
+		})
 	}
 }
