@@ -1,7 +1,8 @@
 // Package sandboxstore keeps cnishim's pod sandbox records: one JSON file per sandbox in a
-// directory, each written atomically (temporary file, fsync, rename, fsync of the directory), so
-// a record read back after a crash, even kill -9 or a power cut, is either the old version or the
-// new one, never a mix.
+// directory, each written and removed with package atomicfile (temporary file, fsync, rename,
+// fsync of the directory), the same rule as the network plugin's records, so a record read back
+// after a crash, even kill -9 or a power cut, is either the old version or the new one, never a
+// mix, and a write or deletion that returned holds.
 //
 // The Store also holds every record in memory, indexed by ID, and resolves unique ID prefixes
 // the way crictl users expect from containerd. It reserves a sandbox's name (name, namespace,
@@ -25,6 +26,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cnishim/cnishim/internal/atomicfile"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -119,16 +121,14 @@ type Store struct {
 	sorted []*Record
 }
 
-const (
-	recordExt = ".json"
-	tmpPrefix = ".tmp-"
-)
+const recordExt = ".json"
 
 // Open loads every record in dir, creating dir (mode 0700) if it does not exist. Leftover
-// temporary files from a write cut off by a crash are removed. A record file that cannot be
-// read or parsed is an error naming the file: Open does not guess at a sandbox's state.
+// temporary files from a write cut off by a crash (hidden files, see atomicfile.IsTemp) are
+// removed. A record file that cannot be read or parsed is an error naming the file: Open does
+// not guess at a sandbox's state.
 func Open(dir string) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := atomicfile.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sandbox store %s: %w", dir, err)
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
@@ -142,7 +142,7 @@ func Open(dir string) (*Store, error) {
 	for _, e := range entries {
 		name := e.Name()
 		path := filepath.Join(dir, name)
-		if strings.HasPrefix(name, tmpPrefix) {
+		if atomicfile.IsTemp(name) {
 			if err := os.Remove(path); err != nil {
 				return nil, fmt.Errorf("sandbox store: remove leftover %s: %w", path, err)
 			}
@@ -265,12 +265,8 @@ func (s *Store) Delete(id string) error {
 	if !ok {
 		return nil
 	}
-	path := s.path(id)
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("sandbox record %s: %w", path, err)
-	}
-	if err := syncDir(s.dir); err != nil {
-		return err
+	if err := atomicfile.Remove(s.path(id)); err != nil {
+		return fmt.Errorf("sandbox %s: delete record: %w", id, err)
 	}
 	s.mu.Lock()
 	delete(s.records, id)
@@ -356,45 +352,13 @@ func compareRecords(a, b *Record) int {
 func (s *Store) path(id string) string { return filepath.Join(s.dir, id+recordExt) }
 
 // write stores r in its file atomically. Called without s.mu; writes of one ID never overlap.
-func (s *Store) write(r *Record) (retErr error) {
+func (s *Store) write(r *Record) error {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("sandbox %s: encode record: %w", r.ID, err)
 	}
-	f, err := os.CreateTemp(s.dir, tmpPrefix+r.ID+"-")
-	if err != nil {
+	if err := atomicfile.WriteFile(s.path(r.ID), data, 0o600); err != nil {
 		return fmt.Errorf("sandbox %s: record: %w", r.ID, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if retErr != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("sandbox record %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sandbox record %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("sandbox record %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, s.path(r.ID)); err != nil {
-		return fmt.Errorf("sandbox record %s: %w", s.path(r.ID), err)
-	}
-	return syncDir(s.dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sandbox store %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sandbox store %s: sync: %w", dir, err)
 	}
 	return nil
 }

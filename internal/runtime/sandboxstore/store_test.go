@@ -1,6 +1,7 @@
 package sandboxstore
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cnishim/cnishim/internal/atomicfile/synctrace"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -180,17 +182,22 @@ func TestOpenCleansTempAndRejectsCorrupt(t *testing.T) {
 	if err := s.Create(record(id('1'), "web", 0, 1)); err != nil {
 		t.Fatal(err)
 	}
-	// A write cut off before its rename leaves only a temporary file.
-	tmp := filepath.Join(dir, tmpPrefix+id('2')+"-123")
-	if err := os.WriteFile(tmp, []byte(`{"id":`), 0o600); err != nil {
-		t.Fatal(err)
+	// A write cut off before its rename leaves only a temporary file: one named as this
+	// version names them, and one as earlier versions did.
+	tmps := []string{filepath.Join(dir, "."+id('2')+".json.tmp-123"), filepath.Join(dir, ".tmp-"+id('3')+"-123")}
+	for _, tmp := range tmps {
+		if err := os.WriteFile(tmp, []byte(`{"id":`), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s2, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("leftover temporary file not removed: %v", err)
+	for _, tmp := range tmps {
+		if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("leftover temporary file not removed: %v", err)
+		}
 	}
 	if len(s2.List()) != 1 {
 		t.Fatalf("records = %v", s2.List())
@@ -367,5 +374,76 @@ func TestListWhileChanging(t *testing.T) {
 		if r.State != StateReady {
 			t.Errorf("record %s is %s, want ready (its last update)", r.ID, r.State)
 		}
+	}
+}
+
+// TestWritesDurable: Create, Update and Delete are on the disk when they return: a record's
+// data is synced before it is renamed into place, and the directory after every rename or
+// removal, by the same helper and rule as the network plugin's records.
+func TestWritesDurable(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := record(id('1'), "web", 0, 1)
+	ready := created
+	ready.State = StateReady
+	encoded := func(r Record) string {
+		data, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	// Each sync is shown as what was synced ("dir" or "data") and what the record file held
+	// right then ("-" for no file).
+	type step struct{ synced, held string }
+	path := filepath.Join(dir, id('1')+".json")
+	for _, tc := range []struct {
+		name string
+		op   func() error
+		data string // what the synced data must be
+		want []step
+	}{
+		{name: "create", op: func() error { return s.Create(created) }, data: encoded(created),
+			want: []step{{"data", "-"}, {"dir", encoded(created)}}},
+		{name: "update", op: func() error { return s.Update(ready) }, data: encoded(ready),
+			want: []step{{"data", encoded(created)}, {"dir", encoded(ready)}}},
+		{name: "delete", op: func() error { return s.Delete(id('1')) },
+			want: []step{{"dir", "-"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var (
+				mu  sync.Mutex
+				got []step
+			)
+			defer synctrace.Watch(dir, func(sy synctrace.Sync) {
+				st := step{synced: "dir", held: "-"}
+				if !sy.Dir {
+					st.synced = "data"
+					if sy.Path == path {
+						t.Errorf("synced the record itself; want a temporary file")
+					}
+					if data, err := os.ReadFile(sy.Path); err != nil || string(data) != tc.data {
+						t.Errorf("synced %s holding %q, %v; want %q", sy.Path, data, err, tc.data)
+					}
+				}
+				if data, err := os.ReadFile(path); err == nil {
+					st.held = string(data)
+				}
+				mu.Lock()
+				got = append(got, st)
+				mu.Unlock()
+			})()
+			if err := tc.op(); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("syncs = %q;\nwant %q", got, tc.want)
+			}
+		})
 	}
 }
