@@ -4,7 +4,10 @@
 package procwait
 
 import (
+	"context"
+	"errors"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,9 +29,69 @@ func AwaitExit(p *os.Process) {
 	if err != nil {
 		return
 	}
-	// A pidfd polls readable once its process has exited.
-	_ = rc.Read(func(fd uintptr) bool {
-		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
-		return err != nil || n > 0
-	})
+	_ = rc.Read(exited)
+}
+
+// AwaitExitContext returns nil once the process p, a child not yet reaped, has exited, or
+// ctx's error if ctx ends first. It never reaps p: p's Wait does, and until then p's PID, and
+// the process group it leads, cannot be reused, so the caller may still signal either.
+//
+// It waits as AwaitExit does, in the network poller on a pidfd. Without pidfds it waits in a
+// waitid(WNOWAIT) on a goroutine that stays blocked in the kernel until p exits, even after
+// ctx ends: the caller that gives up on p should kill it.
+func AwaitExitContext(ctx context.Context, p *os.Process) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	fd, err := unix.PidfdOpen(p.Pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return awaitWaitid(ctx, p.Pid)
+	}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return awaitWaitid(ctx, p.Pid)
+	}
+	// A deadline in the past wakes the poller's wait; after f is closed it does nothing.
+	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	err = rc.Read(exited)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
+		return ctx.Err()
+	}
+	// The pidfd cannot be polled.
+	return awaitWaitid(ctx, p.Pid)
+}
+
+// exited reports whether the pidfd fd polls readable, which it does once its process has
+// exited.
+func exited(fd uintptr) bool {
+	n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+	return err != nil || n > 0
+}
+
+// awaitWaitid is AwaitExitContext without a pidfd.
+func awaitWaitid(ctx context.Context, pid int) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var info unix.Siginfo
+		for {
+			// WNOWAIT leaves the child waitable: Wait still reaps it.
+			err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+			if err != unix.EINTR {
+				return
+			}
+		}
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -36,6 +36,19 @@
 // given by WithRegisterer, and logs one line per operation at V(4) through the logger of the
 // caller's context.
 //
+// A plugin's deadline is its operation's: the caller's context, capped by the operation
+// timeout. Each plugin binary runs as the leader of a process group of its own (on Linux), so a
+// signal to the caller's group, such as a Ctrl-C at a terminal, does not reach it, and whatever
+// it starts in that group (a delegated IPAM plugin, a helper) goes with it: at the deadline
+// the whole group is killed with SIGKILL, and the operation fails with ErrTimeout once the
+// plugin has exited. Once a plugin exits, its stdout and stderr are read for 200 ms more; a
+// process still holding them then is killed with the group and the pipes are closed, so it
+// cannot hold the operation, and the result of a plugin that exited 0 is used all the same. A
+// plugin may write at most 4 MiB to stdout: one that writes more is killed with its group and
+// fails with an error naming it. Of its stderr, quoted in its error, the first 64 KiB are
+// kept and the rest is dropped. A process a plugin moved out of its group (setsid) is out of
+// reach.
+//
 // By default the bound on set-ups follows what their plugins spend (AdmissionLimits.AdaptiveAdd,
 // Plugin.AddBound). The Plugin's executor measures each plugin's CPU time, and that of every
 // process it waited for, from the kernel's account when it is reaped; from each finished
