@@ -76,6 +76,8 @@ const (
 	// in flight the CPUs idle whenever a chain ends before the next is admitted, or a wait
 	// runs long; half as many again as the waiting needs keeps them busy.
 	waitHeadroom = 1.5
+	// expectedSamples is how many of a key's latest chains its expected time looks at.
+	expectedSamples = 5
 	// expectedHorizon is how long a finished chain counts towards its key's expected time.
 	expectedHorizon = 10 * time.Minute
 	// maxKeys bounds how many keys are remembered; past it, keys outside the mix are forgotten.
@@ -282,9 +284,10 @@ func (ks *keyStats) cpuAndWait() (cpu, wait time.Duration, n int) {
 }
 
 // Expected returns how long a chain of key takes once admitted: the 90th percentile of the
-// wall times of its chains that ended in the last [expectedHorizon], or false if none did.
-// A single slow chain does not count, and one that is old is forgotten, so that a network
-// that was slow once is not judged by it for good.
+// wall times of its last [expectedSamples] chains that ended in the last [expectedHorizon],
+// or false if none did. A single slow chain does not count, and the estimate follows a network
+// that became fast (or slow) within a few chains, rather than judging it by old chains until
+// they age out.
 func (a *Adaptive) Expected(key string) (time.Duration, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -292,12 +295,14 @@ func (a *Adaptive) Expected(key string) (time.Duration, bool) {
 	if ks == nil {
 		return 0, false
 	}
-	var walls [keyWindow]time.Duration
+	var walls [expectedSamples]time.Duration
 	n := 0
 	since := time.Now().Add(-expectedHorizon)
-	for j := range ks.n {
-		if ks.at[j].After(since) {
-			walls[n] = ks.wall[j]
+	// Newest first: the ring's last write is at i-1.
+	for j := 0; j < ks.n && n < expectedSamples; j++ {
+		k := (ks.i - 1 - j + keyWindow) % keyWindow
+		if ks.at[k].After(since) {
+			walls[n] = ks.wall[k]
 			n++
 		}
 	}

@@ -176,6 +176,23 @@ func (l *Lane) Acquire(ctx context.Context) (release func(), err error) {
 	}
 }
 
+// TryAcquire takes a slot at once if one is free and nobody is queued, as Acquire would
+// without waiting, and reports whether it did. On success the caller runs its operation and
+// then calls release, as after Acquire.
+func (l *Lane) TryAcquire() (release func(), ok bool) {
+	l.mu.Lock()
+	if l.head != nil || !l.roomLocked() {
+		l.mu.Unlock()
+		return nil, false
+	}
+	l.inFlight++
+	l.admitted++
+	l.publishLocked()
+	l.mu.Unlock()
+	l.metrics.observeWait(0)
+	return l.releaser(), true
+}
+
 // giveBackLocked undoes the grant of w, whose caller's context ended, passes
 // the slot on and returns the caller's error.
 func (l *Lane) giveBackLocked(ctx context.Context, w *waiter) error {
