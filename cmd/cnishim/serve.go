@@ -49,6 +49,7 @@ type serveFlags struct {
 	podCIDR          string
 	metricsAddr      string
 	operationTimeout time.Duration
+	maxPodNetworks   int
 	shutdownGrace    time.Duration
 	loopback         loopbackFlag
 	admission        admissionFlags
@@ -64,6 +65,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.podCIDR, "pod-cidr", "", "the node's pod CIDRs, comma-separated for dual stack (passed to plugins as ipRanges)")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", "", "address for Prometheus /metrics over HTTP, e.g. 127.0.0.1:9437 (default off)")
 	fs.DurationVar(&f.operationTimeout, "operation-timeout", cninetwork.DefaultOperationTimeout, "cap on one pod network operation (every plugin exec in it)")
+	fs.IntVar(&f.maxPodNetworks, "max-pod-networks", cninetwork.DefaultMaxPodNetworks, "most networks one pod may be attached to, the default network included; a pod asking for more is refused with InvalidArgument")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM/SIGINT, how long calls in flight may run before they are cancelled")
 	fs.Var(&f.loopback, "loopback", "how the pod's lo is brought up: in-process, plugin or off (default in-process)")
 	f.admission.register(fs)
@@ -76,6 +78,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if err := durationAtLeast("shutdown-grace", f.shutdownGrace, 0); err != nil {
 		return err
+	}
+	if f.maxPodNetworks < 1 {
+		return fmt.Errorf("--max-pod-networks %d: must be at least 1", f.maxPodNetworks)
 	}
 	sockPath, err := unixPath(f.listen)
 	if err != nil {
@@ -117,6 +122,7 @@ func serve(ctx context.Context, f *serveFlags, sockPath string) (retErr error) {
 		// with no record has no network to tear down.
 		cninetwork.WithFallbackTeardown(false),
 		cninetwork.WithOperationTimeout(f.operationTimeout),
+		cninetwork.WithMaxPodNetworks(f.maxPodNetworks),
 		cninetwork.WithLoopback(f.loopback.mode),
 		cninetwork.WithRegisterer(reg),
 	)

@@ -4,20 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/cnishim/cnishim/internal/admission"
 )
 
 // AdmissionLimits bound how many plugin chains of each kind a Plugin runs at once. Each kind
-// has its own lane with its own bound, so a storm of set-ups never delays a teardown. A bound
-// of 0 (or less) leaves that kind unbounded; the zero AdmissionLimits bounds nothing.
+// has its own lane with its own bound, so a storm of set-ups never delays a teardown. A chain
+// is one network's plugins for one pod: a pod on three networks runs three chains, each in a
+// slot of its own, so however many networks a pod asks for, it gets no more chains at once
+// than the bound. A bound of 0 (or less) leaves that kind unbounded; the zero
+// AdmissionLimits bounds nothing.
 type AdmissionLimits struct {
-	// Add bounds the ADD chains of SetUpPod (a set-up's rollback runs within the slot its
-	// set-up holds).
+	// Add bounds the ADD chains of SetUpPod.
 	Add int
-	// Del bounds the DEL chains of TearDownPod.
+	// Del bounds the DEL chains of TearDownPod, of a failed set-up's rollback, and of GC's
+	// deletion of stale sandboxes.
 	Del int
 	// Check bounds the CHECK chains of CheckPod.
 	Check int
@@ -90,39 +92,63 @@ const (
 	laneGC
 )
 
+// laneOf returns the admission lane of l.
+func (p *Plugin) laneOf(l lane) *admission.Lane {
+	switch l {
+	case laneAdd:
+		return p.lanes.Add
+	case laneDel:
+		return p.lanes.Del
+	case laneCheck:
+		return p.lanes.Check
+	case laneStatus:
+		return p.lanes.Status
+	default:
+		return p.lanes.GC
+	}
+}
+
 // admit waits for a slot in lane l. On success the caller runs its plugins, then calls
 // release. The error wraps admission.ErrQueueTimeout and ctx's error.
 func (p *Plugin) admit(ctx context.Context, l lane) (release func(), err error) {
-	var ln *admission.Lane
-	switch l {
-	case laneAdd:
-		ln = p.lanes.Add
-	case laneDel:
-		ln = p.lanes.Del
-	case laneCheck:
-		ln = p.lanes.Check
-	case laneStatus:
-		ln = p.lanes.Status
-	default:
-		ln = p.lanes.GC
-	}
-	return ln.Acquire(ctx)
+	return p.laneOf(l).Acquire(ctx)
 }
 
-// lockAndAdmit waits for pod's sandbox lock, then for a slot in lane l, and returns the
-// function that gives both back. An error says what it waited for when ctx ended (see
-// waitError).
-func (p *Plugin) lockAndAdmit(ctx context.Context, pod *Pod, l lane, start time.Time) (release func(), err error) {
-	unlock, err := p.locks.Lock(ctx, pod.SandboxID)
+// admitNow is admit for a caller whose ctx may end before it could possibly wait its turn:
+// when a slot is free and nobody queues, it takes it whatever ctx says, so that a budget for
+// waiting never refuses a caller who would not wait.
+func (p *Plugin) admitNow(ctx context.Context, l lane) (release func(), err error) {
+	if release, ok := p.laneOf(l).TryAcquire(); ok {
+		return release, nil
+	}
+	return p.admit(ctx, l)
+}
+
+// inSlot runs one plugin chain of network, a verb ("ADD", "DEL", "CHECK") of a pod, in a slot
+// of lane l of its own, waited for under ctx: every chain counts against its lane's bound,
+// however many a pod runs side by side. When ctx ends first, the chain does not run, and the
+// error (see chainError) says it ended before any plugin ran.
+func (p *Plugin) inSlot(ctx context.Context, l lane, network, verb string, run func() error) error {
+	start := time.Now()
+	release, err := p.admit(ctx, l)
+	if err != nil {
+		return chainError(ctx, start, network, verb, &execTrace{}, false, err)
+	}
+	defer release()
+	return run()
+}
+
+// lockNow waits for pod's sandbox lock under ctx, but takes it whatever ctx says when nothing
+// holds or waits for it (see admitNow). An error says what it waited for when ctx ended.
+func (p *Plugin) lockNow(ctx context.Context, pod *Pod, start time.Time) (unlock func(), err error) {
+	if unlock, ok := p.locks.TryLock(pod.SandboxID); ok {
+		return unlock, nil
+	}
+	unlock, err = p.locks.Lock(ctx, pod.SandboxID)
 	if err != nil {
 		return nil, p.waitError(pod, start, err)
 	}
-	leave, err := p.admit(ctx, l)
-	if err != nil {
-		unlock()
-		return nil, p.waitError(pod, start, err)
-	}
-	return func() { leave(); unlock() }, nil
+	return unlock, nil
 }
 
 // AddBound is the ADD bound at one moment, and why it is what it is.
@@ -161,26 +187,30 @@ func (p *Plugin) AddBound() AddBound {
 	}
 }
 
-// planKey names the networks of a set-up, for admission's account of what chains cost.
-func planKey(plan []attachment) string {
-	names := make([]string, len(plan))
-	for i, a := range plan {
-		names[i] = a.network
+// expected returns how long the chains of plan take once admitted, as far as recent set-ups
+// tell: the longest of its networks' expected times (see admission.Adaptive.Expected), as the
+// chains run side by side; false when none of them is known.
+func (p *Plugin) expected(plan []attachment) (need time.Duration, known bool) {
+	for _, a := range plan {
+		if d, ok := p.lanes.AddBound.Expected(a.network); ok {
+			need, known = max(need, d), true
+		}
 	}
-	return strings.Join(names, "+")
+	return need, known
 }
 
-// queueContext returns the context a set-up of key waits under, for its sandbox's lock and for
-// admission. With a caller's deadline, the wait ends early enough to leave the chain as long
-// as key's recent set-ups took (their 90th percentile, see admission.Adaptive.Expected; all
-// of the deadline when none is known), so that no chain starts that cannot finish. Without one, it ends after the operation timeout,
-// so that no set-up waits forever.
-func (p *Plugin) queueContext(ctx context.Context, key string) (context.Context, context.CancelFunc) {
+// queueContext returns the context a set-up waits under, for its sandbox's lock, the GC gate
+// and its first admission. With a caller's deadline, the wait ends early enough to leave the
+// chains as long as their networks' recent chains took (see expected; all of the deadline when
+// none is known), so that no set-up starts that cannot finish; a set-up that need not wait
+// takes what is free whatever this says (see admitNow). Without a caller's deadline, it ends
+// after the operation timeout, so that no set-up waits forever.
+func (p *Plugin) queueContext(ctx context.Context, su *setUp) (context.Context, context.CancelFunc) {
 	dl, ok := ctx.Deadline()
 	if !ok {
 		return context.WithTimeout(ctx, p.opts.operationTimeout)
 	}
-	need, known := p.lanes.AddBound.Expected(key)
+	need, known := p.expected(su.plan)
 	if !known {
 		return context.WithCancel(ctx)
 	}
@@ -195,20 +225,20 @@ func (p *Plugin) queueError(ctx context.Context, su *setUp, err error) error {
 	if ctx.Err() != nil || !ok || !errors.Is(err, context.DeadlineExceeded) {
 		return p.waitError(su.pod, su.start, err)
 	}
-	need, _ := p.lanes.AddBound.Expected(su.key)
+	need, _ := p.expected(su.plan)
 	if !errors.Is(err, admission.ErrQueueTimeout) {
-		// The wait for the sandbox's lock ended it.
+		// The wait for the sandbox's lock or the GC gate ended it.
 		err = fmt.Errorf("%w: %w", admission.ErrQueueTimeout, err)
 	}
 	return fmt.Errorf("%s: %w: not started after waiting %s: %s left before the caller's deadline, and a set-up on %s takes up to %s: %w",
 		su.pod, ErrTimeout, time.Since(su.start).Round(time.Millisecond), time.Until(dl).Round(time.Millisecond),
-		su.key, need.Round(time.Millisecond), err)
+		su.networks(), need.Round(time.Millisecond), err)
 }
 
-// learnAdd tells admission what a set-up of key, admitted at admitted, cost.
-func (p *Plugin) learnAdd(key string, admitted time.Time, m *cpuMeter) {
+// learnAdd tells admission what an ADD chain of network, admitted at admitted, cost.
+func (p *Plugin) learnAdd(network string, admitted time.Time, m *cpuMeter) {
 	cpu, known := m.total()
-	p.lanes.AddBound.Observe(admission.Chain{Key: key, Wall: time.Since(admitted), CPU: cpu, CPUKnown: known})
+	p.lanes.AddBound.Observe(admission.Chain{Key: network, Wall: time.Since(admitted), CPU: cpu, CPUKnown: known})
 }
 
 // probeAdd looks at a queue of set-ups every admission.ProbeInterval while it stands, until

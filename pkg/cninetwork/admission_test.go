@@ -144,8 +144,13 @@ func TestQueueTimeBudget(t *testing.T) {
 		}
 	}
 
-	// With less time left to its caller than set-ups on the network take, a set-up is refused
-	// at once, before its caller's deadline, and runs nothing.
+	// With less time left to its caller than set-ups on the network take, a set-up that would
+	// have to wait for a slot is refused before its caller's deadline, and runs nothing.
+	block := make(chan struct{})
+	fe.set("ptp", "ADD", reply{block: block})
+	busy := make(chan error, 1)
+	go func() { _, err := p.SetUpPod(longCtx, testPod("busy")); busy <- err }()
+	waitFor(t, "the lane busy", func() bool { return p.AdmissionStats()[0].InFlight == 1 })
 	shortCtx, cancel := context.WithTimeout(ctx, setUp/2)
 	defer cancel()
 	_, err := p.SetUpPod(shortCtx, testPod("late"))
@@ -156,9 +161,50 @@ func TestQueueTimeBudget(t *testing.T) {
 		!strings.Contains(err.Error(), "before the caller's deadline") {
 		t.Fatalf("SetUpPod with too little time left = %v; want ErrTimeout, ErrQueueTimeout, saying it was not started", err)
 	}
+	close(block)
+	if err := <-busy; err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range fe.callsOf("") {
 		if c.ContainerID == "late" {
 			t.Fatalf("a set-up refused for lack of time ran %s %s", c.Command, c.Plugin)
 		}
+	}
+}
+
+// TestQueueBudgetRecovers: the budget for waiting applies only where a set-up would wait. After
+// a network's set-ups were slow, set-ups with less time than those took still run on an idle
+// lane, and once the network is fast again the estimate follows within a few set-ups, without
+// waiting for the slow ones to age out.
+func TestQueueBudgetRecovers(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, otherNet))
+	const slow = 600 * time.Millisecond
+	p := newTestPlugin(t, fe, src, WithAdmission(AdmissionLimits{Add: 1, Del: 2}))
+	ctx := t.Context()
+	fe.set("ptp", "ADD", reply{sleep: slow})
+	for i := range 3 {
+		if _, err := p.SetUpPod(ctx, testPod(fmt.Sprint("slow", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, ok := p.lanes.AddBound.Expected("net-b"); !ok || d < slow {
+		t.Fatalf("expected time after three slow set-ups = %s, %v; want at least %s", d, ok, slow)
+	}
+
+	// The network became fast. On an idle lane, nothing waits: set-ups with 500 ms left run.
+	fe.set("ptp", "ADD", reply{})
+	for i := range 4 {
+		short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		_, err := p.SetUpPod(short, testPod(fmt.Sprint("fast", i)))
+		cancel()
+		if err != nil {
+			st := p.AdmissionStats()[0]
+			t.Fatalf("set-up %d on an idle lane (%d in flight, %d queued) = %v; want it run", i, st.InFlight, st.Queued, err)
+		}
+	}
+	// And the estimate followed them.
+	if d, ok := p.lanes.AddBound.Expected("net-b"); !ok || d >= slow {
+		t.Fatalf("expected time after four fast set-ups = %s, %v; want below %s", d, ok, slow)
 	}
 }

@@ -18,6 +18,9 @@ const (
 	// DefaultStatusInterval is how often the default network's plugins are asked for their
 	// CNI STATUS when the network's cniVersion is 1.1.0 or later.
 	DefaultStatusInterval = 5 * time.Second
+	// DefaultMaxPodNetworks is how many networks one pod may be attached to, the default
+	// network included, unless WithMaxPodNetworks says otherwise.
+	DefaultMaxPodNetworks = 16
 )
 
 // Sentinel errors callers branch on with errors.Is.
@@ -73,6 +76,7 @@ type options struct {
 	watchOpts        []confwatch.Option
 	podCIDRs         []string
 	admission        *AdmissionLimits
+	maxPodNetworks   int
 
 	// source replaces the confwatch.Watcher; for tests.
 	source snapshotSource
@@ -112,6 +116,14 @@ func WithNetworkName(name string) Option { return func(o *options) { o.networkNa
 
 // WithLoopback sets how the pod's loopback interface is brought up.
 func WithLoopback(m LoopbackMode) Option { return func(o *options) { o.loopback = m } }
+
+// WithMaxPodNetworks caps how many networks one pod may be attached to, the default network
+// included (default DefaultMaxPodNetworks): a pod asking for more is refused with
+// ErrInvalidPod, naming the cap, before anything is created for it. Every network costs the
+// node a plugin chain and usually an address, and a pod's spec is written by whoever may create
+// pods, so the cap keeps one pod from draining an address pool or filling the ADD lane. n < 1
+// means the default.
+func WithMaxPodNetworks(n int) Option { return func(o *options) { o.maxPodNetworks = n } }
 
 // WithOperationTimeout caps every operation (default DefaultOperationTimeout). The rollback
 // of a failed setup gets the same budget again, outside the caller's cancellation.

@@ -149,7 +149,7 @@ func BenchmarkSetUpSeveralNetworks(b *testing.B) {
 		}
 	}
 	three, one := testPod("three"), testPod("one")
-	three.ExtraNetworks = []NetworkAttachment{{Network: "net-c"}, {Network: "net-d"}}
+	three.ExtraNetworks = []NetworkSelection{{Name: "net-c"}, {Name: "net-d"}}
 	b.StopTimer()
 	oneNs, _, threeNs, _ := pairMeasure(b.N, once(one), once(three))
 	b.StartTimer()

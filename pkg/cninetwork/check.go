@@ -15,7 +15,8 @@ import (
 // arguments cached at ADD and pod.NetNS, which must still be a network namespace. Networks
 // whose cniVersion predates CHECK (0.4.0), or that disable it, pass. A sandbox with nothing
 // cached gets an error wrapping ErrUnknownSandbox. Like SetUpPod, it is serialized with the
-// sandbox's other operations and capped by the operation timeout.
+// sandbox's other operations and capped by the operation timeout; each network's chain waits
+// for a slot of the CHECK lane of its own.
 func (p *Plugin) CheckPod(ctx context.Context, pod *Pod) (retErr error) {
 	start := time.Now()
 	defer func() { p.metrics.observe(opCheck, start, retErr != nil) }()
@@ -32,11 +33,11 @@ func (p *Plugin) CheckPod(ctx context.Context, pod *Pod) (retErr error) {
 
 	ctx, cancel := context.WithTimeout(ctx, p.opts.operationTimeout)
 	defer cancel()
-	release, err := p.lockAndAdmit(ctx, pod, laneCheck, start)
+	unlock, err := p.locks.Lock(ctx, pod.SandboxID)
 	if err != nil {
-		return err
+		return p.waitError(pod, start, err)
 	}
-	defer release()
+	defer unlock()
 
 	cached, err := p.cni.GetCachedAttachments(pod.SandboxID)
 	if err != nil {
@@ -53,9 +54,15 @@ func (p *Plugin) CheckPod(ctx context.Context, pod *Pod) (retErr error) {
 			continue
 		}
 		cstart := time.Now()
-		tctx, tr := withTrace(ctx)
-		if err := p.cni.CheckNetworkList(tctx, list, rt); err != nil && !errors.Is(err, libcni.ErrorCheckNotSupp) {
-			errs = append(errs, chainError(tctx, cstart, a.Network, "CHECK", tr, true, err))
+		err = p.inSlot(ctx, laneCheck, a.Network, "CHECK", func() error {
+			tctx, tr := withTrace(ctx)
+			if err := p.cni.CheckNetworkList(tctx, list, rt); err != nil && !errors.Is(err, libcni.ErrorCheckNotSupp) {
+				return chainError(tctx, cstart, a.Network, "CHECK", tr, true, err)
+			}
+			return nil
+		})
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if len(errs) > 0 {

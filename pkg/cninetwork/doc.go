@@ -27,11 +27,14 @@
 // the pod's own or "default" (see NetworkSelection). A selection's ips, mac, portMappings and
 // bandwidth become capability args of that network alone, its cni-args the "args": {"cni":
 // ...} of its plugins' configuration, and its default-route the pod's default route once every
-// network is attached (see NetworkAttachment.DefaultRoute).
+// network is attached (see NetworkSelection.DefaultRoute). A pod may be on at most
+// WithMaxPodNetworks networks, the default one included (16 by default).
 //
 // Operations on one sandbox are serialized, operations on different sandboxes run in
 // parallel within the admission bounds (see WithAdmission), and each is capped by the
-// operation timeout. The Plugin registers its Prometheus metrics, labelled by operation_type
+// operation timeout. Every plugin chain (one network's plugins for one pod) waits for a slot of
+// its lane: set-ups, teardowns and rollbacks of pods on many networks count each network.
+// The Plugin registers its Prometheus metrics, labelled by operation_type
 // (set_up_pod, tear_down_pod, get_pod_network_status, check, status, gc), with the registerer
 // given by WithRegisterer, and logs one line per operation at V(4) through the logger of the
 // caller's context.
@@ -52,8 +55,8 @@
 // By default the bound on set-ups follows what their plugins spend (AdmissionLimits.AdaptiveAdd,
 // Plugin.AddBound). The Plugin's executor measures each plugin's CPU time, and that of every
 // process it waited for, from the kernel's account when it is reaped; from each finished
-// set-up it learns the CPU its chains burn and the time they wait on something else, an IPAM
-// server, a delegate, address detection, per set of networks. The bound is then
+// chain it learns the CPU it burns and the time it waits on something else, an IPAM
+// server, a delegate, address detection, per network. The bound is then
 // CPUs × (1 + 1.5 × wait / CPU), as thread pools are sized with half as much headroom again on
 // the wait, at least the CPU count and at most 128 per CPU: chains that compute keep it near
 // the CPU count, where throughput peaks; chains that wait 2 s on an IPAM server widen it until

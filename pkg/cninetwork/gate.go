@@ -8,14 +8,16 @@ import (
 
 // gcGate keeps GC's plugin phase apart from ADD chains: a CNI GC releases whatever the valid
 // attachments it is given do not hold, so an ADD whose attachment is not yet recorded must not
-// run during it. ADD chains share the gate; GC holds it alone. A GC waiting for the gate keeps
-// new ADD chains out, so a steady stream of set-ups cannot starve it; it waits only for the
-// chains already admitted, never for set-ups queued for admission. Both sides give up when
-// their context ends, so no set-up waits past its deadline behind a GC.
+// run during it. Set-ups share the gate; GC holds it alone. A GC waiting for the gate keeps
+// new set-ups out, so a steady stream of them cannot starve it; it waits for the set-ups that
+// entered before it asked, those still queued for an ADD slot included. A set-up enters the
+// gate before it takes any slot, so none holds a slot while it waits behind a GC: the chains a
+// GC waits for can always be admitted. Both sides give up when their context ends, so no
+// set-up waits past its deadline behind a GC.
 type gcGate struct {
 	// mu guards the fields below.
 	mu      sync.Mutex
-	readers int  // ADD chains holding the gate
+	readers int  // set-ups holding the gate
 	writer  bool // a GC holds the gate or waits for the readers to leave
 	// changed is closed, and replaced, whenever readers drops to 0 or writer is cleared.
 	changed chan struct{}
@@ -45,7 +47,7 @@ func (g *gcGate) broadcast() {
 	}
 }
 
-// enter lets an ADD chain in once no GC holds or waits for the gate.
+// enter lets a set-up in once no GC holds or waits for the gate.
 func (g *gcGate) enter(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -58,7 +60,7 @@ func (g *gcGate) enter(ctx context.Context) error {
 	return nil
 }
 
-// leave ends an ADD chain's hold.
+// leave ends a set-up's hold.
 func (g *gcGate) leave() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -68,7 +70,7 @@ func (g *gcGate) leave() {
 	}
 }
 
-// lock takes the gate for a GC once no other GC holds it and every ADD chain in it has left.
+// lock takes the gate for a GC once no other GC holds it and every set-up in it has left.
 func (g *gcGate) lock(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()

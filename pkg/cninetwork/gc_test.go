@@ -43,7 +43,7 @@ func TestGC(t *testing.T) {
 		}
 	}
 	d := testPod("d")
-	d.ExtraNetworks = []NetworkAttachment{{Network: "net-a"}}
+	d.ExtraNetworks = []NetworkSelection{{Name: "net-a"}}
 	if _, err := p.SetUpPod(ctx, d); err != nil {
 		t.Fatal(err)
 	}

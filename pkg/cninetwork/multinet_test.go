@@ -112,12 +112,8 @@ func TestNetworksAnnotationRefusals(t *testing.T) {
 				Metadata:    &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "team-a", Uid: "u1"},
 				Annotations: map[string]string{NetworksAnnotation: tt.annotation},
 			})
-			err := pod.Validate()
-			if err == nil {
-				err = pod.CheckNetworks(p.Snapshot())
-			}
-			if !errors.Is(err, ErrInvalidPod) || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("Validate/CheckNetworks = %v; want ErrInvalidPod saying %q", err, tt.want)
+			if err := p.ValidatePod(pod); !errors.Is(err, ErrInvalidPod) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("ValidatePod = %v; want ErrInvalidPod saying %q", err, tt.want)
 			}
 			if _, err := p.SetUpPod(t.Context(), pod); !errors.Is(err, ErrInvalidPod) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("SetUpPod = %v; want ErrInvalidPod saying %q", err, tt.want)
@@ -138,7 +134,7 @@ func TestPodFromSandboxConfigNetworks(t *testing.T) {
 			Annotations: map[string]string{NetworksAnnotation: a},
 		})
 	}
-	want := []NetworkAttachment{{Network: "net-a"}, {Network: "net-b", IfName: "net1"}, {Network: "net-c", IfName: "x"}}
+	want := []NetworkSelection{{Name: "net-a"}, {Name: "net-b", Namespace: "team", Interface: "net1"}, {Name: "net-c", Namespace: "default", Interface: "x"}}
 	for _, a := range []string{
 		"net-a, team/net-b@net1, default/net-c@x",
 		`[{"name":"net-a"},{"name":"net-b","namespace":"team","interface":"net1"},{"name":"net-c","namespace":"default","interface":"x"}]`,
@@ -190,7 +186,7 @@ func TestExtraNetworksSideBySide(t *testing.T) {
 		"interfaces":[{"name":"net2","mac":"02:00:00:00:00:02","sandbox":"/x"}],
 		"ips":[{"address":"10.9.0.2/24","interface":0}],"dns":{"nameservers":["10.9.0.53"],"search":["corp"]}}`})
 	pod := testPod("s1")
-	pod.ExtraNetworks = []NetworkAttachment{{Network: "net-c", IfName: "net1"}, {Network: "net-d", IfName: "net2"}}
+	pod.ExtraNetworks = []NetworkSelection{{Name: "net-c", Interface: "net1"}, {Name: "net-d", Interface: "net2"}}
 	st, err := p.SetUpPod(t.Context(), pod)
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +231,7 @@ func TestExtraNetworkFailureSideBySide(t *testing.T) {
 	fe.set("macvlan", "ADD", reply{hook: hook, err: &types.Error{Code: 7, Msg: "no master"}})
 	fe.set("ipvlan", "ADD", reply{hook: hook})
 	pod := testPod("s1")
-	pod.ExtraNetworks = []NetworkAttachment{{Network: "net-c"}, {Network: "net-d"}}
+	pod.ExtraNetworks = []NetworkSelection{{Name: "net-c"}, {Name: "net-d"}}
 	_, err := p.SetUpPod(t.Context(), pod)
 	if err == nil || !strings.Contains(err.Error(), `network "net-c"`) || !strings.Contains(err.Error(), "no master") {
 		t.Fatalf("SetUpPod = %v; want net-c's failure", err)
@@ -260,7 +256,7 @@ func TestExtraNetworksCheckAndGC(t *testing.T) {
 	src.publish(nil, network(t, otherNet), network(t, macvlanNet), network(t, ipvlanNet))
 	p := newTestPlugin(t, fe, src, WithStateDir(t.TempDir()))
 	pod := testPod("s1")
-	pod.ExtraNetworks = []NetworkAttachment{{Network: "net-c", IfName: "net1"}, {Network: "net-d", IfName: "net2"}}
+	pod.ExtraNetworks = []NetworkSelection{{Name: "net-c", Interface: "net1"}, {Name: "net-d", Interface: "net2"}}
 	if _, err := p.SetUpPod(t.Context(), pod); err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +301,7 @@ func TestCutOffMultiNetworkSetUpTornDown(t *testing.T) {
 	fe.set("macvlan", "ADD", reply{block: hang, hook: hook})
 	fe.set("bridge", "ADD", reply{block: hang, hook: hook})
 	pod := testPod("s1")
-	pod.ExtraNetworks = []NetworkAttachment{{Network: "net-c", IfName: "net1"}, {Network: "net-caps", IfName: "net2", IPs: []string{"10.9.0.5/24"}}}
+	pod.ExtraNetworks = []NetworkSelection{{Name: "net-c", Interface: "net1"}, {Name: "net-caps", Interface: "net2", IPs: []string{"10.9.0.5/24"}}}
 	ctx, cancel := context.WithCancel(t.Context())
 	setUp := make(chan error, 1)
 	go func() {
@@ -344,7 +340,7 @@ func TestDefaultNetworkAlongsideExtra(t *testing.T) {
 	fe.set("ptp", "ADD", reply{hook: hook})
 	fe.set("macvlan", "ADD", reply{hook: hook})
 	pod := testPod("s1")
-	pod.ExtraNetworks = []NetworkAttachment{{Network: "net-c"}}
+	pod.ExtraNetworks = []NetworkSelection{{Name: "net-c"}}
 	st, err := p.SetUpPod(t.Context(), pod)
 	if err != nil {
 		t.Fatal(err)
@@ -371,7 +367,7 @@ func TestDefaultNetworkFailureRollsBackExtra(t *testing.T) {
 	fe.set("ptp", "ADD", reply{hook: hook, err: &types.Error{Code: 11, Msg: "no address left"}})
 	fe.set("ipvlan", "ADD", reply{hook: hook})
 	pod := testPod("s1")
-	pod.ExtraNetworks = []NetworkAttachment{{Network: "net-d"}}
+	pod.ExtraNetworks = []NetworkSelection{{Name: "net-d"}}
 	_, err := p.SetUpPod(t.Context(), pod)
 	if err == nil || !strings.Contains(err.Error(), `network "net-b"`) || !strings.Contains(err.Error(), "no address left") {
 		t.Fatalf("SetUpPod = %v; want net-b's failure", err)
@@ -431,4 +427,76 @@ func TestDefaultRoutePlanned(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPodNetworksBounded: one pod cannot escape the admission bounds or the cap on its
+// networks. Over the cap (16 by default) it is refused before any plugin runs, naming the cap;
+// under a raised cap, a pod on 100 networks never runs more ADD chains at once than the ADD
+// bound, nor more DEL chains than the DEL bound at its rollback and teardown, and still runs
+// them side by side up to the bound.
+func TestPodNetworksBounded(t *testing.T) {
+	extra := make([]NetworkSelection, 99)
+	for i := range extra {
+		extra[i] = NetworkSelection{Name: "net-c"} // the same network, 99 times
+	}
+	limits := WithAdmission(AdmissionLimits{Add: 2, Del: 2})
+
+	t.Run("over the cap", func(t *testing.T) {
+		fe, src := newFakeExec(), newFakeSource()
+		src.publish(nil, network(t, otherNet), network(t, macvlanNet))
+		p := newTestPlugin(t, fe, src, limits)
+		pod := testPod("s1")
+		pod.ExtraNetworks = extra
+		const want = "asks for 100 networks, the default one included; this node allows at most 16 per pod"
+		if err := p.ValidatePod(pod); !errors.Is(err, ErrInvalidPod) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("ValidatePod = %v; want ErrInvalidPod saying %q", err, want)
+		}
+		if _, err := p.SetUpPod(t.Context(), pod); !errors.Is(err, ErrInvalidPod) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("SetUpPod = %v; want ErrInvalidPod saying %q", err, want)
+		}
+		if c := fe.callsOf(""); len(c) != 0 {
+			t.Fatalf("plugins ran for a pod over the cap: %d calls", len(c))
+		}
+		pod.ExtraNetworks = extra[:15]
+		if err := p.ValidatePod(pod); err != nil {
+			t.Fatalf("ValidatePod of a pod on 16 networks = %v; want nil", err)
+		}
+	})
+
+	t.Run("within a raised cap", func(t *testing.T) {
+		fe, src := newFakeExec(), newFakeSource()
+		src.publish(nil, network(t, otherNet), network(t, macvlanNet))
+		p := newTestPlugin(t, fe, src, limits, WithMaxPodNetworks(100))
+		fe.set("macvlan", "ADD", reply{sleep: 5 * time.Millisecond})
+		fe.set("macvlan", "DEL", reply{sleep: 5 * time.Millisecond})
+		pod := testPod("s1")
+		pod.ExtraNetworks = extra
+		st, err := p.SetUpPod(t.Context(), pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Attachments) != 100 {
+			t.Fatalf("%d attachments; want 100", len(st.Attachments))
+		}
+		if err := p.TearDownPod(t.Context(), pod); err != nil {
+			t.Fatal(err)
+		}
+
+		// A pod whose extra networks all fail is rolled back, its DEL chains bounded too.
+		fe.set("macvlan", "ADD", reply{err: errors.New("no parent")})
+		pod = testPod("s2")
+		pod.ExtraNetworks = extra
+		if _, err := p.SetUpPod(t.Context(), pod); err == nil || errors.Is(err, ErrRollbackFailed) {
+			t.Fatalf("SetUpPod with failing networks = %v; want an error, rolled back", err)
+		}
+		fe.mu.Lock()
+		add, del := fe.maxRunningCmd["ADD"], fe.maxRunningCmd["DEL"]
+		fe.mu.Unlock()
+		if add != 2 || del != 2 {
+			t.Fatalf("at most %d ADD and %d DEL chains ran at once; want exactly the bounds, 2 and 2", add, del)
+		}
+		if ids, err := p.records.list(); err != nil || len(ids) != 0 {
+			t.Fatalf("records left: %v, %v", ids, err)
+		}
+	})
 }

@@ -130,6 +130,9 @@ func New(opts ...Option) (*Plugin, error) {
 	if o.statusInterval == 0 {
 		o.statusInterval = DefaultStatusInterval
 	}
+	if o.maxPodNetworks < 1 {
+		o.maxPodNetworks = DefaultMaxPodNetworks
+	}
 	cidrs, err := parsePodCIDRs(o.podCIDRs)
 	if err != nil {
 		return nil, err

@@ -383,12 +383,12 @@ func TestSetUpPodRefusals(t *testing.T) {
 		{"missing netns", with(func(p *Pod) { p.NetNS = "/nonexistent/ns" }), ErrInvalidPod, "netns /nonexistent/ns"},
 		{"netns not a netns", with(func(p *Pod) { p.NetNS = "/etc/hostname" }), ErrInvalidPod, "not a network namespace"},
 		{"duplicate ifname", with(func(p *Pod) {
-			p.ExtraNetworks = []NetworkAttachment{{Network: "net-b", IfName: "net1"}, {Network: "net-b", IfName: "net1"}}
+			p.ExtraNetworks = []NetworkSelection{{Name: "net-b", Interface: "net1"}, {Name: "net-b", Interface: "net1"}}
 		}), ErrInvalidPod, `interface "net1" is already used`},
-		{"extra on eth0", with(func(p *Pod) { p.ExtraNetworks = []NetworkAttachment{{Network: "net-b", IfName: "eth0"}} }), ErrInvalidPod, `interface "eth0" is already used`},
-		{"bad ifname", with(func(p *Pod) { p.ExtraNetworks = []NetworkAttachment{{Network: "net-b", IfName: "a/b"}} }), ErrInvalidPod, `interface "a/b"`},
-		{"unnamed extra", with(func(p *Pod) { p.ExtraNetworks = []NetworkAttachment{{}} }), ErrInvalidPod, "extra network 0: no network name"},
-		{"unknown extra", with(func(p *Pod) { p.ExtraNetworks = []NetworkAttachment{{Network: "nope"}} }), ErrInvalidPod, `extra network "nope": no valid configuration in /etc/cni/net.d`},
+		{"extra on eth0", with(func(p *Pod) { p.ExtraNetworks = []NetworkSelection{{Name: "net-b", Interface: "eth0"}} }), ErrInvalidPod, `interface "eth0" is already used`},
+		{"bad ifname", with(func(p *Pod) { p.ExtraNetworks = []NetworkSelection{{Name: "net-b", Interface: "a/b"}} }), ErrInvalidPod, `interface "a/b"`},
+		{"unnamed extra", with(func(p *Pod) { p.ExtraNetworks = []NetworkSelection{{}} }), ErrInvalidPod, "extra network 0: no network name"},
+		{"unknown extra", with(func(p *Pod) { p.ExtraNetworks = []NetworkSelection{{Name: "nope"}} }), ErrInvalidPod, `extra network "nope": no valid configuration in /etc/cni/net.d`},
 		{"reused sandbox", testPod("up"), ErrInvalidPod, "already set up"},
 		{"bad bandwidth", with(func(p *Pod) { p.Annotations = map[string]string{annotationEgressBandwidth: "lots"} }), ErrInvalidPod, "kubernetes.io/egress-bandwidth"},
 	}
@@ -434,7 +434,7 @@ func TestExtraNetworks(t *testing.T) {
 	p := newTestPlugin(t, fe, src)
 
 	pod := testPod("s1")
-	pod.ExtraNetworks = []NetworkAttachment{{Network: "net-a"}, {Network: "net-c", IfName: "eth1"}, {Network: "net-b", IfName: "net9"}}
+	pod.ExtraNetworks = []NetworkSelection{{Name: "net-a"}, {Name: "net-c", Interface: "eth1"}, {Name: "net-b", Interface: "net9"}}
 	st, err := p.SetUpPod(t.Context(), pod)
 	if err != nil {
 		t.Fatal(err)
@@ -504,7 +504,7 @@ func TestExtraNetworkFailureRollsBackAll(t *testing.T) {
 	p := newTestPlugin(t, fe, src)
 	fe.set("macvlan", "ADD", reply{err: &types.Error{Code: 7, Msg: "no master"}})
 	pod := testPod("s1")
-	pod.ExtraNetworks = []NetworkAttachment{{Network: "net-c"}}
+	pod.ExtraNetworks = []NetworkSelection{{Name: "net-c"}}
 	_, err := p.SetUpPod(t.Context(), pod)
 	if err == nil || !strings.Contains(err.Error(), `network "net-c"`) {
 		t.Fatalf("SetUpPod = %v; want an error naming net-c", err)

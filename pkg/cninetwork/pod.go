@@ -1,7 +1,6 @@
 package cninetwork
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 
@@ -29,42 +28,16 @@ type Pod struct {
 	DNS *runtimeapi.DNSConfig
 	// CgroupParent is the sandbox's cgroup parent, passed as the cgroupPath capability arg.
 	CgroupParent string
-	// ExtraNetworks are networks the pod is attached to besides the default, by name.
-	ExtraNetworks []NetworkAttachment
+	// ExtraNetworks are the networks the pod is attached to besides the default, by name, in
+	// the form of the NetworksAnnotation's elements, however they arrive. What a pod may ask
+	// of them, and how it reaches the plugins, is said at NetworkSelection; Validate checks
+	// them, and the Plugin's ValidatePod also that each exists and that the pod asks for no
+	// more networks than WithMaxPodNetworks allows.
+	ExtraNetworks []NetworkSelection
 
-	// networksErr is why PodFromSandboxConfig could not read the pod's NetworksAnnotation;
+	// networksErr is why PodFromSandboxConfig could not parse the pod's NetworksAnnotation;
 	// Validate and SetUpPod refuse the pod for it.
 	networksErr error
-}
-
-// NetworkAttachment asks for a pod to be attached to a network other than the default.
-//
-// The values a pod asks of the attachment reach the network's plugins as capability args
-// ("ips", "mac", "portMappings", "bandwidth"), each only where the network declares the
-// capability, as the CNI conventions say; they replace, on this network, the pod's own port
-// mappings and bandwidth annotations, which are for the default network alone.
-type NetworkAttachment struct {
-	// Network is the name of a valid network in the configuration directory.
-	Network string
-	// IfName is the interface name inside the pod; empty means the next free ethN.
-	IfName string
-	// IPs are addresses (an IP, or an IP with a prefix length) asked for on the network.
-	IPs []string
-	// MAC is the MAC address asked for on the network.
-	MAC string
-	// PortMappings are host ports to forward to the pod on this network.
-	PortMappings []SelectionPortMapping
-	// Bandwidth limits the pod's traffic on this network.
-	Bandwidth *SelectionBandwidth
-	// CNIArgs, a JSON object, is passed to each of the network's plugins as "args":
-	// {"cni": CNIArgs} in its configuration.
-	CNIArgs json.RawMessage
-	// DefaultRoute asks for the pod's default route through this network: gateway IPs, at
-	// most one per IP family across all the pod's networks. Once every attachment succeeded,
-	// SetUpPod replaces, in the pod's netns, the default routes of each family named (main
-	// table) with one via the gateway on this network's interface; if that fails, the pod is
-	// rolled back like any failed set-up. The attachment is then its status's Default one.
-	DefaultRoute []string
 }
 
 // PodNetworkStatus is what the plugin knows of a pod's network.
@@ -113,12 +86,11 @@ func (s *PodNetworkStatus) CRI() *runtimeapi.PodSandboxNetworkStatus {
 // PodFromSandboxConfig builds the Pod of a sandbox from its CRI configuration: name,
 // namespace and UID from the metadata, annotations, port mappings, DNS configuration, the
 // Linux cgroup parent, and the extra networks of the NetworksAnnotation (see
-// ExtraNetworksFromSelection). An annotation that does not parse, or that names a namespace the
-// pod may not use, leaves ExtraNetworks empty and makes Validate, CheckNetworks and SetUpPod
-// refuse the pod with ErrInvalidPod, so that it is never set up without the networks it asked
-// for. The returned Pod shares cfg's slices, map and DNS config; the caller must
-// not modify them while the Pod is in use. cfg may be nil (only the sandbox ID and netns path
-// are set then).
+// ParseNetworkSelection). An annotation that does not parse leaves ExtraNetworks empty and
+// makes Validate, ValidatePod and SetUpPod refuse the pod with ErrInvalidPod, so that it is
+// never set up without the networks it asked for. The returned Pod shares cfg's slices, map
+// and DNS config; the caller must not modify them while the Pod is in use. cfg may be nil
+// (only the sandbox ID and netns path are set then).
 func PodFromSandboxConfig(sandboxID, netnsPath string, cfg *runtimeapi.PodSandboxConfig) *Pod {
 	pod := &Pod{SandboxID: sandboxID, NetNS: netnsPath}
 	if cfg == nil {
@@ -132,29 +104,9 @@ func PodFromSandboxConfig(sandboxID, netnsPath string, cfg *runtimeapi.PodSandbo
 	pod.DNS = cfg.GetDnsConfig()
 	pod.CgroupParent = cfg.GetLinux().GetCgroupParent()
 	if v, ok := pod.Annotations[NetworksAnnotation]; ok {
-		sels, err := ParseNetworkSelection(v)
-		if err == nil {
-			pod.ExtraNetworks, err = ExtraNetworksFromSelection(pod.Namespace, sels)
-		}
-		pod.networksErr = err
+		pod.ExtraNetworks, pod.networksErr = ParseNetworkSelection(v)
 	}
 	return pod
-}
-
-// ExtraNetworksFromSelection turns the network selection of a pod in podNamespace into its
-// extra networks. A selection's namespace must be empty, podNamespace or "default": networks are
-// the node's, selected by name (see NetworkSelection).
-func ExtraNetworksFromSelection(podNamespace string, sels []NetworkSelection) ([]NetworkAttachment, error) {
-	var out []NetworkAttachment
-	for i, s := range sels {
-		if !namespaceAllowed(s.Namespace, podNamespace) {
-			return nil, fmt.Errorf("network selection element %d (network %q): namespace %q: only the pod's own namespace or %q may name this node's networks",
-				i, s.Name, s.Namespace, "default")
-		}
-		out = append(out, NetworkAttachment{Network: s.Name, IfName: s.Interface, IPs: s.IPs, MAC: s.MAC,
-			PortMappings: s.PortMappings, Bandwidth: s.Bandwidth, CNIArgs: s.CNIArgs, DefaultRoute: s.DefaultRoute})
-	}
-	return out, nil
 }
 
 // ref returns the pod's "namespace/name", as klog.KObj prints it.

@@ -93,21 +93,6 @@ func preparePod(pod *Pod, podCIDRs []*net.IPNet) (*podArgs, error) {
 	return &podArgs{cniArgs: args, caps: caps}, nil
 }
 
-// Validate checks everything about the pod that SetUpPod would refuse before running a plugin
-// and that does not depend on the node: the sandbox ID, the CNI_ARGS fields, port mappings,
-// bandwidth annotations, DNS and the extra networks (all but whether they exist: see
-// CheckNetworks). A runtime calls it before it creates anything for the pod.
-// Errors wrap ErrInvalidPod and name the pod and the field.
-func (pod *Pod) Validate() error {
-	if err := checkSandboxID(pod); err != nil {
-		return err
-	}
-	if _, err := preparePod(pod, nil); err != nil {
-		return err
-	}
-	return checkExtraNetworks(pod)
-}
-
 // checkSandboxID checks that pod is set and its sandbox ID is one libcni accepts (it names
 // cache files). Errors wrap ErrInvalidPod.
 func checkSandboxID(pod *Pod) error {

@@ -23,8 +23,15 @@ import (
 const NetworksAnnotation = "k8s.v1.cni.cncf.io/networks"
 
 // NetworkSelection is one network selection element of the NetworksAnnotation: a network to
-// attach the pod to, and what the pod asks of that attachment. Its JSON form is the
+// attach the pod to besides the default one, and what the pod asks of that attachment. It is
+// the one form of a pod's extra networks (Pod.ExtraNetworks), whether they come from the
+// annotation (ParseNetworkSelection) or from a runtime's own API. Its JSON form is the
 // specification's.
+//
+// The values a pod asks of the attachment reach the network's plugins as capability args
+// ("ips", "mac", "portMappings", "bandwidth"), each only where the network declares the
+// capability, as the CNI conventions say; they replace, on this network, the pod's own port
+// mappings and bandwidth annotations, which are for the default network alone.
 //
 // Networks are the CNI configuration lists of the configuration directory, selected by their
 // name: there is no API server and no NetworkAttachmentDefinition. They are node-wide, so the
@@ -44,8 +51,12 @@ type NetworkSelection struct {
 	IPs []string `json:"ips,omitempty"`
 	// MAC is the MAC address the pod asks for on the network (the "mac" capability).
 	MAC string `json:"mac,omitempty"`
-	// DefaultRoute holds gateways, at most one per IP family, to route the pod's default
-	// traffic through this network: see NetworkAttachment.DefaultRoute.
+	// DefaultRoute holds gateway IPs, at most one per IP family across all the pod's
+	// networks, to route the pod's default traffic through this network. Once every
+	// attachment succeeded, SetUpPod replaces, in the pod's netns, the default routes of each
+	// family named (main table) with one via the gateway on this network's interface; if that
+	// fails, the pod is rolled back like any failed set-up. The attachment is then its
+	// status's Default one.
 	DefaultRoute []string `json:"default-route,omitempty"`
 	// PortMappings are host ports to forward to the pod on this network (the "portMappings"
 	// capability).

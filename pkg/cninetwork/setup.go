@@ -1,7 +1,6 @@
 package cninetwork
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,23 +36,26 @@ type attachment struct {
 // SetUpPod attaches the pod to its networks and returns its network status: first loopback (see
 // LoopbackMode), then the default network on eth0 and pod.ExtraNetworks side by side, their
 // chains being independent; once all are attached, it moves the pod's default routes as the
-// extra networks ask (NetworkAttachment.DefaultRoute). The status lists the default network
+// extra networks ask (NetworkSelection.DefaultRoute). The status lists the default network
 // first, then the extra networks in order, and its pod IPs are the default network's. The pod
-// is checked before any plugin runs (errors wrap ErrInvalidPod), and the default network is
-// read once from the current snapshot (ErrNotReady without one). If any attachment fails, every
-// attachment tried, the failed one included, is deleted again (side by side, loopback last)
-// before SetUpPod returns, under a fresh budget of the operation timeout that the caller's
-// cancellation does not cut short; the error names the pod, the network and the plugin. A
-// sandbox that is already set up is refused (tear it down first).
+// is checked before any plugin runs, as ValidatePod checks it (errors wrap ErrInvalidPod), and
+// the default network is read once from the current snapshot (ErrNotReady without one). If any
+// attachment fails, every attachment tried, the failed one included, is deleted again (side by
+// side, loopback last) before SetUpPod returns, under a fresh budget of the operation timeout
+// that the caller's cancellation does not cut short; the error names the pod, the network and
+// the plugin. A sandbox that is already set up is refused (tear it down first).
 //
-// SetUpPod waits while another operation on the same sandbox runs and, after that, for
-// admission (see WithAdmission). How the deadlines combine: the caller's context bounds the
-// whole call; the operation timeout bounds the chains, from admission on, so time spent
-// queued does not eat a chain's budget. The wait ends early enough to leave the chains as long
-// as recent set-ups of the same networks took (their 90th percentile): a set-up that cannot get that much
-// is not started, and its error wraps ErrTimeout and says so. Without a caller's deadline the
-// wait is bounded by the operation timeout. Past a deadline, plugins are killed and the error
-// wraps ErrTimeout.
+// SetUpPod waits while another operation on the same sandbox runs or a GC's plugins run, and
+// for admission (see WithAdmission): every chain it runs, each network's and each of a
+// rollback's, takes a slot of its lane of its own, so a pod's chains run side by side only as
+// far as the bound allows. How the deadlines combine: the caller's context bounds the whole
+// call; the operation timeout bounds the chains, from the first admission on, so time spent
+// queued before it does not eat the chains' budget. The wait before the first admission ends
+// early enough to leave the chains as long as recent chains of the same networks took (their
+// 90th percentile): a set-up that would have to wait longer is not started, and its error wraps
+// ErrTimeout and says so; one that need not wait (the sandbox free, a slot free, nobody queued)
+// is never refused for it. Without a caller's deadline the wait is bounded by the operation
+// timeout. Past a deadline, plugins are killed and the error wraps ErrTimeout.
 func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStatus, retErr error) {
 	start := time.Now()
 	defer func() { p.metrics.observe(opSetUp, start, retErr != nil) }()
@@ -67,11 +69,12 @@ func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStat
 		logger.V(4).Info("Set up pod network", "ips", ipStrings(status), "duration", time.Since(start), "ok", retErr == nil)
 	}()
 
-	// The wait for the sandbox and for admission ends early enough for the chain to run
-	// (see queueContext); the operation timeout is the chain's, from admission on.
-	waitCtx, cancelWait := p.queueContext(ctx, su.key)
+	// The wait for the sandbox, the gate and the first admission ends early enough for the
+	// chains to run (see queueContext); the operation timeout is the chains', from the first
+	// admission on.
+	waitCtx, cancelWait := p.queueContext(ctx, su)
 	defer cancelWait()
-	unlock, err := p.locks.Lock(waitCtx, pod.SandboxID)
+	unlock, err := p.lockNow(waitCtx, pod, start)
 	if err != nil {
 		return nil, p.queueError(ctx, su, err)
 	}
@@ -79,32 +82,26 @@ func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStat
 	if err := p.checkNotSetUp(pod); err != nil {
 		return nil, err
 	}
-	release, err := p.admit(waitCtx, laneAdd)
+	// The gate comes before the slots: a set-up held back by a GC holds no slot, so the chains
+	// a GC waits for can always get one.
+	if err := p.gate.enter(waitCtx); err != nil {
+		return nil, p.queueError(ctx, su, err)
+	}
+	defer p.gate.leave()
+	first, err := p.admitNow(waitCtx, laneAdd)
 	if err != nil {
 		return nil, p.queueError(ctx, su, err)
 	}
-	admitted := time.Now()
+	defer first() // idempotent: attachAll gives it back as soon as its chain ends
 	ctx, cancel := context.WithTimeout(ctx, p.opts.operationTimeout)
 	defer cancel()
-	ctx, meter := withCPUMeter(ctx)
-	defer func() {
-		release()
-		if retErr == nil {
-			p.learnAdd(su.key, admitted, meter)
-		}
-	}()
-	// After admission: a GC waits only for the chains admitted, never for those queued.
-	if err := p.gate.enter(ctx); err != nil {
-		return nil, p.waitError(pod, start, err)
-	}
-	defer p.gate.leave()
 
 	if err := p.records.put(pod.SandboxID, su.recorded(p.loopbackList)); err != nil {
 		return nil, fmt.Errorf("%s: %w", pod, err)
 	}
-	status, err = p.attachAll(ctx, su)
+	status, err = p.attachAll(ctx, su, first)
 	if err != nil {
-		// Still under the sandbox's lock, the admission slot and the gate.
+		// Still under the sandbox's lock and the gate.
 		return nil, p.rollback(ctx, su, err)
 	}
 	p.statusMu.Lock()
@@ -118,8 +115,6 @@ type setUp struct {
 	pod   *Pod
 	start time.Time
 	plan  []attachment
-	// key names the plan's networks, for admission's account of what their chains cost.
-	key string
 	// rts holds the runtime arguments of plan's attachments, and loRT those of the loopback
 	// network when the loopback plugin attaches it (LoopbackPlugin), else nil.
 	rts  []*libcni.RuntimeConf
@@ -154,7 +149,7 @@ func (p *Plugin) prepareSetUp(pod *Pod, start time.Time) (*setUp, error) {
 	if _, err := netns.IsNetNS(pod.NetNS); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPod, pod, err)
 	}
-	su := &setUp{pod: pod, start: start, plan: plan, key: planKey(plan), rts: make([]*libcni.RuntimeConf, len(plan))}
+	su := &setUp{pod: pod, start: start, plan: plan, rts: make([]*libcni.RuntimeConf, len(plan))}
 	if p.opts.loopback == LoopbackPlugin {
 		su.loRT = runtimeConf(pod.SandboxID, pa, nil, "lo", pod.NetNS)
 	}
@@ -173,21 +168,35 @@ func (su *setUp) recorded(loopbackList *libcni.NetworkConfigList) []*libcni.Netw
 	return recordedAttachments(loopbackList, su.loRT, su.plan, su.rts)
 }
 
+// networks names su's networks, for messages: "net-a+net-b".
+func (su *setUp) networks() string {
+	names := make([]string, len(su.plan))
+	for i, a := range su.plan {
+		names[i] = a.network
+	}
+	return strings.Join(names, "+")
+}
+
 // attachAll attaches su's pod to loopback (see LoopbackMode), then to all its networks side by
 // side, the default network and the extra networks alike (their chains are independent), and
 // returns the pod's status, the default network first; then it moves the pod's default routes
-// as the extra networks' default-route asks. It stops at a failure of loopback, and after every
-// network's chain has ended when one of them fails; su.attempted then says what to roll back.
-func (p *Plugin) attachAll(ctx context.Context, su *setUp) (*PodNetworkStatus, error) {
+// as the extra networks' default-route asks. first is the ADD slot the set-up was admitted
+// with: loopback's plugin and the default network's chain run in it, and every other chain
+// waits for a slot of its own under ctx; each gives its slot back as it ends. It stops at a
+// failure of loopback, and after every network's chain has ended when one of them fails;
+// su.attempted then says what to roll back.
+func (p *Plugin) attachAll(ctx context.Context, su *setUp, first func()) (*PodNetworkStatus, error) {
 	switch p.opts.loopback {
 	case LoopbackInProcess:
 		if err := loopbackUp(su.pod.NetNS); err != nil {
+			first()
 			return nil, fmt.Errorf("%s: %w", su.pod, err)
 		}
 	case LoopbackPlugin:
 		su.attempted = append(su.attempted, triedAttachment{LoopbackNetworkName, p.loopbackList, su.loRT})
 		if _, err := p.attach(ctx, su, LoopbackNetworkName, p.loopbackList, su.loRT); err != nil {
-			return nil, err
+			first()
+			return nil, fmt.Errorf("%s: %w", su.pod, err)
 		}
 	}
 	// Each chain is noted as attempted, in plan order, before any starts: su.attempted is not
@@ -199,14 +208,27 @@ func (p *Plugin) attachAll(ctx context.Context, su *setUp) (*PodNetworkStatus, e
 	errs := make([]error, len(su.plan))
 	inWaves(len(su.plan), func(int) bool { return true }, func(i int) {
 		a := su.plan[i]
-		res, err := p.attach(ctx, su, a.network, a.list, su.rts[i])
-		if err == nil {
-			status.Attachments[i], err = attachmentStatus(res, a.network, a.ifName)
-			if err != nil {
-				err = fmt.Errorf("%s: network %q: ADD result: %w", su.pod, a.network, err)
+		errs[i] = func() error {
+			release := first
+			if i > 0 {
+				var err error
+				if release, err = p.admit(ctx, laneAdd); err != nil {
+					return fmt.Errorf("%s: %w", su.pod, chainError(ctx, time.Now(), a.network, "ADD", &execTrace{}, false, err))
+				}
 			}
-		}
-		errs[i] = err
+			defer release()
+			admitted := time.Now()
+			cctx, meter := withCPUMeter(ctx)
+			res, err := p.attach(cctx, su, a.network, a.list, su.rts[i])
+			if err != nil {
+				return fmt.Errorf("%s: %w", su.pod, err)
+			}
+			p.learnAdd(a.network, admitted, meter)
+			if status.Attachments[i], err = attachmentStatus(res, a.network, a.ifName); err != nil {
+				return fmt.Errorf("%s: network %q: ADD result: %w", su.pod, a.network, err)
+			}
+			return nil
+		}()
 	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -246,13 +268,14 @@ func (p *Plugin) attach(ctx context.Context, su *setUp, network string, list *li
 	tctx, tr := withTrace(ctx)
 	res, err := p.cni.AddNetworkList(tctx, list, rt)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", su.pod, chainError(tctx, su.start, network, "ADD", tr, false, err))
+		return nil, chainError(tctx, su.start, network, "ADD", tr, false, err)
 	}
 	return res, nil
 }
 
 // rollback deletes every attachment su tried, after the set-up failed with cause: all its
-// networks side by side (libcni deletes each chain in reverse), then loopback, under a fresh
+// networks side by side (libcni deletes each chain in reverse), each chain in a slot of the DEL
+// lane of its own, then loopback, under a fresh
 // budget of the operation timeout that the caller's cancellation does not cut short, and
 // removes the record. It returns cause, joined with ErrRollbackFailed and the
 // DEL errors if a DEL failed; the record then stays, so that the next teardown deletes with
@@ -271,10 +294,13 @@ func (p *Plugin) rollback(ctx context.Context, su *setUp, cause error) error {
 	inWaves(n, func(i int) bool { return sideBySide(su.attempted[n-1-i].network, su.attempted[n-1-i].rt.IfName) }, func(i int) {
 		a := su.attempted[n-1-i]
 		start := time.Now()
-		tctx, tr := withTrace(ctx)
-		if err := p.cni.DelNetworkList(tctx, a.list, a.rt); err != nil {
-			errs[i] = chainError(tctx, start, a.network, "DEL", tr, false, err)
-		}
+		errs[i] = p.inSlot(ctx, laneDel, a.network, "DEL", func() error {
+			tctx, tr := withTrace(ctx)
+			if err := p.cni.DelNetworkList(tctx, a.list, a.rt); err != nil {
+				return chainError(tctx, start, a.network, "DEL", tr, false, err)
+			}
+			return nil
+		})
 	})
 	if err := errors.Join(errs...); err != nil {
 		errs = []error{err}
@@ -285,30 +311,23 @@ func (p *Plugin) rollback(ctx context.Context, su *setUp, cause error) error {
 }
 
 // plan returns the attachments for pod from snap: the default network on eth0, then the extra
-// networks on their interfaces (an empty name gets the lowest free ethN). Extra networks that
-// are not valid networks of snap, and what checkExtraNetworks refuses, are refused with
-// ErrInvalidPod.
+// networks on their interfaces (an empty name gets the lowest free ethN). What ValidatePod
+// refuses is refused here too, with ErrInvalidPod.
 func (p *Plugin) plan(snap *confwatch.Snapshot, pod *Pod) ([]attachment, error) {
-	if snap == nil || snap.Default == nil {
-		why := errors.New("CNI configuration not loaded yet")
-		if snap != nil && snap.Err != nil {
-			why = snap.Err
-		}
-		return nil, fmt.Errorf("%s: %w: %w", pod, ErrNotReady, why)
-	}
-	if err := pod.CheckNetworks(snap); err != nil {
+	extra, err := p.podNetworks(snap, pod)
+	if err != nil {
 		return nil, err
 	}
 	used := map[string]bool{defaultIfName: true, "lo": true}
-	for _, x := range pod.ExtraNetworks {
-		used[x.IfName] = true
+	for _, x := range extra {
+		used[x.Interface] = true
 	}
-	plan := make([]attachment, 0, 1+len(pod.ExtraNetworks))
+	plan := make([]attachment, 0, 1+len(extra))
 	plan = append(plan, p.attachmentFor(snap.Default, defaultIfName))
 	next := 1
-	for _, x := range pod.ExtraNetworks {
-		n := snap.Network(x.Network)
-		ifName := x.IfName
+	for _, x := range extra {
+		n := snap.Network(x.Name)
+		ifName := x.Interface
 		if ifName == "" {
 			for used["eth"+strconv.Itoa(next)] {
 				next++
@@ -320,12 +339,12 @@ func (p *Plugin) plan(snap *confwatch.Snapshot, pod *Pod) ([]attachment, error) 
 		a.extra = true
 		a.own = ownCaps(x)
 		for _, gw := range x.DefaultRoute {
-			a.defaultRoute = append(a.defaultRoute, net.ParseIP(gw)) // checked by checkExtraNetworks
+			a.defaultRoute = append(a.defaultRoute, net.ParseIP(gw)) // checked by podNetworks
 		}
-		if args := bytes.TrimSpace(x.CNIArgs); len(args) > 0 && string(args) != "null" {
-			l, err := withCNIArgs(a.list, args)
+		if len(x.CNIArgs) > 0 {
+			l, err := withCNIArgs(a.list, x.CNIArgs)
 			if err != nil {
-				return nil, fmt.Errorf("%w: %s: extra network %q: cni-args: %w", ErrInvalidPod, pod, x.Network, err)
+				return nil, fmt.Errorf("%w: %s: extra network %q: cni-args: %w", ErrInvalidPod, pod, x.Name, err)
 			}
 			a.list = l
 		}
@@ -334,64 +353,8 @@ func (p *Plugin) plan(snap *confwatch.Snapshot, pod *Pod) ([]attachment, error) 
 	return plan, nil
 }
 
-// CheckNetworks checks the pod's extra networks against snap, the configuration a set-up would
-// use: each must be a valid network of snap, besides what Validate checks. A runtime calls it
-// before it creates anything for the pod. Errors wrap ErrInvalidPod and name the network.
-func (pod *Pod) CheckNetworks(snap *confwatch.Snapshot) error {
-	if err := checkExtraNetworks(pod); err != nil {
-		return err
-	}
-	for _, x := range pod.ExtraNetworks {
-		if snap == nil || snap.Network(x.Network) == nil {
-			dir := ""
-			if snap != nil {
-				dir = " in " + snap.Dir
-			}
-			return fmt.Errorf("%w: %s: extra network %q: no valid configuration%s", ErrInvalidPod, pod, x.Network, dir)
-		}
-	}
-	return nil
-}
-
-// checkExtraNetworks checks what can be checked of the pod's extra networks without the
-// configuration: names, interfaces (valid, not eth0 or lo, not used twice), the values asked of
-// each attachment. Errors wrap ErrInvalidPod.
-func checkExtraNetworks(pod *Pod) error {
-	if pod.networksErr != nil {
-		return fmt.Errorf("%w: %s: annotation %s: %w", ErrInvalidPod, pod, NetworksAnnotation, pod.networksErr)
-	}
-	used := map[string]bool{defaultIfName: true, "lo": true}
-	gateways := map[bool]string{} // the network asking for the default route, by "is IPv4"
-	for i, x := range pod.ExtraNetworks {
-		if x.Network == "" {
-			return fmt.Errorf("%w: %s: extra network %d: no network name", ErrInvalidPod, pod, i)
-		}
-		sel := NetworkSelection{Name: x.Network, Interface: x.IfName, IPs: x.IPs, MAC: x.MAC,
-			PortMappings: slices.Clone(x.PortMappings), Bandwidth: x.Bandwidth, CNIArgs: x.CNIArgs}
-		if err := sel.check(); err != nil {
-			return fmt.Errorf("%w: %s: extra network %q: %w", ErrInvalidPod, pod, x.Network, err)
-		}
-		for _, gw := range x.DefaultRoute {
-			v4 := net.ParseIP(gw).To4() != nil
-			if other, ok := gateways[v4]; ok {
-				return fmt.Errorf("%w: %s: extra network %q: default-route %s: the %s default route is already asked of network %q",
-					ErrInvalidPod, pod, x.Network, gw, family(v4), other)
-			}
-			gateways[v4] = x.Network
-		}
-		if x.IfName == "" {
-			continue
-		}
-		if used[x.IfName] {
-			return fmt.Errorf("%w: %s: extra network %q: interface %q is already used by another network of the pod", ErrInvalidPod, pod, x.Network, x.IfName)
-		}
-		used[x.IfName] = true
-	}
-	return nil
-}
-
 // ownCaps returns the capability args an extra network's attachment asks for itself.
-func ownCaps(x NetworkAttachment) map[string]any {
+func ownCaps(x NetworkSelection) map[string]any {
 	own := make(map[string]any, 4)
 	if len(x.IPs) > 0 {
 		own[capIPs] = x.IPs
@@ -402,11 +365,8 @@ func ownCaps(x NetworkAttachment) map[string]any {
 	if len(x.PortMappings) > 0 {
 		pms := make([]portMapping, len(x.PortMappings))
 		for i, pm := range x.PortMappings {
-			proto := strings.ToLower(pm.Protocol)
-			if proto == "" {
-				proto = "tcp"
-			}
-			pms[i] = portMapping{HostPort: pm.HostPort, ContainerPort: pm.ContainerPort, Protocol: proto, HostIP: pm.HostIP}
+			// The protocol is lower case, and "tcp" for none: see NetworkSelection.check.
+			pms[i] = portMapping{HostPort: pm.HostPort, ContainerPort: pm.ContainerPort, Protocol: pm.Protocol, HostIP: pm.HostIP}
 		}
 		own[capPortMappings] = pms
 	}

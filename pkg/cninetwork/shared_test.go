@@ -70,7 +70,7 @@ func TestGCKeepsDisableGC(t *testing.T) {
 	src.publish(nil, network(t, otherNet), network(t, noGC))
 	p := newTestPlugin(t, fe, src)
 	pod := testPod("s1")
-	pod.ExtraNetworks = []NetworkAttachment{{Network: "net-nogc"}}
+	pod.ExtraNetworks = []NetworkSelection{{Name: "net-nogc"}}
 	if _, err := p.SetUpPod(t.Context(), pod); err != nil {
 		t.Fatal(err)
 	}
@@ -134,8 +134,8 @@ func TestGCValidFromRecords(t *testing.T) {
 	}
 }
 
-// TestGCGateOrder: a GC waits for the set-ups whose chains run, not for those queued for
-// admission, and a set-up that waits behind a GC gives up at its deadline.
+// TestGCGateOrder: a GC waits for the set-ups that came before it, queued ones included, and
+// keeps out those that come after it; a set-up that waits behind a GC gives up at its deadline.
 func TestGCGateOrder(t *testing.T) {
 	fe, src := newFakeExec(), newFakeSource()
 	src.publish(nil, network(t, statusNet))
@@ -179,26 +179,31 @@ func TestGCGateOrder(t *testing.T) {
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
-	// The GC runs now, before the queued set-up's chain: it did not wait for it.
+	// The queued set-up came before the GC asked for the gate: its chain runs first. (A set-up
+	// takes the gate before its slots, so that no set-up holds a slot while it waits behind a
+	// GC that waits for chains that need one.)
 	select {
-	case <-gcIn:
 	case <-secondIn:
-		t.Fatal("the queued set-up's chain ran before the waiting GC")
+	case <-gcIn:
+		t.Fatal("the GC ran while a set-up that came before it was queued for its chain")
 	}
-	// While the GC holds the gate, a set-up gives up at its deadline.
+	// A set-up that comes while the GC waits gives up at its deadline.
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
 	if _, err := p.SetUpPod(short, testPod("third")); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("set-up behind a GC = %v; want ErrTimeout", err)
 	}
+	close(releaseSecond)
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	<-gcIn
 	close(releaseGC)
 	if err := <-gcDone; err != nil {
 		t.Fatal(err)
 	}
-	<-secondIn
-	close(releaseSecond)
-	if err := <-second; err != nil {
-		t.Fatal(err)
+	if calls := fe.callsOf("ADD"); slices.ContainsFunc(calls, func(c execCall) bool { return c.ContainerID == "third" }) {
+		t.Fatal("the set-up refused behind the GC ran a plugin")
 	}
 }
 

@@ -49,11 +49,11 @@ func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 
 	ctx, cancel := context.WithTimeout(ctx, p.opts.operationTimeout)
 	defer cancel()
-	release, err := p.lockAndAdmit(ctx, pod, laneDel, start)
+	unlock, err := p.locks.Lock(ctx, pod.SandboxID)
 	if err != nil {
-		return err
+		return p.waitError(pod, start, err)
 	}
-	defer release()
+	defer unlock()
 
 	cached, err := p.cni.GetCachedAttachments(pod.SandboxID)
 	if err != nil {
@@ -118,9 +118,14 @@ func (p *Plugin) delAttachment(ctx context.Context, a *libcni.NetworkAttachment,
 	if err != nil {
 		return false, err
 	}
-	tctx, tr := withTrace(ctx)
-	if err := p.cni.DelNetworkList(tctx, list, rt); err != nil {
-		err = chainError(tctx, start, a.Network, "DEL", tr, false, err)
+	err = p.inSlot(ctx, laneDel, a.Network, "DEL", func() error {
+		tctx, tr := withTrace(ctx)
+		if err := p.cni.DelNetworkList(tctx, list, rt); err != nil {
+			return chainError(tctx, start, a.Network, "DEL", tr, false, err)
+		}
+		return nil
+	})
+	if err != nil {
 		if isLoopback(a) {
 			logger.V(4).Info("Ignoring loopback teardown failure", "err", err)
 			return false, p.removeCacheEntry(a)
@@ -238,10 +243,13 @@ func (p *Plugin) delFallback(ctx context.Context, pod *Pod, nsPath string) (done
 		a := plan[i]
 		start := time.Now()
 		rt := a.runtimeConf(pod.SandboxID, pa, nsPath)
-		tctx, tr := withTrace(ctx)
-		if err := p.cni.DelNetworkList(tctx, a.list, rt); err != nil {
-			errOf[i] = chainError(tctx, start, a.network, "DEL", tr, false, err)
-		}
+		errOf[i] = p.inSlot(ctx, laneDel, a.network, "DEL", func() error {
+			tctx, tr := withTrace(ctx)
+			if err := p.cni.DelNetworkList(tctx, a.list, rt); err != nil {
+				return chainError(tctx, start, a.network, "DEL", tr, false, err)
+			}
+			return nil
+		})
 	})
 	for i := len(plan) - 1; i >= 0; i-- {
 		if errOf[i] != nil {

@@ -29,6 +29,20 @@ func TestPodValidate(t *testing.T) {
 		{name: "host port out of range", mutate: func(p *Pod) {
 			p.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 70000}}
 		}, wantErr: "70000"},
+		// The library path checks a pod's networks as the annotation's parser does.
+		{name: "default-route not an IP", mutate: func(p *Pod) {
+			p.ExtraNetworks = []NetworkSelection{{Name: "net2", DefaultRoute: []string{"not-an-ip"}}}
+		}, wantErr: `extra network "net2": default-route: "not-an-ip" is not an IP address`},
+		{name: "extra network in another namespace", mutate: func(p *Pod) {
+			p.ExtraNetworks = []NetworkSelection{{Name: "net2", Namespace: "team-b"}}
+		}, wantErr: `namespace "team-b"`},
+		{name: "bad port protocol", mutate: func(p *Pod) {
+			p.ExtraNetworks = []NetworkSelection{{Name: "net2", PortMappings: []SelectionPortMapping{{HostPort: 1, ContainerPort: 1, Protocol: "icmp"}}}}
+		}, wantErr: `protocol "icmp"`},
+		{name: "valid extra network", mutate: func(p *Pod) {
+			p.ExtraNetworks = []NetworkSelection{{Name: "net2", Namespace: "default", DefaultRoute: []string{"10.0.0.1"},
+				PortMappings: []SelectionPortMapping{{HostPort: 1, ContainerPort: 1, Protocol: "UDP"}}}}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -45,5 +59,18 @@ func TestPodValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v; want ErrInvalidPod mentioning %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestValidateLeavesPodAlone: checking a pod's networks normalizes a copy, never the caller's
+// Pod.
+func TestValidateLeavesPodAlone(t *testing.T) {
+	pod := &Pod{SandboxID: "abc123", Name: "web", Namespace: "default",
+		ExtraNetworks: []NetworkSelection{{Name: "net2", PortMappings: []SelectionPortMapping{{HostPort: 1, ContainerPort: 1, Protocol: "UDP"}}}}}
+	if err := pod.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := pod.ExtraNetworks[0].PortMappings[0].Protocol; got != "UDP" {
+		t.Fatalf("Validate changed the pod's protocol to %q", got)
 	}
 }

@@ -385,7 +385,7 @@ func apiRows() []badInput {
 			}
 		}
 	}
-	extra := func(x ...cninetwork.NetworkAttachment) func(*cninetwork.Pod) {
+	extra := func(x ...cninetwork.NetworkSelection) func(*cninetwork.Pod) {
 		return func(p *cninetwork.Pod) { p.ExtraNetworks = x }
 	}
 	rows := []badInput{
@@ -407,15 +407,15 @@ func apiRows() []badInput {
 		api("bandwidth above the maximum", `annotation kubernetes.io/ingress-bandwidth="2P": above the maximum of 1P bits per second`, cninetwork.ErrInvalidPod,
 			annotations("kubernetes.io/ingress-bandwidth", "2P")),
 		api("duplicate extra-network interface name", `extra network "relextra": interface "net1" is already used by another network of the pod`, cninetwork.ErrInvalidPod,
-			extra(cninetwork.NetworkAttachment{Network: extraNetwork, IfName: "net1"}, cninetwork.NetworkAttachment{Network: extraNetwork, IfName: "net1"})),
+			extra(cninetwork.NetworkSelection{Name: extraNetwork, Interface: "net1"}, cninetwork.NetworkSelection{Name: extraNetwork, Interface: "net1"})),
 		api("extra-network interface name eth0", `interface "eth0" is already used by another network of the pod`, cninetwork.ErrInvalidPod,
-			extra(cninetwork.NetworkAttachment{Network: extraNetwork, IfName: "eth0"})),
+			extra(cninetwork.NetworkSelection{Name: extraNetwork, Interface: "eth0"})),
 		api("unknown extra network", `extra network "nosuchnet": no valid configuration`, cninetwork.ErrInvalidPod,
-			extra(cninetwork.NetworkAttachment{Network: "nosuchnet"})),
+			extra(cninetwork.NetworkSelection{Name: "nosuchnet"})),
 		api("extra network with a bad port mapping", `extra network "relextra": port mapping 0: host port 0 out of range 1-65535`, cninetwork.ErrInvalidPod,
-			extra(cninetwork.NetworkAttachment{Network: extraNetwork, PortMappings: []cninetwork.SelectionPortMapping{{ContainerPort: 80}}})),
+			extra(cninetwork.NetworkSelection{Name: extraNetwork, PortMappings: []cninetwork.SelectionPortMapping{{ContainerPort: 80}}})),
 		api("extra network with cni-args not an object", `extra network "relextra": cni-args: not a JSON object`, cninetwork.ErrInvalidPod,
-			extra(cninetwork.NetworkAttachment{Network: extraNetwork, CNIArgs: json.RawMessage(`[1]`)})),
+			extra(cninetwork.NetworkSelection{Name: extraNetwork, CNIArgs: json.RawMessage(`[1]`)})),
 		api("port mapping with container port 0", "port mapping 0: container port 0 out of range 1-65535", cninetwork.ErrInvalidPod,
 			ports(&runtimeapi.PortMapping{HostPort: 18080, ContainerPort: 0})),
 		api("port mapping with host port over 65535", "port mapping 0: host port 65536 out of range 1-65535", cninetwork.ErrInvalidPod,

@@ -73,10 +73,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		rec.NetNSPath = s.netnsPath(id)
 		// Refuse a pod the plugin would refuse before anything exists for it.
 		pod = podOf(rec)
-		if err := pod.Validate(); err != nil {
-			return nil, grpcError(what, err)
-		}
-		if err := pod.CheckNetworks(s.cfg.Network.Snapshot()); err != nil {
+		if err := s.cfg.Network.ValidatePod(pod); err != nil {
 			return nil, grpcError(what, err)
 		}
 	}

@@ -43,6 +43,7 @@ const DefaultCleanupTimeout = 2 * time.Minute
 type Network interface {
 	Status(ctx context.Context) error
 	Snapshot() *confwatch.Snapshot
+	ValidatePod(pod *cninetwork.Pod) error
 	SetUpPod(ctx context.Context, pod *cninetwork.Pod) (*cninetwork.PodNetworkStatus, error)
 	TearDownPod(ctx context.Context, pod *cninetwork.Pod) error
 	GetPodNetworkStatus(ctx context.Context, pod *cninetwork.Pod) (*cninetwork.PodNetworkStatus, error)

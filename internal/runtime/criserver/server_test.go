@@ -60,6 +60,20 @@ func (f *fakeNetwork) Snapshot() *confwatch.Snapshot {
 	return f.snap
 }
 
+// ValidatePod checks pod as the plugin does, the extra networks against the fake's snapshot.
+func (f *fakeNetwork) ValidatePod(pod *cninetwork.Pod) error {
+	if err := pod.Validate(); err != nil {
+		return err
+	}
+	snap := f.Snapshot()
+	for _, x := range pod.ExtraNetworks {
+		if snap == nil || snap.Network(x.Name) == nil {
+			return fmt.Errorf("%w: %s: extra network %q: no valid configuration", cninetwork.ErrInvalidPod, pod, x.Name)
+		}
+	}
+	return nil
+}
+
 func (f *fakeNetwork) SetUpPod(ctx context.Context, pod *cninetwork.Pod) (*cninetwork.PodNetworkStatus, error) {
 	if f.setUpHook != nil {
 		f.setUpHook(pod)
@@ -829,7 +843,7 @@ func TestRunPodSandboxExtraNetworks(t *testing.T) {
 	e := newEnv(t, fn)
 	e.run(t, withAnnotation(podConfig("web", 0, nil), cninetwork.NetworksAnnotation,
 		`[{"name":"net2","namespace":"ns1","interface":"net1","ips":["10.9.0.5/24"]},{"name":"net1"}]`))
-	want := []cninetwork.NetworkAttachment{{Network: "net2", IfName: "net1", IPs: []string{"10.9.0.5/24"}}, {Network: "net1"}}
+	want := []cninetwork.NetworkSelection{{Name: "net2", Namespace: "ns1", Interface: "net1", IPs: []string{"10.9.0.5/24"}}, {Name: "net1"}}
 	if got := fn.setUps[0].ExtraNetworks; !reflect.DeepEqual(got, want) {
 		t.Fatalf("plugin got extra networks %+v, want %+v", got, want)
 	}

@@ -35,7 +35,7 @@ type mnNetwork struct {
 	// network has no "ips" capability args, so a static address goes in the configuration).
 	plugins, alone string
 	// sel is how the pod selects the network when it is an extra network.
-	sel cninetwork.NetworkAttachment
+	sel cninetwork.NetworkSelection
 }
 
 // mnScenario is a pod on several networks, the first its default network.
@@ -81,10 +81,10 @@ var mnScenarios = []mnScenario{
 			mnBridge("cnibmr-br", "cnibmr0", "10.193.0.0/16"),
 			{name: "cnibmr-mv", plugins: fmt.Sprintf(`{"type":"macvlan","master":%q,"mode":"bridge",
    "ipam":{"type":"host-local","ranges":[[{"subnet":"10.192.0.0/16"}]],"dataDir":"%%[1]s"}}`, mnParent),
-				sel: cninetwork.NetworkAttachment{IfName: "net1"}},
+				sel: cninetwork.NetworkSelection{Interface: "net1"}},
 			{name: "cnibmr-st", plugins: `{"type":"bridge","bridge":"cnibmr1","capabilities":{"ips":true},"ipam":{"type":"static"}}`,
 				alone: `{"type":"bridge","bridge":"cnibmr1","ipam":{"type":"static","addresses":[{"address":"10.191.0.10/24"}]}}`,
-				sel:   cninetwork.NetworkAttachment{IfName: "net2", IPs: []string{"10.191.0.10/24"}}},
+				sel:   cninetwork.NetworkSelection{Interface: "net2", IPs: []string{"10.191.0.10/24"}}},
 		},
 		links: []string{"cnibmr0", "cnibmr1", mnParent},
 		setUp: mnVethParent,
@@ -297,10 +297,10 @@ func (sc *mnScenario) run(ctx context.Context, binDir string, pods int, ex invok
 		}
 		defer func() { retErr = errors.Join(retErr, netns.Remove(ns[i])) }()
 	}
-	var extra []cninetwork.NetworkAttachment
+	var extra []cninetwork.NetworkSelection
 	for _, nw := range sc.nets[1:] {
 		x := nw.sel
-		x.Network = nw.name
+		x.Name = nw.name
 		extra = append(extra, x)
 	}
 
@@ -313,7 +313,7 @@ func (sc *mnScenario) run(ctx context.Context, binDir string, pods int, ex invok
 		r.samples = make([][]mnSample, n+1)
 	}
 	seq := 0
-	setUpTearDown := func(variant int, p *cninetwork.Plugin, nsPath string, extra []cninetwork.NetworkAttachment) (time.Duration, error) {
+	setUpTearDown := func(variant int, p *cninetwork.Plugin, nsPath string, extra []cninetwork.NetworkSelection) (time.Duration, error) {
 		seq++
 		pod := &cninetwork.Pod{SandboxID: fmt.Sprintf("%064x", seq), Name: fmt.Sprintf("mn-%d", seq), Namespace: "bench", UID: fmt.Sprintf("uid-%d", seq), NetNS: nsPath, ExtraNetworks: extra}
 		tr.begin()

@@ -306,8 +306,8 @@ func (sc *mnScenario) ifNames() []string {
 	out := []string{"eth0"}
 	next := 1
 	for _, nw := range sc.nets[1:] {
-		if nw.sel.IfName != "" {
-			out = append(out, nw.sel.IfName)
+		if nw.sel.Interface != "" {
+			out = append(out, nw.sel.Interface)
 			continue
 		}
 		out = append(out, "eth"+strconv.Itoa(next))

@@ -77,7 +77,7 @@ func cnishimPod(p *PodSpec) *cninetwork.Pod {
 		}}
 	}
 	if p.ExtraNetwork != "" {
-		pod.ExtraNetworks = []cninetwork.NetworkAttachment{{Network: p.ExtraNetwork, IfName: ExtraIfName}}
+		pod.ExtraNetworks = []cninetwork.NetworkSelection{{Name: p.ExtraNetwork, Interface: ExtraIfName}}
 	}
 	return pod
 }
