@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/cnishim/cnishim/pkg/confwatch"
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
 	"k8s.io/klog/v2"
@@ -29,8 +32,11 @@ import (
 //  2. Every valid network of cniVersion 1.1.0 or later without disableGC gets a CNI GC, so its
 //     plugins release what no remaining attachment holds. The valid attachments are every
 //     attachment recorded by this Plugin plus every attachment in libcni's cache, another
-//     runtime's included. Set-ups wait while this runs (one whose attachment is not yet
-//     recorded would otherwise look stale), and set-ups in flight finish before it starts.
+//     runtime's included, read anew right before each network. Nothing is DELeted in this
+//     step: unlike libcni's GCNetworkList, GC never deletes a cached attachment for not being
+//     valid, as another runtime may have made it since. Set-ups of this Plugin wait while
+//     this runs (one whose attachment is not yet recorded would otherwise look stale), and
+//     set-ups that came before it finish first.
 //
 // GC fails without deleting anything if the records cannot be listed, and step 2 does not run
 // if a record or libcni's cache cannot be read, as its valid set would be incomplete. It is
@@ -196,34 +202,67 @@ func (p *Plugin) collectSandbox(ctx context.Context, id string, res *gcResult, l
 	return nil
 }
 
-// gcNetworks runs CNI GC on lists while it holds the GC gate, with every attachment this Plugin
-// records and every attachment in libcni's cache as the valid ones.
+// gcNetworks runs CNI GC on lists while it holds the GC gate, network after network, each with
+// the valid attachments read right before it: every attachment this Plugin records and every
+// attachment in libcni's cache, so that an attachment another runtime made while an earlier
+// network was collected counts as valid.
 func (p *Plugin) gcNetworks(ctx context.Context, lists []*libcni.NetworkConfigList) []error {
 	if err := p.gate.lock(ctx); err != nil {
 		return []error{fmt.Errorf("GC: %w", err)}
 	}
 	defer p.gate.unlock()
-	attachments, err := p.validAttachments()
-	if err != nil {
-		return []error{fmt.Errorf("GC: %w", err)}
-	}
 	var errs []error
 	for _, list := range lists {
+		attachments, err := p.validAttachments()
+		if err != nil {
+			return append(errs, fmt.Errorf("GC: network %q: %w", list.Name, err))
+		}
 		start := time.Now()
 		tctx, tr := withTrace(ctx)
-		if err := p.cni.GCNetworkList(tctx, list, &libcni.GCArgs{ValidAttachments: attachments}); err != nil {
-			errs = append(errs, fmt.Errorf("GC: %w", chainError(tctx, start, list.Name, "GC", tr, false, err)))
+		if err := p.gcPlugins(tctx, list, attachments); err != nil {
+			errs = append(errs, fmt.Errorf("GC: %w", chainError(tctx, start, list.Name, "GC", tr, true, err)))
 		}
 	}
 	return errs
 }
 
+// gcPlugins sends CNI GC to each plugin of list, in order, with valid as the valid
+// attachments, as the CNI spec says and as libcni's GCNetworkList does, but without
+// GCNetworkList's first step, which DELs every attachment of the network in libcni's cache
+// that valid does not name, the cache being read anew when it runs: the cache is shared by
+// every runtime on the node, so an attachment another runtime made after valid was read would
+// be deleted. This Plugin's own stale attachments were already deleted by their records
+// (see GC). A plugin that fails does not stop the others; the error names each.
+func (p *Plugin) gcPlugins(ctx context.Context, list *libcni.NetworkConfigList, valid []types.GCAttachment) error {
+	inject := map[string]any{
+		"name":                      list.Name,
+		"cniVersion":                list.CNIVersion,
+		"cni.dev/valid-attachments": valid,
+		// The name the spec's first text of GC used, which plugins may still read (libcni
+		// sends both).
+		"cni.dev/attachments": valid,
+	}
+	args := &invoke.Args{Command: "GC", Path: strings.Join(p.opts.binDirs, string(os.PathListSeparator))}
+	var errs []error
+	for _, pc := range list.Plugins {
+		conf, err := libcni.InjectConf(pc, inject)
+		if err == nil {
+			var path string
+			if path, err = p.exec.FindInPath(pc.Network.Type, p.opts.binDirs); err == nil {
+				err = invoke.ExecPluginWithoutResult(ctx, path, conf.Bytes, args, p.exec)
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("plugin %s: %w", pc.Network.Type, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // validAttachments returns every attachment recorded by this Plugin and every attachment in
 // libcni's cache. Read under the gate, the records hold every set-up that may have attached
 // anything, whatever libcni cached: a cache entry that cannot be read is skipped by libcni, so
-// the cache alone could leave a running pod out. libcni's GCNetworkList ignores a failure to
-// read its cache and DELs every cached attachment not named, so a runtime's pods are named
-// here, or they would be deleted.
+// the cache alone could leave a running pod out.
 func (p *Plugin) validAttachments() ([]types.GCAttachment, error) {
 	cached, err := p.cni.GetCachedAttachments("")
 	if err != nil {

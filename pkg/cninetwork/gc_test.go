@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 )
 
@@ -208,5 +209,49 @@ func TestGCSkipsSetUpFinishedAfterListing(t *testing.T) {
 	}
 	if _, err := p.GetPodNetworkStatus(ctx, testPod("new")); err != nil {
 		t.Fatalf("status of the sandbox after GC: %v", err)
+	}
+}
+
+// TestGCAttachDuringGC: an attachment another runtime makes while GC runs is never deleted.
+// A plain libcni caller on the same cache dir attaches a pod to the second of two CNI 1.1
+// networks while the first network's plugins are being collected: it gets no DEL, and the
+// second network's plugins are told it is valid.
+func TestGCAttachDuringGC(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	first := network(t, `{"cniVersion":"1.1.0","name":"net-g1","plugins":[{"type":"bridge"}]}`)
+	second := network(t, `{"cniVersion":"1.1.0","name":"net-g2","plugins":[{"type":"ptp"}]}`)
+	src.publish(nil, first, second)
+	p := newTestPlugin(t, fe, src)
+	ctx := t.Context()
+	if _, err := p.SetUpPod(ctx, testPod("mine")); err != nil {
+		t.Fatal(err)
+	}
+
+	other := libcni.NewCNIConfigWithCacheDir([]string{"/opt/cni/bin"}, p.opts.cacheDir, fe)
+	rt := &libcni.RuntimeConf{ContainerID: "theirs", NetNS: netnsPath, IfName: "eth0"}
+	attached := make(chan error, 1)
+	fe.set("bridge", "GC", reply{hook: func(ctx context.Context, _ execCall) {
+		_, err := other.AddNetworkList(ctx, second.Config, rt)
+		attached <- err
+	}})
+	fe.reset()
+	if err := p.GC(ctx, []string{"mine"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-attached; err != nil {
+		t.Fatalf("the other caller's ADD during GC: %v", err)
+	}
+	for _, c := range fe.callsOf("DEL") {
+		t.Errorf("GC sent DEL %s %s for %s %s", c.Plugin, c.IfName, c.ContainerID, c.conf(t)["name"])
+	}
+	gcs := fe.callsOf("GC")
+	if len(gcs) != 2 || gcs[1].Plugin != "ptp" {
+		t.Fatalf("GC calls %v; want bridge's, then ptp's", summary(t, gcs))
+	}
+	if got := gcValid(t, gcs[1]); !slices.Contains(got, "theirs/eth0") {
+		t.Fatalf("net-g2's GC valid attachments = %v; want the other caller's theirs/eth0 among them", got)
+	}
+	if got := cacheFiles(t, p); !slices.Contains(got, "net-g2-theirs-eth0") {
+		t.Fatalf("cache after GC = %v; want the other caller's attachment kept", got)
 	}
 }

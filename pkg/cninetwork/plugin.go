@@ -13,6 +13,7 @@ import (
 	"github.com/cnishim/cnishim/internal/keylock"
 	"github.com/cnishim/cnishim/pkg/confwatch"
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	"k8s.io/klog/v2"
 )
@@ -24,7 +25,6 @@ type cniRunner interface {
 	DelNetworkList(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error
 	GetNetworkListCachedResult(list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) (types.Result, error)
 	GetCachedAttachments(containerID string) ([]*libcni.NetworkAttachment, error)
-	GCNetworkList(ctx context.Context, list *libcni.NetworkConfigList, args *libcni.GCArgs) error
 	GetStatusNetworkList(ctx context.Context, list *libcni.NetworkConfigList) error
 }
 
@@ -47,9 +47,11 @@ var _ snapshotSource = (*confwatch.Watcher)(nil)
 // configuration reload never waits for a plugin, and no lock is held while plugins run other
 // than the sandbox's own (and, for ADD, a share of the GC gate).
 type Plugin struct {
-	opts    options
-	source  snapshotSource
-	cni     cniRunner
+	opts   options
+	source snapshotSource
+	cni    cniRunner
+	// exec runs every plugin, libcni's and the Plugin's own (GC's, see gcPlugins).
+	exec    invoke.Exec
 	metrics *metrics
 	// records holds what this Plugin made, from before each set-up's first plugin runs until
 	// its attachments are deleted: what teardown and GC go by.
@@ -185,6 +187,7 @@ func New(opts ...Option) (*Plugin, error) {
 		opts:         o,
 		source:       source,
 		cni:          libcni.NewCNIConfigWithCacheDir(o.binDirs, o.cacheDir, exec),
+		exec:         exec,
 		metrics:      m,
 		records:      recordStore{dir: o.stateDir},
 		lanes:        admission.NewSet(limits, am),
