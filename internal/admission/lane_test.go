@@ -638,3 +638,33 @@ func BenchmarkAcquire(b *testing.B) {
 		})
 	}
 }
+
+// TestTryAcquire: a slot is taken at once only when one is free and nobody queues.
+func TestTryAcquire(t *testing.T) {
+	l := NewLane("add", 1, nil)
+	release, ok := l.TryAcquire()
+	if !ok {
+		t.Fatal("TryAcquire on an idle lane failed")
+	}
+	checkStats(t, l, 1, 0)
+	if _, ok := l.TryAcquire(); ok {
+		t.Fatal("TryAcquire on a full lane took a slot")
+	}
+	out := make(chan result)
+	enqueue(t, t.Context(), l, 0, out)
+	if _, ok := l.TryAcquire(); ok {
+		t.Fatal("TryAcquire took a slot with a caller queued")
+	}
+	release()
+	r := <-out // the queued caller got the slot
+	r.release()
+	checkStats(t, l, 0, 0)
+	release, ok = l.TryAcquire()
+	if !ok {
+		t.Fatal("TryAcquire after the lane emptied failed")
+	}
+	release()
+	if st := l.Stats(); st.Admitted != 3 || st.TimedOut != 0 {
+		t.Fatalf("stats %+v; want 3 admitted, none timed out", st)
+	}
+}
