@@ -59,6 +59,7 @@ func TestRunExitCodes(t *testing.T) {
 		{"bad listen", []string{"serve", "--listen", "tcp://127.0.0.1:1"}, 2, "", "unix:///absolute/path"},
 		{"flag help", []string{"gc", "-h"}, 0, "", "--sandbox-ids"},
 		{"demo pods out of range", []string{"demo", "--pods", "1"}, 2, "", "want 2 to 200"},
+		{"no networks per pod", []string{"serve", "--max-pod-networks", "0"}, 2, "", "--max-pod-networks 0: must be at least 1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

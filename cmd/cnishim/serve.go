@@ -80,7 +80,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if f.maxPodNetworks < 1 {
-		return fmt.Errorf("--max-pod-networks %d: must be at least 1", f.maxPodNetworks)
+		return fmt.Errorf("%w: --max-pod-networks %d: must be at least 1", errUsage, f.maxPodNetworks)
 	}
 	sockPath, err := unixPath(f.listen)
 	if err != nil {
