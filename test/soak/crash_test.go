@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -138,14 +139,45 @@ func (n *crashNode) addIDs(ids ...string) {
 }
 
 // kill sends SIGKILL to the server alone (a runtime unit with KillMode=process, whose plugin
-// children live on as orphans) or to its whole process group (KillMode=control-group: the
-// plugins die mid-operation too), and waits for the server to be gone.
+// children live on as orphans) or to its whole process group and those of its plugins
+// (KillMode=control-group: the plugins die mid-operation too), and waits for the server to be
+// gone.
 func (n *crashNode) kill(group bool) {
 	n.t.Helper()
 	if group {
 		n.KillGroup()
+		n.killPlugins()
 	} else {
 		n.Kill()
+	}
+}
+
+// killPlugins sends SIGKILL to every plugin process from the node's bin dir, and to the
+// process group each leads, until none is left: each plugin runs in a process group of its
+// own, so a kill of its runtime's group does not reach it, while a unit's control-group kill
+// does. Run it right after the runtime's own kill: no new plugin starts then.
+func (n *crashNode) killPlugins() {
+	n.t.Helper()
+	ctx, cancel := context.WithTimeout(n.t.Context(), time.Minute)
+	defer cancel()
+	for {
+		procs, err := framework.PluginProcs(n.binDir)
+		if err != nil {
+			n.Fatalf("kill plugins: %v", err)
+		}
+		if len(procs) == 0 {
+			return
+		}
+		for _, p := range procs {
+			f, _, _ := strings.Cut(p, " ")
+			if pid, err := strconv.Atoi(f); err == nil {
+				_ = syscall.Kill(-pid, syscall.SIGKILL) // ESRCH unless it leads a group
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		if err := framework.Pause(ctx, 5*time.Millisecond); err != nil {
+			n.Fatalf("kill plugins: still running %v: %v", procs, err)
+		}
 	}
 }
 

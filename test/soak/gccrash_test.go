@@ -513,6 +513,16 @@ func (c *gcCmd) kill(group bool) {
 	<-c.done
 }
 
+// killLocalGCProc kills a local `cnishim gc` as crashNode.kill kills the server: alone, or
+// with its process group and those of its plugins.
+func (n *crashNode) killLocalGCProc(c *gcCmd, group bool) {
+	n.t.Helper()
+	c.kill(group)
+	if group {
+		n.killPlugins()
+	}
+}
+
 // wait waits for the command and returns its output, and an error unless it exited 0.
 func (c *gcCmd) wait() (string, error) {
 	<-c.done
@@ -529,7 +539,7 @@ func (n *crashNode) killLocalGC(ctx context.Context, round int, plan gcPlan, kep
 	first := gcKill{what: "cnishim gc --sandbox-ids", phase: phaseStale, stale: len(stale)}
 	c := n.startGC(ctx, true, kept)
 	n.awaitStale(ctx, round, stale, int(plan.share*float64(len(stale))), c.over)
-	n.killGC(ctx, round, &first, c.start, c.over, func() { c.kill(plan.group) })
+	n.killGC(ctx, round, &first, c.start, c.over, func() { n.killLocalGCProc(c, plan.group) })
 	first.collected = len(stale) - n.staleLeft(stale)
 	checkCutOff(&first)
 	s.kills = append(s.kills, first)
@@ -537,7 +547,7 @@ func (n *crashNode) killLocalGC(ctx context.Context, round int, plan gcPlan, kep
 	second := gcKill{what: "cnishim gc --sandbox-ids", phase: phasePluginGC}
 	c = n.startGC(ctx, true, kept)
 	n.awaitPluginGC(ctx, round, plan.delays[0], c.over)
-	n.killGC(ctx, round, &second, c.start, c.over, func() { c.kill(plan.group) })
+	n.killGC(ctx, round, &second, c.start, c.over, func() { n.killLocalGCProc(c, plan.group) })
 	checkCutOff(&second)
 	s.kills = append(s.kills, second)
 
