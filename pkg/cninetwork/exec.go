@@ -116,6 +116,10 @@ var errStdoutFull = errors.New("stdout full")
 
 // run runs the plugin once, as the doc of processExec says.
 func (e *processExec) run(ctx context.Context, pluginPath string, stdinData []byte, environ []string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		// As os/exec refuses to start a command whose context ended.
+		return nil, pluginError(err, nil, nil, 0)
+	}
 	child, own, err := pipes()
 	if err != nil {
 		return nil, pluginError(err, nil, nil, 0)
@@ -259,7 +263,7 @@ func (b *cappedBuffer) readFrom(r io.Reader) {
 		if len(b.buf)+keep > cap(b.buf) {
 			// Grow by doubling, never past the limit: a plugin's output costs at most twice
 			// the limit in allocations.
-			grown := make([]byte, len(b.buf), min(max(2*cap(b.buf), len(b.buf)+keep, 64<<10), b.limit))
+			grown := make([]byte, len(b.buf), min(max(2*cap(b.buf), len(b.buf)+keep, 4<<10), b.limit))
 			copy(grown, b.buf)
 			b.buf = grown
 		}
