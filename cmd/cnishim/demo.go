@@ -23,7 +23,6 @@ import (
 	"github.com/cnishim/cnishim/internal/nsrun"
 	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/vishvananda/netlink"
 )
@@ -303,10 +302,10 @@ func (d *demo) stopPlugin() error {
 // setUpPod creates pod i's namespace and sets up its network; the first pod gets the host port.
 func (d *demo) setUpPod(ctx context.Context, i int, hostPort int32) (demoPod, error) {
 	p := demoPod{Name: fmt.Sprintf("demo-%d", i+1), ID: sandboxstore.NewID()}
-	var ports []*runtimeapi.PortMapping
+	var ports []cninetwork.PortMapping
 	if i == 0 {
 		p.HostPort = hostPort
-		ports = []*runtimeapi.PortMapping{{Protocol: runtimeapi.Protocol_TCP, ContainerPort: demoPort, HostPort: hostPort}}
+		ports = []cninetwork.PortMapping{{Protocol: "tcp", ContainerPort: demoPort, HostPort: hostPort}}
 	}
 	path, err := netns.Create(d.netnsDir(), p.ID)
 	if err != nil {

@@ -7,14 +7,13 @@ import (
 
 	"github.com/cnishim/cnishim/internal/cniargs"
 	"github.com/containernetworking/cni/libcni"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // benchPod is the pod both sides of the benchmark set up: one host port, so portmap gets a
 // capability arg.
 func benchPod() *Pod {
 	pod := testPod("bench")
-	pod.PortMappings = []*runtimeapi.PortMapping{{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 80, HostPort: 8080}}
+	pod.PortMappings = []PortMapping{{Protocol: "tcp", ContainerPort: 80, HostPort: 8080}}
 	return pod
 }
 

@@ -1,6 +1,8 @@
-// Package cninetwork is a kubelet-style CNI network plugin that a CRI runtime embeds: it turns a
-// pod sandbox's network setup, inspection and teardown into libcni calls on the default network
-// chosen by package confwatch.
+// Package cninetwork is a kubelet-style CNI network plugin that a container runtime embeds: it
+// turns a pod sandbox's network setup, inspection and teardown into libcni calls on the default
+// network chosen by package confwatch. It speaks pods and networks, not any runtime's types:
+// the adapters beside it convert (package pkg/adapter/cri for the CRI's, package npwg for the
+// networks annotation).
 //
 // A Plugin is built with New and started with Run, which scans the configuration directory
 // once and then watches it. SetUpPod attaches a pod to its networks (loopback, then the
@@ -20,9 +22,9 @@
 // and, as runtimeConfig, the capability args their network declares: portMappings, bandwidth,
 // ipRanges, dns, io.kubernetes.cri.pod-annotations and cgroupPath.
 //
-// Extra networks come from the Network Plumbing Working Group's pod annotation
-// k8s.v1.cni.cncf.io/networks (NetworksAnnotation; ParseNetworkSelection reads both its
-// forms, PodFromSandboxConfig fills Pod.ExtraNetworks from it). A network is a valid network of
+// Extra networks (Pod.ExtraNetworks) have the form of the Network Plumbing Working Group's pod
+// annotation k8s.v1.cni.cncf.io/networks (package npwg reads it, and the cri adapter fills
+// Pod.ExtraNetworks from it). A network is a valid network of
 // the configuration directory, selected by name; a selection's namespace may only be empty,
 // the pod's own or "default" (see NetworkSelection). A selection's ips, mac, portMappings and
 // bandwidth become capability args of that network alone, its cni-args the "args": {"cni":

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/cnishim/cnishim/pkg/cninetwork"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // A CRI runtime's RunPodSandbox and StopPodSandbox, reduced to their network part.
@@ -27,17 +26,17 @@ func Example() {
 		return
 	}
 
-	cfg := &runtimeapi.PodSandboxConfig{
-		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "default", Uid: "6f1c"},
-		PortMappings: []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 8080}},
+	pod := &cninetwork.Pod{
+		SandboxID: "4b2e0c", NetNS: "/var/run/netns/4b2e0c",
+		Name: "web", Namespace: "default", UID: "6f1c",
+		PortMappings: []cninetwork.PortMapping{{ContainerPort: 80, HostPort: 8080}},
 	}
-	pod := cninetwork.PodFromSandboxConfig("4b2e0c", "/var/run/netns/4b2e0c", cfg)
 	status, err := p.SetUpPod(ctx, pod)
 	if err != nil {
 		fmt.Println("set up:", err) // names the pod, the network and the plugin
 		return
 	}
-	fmt.Println("pod IP:", status.CRI().GetIp())
+	fmt.Println("pod IP:", status.IPs[0])
 
 	if err := p.TearDownPod(ctx, pod); err != nil {
 		fmt.Println("tear down:", err)

@@ -2,6 +2,7 @@ package cninetwork
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"reflect"
@@ -12,8 +13,6 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
-
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // capsNet declares every capability an extra network's attachment may ask for, on two plugins.
@@ -30,15 +29,13 @@ func TestExtraNetworkCapabilityArgs(t *testing.T) {
 	src.publish(nil, network(t, bridgeNet), network(t, capsNet), network(t, otherNet))
 	p := newTestPlugin(t, fe, src)
 
-	pod := PodFromSandboxConfig("s1", netnsPath, &runtimeapi.PodSandboxConfig{
-		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "team", Uid: "u1"},
-		PortMappings: []*runtimeapi.PortMapping{{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 80, HostPort: 8080}},
-		Annotations: map[string]string{NetworksAnnotation: `[
+	pod := selectedPod(t, `[
 			{"name":"net-caps","namespace":"team","interface":"net1","ips":["10.9.0.5/24"],"mac":"02:00:00:00:00:01",
 			 "portMappings":[{"hostPort":9090,"containerPort":90,"protocol":"UDP"}],
 			 "bandwidth":{"ingressRate":1000,"ingressBurst":2000},"cni-args":{"foo":"bar"}},
-			{"name":"net-b","namespace":"default","ips":["10.9.1.5/24"]}]`},
-	})
+			{"name":"net-b","namespace":"default","ips":["10.9.1.5/24"]}]`)
+	pod.Namespace = "team"
+	pod.PortMappings = []PortMapping{{Protocol: "tcp", ContainerPort: 80, HostPort: 8080}}
 	if err := pod.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -87,20 +84,29 @@ func TestExtraNetworkCapabilityArgs(t *testing.T) {
 	}
 }
 
-// TestNetworksAnnotationRefusals: a pod whose annotation cannot be honoured is refused before
+// selectedPod returns a pod in namespace team-a asking for the extra networks of sels, the
+// JSON form of the networks annotation.
+func selectedPod(t *testing.T, sels string) *Pod {
+	t.Helper()
+	pod := &Pod{SandboxID: "s1", Name: "web", Namespace: "team-a", UID: "u1", NetNS: netnsPath}
+	if err := json.Unmarshal([]byte(sels), &pod.ExtraNetworks); err != nil {
+		t.Fatal(err)
+	}
+	return pod
+}
+
+// TestNetworksAnnotationRefusals: a pod whose networks cannot be honoured is refused before
 // any plugin runs, naming what is wrong.
 func TestNetworksAnnotationRefusals(t *testing.T) {
 	fe, src := newFakeExec(), newFakeSource()
 	src.publish(nil, network(t, bridgeNet), network(t, otherNet))
 	p := newTestPlugin(t, fe, src)
-	tests := []struct{ name, annotation, want string }{
-		{"malformed", "net-b,,", "empty element"},
-		{"bad JSON", `[{"name":"net-b"`, "JSON list"},
-		{"unknown network", "net-x", `extra network "net-x": no valid configuration`},
-		{"other namespace", "team-b/net-b", `namespace "team-b"`},
-		{"eth0", "net-b@eth0", `interface "eth0" is already used`},
-		{"lo", "net-b@lo", `interface "lo" is already used`},
-		{"duplicate interface", "net-b@net1,default/net-b@net1", `interface "net1" is already used`},
+	tests := []struct{ name, sels, want string }{
+		{"unknown network", `[{"name":"net-x"}]`, `extra network "net-x": no valid configuration`},
+		{"other namespace", `[{"name":"net-b","namespace":"team-b"}]`, `namespace "team-b"`},
+		{"eth0", `[{"name":"net-b","interface":"eth0"}]`, `interface "eth0" is already used`},
+		{"lo", `[{"name":"net-b","interface":"lo"}]`, `interface "lo" is already used`},
+		{"duplicate interface", `[{"name":"net-b","interface":"net1"},{"name":"net-b","namespace":"default","interface":"net1"}]`, `interface "net1" is already used`},
 		{"two IPv4 default routes", `[{"name":"net-b","default-route":["10.0.0.1","10.0.0.2"]}]`,
 			`default-route 10.0.0.2: the IPv4 default route is already asked of network "net-b"`},
 		{"two networks' IPv6 default routes", `[{"name":"net-b","interface":"net1","default-route":["fd00::1"]},{"name":"net-a","interface":"net2","default-route":["10.0.0.1","fd00::2"]}]`,
@@ -108,10 +114,7 @@ func TestNetworksAnnotationRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pod := PodFromSandboxConfig("s1", netnsPath, &runtimeapi.PodSandboxConfig{
-				Metadata:    &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "team-a", Uid: "u1"},
-				Annotations: map[string]string{NetworksAnnotation: tt.annotation},
-			})
+			pod := selectedPod(t, tt.sels)
 			if err := p.ValidatePod(pod); !errors.Is(err, ErrInvalidPod) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("ValidatePod = %v; want ErrInvalidPod saying %q", err, tt.want)
 			}
@@ -122,33 +125,6 @@ func TestNetworksAnnotationRefusals(t *testing.T) {
 				t.Fatalf("plugins ran: %v", summary(t, c))
 			}
 		})
-	}
-}
-
-// TestPodFromSandboxConfigNetworks: both forms of the annotation become the same extra
-// networks, and the pod's own namespace and "default" may name the node's networks.
-func TestPodFromSandboxConfigNetworks(t *testing.T) {
-	podOf := func(a string) *Pod {
-		return PodFromSandboxConfig("s1", netnsPath, &runtimeapi.PodSandboxConfig{
-			Metadata:    &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "team"},
-			Annotations: map[string]string{NetworksAnnotation: a},
-		})
-	}
-	want := []NetworkSelection{{Name: "net-a"}, {Name: "net-b", Namespace: "team", Interface: "net1"}, {Name: "net-c", Namespace: "default", Interface: "x"}}
-	for _, a := range []string{
-		"net-a, team/net-b@net1, default/net-c@x",
-		`[{"name":"net-a"},{"name":"net-b","namespace":"team","interface":"net1"},{"name":"net-c","namespace":"default","interface":"x"}]`,
-	} {
-		pod := podOf(a)
-		if err := pod.Validate(); err != nil {
-			t.Fatalf("%s: %v", a, err)
-		}
-		if !reflect.DeepEqual(pod.ExtraNetworks, want) {
-			t.Fatalf("%s: extra networks %+v; want %+v", a, pod.ExtraNetworks, want)
-		}
-	}
-	if pod := podOf(""); len(pod.ExtraNetworks) != 0 || pod.Validate() != nil {
-		t.Fatalf("empty annotation: %+v, %v", pod.ExtraNetworks, pod.Validate())
 	}
 }
 
@@ -402,10 +378,7 @@ func TestDefaultRoutePlanned(t *testing.T) {
 			[][]string{{"fd00::1"}, nil, {"10.0.0.1"}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			pod := PodFromSandboxConfig("s1", netnsPath, &runtimeapi.PodSandboxConfig{
-				Metadata:    &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "team-a", Uid: "u1"},
-				Annotations: map[string]string{NetworksAnnotation: tt.annotation},
-			})
+			pod := selectedPod(t, tt.annotation)
 			if err := pod.Validate(); err != nil {
 				t.Fatal(err)
 			}

@@ -13,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // cacheFiles lists libcni's cached results under p's cache dir.
@@ -75,14 +74,14 @@ func TestSetUpPodStdinAndEnv(t *testing.T) {
 	p := newTestPlugin(t, fe, src, WithPodCIDRs("10.88.0.0/16"))
 
 	pod := testPod("s1")
-	pod.PortMappings = []*runtimeapi.PortMapping{{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 80, HostPort: 8080}}
+	pod.PortMappings = []PortMapping{{Protocol: "tcp", ContainerPort: 80, HostPort: 8080}}
 	pod.Annotations = map[string]string{annotationIngressBandwidth: "1M"}
 	st, err := p.SetUpPod(t.Context(), pod)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := st.CRI(); got.GetIp() != "10.88.0.1" {
-		t.Fatalf("status = %v; want IP 10.88.0.1", got)
+	if got := ipStrings(st); !slices.Equal(got, []string{"10.88.0.1"}) {
+		t.Fatalf("status IPs = %v; want 10.88.0.1", got)
 	}
 	calls := fe.callsOf("")
 	wantCalls(t, calls, "ADD bridge net-a eth0", "ADD portmap net-a eth0", "ADD bandwidth net-a eth0")
@@ -139,7 +138,7 @@ func TestTearDownUsesCachedConfig(t *testing.T) {
 			src.publish(nil, a, b)
 			p := newTestPlugin(t, fe, src)
 			pod := testPod("s1")
-			pod.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 8080}}
+			pod.PortMappings = []PortMapping{{ContainerPort: 80, HostPort: 8080}}
 			if _, err := p.SetUpPod(t.Context(), pod); err != nil {
 				t.Fatal(err)
 			}
@@ -593,22 +592,22 @@ func TestGetPodNetworkStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &runtimeapi.PodSandboxNetworkStatus{Ip: "10.88.0.7", AdditionalIps: []*runtimeapi.PodIP{{Ip: "fd00::7"}}}
-	if !reflect.DeepEqual(st.CRI(), want) {
-		t.Fatalf("SetUpPod status = %v; want %v", st.CRI(), want)
+	want := []string{"10.88.0.7", "fd00::7"}
+	if !slices.Equal(ipStrings(st), want) {
+		t.Fatalf("SetUpPod status IPs = %v; want %v", ipStrings(st), want)
 	}
 	st.IPs[0][0] = 99 // the caller owns its copy
 
 	fe.reset()
 	got, err := p.GetPodNetworkStatus(t.Context(), &Pod{SandboxID: "s1"})
-	if err != nil || !reflect.DeepEqual(got.CRI(), want) {
-		t.Fatalf("GetPodNetworkStatus = %v, %v; want %v", got.CRI(), err, want)
+	if err != nil || !slices.Equal(ipStrings(got), want) {
+		t.Fatalf("GetPodNetworkStatus IPs = %v, %v; want %v", ipStrings(got), err, want)
 	}
 	// After a restart: from the cache.
 	p2 := newTestPlugin(t, fe, src, WithCacheDir(p.opts.cacheDir))
 	got, err = p2.GetPodNetworkStatus(t.Context(), &Pod{SandboxID: "s1"})
-	if err != nil || !reflect.DeepEqual(got.CRI(), want) {
-		t.Fatalf("GetPodNetworkStatus after restart = %v, %v; want %v", got.CRI(), err, want)
+	if err != nil || !slices.Equal(ipStrings(got), want) {
+		t.Fatalf("GetPodNetworkStatus after restart IPs = %v, %v; want %v", ipStrings(got), err, want)
 	}
 	if c := fe.callsOf(""); len(c) != 0 {
 		t.Fatalf("status ran plugins: %v", summary(t, c))

@@ -1,16 +1,17 @@
 package cninetwork
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 
 	"github.com/cnishim/cnishim/internal/cniargs"
 	"github.com/containernetworking/cni/pkg/types"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// Pod describes a pod sandbox's network as a CRI runtime knows it. Fill it straight from CRI
-// types, or build it with PodFromSandboxConfig.
+// Pod describes a pod sandbox's network as a runtime knows it. A CRI runtime builds it from the
+// sandbox's configuration with the cri adapter (package pkg/adapter/cri); other runtimes fill
+// it from their own types.
 type Pod struct {
 	// SandboxID is the pod sandbox's ID; it is the CNI container ID.
 	SandboxID string
@@ -23,21 +24,98 @@ type Pod struct {
 	Annotations map[string]string
 	// PortMappings are the sandbox's port mappings; those with a host port become portMappings
 	// capability args.
-	PortMappings []*runtimeapi.PortMapping
+	PortMappings []PortMapping
 	// DNS is the sandbox's DNS configuration, passed as the dns capability arg.
-	DNS *runtimeapi.DNSConfig
+	DNS *DNS
 	// CgroupParent is the sandbox's cgroup parent, passed as the cgroupPath capability arg.
 	CgroupParent string
 	// ExtraNetworks are the networks the pod is attached to besides the default, by name, in
-	// the form of the NetworksAnnotation's elements, however they arrive. What a pod may ask
+	// the form of the networks annotation's elements, however they arrive. What a pod may ask
 	// of them, and how it reaches the plugins, is said at NetworkSelection; Validate checks
 	// them, and the Plugin's ValidatePod also that each exists and that the pod asks for no
 	// more networks than WithMaxPodNetworks allows.
 	ExtraNetworks []NetworkSelection
+}
 
-	// networksErr is why PodFromSandboxConfig could not parse the pod's NetworksAnnotation;
-	// Validate and SetUpPod refuse the pod for it.
-	networksErr error
+// NetworkSelection is a network to attach a pod to besides the default one, and what the pod
+// asks of that attachment: one element of the Network Plumbing Working Group's networks
+// annotation (k8s.v1.cni.cncf.io/networks), whose JSON form it has. It is the one form of a
+// pod's extra networks (Pod.ExtraNetworks), whether they come from the annotation (package
+// npwg reads it) or from a runtime's own API.
+//
+// The values a pod asks of the attachment reach the network's plugins as capability args
+// ("ips", "mac", "portMappings", "bandwidth"), each only where the network declares the
+// capability, as the CNI conventions say; they replace, on this network, the pod's own port
+// mappings and bandwidth annotations, which are for the default network alone.
+//
+// Networks are the CNI configuration lists of the configuration directory, selected by their
+// name: there is no API server and no NetworkAttachmentDefinition. They are node-wide, so the
+// namespace part of a selection may only be empty, the pod's own namespace or "default" (the
+// namespace the specification's implementations keep cluster-wide networks in); any other
+// namespace names a network this node does not know and is refused, rather than silently
+// attaching the pod to a node network of the same name (see Normalize and Pod.Validate).
+type NetworkSelection struct {
+	// Name is the network's name (required).
+	Name string `json:"name"`
+	// Namespace is the namespace of the network; see the type's documentation.
+	Namespace string `json:"namespace,omitempty"`
+	// Interface is the pod's interface on the network; empty means the next free ethN.
+	Interface string `json:"interface,omitempty"`
+	// IPs are addresses, each an IP or an IP with a prefix length, that the pod asks for on
+	// the network (the "ips" capability).
+	IPs []string `json:"ips,omitempty"`
+	// MAC is the MAC address the pod asks for on the network (the "mac" capability).
+	MAC string `json:"mac,omitempty"`
+	// DefaultRoute holds gateway IPs, at most one per IP family across all the pod's
+	// networks, to route the pod's default traffic through this network. Once every
+	// attachment succeeded, SetUpPod replaces, in the pod's netns, the default routes of each
+	// family named (main table) with one via the gateway on this network's interface; if that
+	// fails, the pod is rolled back like any failed set-up. The attachment is then its
+	// status's Default one.
+	DefaultRoute []string `json:"default-route,omitempty"`
+	// PortMappings are host ports to forward to the pod on this network (the "portMappings"
+	// capability).
+	PortMappings []PortMapping `json:"portMappings,omitempty"`
+	// Bandwidth limits the pod's traffic on this network (the "bandwidth" capability).
+	Bandwidth *Bandwidth `json:"bandwidth,omitempty"`
+	// CNIArgs is a JSON object passed to the network's plugins as "args": {"cni": ...} in
+	// their configuration. The parser takes a JSON null for none.
+	CNIArgs json.RawMessage `json:"cni-args,omitempty"`
+}
+
+// PortMapping is a host port forwarded to a port of the pod, as the portMappings capability
+// arg carries it (CNI conventions), which is its JSON form.
+type PortMapping struct {
+	// HostPort is the port on the host, 1-65535. In Pod.PortMappings, 0 means the port is not
+	// published on the host, and the mapping is skipped, as the kubelet does.
+	HostPort int32 `json:"hostPort"`
+	// ContainerPort is the port in the pod, 1-65535.
+	ContainerPort int32 `json:"containerPort"`
+	// Protocol is "tcp", "udp" or "sctp", in any case; empty means "tcp".
+	Protocol string `json:"protocol,omitempty"`
+	// HostIP is the host address to listen on; empty means every address.
+	HostIP string `json:"hostIP,omitempty"`
+}
+
+// Bandwidth limits a pod's traffic, as the bandwidth capability arg carries it (CNI
+// conventions), which is its JSON form: rates in bits per second, bursts in bits; 0 means no
+// limit.
+type Bandwidth struct {
+	IngressRate  int64 `json:"ingressRate,omitempty"`
+	IngressBurst int64 `json:"ingressBurst,omitempty"`
+	EgressRate   int64 `json:"egressRate,omitempty"`
+	EgressBurst  int64 `json:"egressBurst,omitempty"`
+}
+
+// DNS is the pod's DNS configuration, as the dns capability arg carries it (CNI conventions),
+// which is its JSON form.
+type DNS struct {
+	// Servers are the name servers' addresses.
+	Servers []string `json:"servers,omitempty"`
+	// Searches are the search domains.
+	Searches []string `json:"searches,omitempty"`
+	// Options are resolver options, such as "ndots:5".
+	Options []string `json:"options,omitempty"`
 }
 
 // PodNetworkStatus is what the plugin knows of a pod's network.
@@ -68,45 +146,6 @@ type AttachmentStatus struct {
 	// status rebuilt from libcni's cache (after the Plugin restarted) marks the default
 	// network alone.
 	Default bool
-}
-
-// CRI converts the status into the CRI's form: the primary IP and the additional IPs. It
-// returns nil for a nil status or one without IPs.
-func (s *PodNetworkStatus) CRI() *runtimeapi.PodSandboxNetworkStatus {
-	if s == nil || len(s.IPs) == 0 {
-		return nil
-	}
-	out := &runtimeapi.PodSandboxNetworkStatus{Ip: s.IPs[0].String()}
-	for _, ip := range s.IPs[1:] {
-		out.AdditionalIps = append(out.AdditionalIps, &runtimeapi.PodIP{Ip: ip.String()})
-	}
-	return out
-}
-
-// PodFromSandboxConfig builds the Pod of a sandbox from its CRI configuration: name,
-// namespace and UID from the metadata, annotations, port mappings, DNS configuration, the
-// Linux cgroup parent, and the extra networks of the NetworksAnnotation (see
-// ParseNetworkSelection). An annotation that does not parse leaves ExtraNetworks empty and
-// makes Validate, ValidatePod and SetUpPod refuse the pod with ErrInvalidPod, so that it is
-// never set up without the networks it asked for. The returned Pod shares cfg's slices, map
-// and DNS config; the caller must not modify them while the Pod is in use. cfg may be nil
-// (only the sandbox ID and netns path are set then).
-func PodFromSandboxConfig(sandboxID, netnsPath string, cfg *runtimeapi.PodSandboxConfig) *Pod {
-	pod := &Pod{SandboxID: sandboxID, NetNS: netnsPath}
-	if cfg == nil {
-		return pod
-	}
-	if md := cfg.GetMetadata(); md != nil {
-		pod.Name, pod.Namespace, pod.UID = md.GetName(), md.GetNamespace(), md.GetUid()
-	}
-	pod.Annotations = cfg.GetAnnotations()
-	pod.PortMappings = cfg.GetPortMappings()
-	pod.DNS = cfg.GetDnsConfig()
-	pod.CgroupParent = cfg.GetLinux().GetCgroupParent()
-	if v, ok := pod.Annotations[NetworksAnnotation]; ok {
-		pod.ExtraNetworks, pod.networksErr = ParseNetworkSelection(v)
-	}
-	return pod
 }
 
 // ref returns the pod's "namespace/name", as klog.KObj prints it.

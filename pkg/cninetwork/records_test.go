@@ -15,7 +15,6 @@ import (
 	"github.com/cnishim/cnishim/internal/atomicfile/synctrace"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // recordFiles lists the sandboxes p holds a record of.
@@ -57,7 +56,7 @@ func TestCutOffSetUpTornDownWithItsOwnConfig(t *testing.T) {
 	inPortmap, hang := make(chan struct{}), make(chan struct{})
 	fe.set("portmap", "ADD", reply{block: hang, hook: func(context.Context, execCall) { close(inPortmap) }})
 	pod := testPod("s1")
-	pod.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 8080}}
+	pod.PortMappings = []PortMapping{{ContainerPort: 80, HostPort: 8080}}
 	ctx, cancel := context.WithCancel(t.Context())
 	setUp := make(chan error, 1)
 	go func() {

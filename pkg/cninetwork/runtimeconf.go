@@ -10,7 +10,6 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/utils"
 	"k8s.io/apimachinery/pkg/api/resource"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // Capability names a network's plugins declare to receive runtime values (CNI conventions).
@@ -40,32 +39,9 @@ var (
 	maxBandwidth = resource.MustParse("1P")
 )
 
-// portMapping is one entry of the portMappings capability arg.
-type portMapping struct {
-	HostPort      int32  `json:"hostPort"`
-	ContainerPort int32  `json:"containerPort"`
-	Protocol      string `json:"protocol"`
-	HostIP        string `json:"hostIP,omitempty"`
-}
-
-// bandwidthArg is the bandwidth capability arg: rates in bits per second, bursts in bits.
-type bandwidthArg struct {
-	IngressRate  int64 `json:"ingressRate,omitempty"`
-	IngressBurst int64 `json:"ingressBurst,omitempty"`
-	EgressRate   int64 `json:"egressRate,omitempty"`
-	EgressBurst  int64 `json:"egressBurst,omitempty"`
-}
-
 // ipRange is one range of the ipRanges capability arg.
 type ipRange struct {
 	Subnet string `json:"subnet"`
-}
-
-// dnsArg is the dns capability arg.
-type dnsArg struct {
-	Servers  []string `json:"servers,omitempty"`
-	Searches []string `json:"searches,omitempty"`
-	Options  []string `json:"options,omitempty"`
 }
 
 // podArgs is a Pod checked and turned into what its plugins receive. It is computed once per
@@ -141,7 +117,7 @@ func podCaps(pod *Pod, podCIDRs []*net.IPNet) (map[string]any, error) {
 		caps[capIPRanges] = ranges
 	}
 	if pod.DNS != nil {
-		caps[capDNS] = dnsArg{Servers: pod.DNS.Servers, Searches: pod.DNS.Searches, Options: pod.DNS.Options}
+		caps[capDNS] = *pod.DNS
 	}
 	if len(pod.Annotations) > 0 {
 		caps[capPodAnnotations] = pod.Annotations
@@ -174,43 +150,54 @@ func runtimeConf(sandboxID string, pa *podArgs, declared []string, ifName, netns
 	return rt
 }
 
-// portMappings turns the CRI port mappings with a host port into portMappings capability
-// entries, checking ports and protocols.
-func portMappings(pms []*runtimeapi.PortMapping) ([]portMapping, error) {
-	var out []portMapping
+// portMappings returns the pod's port mappings with a host port as portMappings capability
+// entries, protocols in lower case, checking ports, protocols and host IPs.
+func portMappings(pms []PortMapping) ([]PortMapping, error) {
+	var out []PortMapping
 	for i, pm := range pms {
-		if pm == nil {
-			continue
-		}
 		if pm.HostPort < 0 || pm.HostPort > math.MaxUint16 {
 			return nil, fmt.Errorf("port mapping %d: host port %d out of range 1-65535", i, pm.HostPort)
 		}
 		if pm.HostPort == 0 {
 			continue // not published on the host; nothing for portmap to do
 		}
-		if pm.ContainerPort < 1 || pm.ContainerPort > math.MaxUint16 {
-			return nil, fmt.Errorf("port mapping %d: container port %d out of range 1-65535", i, pm.ContainerPort)
+		pm, err := checkPortMapping(i, pm)
+		if err != nil {
+			return nil, err
 		}
-		var proto string
-		switch pm.Protocol {
-		case runtimeapi.Protocol_TCP, runtimeapi.Protocol_UDP, runtimeapi.Protocol_SCTP:
-			proto = strings.ToLower(pm.Protocol.String())
-		default:
-			return nil, fmt.Errorf("port mapping %d: unknown protocol %d (want TCP, UDP or SCTP)", i, int32(pm.Protocol))
-		}
-		if pm.HostIp != "" && net.ParseIP(pm.HostIp) == nil {
-			return nil, fmt.Errorf("port mapping %d: host IP %q is not an IP address", i, pm.HostIp)
-		}
-		out = append(out, portMapping{HostPort: pm.HostPort, ContainerPort: pm.ContainerPort, Protocol: proto, HostIP: pm.HostIp})
+		out = append(out, pm)
 	}
 	return out, nil
+}
+
+// checkPortMapping checks a port mapping with a host port and returns it with its protocol in
+// lower case, "tcp" for none.
+func checkPortMapping(i int, pm PortMapping) (PortMapping, error) {
+	if pm.HostPort < 1 || pm.HostPort > math.MaxUint16 {
+		return pm, fmt.Errorf("port mapping %d: host port %d out of range 1-65535", i, pm.HostPort)
+	}
+	if pm.ContainerPort < 1 || pm.ContainerPort > math.MaxUint16 {
+		return pm, fmt.Errorf("port mapping %d: container port %d out of range 1-65535", i, pm.ContainerPort)
+	}
+	switch p := strings.ToLower(pm.Protocol); p {
+	case "":
+		pm.Protocol = "tcp"
+	case "tcp", "udp", "sctp":
+		pm.Protocol = p
+	default:
+		return pm, fmt.Errorf("port mapping %d: protocol %q is not tcp, udp or sctp", i, pm.Protocol)
+	}
+	if pm.HostIP != "" && net.ParseIP(pm.HostIP) == nil {
+		return pm, fmt.Errorf("port mapping %d: host IP %q is not an IP address", i, pm.HostIP)
+	}
+	return pm, nil
 }
 
 // bandwidth reads the bandwidth annotations with Kubernetes quantity rules, as the kubelet
 // does: a rate must lie between 1k and 1P bits per second, and the burst is left unlimited
 // (math.MaxInt32 bits, which the bandwidth plugin treats as no limit in practice). It returns
 // nil when neither annotation is set.
-func bandwidth(annotations map[string]string) (*bandwidthArg, error) {
+func bandwidth(annotations map[string]string) (*Bandwidth, error) {
 	ingress, err := bandwidthAnnotation(annotations, annotationIngressBandwidth)
 	if err != nil {
 		return nil, err
@@ -222,7 +209,7 @@ func bandwidth(annotations map[string]string) (*bandwidthArg, error) {
 	if ingress == 0 && egress == 0 {
 		return nil, nil
 	}
-	bw := &bandwidthArg{}
+	bw := &Bandwidth{}
 	if ingress > 0 {
 		bw.IngressRate, bw.IngressBurst = ingress, math.MaxInt32
 	}

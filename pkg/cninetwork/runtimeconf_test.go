@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/cnishim/cnishim/internal/cniargs"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 func TestRuntimeConf(t *testing.T) {
@@ -42,14 +41,14 @@ func TestRuntimeConf(t *testing.T) {
 		{
 			name: "every capability",
 			pod: mod(func(p *Pod) {
-				p.PortMappings = []*runtimeapi.PortMapping{
-					{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 80, HostPort: 8080},
-					{Protocol: runtimeapi.Protocol_UDP, ContainerPort: 53, HostPort: 5353, HostIp: "127.0.0.1"},
-					{Protocol: runtimeapi.Protocol_SCTP, ContainerPort: 9, HostPort: 0}, // not published
-					{Protocol: runtimeapi.Protocol_SCTP, ContainerPort: 7, HostPort: 7007},
+				p.PortMappings = []PortMapping{
+					{Protocol: "TCP", ContainerPort: 80, HostPort: 8080},
+					{Protocol: "udp", ContainerPort: 53, HostPort: 5353, HostIP: "127.0.0.1"},
+					{Protocol: "sctp", ContainerPort: 9, HostPort: 0}, // not published
+					{Protocol: "sctp", ContainerPort: 7, HostPort: 7007},
 				}
 				p.Annotations = map[string]string{annotationIngressBandwidth: "10M", annotationEgressBandwidth: "1Gi", "a": "b"}
-				p.DNS = &runtimeapi.DNSConfig{Servers: []string{"10.96.0.10"}, Searches: []string{"prod.svc.cluster.local"}, Options: []string{"ndots:5"}}
+				p.DNS = &DNS{Servers: []string{"10.96.0.10"}, Searches: []string{"prod.svc.cluster.local"}, Options: []string{"ndots:5"}}
 				p.CgroupParent = "/kubepods/pod-u-1"
 			}),
 			cidrs:    []*net.IPNet{v6, v4, v4b},
@@ -68,7 +67,7 @@ func TestRuntimeConf(t *testing.T) {
 		{
 			name: "only declared capabilities passed",
 			pod: mod(func(p *Pod) {
-				p.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 8080}}
+				p.PortMappings = []PortMapping{{ContainerPort: 80, HostPort: 8080}}
 				p.Annotations = map[string]string{annotationEgressBandwidth: "1M"}
 				p.CgroupParent = "/kubepods"
 			}),
@@ -84,15 +83,15 @@ func TestRuntimeConf(t *testing.T) {
 		{name: "bad bandwidth", pod: mod(func(p *Pod) { p.Annotations = map[string]string{annotationIngressBandwidth: "10Mbps"} }), wantErr: `annotation kubernetes.io/ingress-bandwidth="10Mbps"`},
 		{name: "tiny bandwidth", pod: mod(func(p *Pod) { p.Annotations = map[string]string{annotationEgressBandwidth: "10"} }), wantErr: "below the minimum"},
 		{name: "huge bandwidth", pod: mod(func(p *Pod) { p.Annotations = map[string]string{annotationEgressBandwidth: "2P"} }), wantErr: "above the maximum"},
-		{name: "container port 0", pod: mod(func(p *Pod) { p.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 0, HostPort: 80}} }), wantErr: "port mapping 0: container port 0 out of range"},
-		{name: "container port too big", pod: mod(func(p *Pod) { p.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 65536, HostPort: 80}} }), wantErr: "container port 65536 out of range"},
-		{name: "host port too big", pod: mod(func(p *Pod) { p.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 70000}} }), wantErr: "host port 70000 out of range"},
-		{name: "negative host port", pod: mod(func(p *Pod) { p.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: -1}} }), wantErr: "host port -1 out of range"},
+		{name: "container port 0", pod: mod(func(p *Pod) { p.PortMappings = []PortMapping{{ContainerPort: 0, HostPort: 80}} }), wantErr: "port mapping 0: container port 0 out of range"},
+		{name: "container port too big", pod: mod(func(p *Pod) { p.PortMappings = []PortMapping{{ContainerPort: 65536, HostPort: 80}} }), wantErr: "container port 65536 out of range"},
+		{name: "host port too big", pod: mod(func(p *Pod) { p.PortMappings = []PortMapping{{ContainerPort: 80, HostPort: 70000}} }), wantErr: "host port 70000 out of range"},
+		{name: "negative host port", pod: mod(func(p *Pod) { p.PortMappings = []PortMapping{{ContainerPort: 80, HostPort: -1}} }), wantErr: "host port -1 out of range"},
 		{name: "unknown protocol", pod: mod(func(p *Pod) {
-			p.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 80, Protocol: 7}}
-		}), wantErr: "unknown protocol 7"},
+			p.PortMappings = []PortMapping{{ContainerPort: 80, HostPort: 80, Protocol: "icmp"}}
+		}), wantErr: `protocol "icmp" is not tcp, udp or sctp`},
 		{name: "bad host IP", pod: mod(func(p *Pod) {
-			p.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 80, HostIp: "localhost"}}
+			p.PortMappings = []PortMapping{{ContainerPort: 80, HostPort: 80, HostIP: "localhost"}}
 		}), wantErr: `host IP "localhost"`},
 	}
 	for _, tt := range tests {

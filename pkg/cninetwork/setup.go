@@ -363,15 +363,10 @@ func ownCaps(x NetworkSelection) map[string]any {
 		own[capMAC] = x.MAC
 	}
 	if len(x.PortMappings) > 0 {
-		pms := make([]portMapping, len(x.PortMappings))
-		for i, pm := range x.PortMappings {
-			// The protocol is lower case, and "tcp" for none: see NetworkSelection.check.
-			pms[i] = portMapping{HostPort: pm.HostPort, ContainerPort: pm.ContainerPort, Protocol: pm.Protocol, HostIP: pm.HostIP}
-		}
-		own[capPortMappings] = pms
+		own[capPortMappings] = x.PortMappings // normalized by Normalize
 	}
-	if bw := x.Bandwidth; bw != nil && *bw != (SelectionBandwidth{}) {
-		own[capBandwidth] = bandwidthArg(*bw)
+	if bw := x.Bandwidth; bw != nil && *bw != (Bandwidth{}) {
+		own[capBandwidth] = *bw
 	}
 	return own
 }

@@ -1,12 +1,19 @@
 package cninetwork
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
 	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/cnishim/cnishim/pkg/confwatch"
+	"github.com/containernetworking/cni/pkg/utils"
 )
 
 // Validate checks everything about the pod that SetUpPod would refuse before running a plugin
@@ -68,14 +75,11 @@ func (p *Plugin) podNetworks(snap *confwatch.Snapshot, pod *Pod) ([]NetworkSelec
 
 // extraNetworks checks what can be checked of the pod's extra networks without the
 // configuration, and returns them normalized (protocols in lower case, cni-args compacted, as
-// NetworkSelection.check leaves them) without changing pod: each selection as
-// ParseNetworkSelection checks it, its namespace one the pod may use (see NetworkSelection),
+// Normalize leaves them) without changing pod: each selection as
+// Normalize checks it, its namespace one the pod may use (see NetworkSelection),
 // interfaces not eth0 or lo and not used twice, at most one default-route gateway per IP
 // family across the pod. Errors wrap ErrInvalidPod and name the network.
 func (pod *Pod) extraNetworks() ([]NetworkSelection, error) {
-	if pod.networksErr != nil {
-		return nil, fmt.Errorf("%w: %s: annotation %s: %w", ErrInvalidPod, pod, NetworksAnnotation, pod.networksErr)
-	}
 	if len(pod.ExtraNetworks) == 0 {
 		return nil, nil
 	}
@@ -87,8 +91,8 @@ func (pod *Pod) extraNetworks() ([]NetworkSelection, error) {
 			return nil, fmt.Errorf("%w: %s: extra network %d: no network name", ErrInvalidPod, pod, i)
 		}
 		sel := x
-		sel.PortMappings = slices.Clone(x.PortMappings) // check normalizes them in place
-		if err := sel.check(); err != nil {
+		sel.PortMappings = slices.Clone(x.PortMappings) // Normalize changes them in place
+		if err := sel.Normalize(); err != nil {
 			return nil, fmt.Errorf("%w: %s: extra network %q: %w", ErrInvalidPod, pod, x.Name, err)
 		}
 		if !namespaceAllowed(sel.Namespace, pod.Namespace) {
@@ -113,4 +117,97 @@ func (pod *Pod) extraNetworks() ([]NetworkSelection, error) {
 		out[i] = sel
 	}
 	return out, nil
+}
+
+// dnsLabel matches an RFC 1123 label, as Kubernetes namespaces are.
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+// Normalize checks sel as SetUpPod would, all but whether its network exists and what other
+// networks the pod asks for, and normalizes it: protocols in lower case ("tcp" for none),
+// cni-args compacted (a JSON null taken for none), empty lists made nil. Names and interfaces
+// must be valid CNI names, namespaces DNS labels, addresses, MACs, gateways, ports and
+// protocols well-formed, rates not negative, cni-args a JSON object. The error says what is
+// wrong.
+func (sel *NetworkSelection) Normalize() error {
+	if sel.Name == "" {
+		return errors.New("no network name")
+	}
+	// An empty list asks for nothing, as an absent one does.
+	if len(sel.IPs) == 0 {
+		sel.IPs = nil
+	}
+	if len(sel.DefaultRoute) == 0 {
+		sel.DefaultRoute = nil
+	}
+	if len(sel.PortMappings) == 0 {
+		sel.PortMappings = nil
+	}
+	if e := utils.ValidateNetworkName(sel.Name); e != nil {
+		return fmt.Errorf("network name %q: %s", sel.Name, e.Msg)
+	}
+	if sel.Namespace != "" {
+		if !dnsLabel.MatchString(sel.Namespace) {
+			return fmt.Errorf("namespace %q: not a DNS label (at most 63 characters: lower-case letters, digits and '-', starting and ending with a letter or digit)",
+				sel.Namespace)
+		}
+	}
+	if sel.Interface != "" {
+		if e := utils.ValidateInterfaceName(sel.Interface); e != nil {
+			return fmt.Errorf("interface %q: %s", sel.Interface, e.Msg)
+		}
+		if !utf8.ValidString(sel.Interface) || strings.IndexFunc(sel.Interface, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+			return fmt.Errorf("interface %q: not printable UTF-8", sel.Interface)
+		}
+	}
+	for _, ip := range sel.IPs {
+		if net.ParseIP(ip) == nil {
+			if _, _, err := net.ParseCIDR(ip); err != nil {
+				return fmt.Errorf("ips: %q is not an IP address", ip)
+			}
+		}
+	}
+	if sel.MAC != "" {
+		hw, err := net.ParseMAC(sel.MAC)
+		if err != nil || len(hw) != 6 {
+			return fmt.Errorf("mac: %q is not a 48-bit MAC address", sel.MAC)
+		}
+	}
+	for _, gw := range sel.DefaultRoute {
+		if net.ParseIP(gw) == nil {
+			return fmt.Errorf("default-route: %q is not an IP address", gw)
+		}
+	}
+	for i := range sel.PortMappings {
+		pm, err := checkPortMapping(i, sel.PortMappings[i])
+		if err != nil {
+			return err
+		}
+		sel.PortMappings[i] = pm
+	}
+	if bw := sel.Bandwidth; bw != nil {
+		if bw.IngressRate < 0 || bw.IngressBurst < 0 || bw.EgressRate < 0 || bw.EgressBurst < 0 {
+			return errors.New("bandwidth: rates and bursts must not be negative")
+		}
+	}
+	if string(bytes.TrimSpace(sel.CNIArgs)) == "null" {
+		// As written by selection types whose cni-args has no omitempty (multus's).
+		sel.CNIArgs = nil
+	}
+	if sel.CNIArgs != nil {
+		if b := bytes.TrimSpace(sel.CNIArgs); len(b) == 0 || b[0] != '{' {
+			return errors.New("cni-args: not a JSON object")
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, sel.CNIArgs); err != nil {
+			return fmt.Errorf("cni-args: %w", err)
+		}
+		sel.CNIArgs = buf.Bytes()
+	}
+	return nil
+}
+
+// namespaceAllowed reports whether a selection's namespace may name a network of this node
+// for a pod in podNamespace (see NetworkSelection).
+func namespaceAllowed(ns, podNamespace string) bool {
+	return ns == "" || ns == podNamespace || ns == "default"
 }

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 func TestPodValidate(t *testing.T) {
@@ -27,7 +25,7 @@ func TestPodValidate(t *testing.T) {
 			p.Annotations = map[string]string{"kubernetes.io/egress-bandwidth": "fast"}
 		}, wantErr: "egress-bandwidth"},
 		{name: "host port out of range", mutate: func(p *Pod) {
-			p.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 70000}}
+			p.PortMappings = []PortMapping{{ContainerPort: 80, HostPort: 70000}}
 		}, wantErr: "70000"},
 		// The library path checks a pod's networks as the annotation's parser does.
 		{name: "default-route not an IP", mutate: func(p *Pod) {
@@ -37,11 +35,11 @@ func TestPodValidate(t *testing.T) {
 			p.ExtraNetworks = []NetworkSelection{{Name: "net2", Namespace: "team-b"}}
 		}, wantErr: `namespace "team-b"`},
 		{name: "bad port protocol", mutate: func(p *Pod) {
-			p.ExtraNetworks = []NetworkSelection{{Name: "net2", PortMappings: []SelectionPortMapping{{HostPort: 1, ContainerPort: 1, Protocol: "icmp"}}}}
+			p.ExtraNetworks = []NetworkSelection{{Name: "net2", PortMappings: []PortMapping{{HostPort: 1, ContainerPort: 1, Protocol: "icmp"}}}}
 		}, wantErr: `protocol "icmp"`},
 		{name: "valid extra network", mutate: func(p *Pod) {
 			p.ExtraNetworks = []NetworkSelection{{Name: "net2", Namespace: "default", DefaultRoute: []string{"10.0.0.1"},
-				PortMappings: []SelectionPortMapping{{HostPort: 1, ContainerPort: 1, Protocol: "UDP"}}}}
+				PortMappings: []PortMapping{{HostPort: 1, ContainerPort: 1, Protocol: "UDP"}}}}
 		}},
 	}
 	for _, tt := range tests {
@@ -66,7 +64,7 @@ func TestPodValidate(t *testing.T) {
 // Pod.
 func TestValidateLeavesPodAlone(t *testing.T) {
 	pod := &Pod{SandboxID: "abc123", Name: "web", Namespace: "default",
-		ExtraNetworks: []NetworkSelection{{Name: "net2", PortMappings: []SelectionPortMapping{{HostPort: 1, ContainerPort: 1, Protocol: "UDP"}}}}}
+		ExtraNetworks: []NetworkSelection{{Name: "net2", PortMappings: []PortMapping{{HostPort: 1, ContainerPort: 1, Protocol: "UDP"}}}}}
 	if err := pod.Validate(); err != nil {
 		t.Fatal(err)
 	}

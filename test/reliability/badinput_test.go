@@ -24,6 +24,7 @@ import (
 	"github.com/cnishim/cnishim/internal/leakcheck"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/pkg/confwatch"
+	"github.com/cnishim/cnishim/pkg/npwg"
 	"github.com/cnishim/cnishim/test/framework"
 )
 
@@ -374,7 +375,7 @@ func apiRows() []badInput {
 			return e.setUp(t, e.apiPod(t, mod))
 		}}
 	}
-	ports := func(pm ...*runtimeapi.PortMapping) func(*cninetwork.Pod) {
+	ports := func(pm ...cninetwork.PortMapping) func(*cninetwork.Pod) {
 		return func(p *cninetwork.Pod) { p.PortMappings = pm }
 	}
 	annotations := func(kv ...string) func(*cninetwork.Pod) {
@@ -413,7 +414,7 @@ func apiRows() []badInput {
 		api("unknown extra network", `extra network "nosuchnet": no valid configuration`, cninetwork.ErrInvalidPod,
 			extra(cninetwork.NetworkSelection{Name: "nosuchnet"})),
 		api("extra network with a bad port mapping", `extra network "relextra": port mapping 0: host port 0 out of range 1-65535`, cninetwork.ErrInvalidPod,
-			extra(cninetwork.NetworkSelection{Name: extraNetwork, PortMappings: []cninetwork.SelectionPortMapping{{ContainerPort: 80}}})),
+			extra(cninetwork.NetworkSelection{Name: extraNetwork, PortMappings: []cninetwork.PortMapping{{ContainerPort: 80}}})),
 		api("extra network with cni-args not an object", `extra network "relextra": cni-args: not a JSON object`, cninetwork.ErrInvalidPod,
 			extra(cninetwork.NetworkSelection{Name: extraNetwork, CNIArgs: json.RawMessage(`[1]`)})),
 		api("extra network with a default-route that is not an IP", `extra network "relextra": default-route: "not-an-ip" is not an IP address`, cninetwork.ErrInvalidPod,
@@ -421,15 +422,15 @@ func apiRows() []badInput {
 		api("one network asked for 100 times", "asks for 101 networks, the default one included; this node allows at most 16 per pod", cninetwork.ErrInvalidPod,
 			extra(slices.Repeat([]cninetwork.NetworkSelection{{Name: extraNetwork}}, 100)...)),
 		api("port mapping with container port 0", "port mapping 0: container port 0 out of range 1-65535", cninetwork.ErrInvalidPod,
-			ports(&runtimeapi.PortMapping{HostPort: 18080, ContainerPort: 0})),
+			ports(cninetwork.PortMapping{HostPort: 18080, ContainerPort: 0})),
 		api("port mapping with host port over 65535", "port mapping 0: host port 65536 out of range 1-65535", cninetwork.ErrInvalidPod,
-			ports(&runtimeapi.PortMapping{HostPort: 65536, ContainerPort: 80})),
+			ports(cninetwork.PortMapping{HostPort: 65536, ContainerPort: 80})),
 		api("port mapping with container port over 65535", "port mapping 1: container port 70000 out of range 1-65535", cninetwork.ErrInvalidPod,
-			ports(&runtimeapi.PortMapping{HostPort: 18081, ContainerPort: 80}, &runtimeapi.PortMapping{HostPort: 18082, ContainerPort: 70000})),
-		api("port mapping with an unknown protocol", "port mapping 0: unknown protocol 7 (want TCP, UDP or SCTP)", cninetwork.ErrInvalidPod,
-			ports(&runtimeapi.PortMapping{HostPort: 18083, ContainerPort: 80, Protocol: runtimeapi.Protocol(7)})),
+			ports(cninetwork.PortMapping{HostPort: 18081, ContainerPort: 80}, cninetwork.PortMapping{HostPort: 18082, ContainerPort: 70000})),
+		api("port mapping with an unknown protocol", `port mapping 0: protocol "icmp" is not tcp, udp or sctp`, cninetwork.ErrInvalidPod,
+			ports(cninetwork.PortMapping{HostPort: 18083, ContainerPort: 80, Protocol: "icmp"})),
 		api("port mapping with a bad host IP", `port mapping 0: host IP "not-an-ip" is not an IP address`, cninetwork.ErrInvalidPod,
-			ports(&runtimeapi.PortMapping{HostPort: 18084, ContainerPort: 80, HostIp: "not-an-ip"})),
+			ports(cninetwork.PortMapping{HostPort: 18084, ContainerPort: 80, HostIP: "not-an-ip"})),
 		api("sandbox ID with a path", `sandbox ID "../../etc/x": invalid characters in containerID`, cninetwork.ErrInvalidPod,
 			func(p *cninetwork.Pod) { p.SandboxID = "../../etc/x" }),
 		{name: "empty sandbox ID", via: viaAPI, want: "sandbox ID is empty", is: cninetwork.ErrInvalidPod, try: func(t *testing.T, e *badEnv) error {
@@ -549,7 +550,7 @@ func criRows() []badInput {
 	}
 	networks := func(v string) func(*runtimeapi.PodSandboxConfig) {
 		return func(c *runtimeapi.PodSandboxConfig) {
-			c.Annotations = map[string]string{cninetwork.NetworksAnnotation: v}
+			c.Annotations = map[string]string{npwg.NetworksAnnotation: v}
 		}
 	}
 	rows := []badInput{

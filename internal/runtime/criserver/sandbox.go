@@ -14,6 +14,7 @@ import (
 	"github.com/cnishim/cnishim/internal/cniargs"
 	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
+	"github.com/cnishim/cnishim/pkg/adapter/cri"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -72,7 +73,10 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		// and removes it.
 		rec.NetNSPath = s.netnsPath(id)
 		// Refuse a pod the plugin would refuse before anything exists for it.
-		pod = podOf(rec)
+		var err error
+		if pod, err = podOf(rec); err != nil {
+			return nil, grpcError(what, err)
+		}
 		if err := s.cfg.Network.ValidatePod(pod); err != nil {
 			return nil, grpcError(what, err)
 		}
@@ -144,7 +148,7 @@ func (s *Server) release(ctx context.Context, rec sandboxstore.Record) error {
 	if rec.HostNetwork {
 		return nil
 	}
-	pod := podOf(rec)
+	pod, _ := podOf(rec) // a teardown goes by what the plugin recorded; the pod's other fields are a fallback
 	if pod.NetNS != "" {
 		// A namespace that was never mounted, or is gone, is no namespace to the plugins.
 		if ok, _ := netns.IsNetNS(pod.NetNS); !ok {
@@ -347,7 +351,7 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 		Metadata:       cfg.GetMetadata(),
 		State:          criState(rec.State),
 		CreatedAt:      rec.CreatedAt,
-		Network:        recordedIPs(rec).CRI(),
+		Network:        cri.NetworkStatus(recordedIPs(rec)),
 		Linux:          &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{Options: &runtimeapi.NamespaceOption{Network: nsMode}}},
 		Labels:         cfg.GetLabels(),
 		Annotations:    cfg.GetAnnotations(),
@@ -483,7 +487,9 @@ func matchLabels(labels, selector map[string]string) bool {
 	return true
 }
 
-// podOf describes a sandbox for the network plugin.
-func podOf(rec sandboxstore.Record) *cninetwork.Pod {
-	return cninetwork.PodFromSandboxConfig(rec.ID, rec.NetNSPath, rec.Config)
+// podOf describes a sandbox for the network plugin. The error, wrapping
+// cninetwork.ErrInvalidPod, says what of the sandbox's configuration cannot be honoured; the
+// Pod is still good for a teardown.
+func podOf(rec sandboxstore.Record) (*cninetwork.Pod, error) {
+	return cri.PodFromSandboxConfig(rec.ID, rec.NetNSPath, rec.Config)
 }

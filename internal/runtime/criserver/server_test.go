@@ -22,6 +22,7 @@ import (
 	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/pkg/confwatch"
+	"github.com/cnishim/cnishim/pkg/npwg"
 	"github.com/containernetworking/cni/pkg/types"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -251,7 +252,7 @@ func TestSandboxLifecycle(t *testing.T) {
 	fn := e.net
 	pod := fn.setUps[0]
 	if pod.SandboxID != id || pod.NetNS != nsPath || pod.Name != "web" || pod.Namespace != "ns1" || pod.UID != "uid-web" ||
-		pod.PortMappings[0].GetHostPort() != 8080 || pod.CgroupParent != "/kubepods/web" || !fn.netnsSeen[0] {
+		pod.PortMappings[0].HostPort != 8080 || pod.CgroupParent != "/kubepods/web" || !fn.netnsSeen[0] {
 		t.Fatalf("plugin got pod %+v (netns mounted: %v)", pod, fn.netnsSeen[0])
 	}
 
@@ -356,15 +357,15 @@ func TestRunPodSandboxFailures(t *testing.T) {
 	}{
 		{
 			name: "malformed networks annotation", net: &fakeNetwork{},
-			cfg: withAnnotation(podConfig("a", 0, nil), cninetwork.NetworksAnnotation, "net2,,"), code: codes.InvalidArgument, msg: "empty element",
+			cfg: withAnnotation(podConfig("a", 0, nil), npwg.NetworksAnnotation, "net2,,"), code: codes.InvalidArgument, msg: "empty element",
 		},
 		{
 			name: "unknown extra network", net: &fakeNetwork{},
-			cfg: withAnnotation(podConfig("a", 0, nil), cninetwork.NetworksAnnotation, "net2@net1"), code: codes.InvalidArgument, msg: `extra network "net2": no valid configuration`,
+			cfg: withAnnotation(podConfig("a", 0, nil), npwg.NetworksAnnotation, "net2@net1"), code: codes.InvalidArgument, msg: `extra network "net2": no valid configuration`,
 		},
 		{
 			name: "extra network of another namespace", net: &fakeNetwork{},
-			cfg: withAnnotation(podConfig("a", 0, nil), cninetwork.NetworksAnnotation, "other/net2"), code: codes.InvalidArgument, msg: `namespace "other"`,
+			cfg: withAnnotation(podConfig("a", 0, nil), npwg.NetworksAnnotation, "other/net2"), code: codes.InvalidArgument, msg: `namespace "other"`,
 		},
 		{
 			name: "network not ready", net: &fakeNetwork{notReady: fmt.Errorf("%w: no valid config in /etc/cni/net.d", cninetwork.ErrNotReady)},
@@ -841,7 +842,7 @@ func TestGCDuringSetUp(t *testing.T) {
 func TestRunPodSandboxExtraNetworks(t *testing.T) {
 	fn := &fakeNetwork{snap: &confwatch.Snapshot{Networks: []*confwatch.Network{{Name: "net1"}, {Name: "net2"}}}}
 	e := newEnv(t, fn)
-	e.run(t, withAnnotation(podConfig("web", 0, nil), cninetwork.NetworksAnnotation,
+	e.run(t, withAnnotation(podConfig("web", 0, nil), npwg.NetworksAnnotation,
 		`[{"name":"net2","namespace":"ns1","interface":"net1","ips":["10.9.0.5/24"]},{"name":"net1"}]`))
 	want := []cninetwork.NetworkSelection{{Name: "net2", Namespace: "ns1", Interface: "net1", IPs: []string{"10.9.0.5/24"}}, {Name: "net1"}}
 	if got := fn.setUps[0].ExtraNetworks; !reflect.DeepEqual(got, want) {

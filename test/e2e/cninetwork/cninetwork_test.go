@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cnishim/cnishim/internal/leakcheck"
+	"github.com/cnishim/cnishim/pkg/adapter/cri"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/test/framework"
 )
@@ -97,9 +97,7 @@ func TestHostPortReachesPodFromHost(t *testing.T) {
 
 	pod := n.pod("web")
 	hostPort := int32(32000 + n.seq%1000)
-	pod.PortMappings = []*runtimeapi.PortMapping{{
-		Protocol: runtimeapi.Protocol_TCP, ContainerPort: 8080, HostPort: hostPort,
-	}}
+	pod.PortMappings = []cninetwork.PortMapping{{Protocol: "tcp", ContainerPort: 8080, HostPort: hostPort}}
 	st, err := p.SetUpPod(t.Context(), pod)
 	if err != nil {
 		t.Fatal(err)
@@ -211,9 +209,9 @@ func TestDualStackGivesOneIPv4AndOneIPv6(t *testing.T) {
 		t.Fatalf("dual-stack IPs = %v; want one IPv4 then one IPv6", st.IPs)
 	}
 	inSubnet(t, st, s4, s6)
-	cri := st.CRI()
-	if cri.GetIp() != st.IPs[0].String() || len(cri.GetAdditionalIps()) != 1 || cri.GetAdditionalIps()[0].GetIp() != st.IPs[1].String() {
-		t.Fatalf("CRI status = %v; want primary %s and additional %s", cri, st.IPs[0], st.IPs[1])
+	cs := cri.NetworkStatus(st)
+	if cs.GetIp() != st.IPs[0].String() || len(cs.GetAdditionalIps()) != 1 || cs.GetAdditionalIps()[0].GetIp() != st.IPs[1].String() {
+		t.Fatalf("CRI status = %v; want primary %s and additional %s", cs, st.IPs[0], st.IPs[1])
 	}
 	// Status is read back from memory without touching the netns.
 	got, err := p.GetPodNetworkStatus(t.Context(), pod)

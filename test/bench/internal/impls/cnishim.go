@@ -7,7 +7,6 @@ import (
 
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/prometheus/client_golang/prometheus"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // cnishim drives cninetwork.Plugin with its defaults (in-process loopback), metrics
@@ -69,12 +68,7 @@ func cnishimPod(p *PodSpec) *cninetwork.Pod {
 		NetNS:     p.NetNS,
 	}
 	if p.HostPort != 0 {
-		pod.PortMappings = []*runtimeapi.PortMapping{{
-			Protocol:      runtimeapi.Protocol_TCP,
-			ContainerPort: ContainerPort,
-			HostPort:      p.HostPort,
-			HostIp:        p.HostIP,
-		}}
+		pod.PortMappings = []cninetwork.PortMapping{{Protocol: "tcp", ContainerPort: ContainerPort, HostPort: p.HostPort, HostIP: p.HostIP}}
 	}
 	if p.ExtraNetwork != "" {
 		pod.ExtraNetworks = []cninetwork.NetworkSelection{{Name: p.ExtraNetwork, Interface: ExtraIfName}}

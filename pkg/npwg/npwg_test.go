@@ -1,4 +1,4 @@
-package cninetwork
+package npwg
 
 import (
 	"encoding/json"
@@ -6,10 +6,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/containernetworking/cni/pkg/utils"
 )
 
-func TestParseNetworkSelection(t *testing.T) {
+// NetworkSelection and the port and bandwidth types are the core's.
+type (
+	NetworkSelection = cninetwork.NetworkSelection
+	PortMapping      = cninetwork.PortMapping
+	Bandwidth        = cninetwork.Bandwidth
+)
+
+func TestParse(t *testing.T) {
 	tests := []struct {
 		name, in string
 		want     []NetworkSelection
@@ -29,8 +37,8 @@ func TestParseNetworkSelection(t *testing.T) {
 			"cni-args":{ "foo" : "bar", "n": 1 }}]`, want: []NetworkSelection{{
 			Name: "a", Namespace: "ns", Interface: "net1", IPs: []string{"10.1.0.5/24", "fd00::5"},
 			MAC: "02:00:00:00:00:01", DefaultRoute: []string{"10.1.0.1"},
-			PortMappings: []SelectionPortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "udp", HostIP: "127.0.0.1"}, {HostPort: 1, ContainerPort: 2, Protocol: "tcp"}},
-			Bandwidth:    &SelectionBandwidth{IngressRate: 1000, IngressBurst: 2000, EgressRate: 3000, EgressBurst: 4000},
+			PortMappings: []PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "udp", HostIP: "127.0.0.1"}, {HostPort: 1, ContainerPort: 2, Protocol: "tcp"}},
+			Bandwidth:    &Bandwidth{IngressRate: 1000, IngressBurst: 2000, EgressRate: 3000, EgressBurst: 4000},
 			CNIArgs:      json.RawMessage(`{"foo":"bar","n":1}`),
 		}}},
 		{name: "empty element", in: "a,,b", wantErr: "element 1"},
@@ -65,18 +73,18 @@ func TestParseNetworkSelection(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseNetworkSelection(tt.in)
+			got, err := Parse(tt.in)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("ParseNetworkSelection(%q) = %+v, %v; want an error containing %q", tt.in, got, err, tt.wantErr)
+					t.Fatalf("Parse(%q) = %+v, %v; want an error containing %q", tt.in, got, err, tt.wantErr)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("ParseNetworkSelection(%q): %v", tt.in, err)
+				t.Fatalf("Parse(%q): %v", tt.in, err)
 			}
 			if !reflect.DeepEqual(got, tt.want) {
-				t.Fatalf("ParseNetworkSelection(%q) = %+v, want %+v", tt.in, got, tt.want)
+				t.Fatalf("Parse(%q) = %+v, want %+v", tt.in, got, tt.want)
 			}
 		})
 	}
@@ -115,7 +123,7 @@ func FuzzNetworkSelection(f *testing.F) {
 		if len(in) > 1<<14 {
 			return
 		}
-		sels, err := ParseNetworkSelection(in)
+		sels, err := Parse(in)
 		if err != nil {
 			return
 		}
@@ -131,7 +139,7 @@ func FuzzNetworkSelection(f *testing.F) {
 		if err != nil {
 			t.Fatalf("marshal %+v: %v", sels, err)
 		}
-		again, err := ParseNetworkSelection(string(b))
+		again, err := Parse(string(b))
 		if err != nil {
 			t.Fatalf("JSON form %s of %q refused: %v", b, in, err)
 		}
@@ -139,7 +147,7 @@ func FuzzNetworkSelection(f *testing.F) {
 			t.Fatalf("JSON form %s of %q parses to %+v, want %+v", b, in, again, sels)
 		}
 		if short, ok := shortForm(sels); ok {
-			fromShort, err := ParseNetworkSelection(short)
+			fromShort, err := Parse(short)
 			if err != nil {
 				t.Fatalf("short form %q of %q refused: %v", short, in, err)
 			}
