@@ -33,13 +33,14 @@ const (
 	minGCPods             = 8
 	// gcPluginSleep is how long the network's cnitest plugin takes over a CNI GC: long
 	// enough for a kill to land while it runs, short enough to cost little per pass.
-	gcPluginSleep = 700 * time.Millisecond
+	gcPluginSleep = time.Second
 	// maxGCKillDelay bounds a kill amid the plugin GC: it comes this long at most after the
-	// GC is seen in flight, well before gcPluginSleep is over.
+	// GC is seen in flight, well before gcPluginSleep is over, even on a loaded machine.
 	maxGCKillDelay = 400 * time.Millisecond
 	// maxCollectedShare bounds a kill amid the collection of stale sandboxes: it comes once
-	// the pass has collected a drawn share of them below this, so that some are left.
-	maxCollectedShare = 0.9
+	// the pass has collected a drawn share of them below this, so that a quarter are left
+	// to collect, even if the kill comes late on a loaded machine.
+	maxCollectedShare = 0.75
 )
 
 // gcKind is which GC pass a round kills.
@@ -160,7 +161,7 @@ func (s gcStats) String() string {
 // is lost: during the pass it runs at start, before it listens; an operator's `cnishim gc
 // --sandbox-ids`, run with no server; and a `cnishim gc` asking the server for a pass, with
 // set-ups held back by it (the client killed, then the server). The network has a cnitest
-// plugin whose GC takes 0.7 s, so that kills land amid the plugins' GC, and start-up and
+// plugin whose GC takes a second, so that kills land amid the plugins' GC, and start-up and
 // local rounds first make three in four of their ready sandboxes stale (their sandbox
 // records removed while no server runs, as if they were gone), so that kills land amid their
 // collection too. Each kill is checked to have cut its pass off; after the last, the passes
