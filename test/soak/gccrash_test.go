@@ -279,10 +279,8 @@ func (n *crashNode) gcRound(round int, plan gcPlan, pods, extra int) gcStats {
 	n.addIDs(ids...)
 
 	var want expectation
-	if plan.kind == gcServer {
-		want.ready = n.killServerGC(ctx, round, plan, extra, conns, &s)
-		want.ready = append(want.ready, ids...)
-	} else {
+	switch plan.kind {
+	case gcStartUp, gcLocal:
 		kept, stale := n.forget(round, ids)
 		s.stale = len(stale)
 		want.ready = kept
@@ -291,6 +289,9 @@ func (n *crashNode) gcRound(round int, plan gcPlan, pods, extra int) gcStats {
 		} else {
 			n.killLocalGC(ctx, round, plan, kept, stale, &s)
 		}
+	case gcServer:
+		want.ready = n.killServerGC(ctx, round, plan, extra, conns, &s)
+		want.ready = append(want.ready, ids...)
 	}
 	for i, k := range s.kills {
 		if k.missed != "" {
