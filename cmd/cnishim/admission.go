@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/admission"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 )
 
@@ -71,10 +70,11 @@ func (a *admissionFlags) pluginOptions() []cninetwork.Option {
 func (a *admissionFlags) statusInfo(p *cninetwork.Plugin) func() map[string]any {
 	l := a.limits()
 	return func() map[string]any {
-		b := p.AddBound()
-		return map[string]any{"admission": admissionInfo{Limits: limitsInfo(l), Lanes: lanesInfo(p.AdmissionStats()), AddBound: &addBoundInfo{
-			Adaptive: b.Adaptive, Bound: b.Bound, Floor: b.Floor, Max: b.Max, CPUs: b.CPUs,
-			CPUMS: ms(b.CPU), WaitMS: ms(b.Wait), Chains: b.Chains, Probing: b.Probing, Reason: b.Reason,
+		st := p.Admission()
+		b := st.Add
+		return map[string]any{"admission": admissionInfo{Limits: limitsInfo(l), Lanes: lanesInfo(st), AddBound: &addBoundInfo{
+			Adaptive: b.Adaptive, Bound: b.Limit, Floor: b.Floor, Max: b.Max, CPUs: b.CPUs,
+			CPUMS: ms(b.ChainCPU), WaitMS: ms(b.ChainWait), Chains: b.Chains, Probing: b.Probing, Reason: b.Reason,
 		}}}
 	}
 }
@@ -84,11 +84,11 @@ func (a *admissionFlags) statusInfo(p *cninetwork.Plugin) func() map[string]any 
 type admissionInfo struct {
 	Limits map[string]int `json:"limits"`
 	Lanes  []laneInfo     `json:"lanes,omitempty"`
-	// AddBound is the ADD bound in force and why (cninetwork.AddBound).
+	// AddBound is the ADD bound in force and why (cninetwork.LaneStats of the ADD lane).
 	AddBound *addBoundInfo `json:"addBound,omitempty"`
 }
 
-// addBoundInfo is cninetwork.AddBound with durations in milliseconds.
+// addBoundInfo is the ADD lane's bound and why, with durations in milliseconds.
 type addBoundInfo struct {
 	Adaptive bool    `json:"adaptive"`
 	Bound    int     `json:"bound"`
@@ -115,17 +115,28 @@ type laneInfo struct {
 	MeanWaitMS float64 `json:"meanWaitMs"`
 }
 
+// Lane names in cnishim's status output, for the fields of cninetwork.AdmissionLimits.
+const (
+	laneAdd    = "add"
+	laneDel    = "del"
+	laneCheck  = "check"
+	laneStatus = "status"
+	laneGC     = "gc"
+)
+
 func limitsInfo(l cninetwork.AdmissionLimits) map[string]int {
-	return map[string]int{
-		admission.LaneAdd: l.Add, admission.LaneDel: l.Del, admission.LaneCheck: l.Check,
-		admission.LaneStatus: l.Status, admission.LaneGC: l.GC,
-	}
+	return map[string]int{laneAdd: l.Add, laneDel: l.Del, laneCheck: l.Check, laneStatus: l.Status, laneGC: l.GC}
 }
 
-func lanesInfo(stats []cninetwork.LaneStats) []laneInfo {
-	out := make([]laneInfo, 0, len(stats))
-	for _, s := range stats {
-		li := laneInfo{Name: s.Name, Limit: s.Limit, InFlight: s.InFlight, Queued: s.Queued, Admitted: s.Admitted, TimedOut: s.TimedOut}
+func lanesInfo(a cninetwork.AdmissionStats) []laneInfo {
+	lanes := []struct {
+		name string
+		st   cninetwork.LaneStats
+	}{{laneAdd, a.Add}, {laneDel, a.Del}, {laneCheck, a.Check}, {laneStatus, a.Status}, {laneGC, a.GC}}
+	out := make([]laneInfo, 0, len(lanes))
+	for _, l := range lanes {
+		s := l.st
+		li := laneInfo{Name: l.name, Limit: s.Limit, InFlight: s.InFlight, Queued: s.Queued, Admitted: s.Admitted, TimedOut: s.TimedOut}
 		if s.Admitted > 0 {
 			li.MeanWaitMS = ms(s.TotalWait) / float64(s.Admitted)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/pkg/confwatch"
+	"github.com/containernetworking/cni/libcni"
 )
 
 // Defaults of the flags shared by several commands.
@@ -26,10 +27,10 @@ type cniFlags struct {
 }
 
 func (c *cniFlags) register(fs *flag.FlagSet, withCache bool) {
-	fs.StringVar(&c.confDir, "cni-conf-dir", cninetwork.DefaultConfDir, "directory of CNI network configuration files")
-	fs.StringVar(&c.binDirs, "cni-bin-dir", cninetwork.DefaultBinDir, "comma-separated list of directories searched for CNI plugin binaries")
+	fs.StringVar(&c.confDir, "cni-conf-dir", confwatch.DefaultConfDir, "directory of CNI network configuration files")
+	fs.StringVar(&c.binDirs, "cni-bin-dir", confwatch.DefaultBinDir, "comma-separated list of directories searched for CNI plugin binaries")
 	if withCache {
-		fs.StringVar(&c.cacheDir, "cni-cache-dir", cninetwork.DefaultCacheDir, "libcni's cache directory (results and configs of attached pods)")
+		fs.StringVar(&c.cacheDir, "cni-cache-dir", libcni.CacheDir, "libcni's cache directory (results and configs of attached pods)")
 	}
 	fs.StringVar(&c.networkName, "network-name", "", "pin the default network to this name (default: first valid config file in lexical order)")
 }

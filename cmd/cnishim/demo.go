@@ -23,6 +23,7 @@ import (
 	"github.com/cnishim/cnishim/internal/nsrun"
 	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
+	"github.com/cnishim/cnishim/pkg/confwatch"
 
 	"github.com/vishvananda/netlink"
 )
@@ -127,7 +128,7 @@ func defaultDemoBinDir() string {
 			return filepath.Clean(c)
 		}
 	}
-	return cninetwork.DefaultBinDir
+	return confwatch.DefaultBinDir
 }
 
 func (d *demo) run(ctx context.Context, keep bool) (retErr error) {

@@ -81,16 +81,14 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer unlock()
 	valid := splitList(ids)
-	plugin, err := cninetwork.New(append(cni.pluginOptions(),
-		cninetwork.WithStateDir(networkRecordsDir(stateDir)),
-		cninetwork.WithFallbackTeardown(false))...)
+	plugin, err := cninetwork.New(append(cni.pluginOptions(), cninetwork.WithStateDir(networkRecordsDir(stateDir)))...)
 	if err != nil {
 		return err
 	}
 	if err := plugin.Run(ctx); err != nil {
 		return err
 	}
-	gcErr := plugin.GC(ctx, valid)
+	gcErr := plugin.GC(ctx, func(context.Context) ([]string, error) { return valid, nil })
 	if err := plugin.Close(); err != nil && gcErr == nil {
 		gcErr = err
 	}

@@ -45,6 +45,7 @@ func commands() []command {
 		{"status", "show readiness, the chosen CNI network and every skipped config file", runStatus},
 		{"watch", "print each change of the chosen CNI network until interrupted", runWatch},
 		{"gc", "run one CNI GC pass against a running server's sandboxes (or a given list)", runGC},
+		{"check", "run CNI CHECK on every network of a running server's pod sandbox", runCheck},
 		{"demo", "set up three pods on a built-in bridge network, prove they talk, tear down", runDemo},
 		{"version", "print the version", runVersion},
 	}

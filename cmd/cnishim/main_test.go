@@ -60,6 +60,7 @@ func TestRunExitCodes(t *testing.T) {
 		{"flag help", []string{"gc", "-h"}, 0, "", "--sandbox-ids"},
 		{"demo pods out of range", []string{"demo", "--pods", "1"}, 2, "", "want 2 to 200"},
 		{"no networks per pod", []string{"serve", "--max-pod-networks", "0"}, 2, "", "--max-pod-networks 0: must be at least 1"},
+		{"check without a sandbox", []string{"check"}, 2, "", "--pod-sandbox-id is required"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

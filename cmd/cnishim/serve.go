@@ -118,21 +118,18 @@ func serve(ctx context.Context, f *serveFlags, sockPath string) (retErr error) {
 		// The plugin's records of what it attached are this server's own, beside its
 		// sandbox records: the CNI cache dir is shared with every runtime on the node.
 		cninetwork.WithStateDir(networkRecordsDir(f.stateDir)),
-		// Every sandbox of the server is set up by the plugin, which records it: a sandbox
-		// with no record has no network to tear down.
-		cninetwork.WithFallbackTeardown(false),
 		cninetwork.WithOperationTimeout(f.operationTimeout),
 		cninetwork.WithMaxPodNetworks(f.maxPodNetworks),
 		cninetwork.WithLoopback(f.loopback.mode),
 		cninetwork.WithRegisterer(reg),
 	)
 	opts = append(opts, f.admission.pluginOptions()...)
-	if cidrs := splitList(f.podCIDR); len(cidrs) > 0 {
-		opts = append(opts, cninetwork.WithPodCIDRs(cidrs...))
-	}
 	plugin, err := cninetwork.New(opts...)
 	if err != nil {
 		return err
+	}
+	if err := plugin.SetPodCIDRs(splitList(f.podCIDR)...); err != nil {
+		return fmt.Errorf("--pod-cidr: %w", err)
 	}
 	// The plugin's watcher outlives the signal: calls in flight during the grace period still
 	// see config changes. It stops after the gRPC server has.

@@ -34,26 +34,52 @@ type AdmissionLimits struct {
 	AdaptiveAdd bool
 }
 
-// LaneStats is a point-in-time view of one admission lane: its bound, how many operations
-// run, how many wait, and how long admitted ones waited in total.
+// AdmissionStats is the Plugin's admission at one moment: each lane's bound, why it is what
+// it is, and its queue. cnishim's status command, its metrics and crictl info all show it.
+type AdmissionStats struct {
+	// Add, Del, Check, Status and GC are the lanes of the fields of AdmissionLimits of the
+	// same names.
+	Add, Del, Check, Status, GC LaneStats
+}
+
+// LaneStats is one admission lane at one moment: its bound and why, how many chains run, how
+// many wait, and how long admitted ones waited in total.
 type LaneStats struct {
-	// Name is the lane's name: "add", "del", "check", "status" or "gc", for the fields of
-	// AdmissionLimits of the same names.
-	Name string
 	// Limit is the lane's bound; 0 means unbounded.
 	Limit int
-	// InFlight is how many operations hold a slot, admitted and not yet done.
+	// InFlight is how many chains hold a slot, admitted and not yet done.
 	InFlight int
-	// Queued is how many operations wait for a slot.
+	// Queued is how many chains wait for a slot.
 	Queued int
-	// Admitted counts the operations admitted since the Plugin was built.
+	// Admitted counts the chains admitted since the Plugin was built.
 	Admitted uint64
-	// TimedOut counts the operations whose context ended while they waited; they ran
-	// nothing.
+	// TimedOut counts the chains whose context ended while they waited; they ran nothing.
 	TimedOut uint64
-	// TotalWait is the sum, over admitted operations, of the time each waited.
+	// TotalWait is the sum, over admitted chains, of the time each waited.
 	// TotalWait / Admitted is the mean wait for admission.
 	TotalWait time.Duration
+	// Reason says in a sentence why Limit is what it is.
+	Reason string
+
+	// The fields below describe the ADD lane's bound when it follows the chains
+	// (AdmissionLimits.AdaptiveAdd), and are zero otherwise: Limit is then
+	// CPUs × (1 + 1.5 × ChainWait / ChainCPU), at least Floor and at most Max (see the
+	// package doc).
+	Adaptive bool
+	// Floor and Max are the adaptive bound's limits (AdmissionLimits.Add, and 128 per CPU).
+	Floor, Max int
+	// CPUs is how many CPUs the chains may use (GOMAXPROCS).
+	CPUs int
+	// ChainCPU is what a chain's plugins spend on CPU, and ChainWait what they wait on other
+	// than a CPU (an IPAM server, address detection), as learnt from the recent chains of each
+	// network and weighed by how often each network was set up lately; both 0 until a chain
+	// has finished.
+	ChainCPU, ChainWait time.Duration
+	// Chains is how many recently finished chains, at most 64, the figures looked at.
+	Chains int
+	// Probing is true when the bound was last raised because chains queued while nothing
+	// finished and the plugins in flight were asleep.
+	Probing bool
 }
 
 // DefaultAdmissionLimits returns the bounds a Plugin uses without WithAdmission, derived from
@@ -70,13 +96,28 @@ func WithAdmission(l AdmissionLimits) Option {
 	return func(o *options) { o.admission = &l }
 }
 
-// AdmissionStats returns a view of each admission lane, in the order add, del, check, status,
-// gc.
-func (p *Plugin) AdmissionStats() []LaneStats {
-	stats := p.lanes.Stats()
-	out := make([]LaneStats, len(stats))
-	for i, s := range stats {
-		out[i] = LaneStats(s)
+// Admission returns a view of the Plugin's admission lanes. It locks nothing the lanes' callers
+// wait on, and costs a few microseconds.
+func (p *Plugin) Admission() AdmissionStats {
+	lane := func(l *admission.Lane) LaneStats {
+		st := l.Stats()
+		ls := LaneStats{Limit: st.Limit, InFlight: st.InFlight, Queued: st.Queued,
+			Admitted: st.Admitted, TimedOut: st.TimedOut, TotalWait: st.TotalWait}
+		switch {
+		case st.Limit <= 0:
+			ls.Reason = "unbounded"
+		default:
+			ls.Reason = fmt.Sprintf("fixed at %d", st.Limit)
+		}
+		return ls
+	}
+	out := AdmissionStats{Add: lane(p.lanes.Add), Del: lane(p.lanes.Del), Check: lane(p.lanes.Check),
+		Status: lane(p.lanes.Status), GC: lane(p.lanes.GC)}
+	if p.adaptiveAdd {
+		e := p.lanes.AddBound.Estimate()
+		a := &out.Add
+		a.Limit, a.Reason, a.Adaptive, a.Floor, a.Max, a.CPUs = e.Bound, e.Reason, true, e.Floor, e.Max, e.CPUs
+		a.ChainCPU, a.ChainWait, a.Chains, a.Probing = e.CPU, e.Wait, e.Chains, e.Probing
 	}
 	return out
 }
@@ -125,17 +166,36 @@ func (p *Plugin) admitNow(ctx context.Context, l lane) (release func(), err erro
 }
 
 // inSlot runs one plugin chain of network, a verb ("ADD", "DEL", "CHECK") of a pod, in a slot
-// of lane l of its own, waited for under ctx: every chain counts against its lane's bound,
-// however many a pod runs side by side. When ctx ends first, the chain does not run, and the
+// of lane l of its own: every chain counts against its lane's bound, however many a pod runs
+// side by side. It waits for the slot under ctx (see waitContext); run gets ctx capped by the
+// operation timeout from admission on. When ctx ends first, the chain does not run, and the
 // error (see chainError) says it ended before any plugin ran.
-func (p *Plugin) inSlot(ctx context.Context, l lane, network, verb string, run func() error) error {
+func (p *Plugin) inSlot(ctx context.Context, l lane, network, verb string, run func(context.Context) error) error {
 	start := time.Now()
 	release, err := p.admit(ctx, l)
 	if err != nil {
 		return chainError(ctx, start, network, verb, &execTrace{}, false, err)
 	}
 	defer release()
-	return run()
+	ctx, cancel := p.chainContext(ctx)
+	defer cancel()
+	return run(ctx)
+}
+
+// chainContext returns ctx capped by the operation timeout: the budget of a chain, or of GC's
+// pass, from its admission on.
+func (p *Plugin) chainContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, p.opts.operationTimeout)
+}
+
+// waitContext returns the context an operation waits under, for its sandbox and for its
+// slots: the caller's, capped at the operation timeout when the caller set no deadline, so
+// that no operation waits forever.
+func (p *Plugin) waitContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, p.opts.operationTimeout)
 }
 
 // lockNow waits for pod's sandbox lock under ctx, but takes it whatever ctx says when nothing
@@ -149,42 +209,6 @@ func (p *Plugin) lockNow(ctx context.Context, pod *Pod, start time.Time) (unlock
 		return nil, p.waitError(pod, start, err)
 	}
 	return unlock, nil
-}
-
-// AddBound is the ADD bound at one moment, and why it is what it is.
-type AddBound struct {
-	// Adaptive is true when the bound follows the chains (AdmissionLimits.AdaptiveAdd).
-	Adaptive bool
-	// Bound is the bound in force; 0 means unbounded.
-	Bound int
-	// Floor and Max are the adaptive bound's limits (AdmissionLimits.Add, and 128 per CPU).
-	Floor, Max int
-	// CPUs is how many CPUs the chains may use (GOMAXPROCS).
-	CPUs int
-	// CPU is what a set-up's plugins spend on CPU, and Wait what they wait on other than a
-	// CPU (an IPAM server, address detection), as learnt from the recent
-	// set-ups of each network and weighed by how often each network was set up lately; both
-	// 0 until a set-up has finished.
-	CPU, Wait time.Duration
-	// Chains is how many recently finished set-ups, at most 64, the figures looked at.
-	Chains int
-	// Probing is true when the bound was last raised because set-ups queued while nothing
-	// finished and the plugins in flight were asleep.
-	Probing bool
-	// Reason says in a sentence why Bound is what it is.
-	Reason string
-}
-
-// AddBound returns the ADD bound in force and why. With AdmissionLimits.AdaptiveAdd the bound
-// is CPUs × (1 + 1.5 × Wait / CPU), at least Add and at most 128 per CPU: chains that compute
-// keep it near Add, chains that wait widen it until their CPU fills the CPUs (see the package
-// doc).
-func (p *Plugin) AddBound() AddBound {
-	e := p.lanes.AddBound.Estimate()
-	return AddBound{
-		Adaptive: p.adaptiveAdd, Bound: e.Bound, Floor: e.Floor, Max: e.Max, CPUs: e.CPUs,
-		CPU: e.CPU, Wait: e.Wait, Chains: e.Chains, Probing: e.Probing, Reason: e.Reason,
-	}
 }
 
 // expected returns how long the chains of plan take once admitted, as far as recent set-ups
@@ -208,7 +232,7 @@ func (p *Plugin) expected(plan []attachment) (need time.Duration, known bool) {
 func (p *Plugin) queueContext(ctx context.Context, su *setUp) (context.Context, context.CancelFunc) {
 	dl, ok := ctx.Deadline()
 	if !ok {
-		return context.WithTimeout(ctx, p.opts.operationTimeout)
+		return p.waitContext(ctx)
 	}
 	need, known := p.expected(su.plan)
 	if !known {

@@ -46,8 +46,8 @@ func TestAdmission(t *testing.T) {
 		})
 	}
 	<-started
-	waitFor(t, "two setups queued", func() bool { return p.AdmissionStats()[0].Queued == 2 })
-	if st := p.AdmissionStats()[0]; st.Name != admission.LaneAdd || st.InFlight != 1 || st.Limit != 1 {
+	waitFor(t, "two setups queued", func() bool { return p.Admission().Add.Queued == 2 })
+	if st := p.Admission().Add; st.InFlight != 1 || st.Limit != 1 || st.Reason != "fixed at 1" {
 		t.Fatalf("add lane = %+v", st)
 	}
 
@@ -98,9 +98,10 @@ func TestAdmissionUnbounded(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	for _, st := range p.AdmissionStats() {
-		if st.Limit != 0 {
-			t.Fatalf("lane %s has limit %d; want unbounded", st.Name, st.Limit)
+	a := p.Admission()
+	for name, st := range map[string]LaneStats{"add": a.Add, "del": a.Del, "check": a.Check, "status": a.Status, "gc": a.GC} {
+		if st.Limit != 0 || st.Reason != "unbounded" {
+			t.Fatalf("lane %s: limit %d (%s); want unbounded", name, st.Limit, st.Reason)
 		}
 	}
 	if got := DefaultAdmissionLimits(); got.Add < 1 || got.Del < got.Add {
@@ -124,8 +125,8 @@ func TestQueueTimeBudget(t *testing.T) {
 	if _, err := p.SetUpPod(ctx, testPod("learn")); err != nil {
 		t.Fatal(err)
 	}
-	if b := p.AddBound(); b.Chains != 1 || b.Adaptive || b.Bound != 1 {
-		t.Fatalf("AddBound after one set-up = %+v; want one chain learnt, fixed at 1", b)
+	if b := p.Admission().Add; b.Adaptive || b.Limit != 1 || p.lanes.AddBound.Estimate().Chains != 1 {
+		t.Fatalf("ADD lane after one set-up = %+v; want one chain learnt, fixed at 1", b)
 	}
 
 	// Two set-ups go first; the third queues for longer than the operation timeout,
@@ -135,7 +136,7 @@ func TestQueueTimeBudget(t *testing.T) {
 	errs := make(chan error, 3)
 	for i, id := range []string{"first", "second", "patient"} {
 		go func() { _, err := p.SetUpPod(longCtx, testPod(id)); errs <- err }()
-		waitFor(t, id+" admitted or queued", func() bool { return p.AdmissionStats()[0].Queued == i })
+		waitFor(t, id+" admitted or queued", func() bool { return p.Admission().Add.Queued == i })
 	}
 	for range 3 {
 		if err := <-errs; err != nil {
@@ -150,7 +151,7 @@ func TestQueueTimeBudget(t *testing.T) {
 	fe.set("ptp", "ADD", reply{block: block})
 	busy := make(chan error, 1)
 	go func() { _, err := p.SetUpPod(longCtx, testPod("busy")); busy <- err }()
-	waitFor(t, "the lane busy", func() bool { return p.AdmissionStats()[0].InFlight == 1 })
+	waitFor(t, "the lane busy", func() bool { return p.Admission().Add.InFlight == 1 })
 	shortCtx, cancel := context.WithTimeout(ctx, setUp/2)
 	defer cancel()
 	_, err := p.SetUpPod(shortCtx, testPod("late"))
@@ -199,7 +200,7 @@ func TestQueueBudgetRecovers(t *testing.T) {
 		_, err := p.SetUpPod(short, testPod(fmt.Sprint("fast", i)))
 		cancel()
 		if err != nil {
-			st := p.AdmissionStats()[0]
+			st := p.Admission().Add
 			t.Fatalf("set-up %d on an idle lane (%d in flight, %d queued) = %v; want it run", i, st.InFlight, st.Queued, err)
 		}
 	}

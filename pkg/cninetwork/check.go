@@ -14,9 +14,8 @@ import (
 // CheckPod runs CNI CHECK for each of the pod's cached attachments, with the configuration and
 // arguments cached at ADD and pod.NetNS, which must still be a network namespace. Networks
 // whose cniVersion predates CHECK (0.4.0), or that disable it, pass. A sandbox with nothing
-// cached gets an error wrapping ErrUnknownSandbox. Like SetUpPod, it is serialized with the
-// sandbox's other operations and capped by the operation timeout; each network's chain waits
-// for a slot of the CHECK lane of its own.
+// cached gets an error wrapping ErrUnknownSandbox. It waits and is bounded as every operation
+// is (see the package doc), each network's chain in a slot of the CHECK lane of its own.
 func (p *Plugin) CheckPod(ctx context.Context, pod *Pod) (retErr error) {
 	start := time.Now()
 	defer func() { p.metrics.observe(opCheck, start, retErr != nil) }()
@@ -31,7 +30,7 @@ func (p *Plugin) CheckPod(ctx context.Context, pod *Pod) (retErr error) {
 		return fmt.Errorf("%w: %s: %w", ErrInvalidPod, pod, err)
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, p.opts.operationTimeout)
+	ctx, cancel := p.waitContext(ctx)
 	defer cancel()
 	unlock, err := p.locks.Lock(ctx, pod.SandboxID)
 	if err != nil {
@@ -54,7 +53,7 @@ func (p *Plugin) CheckPod(ctx context.Context, pod *Pod) (retErr error) {
 			continue
 		}
 		cstart := time.Now()
-		err = p.inSlot(ctx, laneCheck, a.Network, "CHECK", func() error {
+		err = p.inSlot(ctx, laneCheck, a.Network, "CHECK", func(ctx context.Context) error {
 			tctx, tr := withTrace(ctx)
 			if err := p.cni.CheckNetworkList(tctx, list, rt); err != nil && !errors.Is(err, libcni.ErrorCheckNotSupp) {
 				return chainError(tctx, cstart, a.Network, "CHECK", tr, true, err)

@@ -32,17 +32,23 @@
 // network is attached (see NetworkSelection.DefaultRoute). A pod may be on at most
 // WithMaxPodNetworks networks, the default one included (16 by default).
 //
-// Operations on one sandbox are serialized, operations on different sandboxes run in
-// parallel within the admission bounds (see WithAdmission), and each is capped by the
-// operation timeout. Every plugin chain (one network's plugins for one pod) waits for a slot of
-// its lane: set-ups, teardowns and rollbacks of pods on many networks count each network.
-// The Plugin registers its Prometheus metrics, labelled by operation_type
-// (set_up_pod, tear_down_pod, get_pod_network_status, check, status, gc), with the registerer
-// given by WithRegisterer, and logs one line per operation at V(4) through the logger of the
-// caller's context.
+// Operations on one sandbox are serialized; operations on different sandboxes run in parallel
+// within the admission bounds (see WithAdmission). The Plugin registers its Prometheus metrics,
+// labelled by operation_type (set_up_pod, tear_down_pod, get_pod_network_status, check, status,
+// gc), with the registerer given by WithRegisterer, and logs one line per operation at V(4)
+// through the logger of the caller's context.
 //
-// A plugin's deadline is its operation's: the caller's context, capped by the operation
-// timeout. Each plugin binary runs as the leader of a process group of its own (on Linux), so a
+// Every operation waits and is bounded by one rule. It waits for its sandbox (other operations
+// on it), then for a slot of its lane for each plugin chain it runs (one network's plugins for
+// one pod): a set-up, teardown or rollback of a pod on three networks takes three slots, side by
+// side when they are free. The caller's context bounds the waits and the whole call; when it
+// has no deadline, the waits are capped at the operation timeout, so nothing waits forever.
+// The operation timeout (WithOperationTimeout) bounds each chain from its admission on, so
+// time spent queued never eats a chain's budget. A set-up's rollback, and the deletions it
+// sends, get a fresh wait and fresh budgets outside the caller's cancellation.
+//
+// A plugin's deadline is its chain's: the caller's context, capped by the operation timeout
+// from the chain's admission. Each plugin binary runs as the leader of a process group of its own (on Linux), so a
 // signal to the caller's group, such as a Ctrl-C at a terminal, does not reach it, and whatever
 // it starts in that group (a delegated IPAM plugin, a helper) goes with it: at the deadline
 // the whole group is killed with SIGKILL, and the operation fails with ErrTimeout once the
@@ -54,8 +60,8 @@
 // kept and the rest is dropped. A process a plugin moved out of its group (setsid) is out of
 // reach.
 //
-// By default the bound on set-ups follows what their plugins spend (AdmissionLimits.AdaptiveAdd,
-// Plugin.AddBound). The Plugin's executor measures each plugin's CPU time, and that of every
+// By default the bound on set-ups follows what their plugins spend (AdmissionLimits.AdaptiveAdd;
+// Plugin.Admission says what it learnt). The Plugin's executor measures each plugin's CPU time, and that of every
 // process it waited for, from the kernel's account when it is reaped; from each finished
 // chain it learns the CPU it burns and the time it waits on something else, an IPAM
 // server, a delegate, address detection, per network. The bound is then
@@ -65,7 +71,7 @@
 // their CPU fills the CPUs. Only waiting every chain pays counts (each network's 10th
 // percentile), not waiting chains impose on each other on a lock or a run queue, so contention
 // does not widen the bound. Before any chain of a new network has finished (and while none
-// has for 2 s), a queue that stands still while the plugins in flight are asleep (their process trees, read in /proc)
-// widens the bound every 50 ms, by the CPUs over those in use (2 to 8 times). With WithExec
-// the executor's CPU times are unknown and the bound stays at its floor.
+// has for 2 s), a queue that stands still while the plugins in flight are asleep (their
+// process trees, read in /proc) widens the bound every 50 ms, by the CPUs over those in use (2
+// to 8 times).
 package cninetwork

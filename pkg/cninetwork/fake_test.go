@@ -341,3 +341,8 @@ const (
 	otherNet  = `{"cniVersion":"1.0.0","name":"net-b","plugins":[{"type":"ptp"}]}`
 	statusNet = `{"cniVersion":"1.1.0","name":"net-s","plugins":[{"type":"bridge"},{"type":"firewall"}]}`
 )
+
+// validIDs returns a GC valid function that answers ids.
+func validIDs(ids ...string) func(context.Context) ([]string, error) {
+	return func(context.Context) ([]string, error) { return ids, nil }
+}

@@ -18,14 +18,20 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// GC removes what pod sandboxes that are gone left behind, given the IDs of the sandboxes that
-// still exist. It touches only what this Plugin can prove it made: libcni's cache directory is
-// shared by every runtime on the node (the kubelet, containerd, CRI-O, podman, nerdctl), so an
-// attachment cached there, whoever made it, is never taken for stale by its absence from
-// validSandboxIDs. GC goes in two steps:
+// GC removes what pod sandboxes that are gone left behind. valid returns the IDs of the
+// sandboxes that still exist; GC calls it once, after it has listed its records, so a sandbox
+// whose set-up starts later is never taken for gone, and a caller that keeps creating
+// sandboxes meanwhile need not stop: valid needs to hold only the sandboxes that exist when
+// it is called. If valid fails, GC does nothing and returns its error. A nil valid means no
+// sandbox exists any more.
 //
-//  1. Every sandbox this Plugin holds a record of (see WithStateDir) that is not in
-//     validSandboxIDs has its recorded attachments deleted, each with the configuration and
+// GC touches only what this Plugin can prove it made: libcni's cache directory is shared by
+// every runtime on the node (the kubelet, containerd, CRI-O, podman, nerdctl), so an
+// attachment cached there, whoever made it, is never taken for stale by its absence from
+// valid's answer. GC goes in two steps:
+//
+//  1. Every sandbox this Plugin holds a record of (see WithStateDir) that valid does not
+//     name has its recorded attachments deleted, each with the configuration and
 //     arguments it was set up with, whether or not its network still exists, except those on a
 //     network with disableGC, which are kept (and stay recorded) as the CNI spec asks. A
 //     sandbox with an operation in flight is left for the next GC.
@@ -39,23 +45,17 @@ import (
 //     set-ups that came before it finish first.
 //
 // GC fails without deleting anything if the records cannot be listed, and step 2 does not run
-// if a record or libcni's cache cannot be read, as its valid set would be incomplete. It is
-// capped by the operation timeout.
+// if a record or libcni's cache cannot be read, as its valid set would be incomplete. It waits
+// for a slot of the GC lane as every operation waits for its slots, and its whole pass is
+// capped by the operation timeout from then on; its deletions of stale sandboxes take slots of
+// the DEL lane.
 //
-// validSandboxIDs must hold every sandbox whose set-up may complete while GC runs, or the
-// caller must not start set-ups until GC returns; a caller that creates sandboxes meanwhile
-// uses GCFunc. A network that other runtimes attach pods to as well must set disableGC (as the
-// spec says), or be collected by one of them only: step 2 cannot see another runtime's
-// set-ups in flight.
-func (p *Plugin) GC(ctx context.Context, validSandboxIDs []string) error {
-	return p.GCFunc(ctx, func(context.Context) ([]string, error) { return validSandboxIDs, nil })
-}
-
-// GCFunc is GC for a caller that keeps creating sandboxes while it runs: valid is called once,
-// after GC has listed its records, and returns the sandboxes that still exist. A set-up that
-// started after the listing is not collected, so valid needs to hold only the sandboxes that
-// existed when it is called. If valid fails, GC does nothing and returns its error.
-func (p *Plugin) GCFunc(ctx context.Context, valid func(context.Context) ([]string, error)) (retErr error) {
+// A network that other runtimes attach pods to as well must set disableGC (as the spec says),
+// or be collected by one of them only: step 2 cannot see another runtime's set-ups in flight.
+func (p *Plugin) GC(ctx context.Context, valid func(context.Context) ([]string, error)) (retErr error) {
+	if valid == nil {
+		valid = func(context.Context) ([]string, error) { return nil, nil }
+	}
 	start := time.Now()
 	defer func() { p.metrics.observe(opGC, start, retErr != nil) }()
 	logger := klog.FromContext(ctx)
@@ -65,9 +65,9 @@ func (p *Plugin) GCFunc(ctx context.Context, valid func(context.Context) ([]stri
 			"keptForDisableGC", res.kept, "duration", time.Since(start), "ok", retErr == nil)
 	}()
 
-	ctx, cancel := context.WithTimeout(ctx, p.opts.operationTimeout)
+	wctx, cancel := p.waitContext(ctx)
 	defer cancel()
-	release, err := p.admit(ctx, laneGC)
+	release, err := p.admit(wctx, laneGC)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("GC: %w: %w", ErrTimeout, err)
@@ -75,6 +75,8 @@ func (p *Plugin) GCFunc(ctx context.Context, valid func(context.Context) ([]stri
 		return fmt.Errorf("GC: %w", err)
 	}
 	defer release()
+	ctx, cancelPass := p.chainContext(ctx)
+	defer cancelPass()
 	snap := p.source.Snapshot()
 
 	stale, err := p.staleSandboxes(ctx, valid, &res)

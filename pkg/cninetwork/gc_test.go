@@ -51,7 +51,7 @@ func TestGC(t *testing.T) {
 	src.publish(nil, s) // net-a is gone; d's attachment to it is stale with d
 
 	fe.reset()
-	if err := p.GC(ctx, []string{"a", "b"}); err != nil {
+	if err := p.GC(ctx, validIDs("a", "b")); err != nil {
 		t.Fatal(err)
 	}
 	calls := fe.callsOf("")
@@ -86,7 +86,7 @@ func TestGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	fe.reset()
-	if err := p.GC(ctx, []string{"a"}); err != nil {
+	if err := p.GC(ctx, validIDs("a")); err != nil {
 		t.Fatal(err)
 	}
 	unlock()
@@ -98,7 +98,7 @@ func TestGC(t *testing.T) {
 
 	// A plugin's GC failure is reported with the network.
 	fe.set("firewall", "GC", reply{err: &types.Error{Code: 999, Msg: "gc broke"}})
-	err = p.GC(ctx, []string{"a", "b"})
+	err = p.GC(ctx, validIDs("a", "b"))
 	var te *types.Error
 	if !errors.As(err, &te) || !strings.Contains(err.Error(), `network "net-s"`) {
 		t.Fatalf("GC = %v; want the plugin's error naming the network", err)
@@ -198,7 +198,7 @@ func TestGCSkipsSetUpFinishedAfterListing(t *testing.T) {
 		setupErr = <-setup
 		return nil, nil
 	}
-	if err := p.GCFunc(ctx, valid); err != nil {
+	if err := p.GC(ctx, valid); err != nil {
 		t.Fatal(err)
 	}
 	if setupErr != nil {
@@ -235,7 +235,7 @@ func TestGCAttachDuringGC(t *testing.T) {
 		attached <- err
 	}})
 	fe.reset()
-	if err := p.GC(ctx, []string{"mine"}); err != nil {
+	if err := p.GC(ctx, validIDs("mine")); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-attached; err != nil {

@@ -4,9 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/cnishim/cnishim/pkg/confwatch"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -169,9 +167,8 @@ func TestMetricsRegistrationAllOrNothing(t *testing.T) {
 	// A New that fails building its watcher registers nothing: a retry on the same registerer
 	// then succeeds.
 	fresh := prometheus.NewPedanticRegistry()
-	if _, err := New(WithConfDir(t.TempDir()), WithRegisterer(fresh),
-		WithWatcherOptions(confwatch.WithDebounce(-time.Second, 0))); err == nil {
-		t.Fatal("New with a negative debounce window succeeded")
+	if _, err := New(WithConfDir(t.TempDir()), WithRegisterer(fresh), WithBinDirs("")); err == nil {
+		t.Fatal("New with an empty plugin dir succeeded")
 	}
 	if got, _ := fresh.Gather(); len(got) != 0 {
 		t.Fatalf("a New that failed building its watcher left %d metric families registered", len(got))

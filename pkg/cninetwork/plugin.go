@@ -98,18 +98,18 @@ type networkStatus struct {
 // New builds a Plugin. It does no I/O and starts nothing; call Run.
 func New(opts ...Option) (*Plugin, error) {
 	o := options{
-		confDir:          DefaultConfDir,
-		binDirs:          []string{DefaultBinDir},
-		cacheDir:         DefaultCacheDir,
+		confDir:          confwatch.DefaultConfDir,
+		binDirs:          []string{confwatch.DefaultBinDir},
+		cacheDir:         libcni.CacheDir,
 		operationTimeout: DefaultOperationTimeout,
-		statusInterval:   DefaultStatusInterval,
+		statusInterval:   statusInterval,
 	}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	switch {
 	case o.confDir == "":
-		o.confDir = DefaultConfDir
+		o.confDir = confwatch.DefaultConfDir
 	case o.operationTimeout < 0:
 		return nil, fmt.Errorf("operation timeout %s: must not be negative", o.operationTimeout)
 	case o.statusInterval < 0:
@@ -118,10 +118,10 @@ func New(opts ...Option) (*Plugin, error) {
 		return nil, fmt.Errorf("loopback mode %d: unknown", o.loopback)
 	}
 	if len(o.binDirs) == 0 {
-		o.binDirs = []string{DefaultBinDir}
+		o.binDirs = []string{confwatch.DefaultBinDir}
 	}
 	if o.cacheDir == "" {
-		o.cacheDir = DefaultCacheDir
+		o.cacheDir = libcni.CacheDir
 	}
 	if o.stateDir == "" {
 		o.stateDir = filepath.Join(o.cacheDir, recordsDir)
@@ -130,14 +130,10 @@ func New(opts ...Option) (*Plugin, error) {
 		o.operationTimeout = DefaultOperationTimeout
 	}
 	if o.statusInterval == 0 {
-		o.statusInterval = DefaultStatusInterval
+		o.statusInterval = statusInterval
 	}
 	if o.maxPodNetworks < 1 {
 		o.maxPodNetworks = DefaultMaxPodNetworks
-	}
-	cidrs, err := parsePodCIDRs(o.podCIDRs)
-	if err != nil {
-		return nil, err
 	}
 	inner := o.exec
 	procs := &procSet{}
@@ -148,7 +144,7 @@ func New(opts ...Option) (*Plugin, error) {
 
 	// Everything that can fail without side effects comes first, so a failed New leaves the
 	// registerer as it found it.
-	lo, err := libcni.ConfListFromBytes([]byte(`{"cniVersion":"1.0.0","name":"` + LoopbackNetworkName + `","plugins":[{"type":"loopback"}]}`))
+	lo, err := libcni.ConfListFromBytes([]byte(`{"cniVersion":"1.0.0","name":"` + loopbackNetworkName + `","plugins":[{"type":"loopback"}]}`))
 	if err != nil {
 		return nil, fmt.Errorf("loopback network: %w", err)
 	}
@@ -161,7 +157,7 @@ func New(opts ...Option) (*Plugin, error) {
 		if o.networkName != "" {
 			wopts = append(wopts, confwatch.WithNetworkName(o.networkName))
 		}
-		w, err := confwatch.New(o.confDir, append(wopts, o.watchOpts...)...)
+		w, err := confwatch.New(o.confDir, wopts...)
 		if err != nil {
 			return nil, err
 		}
@@ -195,7 +191,7 @@ func New(opts ...Option) (*Plugin, error) {
 		loopbackList: lo,
 		pods:         make(map[string]*PodNetworkStatus),
 	}
-	p.podCIDRs.Store(&cidrs)
+	p.podCIDRs.Store(&[]*net.IPNet{})
 	if o.exec == nil {
 		p.lanes.AddBound.SetChainProcs(procs.list)
 	}
@@ -258,9 +254,6 @@ func (p *Plugin) Close() error {
 	return nil
 }
 
-// Name returns the plugin's name, "cni".
-func (p *Plugin) Name() string { return "cni" }
-
 // Snapshot returns the current configuration snapshot. Callers must not modify it.
 func (p *Plugin) Snapshot() *confwatch.Snapshot { return p.source.Snapshot() }
 
@@ -276,6 +269,9 @@ func (p *Plugin) Status(ctx context.Context) error {
 	if snap.Default == nil {
 		if snap.Err == nil {
 			return fmt.Errorf("%w: no default network in %s", ErrNotReady, snap.Dir)
+		}
+		if errors.Is(snap.Err, ErrNotReady) {
+			return snap.Err // as confwatch's snapshots do
 		}
 		return fmt.Errorf("%w: %w", ErrNotReady, snap.Err)
 	}
@@ -297,36 +293,6 @@ func (p *Plugin) SetPodCIDRs(cidrs ...string) error {
 	}
 	p.podCIDRs.Store(&parsed)
 	return nil
-}
-
-// Kubelet network event names and detail keys understood by Event.
-const (
-	// EventPodCIDRChange is the kubelet's NET_PLUGIN_EVENT_POD_CIDR_CHANGE.
-	EventPodCIDRChange = "NET_PLUGIN_EVENT_POD_CIDR_CHANGE"
-	// EventPodCIDRDetail is the detail key holding the new pod CIDR(s), a string with CIDRs
-	// separated by commas, or a []string.
-	EventPodCIDRDetail = "pod-cidr"
-)
-
-// Event handles a kubelet network event; NET_PLUGIN_EVENT_POD_CIDR_CHANGE with a "pod-cidr"
-// detail sets the pod CIDRs. Other events are ignored. As the kubelet's interface has no error
-// return, a malformed event is logged (with the logger of Run's context) and ignored.
-func (p *Plugin) Event(name string, details map[string]any) {
-	if name != EventPodCIDRChange {
-		return
-	}
-	var err error
-	switch v := details[EventPodCIDRDetail].(type) {
-	case string:
-		err = p.SetPodCIDRs(v)
-	case []string:
-		err = p.SetPodCIDRs(v...)
-	default:
-		err = fmt.Errorf("detail %q: want a string, got %T", EventPodCIDRDetail, v)
-	}
-	if err != nil {
-		p.log().Error(err, "Ignoring pod CIDR change event", "event", name)
-	}
 }
 
 func (p *Plugin) log() klog.Logger {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cnishim/cnishim/pkg/confwatch"
+	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 )
 
@@ -71,7 +73,10 @@ func TestSetUpPodStdinAndEnv(t *testing.T) {
 	t.Setenv("CNISHIM_TEST_SECRET", "hunter2")
 	fe, src := newFakeExec(), newFakeSource()
 	src.publish(nil, network(t, bridgeNet))
-	p := newTestPlugin(t, fe, src, WithPodCIDRs("10.88.0.0/16"))
+	p := newTestPlugin(t, fe, src)
+	if err := p.SetPodCIDRs("10.88.0.0/16"); err != nil {
+		t.Fatal(err)
+	}
 
 	pod := testPod("s1")
 	pod.PortMappings = []PortMapping{{Protocol: "tcp", ContainerPort: 80, HostPort: 8080}}
@@ -216,18 +221,13 @@ func TestTearDownIdempotent(t *testing.T) {
 		t.Fatalf("DEL calls = %+v; want one with an empty netns", c)
 	}
 
-	// Second teardown and never set up: the current default gets a DEL built from the pod,
-	// and it succeeds.
+	// Second teardown and never set up: nothing recorded or cached, so no DEL, and success.
 	for _, pd := range []*Pod{pod, testPod("never")} {
 		fe.reset()
 		if err := p.TearDownPod(ctx, pd); err != nil {
 			t.Fatal(err)
 		}
-		calls := fe.callsOf("")
-		wantCalls(t, calls, "DEL ptp net-b eth0")
-		if want := "K8S_POD_NAME=" + pd.Name + ";"; !strings.Contains(calls[0].Args, want) {
-			t.Fatalf("fallback DEL CNI_ARGS = %q; want %q", calls[0].Args, want)
-		}
+		wantCalls(t, fe.callsOf(""))
 	}
 	if got := cacheFiles(t, p); len(got) != 0 {
 		t.Fatalf("cache = %v", got)
@@ -236,15 +236,15 @@ func TestTearDownIdempotent(t *testing.T) {
 		t.Fatalf("status after teardown: %v; want ErrUnknownSandbox", err)
 	}
 
-	// A pod whose name CNI_ARGS cannot carry was never set up; its teardown succeeds, and the
-	// plugins get their DEL with the sandbox ID alone.
+	// A pod whose name CNI_ARGS cannot carry was never set up; its teardown succeeds, with
+	// nothing to delete.
 	fe.reset()
 	bad := testPod("s4")
 	bad.Name = "a;b"
 	if err := p.TearDownPod(ctx, bad); err != nil {
 		t.Fatalf("TearDownPod of a pod SetUpPod refuses = %v; want success", err)
 	}
-	if c := fe.callsOf(""); len(c) != 1 || c[0].Args != "IgnoreUnknown=1;K8S_POD_INFRA_CONTAINER_ID=s4" {
+	if c := fe.callsOf(""); len(c) != 0 {
 		t.Fatalf("calls = %+v", c)
 	}
 
@@ -780,14 +780,14 @@ func TestPodCIDRs(t *testing.T) {
 	if err := p.SetPodCIDRs("not-a-cidr"); err == nil {
 		t.Fatal("SetPodCIDRs accepted garbage")
 	}
-	p.Event(EventPodCIDRChange, map[string]any{EventPodCIDRDetail: "10.88.0.0/16,fd00:88::/64"})
+	if err := p.SetPodCIDRs("10.88.0.0/16,fd00:88::/64"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := p.SetUpPod(t.Context(), testPod("s1")); err != nil {
 		t.Fatal(err)
 	}
 	assertJSONEqual(t, "runtimeConfig", fe.callsOf("ADD")[0].conf(t)["runtimeConfig"],
 		`{"ipRanges":[[{"subnet":"10.88.0.0/16"}],[{"subnet":"fd00:88::/64"}]]}`)
-	p.Event("OTHER_EVENT", nil)
-	p.Event(EventPodCIDRChange, map[string]any{EventPodCIDRDetail: 42}) // ignored, logged
 	if err := p.SetPodCIDRs(); err != nil {
 		t.Fatal(err)
 	}
@@ -817,7 +817,7 @@ func TestInlinedList(t *testing.T) {
 }
 
 func TestNewOptions(t *testing.T) {
-	for _, opt := range []Option{WithOperationTimeout(-1), WithLoopback(LoopbackMode(9)), WithPodCIDRs("x"), WithStatusInterval(-1)} {
+	for _, opt := range []Option{WithOperationTimeout(-1), WithLoopback(LoopbackMode(9)), WithStatusInterval(-1)} {
 		if _, err := New(opt, withSource(newFakeSource())); err == nil {
 			t.Errorf("New accepted a bad option")
 		}
@@ -826,8 +826,8 @@ func TestNewOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.opts.confDir != DefaultConfDir || p.opts.cacheDir != DefaultCacheDir || p.opts.binDirs[0] != DefaultBinDir ||
-		p.opts.operationTimeout != DefaultOperationTimeout || p.Name() != "cni" {
+	if p.opts.confDir != confwatch.DefaultConfDir || p.opts.cacheDir != libcni.CacheDir || p.opts.binDirs[0] != confwatch.DefaultBinDir ||
+		p.opts.operationTimeout != DefaultOperationTimeout || p.opts.maxPodNetworks != DefaultMaxPodNetworks {
 		t.Fatalf("defaults = %+v", p.opts)
 	}
 	if err := p.Close(); err != nil {

@@ -45,17 +45,14 @@ type attachment struct {
 // that the caller's cancellation does not cut short; the error names the pod, the network and
 // the plugin. A sandbox that is already set up is refused (tear it down first).
 //
-// SetUpPod waits while another operation on the same sandbox runs or a GC's plugins run, and
-// for admission (see WithAdmission): every chain it runs, each network's and each of a
-// rollback's, takes a slot of its lane of its own, so a pod's chains run side by side only as
-// far as the bound allows. How the deadlines combine: the caller's context bounds the whole
-// call; the operation timeout bounds the chains, from the first admission on, so time spent
-// queued before it does not eat the chains' budget. The wait before the first admission ends
-// early enough to leave the chains as long as recent chains of the same networks took (their
-// 90th percentile): a set-up that would have to wait longer is not started, and its error wraps
-// ErrTimeout and says so; one that need not wait (the sandbox free, a slot free, nobody queued)
-// is never refused for it. Without a caller's deadline the wait is bounded by the operation
-// timeout. Past a deadline, plugins are killed and the error wraps ErrTimeout.
+// SetUpPod waits, and is bounded, as every operation is (see the package doc): every chain it
+// runs, each network's and each of a rollback's, takes a slot of its lane of its own, so a
+// pod's chains run side by side only as far as the bound allows. It also waits while a GC's
+// plugins run. With a caller's deadline, its wait for its first slot ends early enough to leave
+// the chains as long as recent chains of the same networks took (their 90th percentile): a
+// set-up that would have to wait longer is not started, and its error wraps ErrTimeout and
+// says so; one that need not wait (the sandbox free, a slot free, nobody queued) is never
+// refused for it.
 func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStatus, retErr error) {
 	start := time.Now()
 	defer func() { p.metrics.observe(opSetUp, start, retErr != nil) }()
@@ -93,13 +90,11 @@ func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStat
 		return nil, p.queueError(ctx, su, err)
 	}
 	defer first() // idempotent: attachAll gives it back as soon as its chain ends
-	ctx, cancel := context.WithTimeout(ctx, p.opts.operationTimeout)
-	defer cancel()
 
 	if err := p.records.put(pod.SandboxID, su.recorded(p.loopbackList)); err != nil {
 		return nil, fmt.Errorf("%s: %w", pod, err)
 	}
-	status, err = p.attachAll(ctx, su, first)
+	status, err = p.attachAll(ctx, waitCtx, su, first)
 	if err != nil {
 		// Still under the sandbox's lock and the gate.
 		return nil, p.rollback(ctx, su, err)
@@ -182,10 +177,14 @@ func (su *setUp) networks() string {
 // returns the pod's status, the default network first; then it moves the pod's default routes
 // as the extra networks' default-route asks. first is the ADD slot the set-up was admitted
 // with: loopback's plugin and the default network's chain run in it, and every other chain
-// waits for a slot of its own under ctx; each gives its slot back as it ends. It stops at a
+// waits for a slot of its own under waitCtx; each gives its slot back as it ends, and each
+// runs under ctx capped by the operation timeout from its admission. It stops at a
 // failure of loopback, and after every network's chain has ended when one of them fails;
 // su.attempted then says what to roll back.
-func (p *Plugin) attachAll(ctx context.Context, su *setUp, first func()) (*PodNetworkStatus, error) {
+func (p *Plugin) attachAll(ctx, waitCtx context.Context, su *setUp, first func()) (*PodNetworkStatus, error) {
+	// Loopback's plugin and the default network's chain share the first slot, and its budget.
+	firstCtx, cancel := p.chainContext(ctx)
+	defer cancel()
 	switch p.opts.loopback {
 	case LoopbackInProcess:
 		if err := loopbackUp(su.pod.NetNS); err != nil {
@@ -193,8 +192,8 @@ func (p *Plugin) attachAll(ctx context.Context, su *setUp, first func()) (*PodNe
 			return nil, fmt.Errorf("%s: %w", su.pod, err)
 		}
 	case LoopbackPlugin:
-		su.attempted = append(su.attempted, triedAttachment{LoopbackNetworkName, p.loopbackList, su.loRT})
-		if _, err := p.attach(ctx, su, LoopbackNetworkName, p.loopbackList, su.loRT); err != nil {
+		su.attempted = append(su.attempted, triedAttachment{loopbackNetworkName, p.loopbackList, su.loRT})
+		if _, err := p.attach(firstCtx, su, loopbackNetworkName, p.loopbackList, su.loRT); err != nil {
 			first()
 			return nil, fmt.Errorf("%s: %w", su.pod, err)
 		}
@@ -208,27 +207,30 @@ func (p *Plugin) attachAll(ctx context.Context, su *setUp, first func()) (*PodNe
 	errs := make([]error, len(su.plan))
 	inWaves(len(su.plan), func(int) bool { return true }, func(i int) {
 		a := su.plan[i]
-		errs[i] = func() error {
-			release := first
-			if i > 0 {
-				var err error
-				if release, err = p.admit(ctx, laneAdd); err != nil {
-					return fmt.Errorf("%s: %w", su.pod, chainError(ctx, time.Now(), a.network, "ADD", &execTrace{}, false, err))
-				}
-			}
-			defer release()
+		chain := func(ctx context.Context) error {
 			admitted := time.Now()
-			cctx, meter := withCPUMeter(ctx)
-			res, err := p.attach(cctx, su, a.network, a.list, su.rts[i])
+			ctx, meter := withCPUMeter(ctx)
+			res, err := p.attach(ctx, su, a.network, a.list, su.rts[i])
 			if err != nil {
-				return fmt.Errorf("%s: %w", su.pod, err)
+				return err
 			}
 			p.learnAdd(a.network, admitted, meter)
 			if status.Attachments[i], err = attachmentStatus(res, a.network, a.ifName); err != nil {
-				return fmt.Errorf("%s: network %q: ADD result: %w", su.pod, a.network, err)
+				return fmt.Errorf("network %q: ADD result: %w", a.network, err)
 			}
 			return nil
-		}()
+		}
+		var err error
+		if i == 0 {
+			err = chain(firstCtx)
+			first()
+		} else {
+			// The other chains wait for slots of their own as the set-up waited for its first.
+			err = p.inSlot(waitCtx, laneAdd, a.network, "ADD", chain)
+		}
+		if err != nil {
+			errs[i] = fmt.Errorf("%s: %w", su.pod, err)
+		}
 	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -287,14 +289,15 @@ func (p *Plugin) rollback(ctx context.Context, su *setUp, cause error) error {
 		_ = p.records.remove(su.pod.SandboxID)
 		return cause
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.operationTimeout)
+	// A fresh wait and a fresh budget for each chain (see inSlot), whatever ended the set-up.
+	ctx, cancel := p.waitContext(context.WithoutCancel(ctx))
 	defer cancel()
 	n := len(su.attempted)
 	errs := make([]error, n)
 	inWaves(n, func(i int) bool { return sideBySide(su.attempted[n-1-i].network, su.attempted[n-1-i].rt.IfName) }, func(i int) {
 		a := su.attempted[n-1-i]
 		start := time.Now()
-		errs[i] = p.inSlot(ctx, laneDel, a.network, "DEL", func() error {
+		errs[i] = p.inSlot(ctx, laneDel, a.network, "DEL", func(ctx context.Context) error {
 			tctx, tr := withTrace(ctx)
 			if err := p.cni.DelNetworkList(tctx, a.list, a.rt); err != nil {
 				return chainError(tctx, start, a.network, "DEL", tr, false, err)
@@ -576,7 +579,7 @@ func recordedAttachments(lo *libcni.NetworkConfigList, loRT *libcni.RuntimeConf,
 	}
 	out := make([]*libcni.NetworkAttachment, 0, len(plan)+1)
 	if loRT != nil {
-		out = append(out, att(LoopbackNetworkName, lo, loRT))
+		out = append(out, att(loopbackNetworkName, lo, loRT))
 	}
 	for i, a := range plan {
 		out = append(out, att(a.network, a.list, rts[i]))
@@ -650,7 +653,7 @@ func ipStrings(s *PodNetworkStatus) []string {
 // default or extra, whose chains run side by side (see inWaves), rather than the built-in
 // loopback network, which runs alone.
 func sideBySide(network, ifName string) bool {
-	return !(network == LoopbackNetworkName && ifName == "lo")
+	return !(network == loopbackNetworkName && ifName == "lo")
 }
 
 // inWaves calls f for each index of [0, n) in order, except that a run of consecutive indexes

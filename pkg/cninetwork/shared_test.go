@@ -44,7 +44,7 @@ func TestGCLeavesOtherRuntimes(t *testing.T) {
 	otherRuntimeAttach(t, p, fe, bridgeNet, "theirs-other-net")
 
 	fe.reset()
-	if err := p.GC(ctx, []string{"mine-live"}); err != nil {
+	if err := p.GC(ctx, validIDs("mine-live")); err != nil {
 		t.Fatal(err)
 	}
 	calls := fe.callsOf("")
@@ -113,7 +113,7 @@ func TestGCValidFromRecords(t *testing.T) {
 	}
 	p := newTestPlugin(t, fe, src, WithCacheDir(first.opts.cacheDir))
 	fe.reset()
-	if err := p.GC(t.Context(), []string{"s1"}); err != nil {
+	if err := p.GC(t.Context(), validIDs("s1")); err != nil {
 		t.Fatal(err)
 	}
 	gcs := fe.callsOf("GC")
@@ -126,7 +126,7 @@ func TestGCValidFromRecords(t *testing.T) {
 
 	path := writeRecord(t, p, "s2", []byte(`{"kind":`))
 	fe.reset()
-	if err := p.GC(t.Context(), []string{"s1", "s2"}); err == nil || !strings.Contains(err.Error(), path) {
+	if err := p.GC(t.Context(), validIDs("s1", "s2")); err == nil || !strings.Contains(err.Error(), path) {
 		t.Fatalf("GC with a damaged record = %v; want an error naming %s", err, path)
 	}
 	if gcs := fe.callsOf("GC"); len(gcs) != 0 {
@@ -164,12 +164,12 @@ func TestGCGateOrder(t *testing.T) {
 	first := setUp("first")
 	<-firstIn
 	second := setUp("second")
-	waitFor(t, "second set-up queued", func() bool { return p.AdmissionStats()[0].Queued == 1 })
+	waitFor(t, "second set-up queued", func() bool { return p.Admission().Add.Queued == 1 })
 
 	gcIn, releaseGC := make(chan struct{}), make(chan struct{})
 	fe.set("bridge", "GC", reply{hook: func(context.Context, execCall) { close(gcIn); <-releaseGC }})
 	gcDone := make(chan error, 1)
-	go func() { gcDone <- p.GC(ctx, []string{"first", "second"}) }()
+	go func() { gcDone <- p.GC(ctx, validIDs("first", "second")) }()
 	waitFor(t, "GC waiting for the gate", func() bool {
 		p.gate.mu.Lock()
 		defer p.gate.mu.Unlock()
@@ -256,22 +256,14 @@ func TestLoopbackDelFailureForgotten(t *testing.T) {
 	}
 }
 
-// TestNoFallbackTeardown: with the fallback off, a sandbox with nothing recorded or cached
-// gets no DEL on the current network.
+// TestNoFallbackTeardown: a sandbox with nothing recorded or cached gets no DEL on the
+// current network: a pod is never torn down with a configuration other than its own.
 func TestNoFallbackTeardown(t *testing.T) {
-	for _, tc := range []struct {
-		fallback bool
-		want     []string
-	}{
-		{true, []string{"DEL ptp net-b eth0"}},
-		{false, nil},
-	} {
-		fe, src := newFakeExec(), newFakeSource()
-		src.publish(nil, network(t, otherNet))
-		p := newTestPlugin(t, fe, src, WithFallbackTeardown(tc.fallback))
-		if err := p.TearDownPod(t.Context(), testPod("never")); err != nil {
-			t.Fatal(err)
-		}
-		wantCalls(t, fe.callsOf(""), tc.want...)
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, otherNet))
+	p := newTestPlugin(t, fe, src)
+	if err := p.TearDownPod(t.Context(), testPod("never")); err != nil {
+		t.Fatal(err)
 	}
+	wantCalls(t, fe.callsOf(""))
 }

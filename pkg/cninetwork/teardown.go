@@ -9,7 +9,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/cniargs"
 	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/containernetworking/cni/libcni"
 	"k8s.io/klog/v2"
@@ -21,18 +20,17 @@ import (
 // the sandbox (see WithStateDir), written before the set-up's first plugin ran, so a set-up cut
 // off by a crash or whose rollback failed is covered too, and those libcni cached for the
 // sandbox that no record covers. The pod's networks are deleted side by side (libcni deletes
-// each chain in reverse), the built-in loopback network last.
-// Only when nothing is recorded or cached for the sandbox does it fall back to the current
-// default network and pod's extra networks, with arguments built from pod (see
-// WithFallbackTeardown).
+// each chain in reverse), each chain in a slot of the DEL lane of its own, the built-in
+// loopback network last. A sandbox with nothing recorded or cached gets no DEL: a pod is never
+// torn down with a configuration other than its own, and a set-up leaves a record before its
+// first plugin runs.
 //
 // Plugins get pod.NetNS if it still is a network namespace, else the empty path (plugins then
 // release what they hold outside the netns); when pod.NetNS is empty, each attachment's own
 // netns, as recorded at set-up, if it still is one.
 //
 // TearDownPod is idempotent: a pod whose netns is gone, a second teardown, and a pod never set
-// up all succeed. Only pod.SandboxID is needed when the sandbox is recorded or cached; pod's
-// other fields are used for the fallback. A failure of the built-in loopback network is not
+// up all succeed. Only pod.SandboxID and pod.NetNS are read. A failure of the built-in loopback network is not
 // an error (its cache entry is removed all the same). A failed teardown keeps the record and
 // libcni's cache entries of the networks that failed, so it can be retried.
 func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
@@ -47,7 +45,7 @@ func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 		logger.V(4).Info("Tore down pod network", "networks", torn, "duration", time.Since(start), "ok", retErr == nil)
 	}()
 
-	ctx, cancel := context.WithTimeout(ctx, p.opts.operationTimeout)
+	ctx, cancel := p.waitContext(ctx)
 	defer cancel()
 	unlock, err := p.locks.Lock(ctx, pod.SandboxID)
 	if err != nil {
@@ -72,13 +70,7 @@ func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 		netnsOf = func(*libcni.NetworkAttachment) string { return ns }
 	}
 
-	var errs []error
-	switch atts := teardownOrder(cached, recorded); {
-	case len(atts) > 0:
-		torn, errs = p.delAttachments(ctx, atts, netnsOf, logger)
-	case !p.opts.noFallback:
-		torn, errs = p.delFallback(ctx, pod, netnsOf(&libcni.NetworkAttachment{}))
-	}
+	torn, errs := p.delAttachments(ctx, teardownOrder(cached, recorded), netnsOf, logger)
 	if len(errs) > 0 {
 		return fmt.Errorf("%s: %w", pod, errors.Join(errs...))
 	}
@@ -118,7 +110,7 @@ func (p *Plugin) delAttachment(ctx context.Context, a *libcni.NetworkAttachment,
 	if err != nil {
 		return false, err
 	}
-	err = p.inSlot(ctx, laneDel, a.Network, "DEL", func() error {
+	err = p.inSlot(ctx, laneDel, a.Network, "DEL", func(ctx context.Context) error {
 		tctx, tr := withTrace(ctx)
 		if err := p.cni.DelNetworkList(tctx, list, rt); err != nil {
 			return chainError(tctx, start, a.Network, "DEL", tr, false, err)
@@ -179,7 +171,7 @@ func sortForTeardown(as []*libcni.NetworkAttachment) {
 }
 
 func isLoopback(a *libcni.NetworkAttachment) bool {
-	return a.Network == LoopbackNetworkName && a.IfName == "lo"
+	return a.Network == loopbackNetworkName && a.IfName == "lo"
 }
 
 // ifNameLess orders interface names with their numeric suffixes compared as numbers, so eth2
@@ -208,55 +200,4 @@ func splitIfName(s string) (prefix string, n int) {
 		n = n*10 + int(c-'0')
 	}
 	return s[:i], n
-}
-
-// delFallback deletes the pod from the current default network and its extra networks, side
-// by side, with arguments built from pod, when nothing is cached for it: the sandbox was set up
-// before libcni cached attachments, or never, or is already torn down (plugins must accept a
-// DEL for what they do not know). Capability args that do not check out are dropped rather than fail
-// the teardown.
-func (p *Plugin) delFallback(ctx context.Context, pod *Pod, nsPath string) (done []string, errs []error) {
-	snap := p.source.Snapshot()
-	if snap == nil || snap.Default == nil {
-		return nil, nil // no network known: nothing this plugin could have set up
-	}
-	args, err := podCNIArgs(pod)
-	if err != nil {
-		// SetUpPod refuses such a pod (a name, namespace or UID that CNI_ARGS cannot carry)
-		// before any plugin runs, so it set nothing up. The plugins still get their DEL, with
-		// the sandbox ID alone, so that the rollback of the refused set-up, and any later
-		// teardown, succeed.
-		args = [][2]string{{cniargs.KeyIgnoreUnknown, "1"}, {cniargs.KeySandboxID, pod.SandboxID}}
-	}
-	caps, err := podCaps(pod, *p.podCIDRs.Load())
-	if err != nil {
-		caps = nil // SetUpPod refuses such a pod, so it never set one up
-	}
-	pa := &podArgs{cniArgs: args, caps: caps}
-	plan, err := p.plan(snap, pod)
-	if err != nil {
-		// Only the default network: the extra networks asked for may be gone or malformed.
-		plan = []attachment{p.attachmentFor(snap.Default, defaultIfName)}
-	}
-	errOf := make([]error, len(plan))
-	inWaves(len(plan), func(int) bool { return true }, func(i int) {
-		a := plan[i]
-		start := time.Now()
-		rt := a.runtimeConf(pod.SandboxID, pa, nsPath)
-		errOf[i] = p.inSlot(ctx, laneDel, a.network, "DEL", func() error {
-			tctx, tr := withTrace(ctx)
-			if err := p.cni.DelNetworkList(tctx, a.list, rt); err != nil {
-				return chainError(tctx, start, a.network, "DEL", tr, false, err)
-			}
-			return nil
-		})
-	})
-	for i := len(plan) - 1; i >= 0; i-- {
-		if errOf[i] != nil {
-			errs = append(errs, errOf[i])
-			continue
-		}
-		done = append(done, plan[i].network)
-	}
-	return done, errs
 }

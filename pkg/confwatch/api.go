@@ -22,26 +22,26 @@ const (
 	DefaultConfDir = "/etc/cni/net.d"
 	// DefaultBinDir is the conventional CNI plugin directory, used when no WithBinDirs is given.
 	DefaultBinDir = "/opt/cni/bin"
-	// DefaultDebounce is the quiet window after the last event before a rescan.
-	DefaultDebounce = 100 * time.Millisecond
-	// DefaultMaxDebounce bounds how long a constant stream of events can delay a rescan.
-	DefaultMaxDebounce = 1 * time.Second
-	// DefaultResync is the period of the safety-net full rescan.
-	DefaultResync = time.Minute
-	// DefaultValidateTimeout caps the time validating one network may take (its plugins'
+	// defaultDebounce is the quiet window after the last event before a rescan.
+	defaultDebounce = 100 * time.Millisecond
+	// defaultMaxDebounce bounds how long a constant stream of events can delay a rescan.
+	defaultMaxDebounce = 1 * time.Second
+	// defaultResync is the period of the safety-net full rescan.
+	defaultResync = time.Minute
+	// defaultValidateTimeout caps the time validating one network may take (its plugins'
 	// VERSION execs together).
-	DefaultValidateTimeout = 10 * time.Second
-	// MaxConfigSize is the largest configuration file the Watcher reads; a larger file is
+	defaultValidateTimeout = 10 * time.Second
+	// maxConfigSize is the largest configuration file the Watcher reads; a larger file is
 	// skipped with an error naming it.
-	MaxConfigSize = 1 << 20
+	maxConfigSize = 1 << 20
 )
 
 // Sentinel errors wrapped by Snapshot.Err.
 var (
 	// ErrNotReady means there is no default network. Every non-nil Snapshot.Err wraps it.
-	ErrNotReady = errors.New("cni config uninitialized")
-	// ErrPinnedNotFound means the pinned network name has no valid config.
-	ErrPinnedNotFound = errors.New("pinned network not found")
+	ErrNotReady = errors.New("network plugin not ready")
+	// errPinnedNotFound means the pinned network name has no valid config.
+	errPinnedNotFound = errors.New("pinned network not found")
 )
 
 // Option configures a Watcher.
@@ -64,28 +64,11 @@ func WithBinDirs(dirs ...string) Option {
 }
 
 // WithNetworkName pins the default network by name: the Snapshot has no Default (and its Err
-// wraps ErrPinnedNotFound) while no valid config has that name. Empty means no pin.
+// says the pinned network was not found) while no valid config has that name. Empty means no pin.
 func WithNetworkName(name string) Option { return func(o *options) { o.networkName = name } }
 
-// WithDebounce sets the quiet window after the last event before a rescan, and the upper bound
-// on how long a constant stream of events can delay it. A zero max means
-// max(DefaultMaxDebounce, quiet). The quiet window is also how long a config file that stops
-// parsing keeps its previous valid version published (see Scan).
-func WithDebounce(quiet, max time.Duration) Option {
-	return func(o *options) { o.debounce, o.maxDebounce = quiet, max }
-}
-
-// WithResync sets the period of the safety-net full rescan; zero or less disables it.
-func WithResync(d time.Duration) Option { return func(o *options) { o.resync = d } }
-
-// WithValidateTimeout caps how long validating one network (its plugins' VERSION execs) may
-// take; the caller's context still applies. Zero or less means DefaultValidateTimeout.
-func WithValidateTimeout(d time.Duration) Option {
-	return func(o *options) { o.validateTimeout = d }
-}
-
 // WithExec replaces libcni's plugin executor used to validate plugins (find the binary, run
-// VERSION); for tests. Nil means libcni's default executor, running each plugin with only the
+// VERSION). Nil means libcni's default executor, running each plugin with only the
 // CNI_* variables and PATH of its environment, so the caller's own environment (credentials,
 // proxies, tokens) never reaches a plugin. A given executor gets the whole environment.
 func WithExec(e invoke.Exec) Option { return func(o *options) { o.exec = e } }
@@ -142,8 +125,8 @@ func New(dir string, opts ...Option) (*Watcher, error) {
 	}
 	o := options{
 		binDirs:     []string{DefaultBinDir},
-		debounce:    DefaultDebounce,
-		resync:      DefaultResync,
+		debounce:    defaultDebounce,
+		resync:      defaultResync,
 		maxDebounce: 0,
 	}
 	for _, opt := range opts {
@@ -166,13 +149,13 @@ func New(dir string, opts ...Option) (*Watcher, error) {
 		return nil, fmt.Errorf("confwatch: debounce quiet window %v is not positive", o.debounce)
 	}
 	if o.maxDebounce == 0 {
-		o.maxDebounce = max(DefaultMaxDebounce, o.debounce)
+		o.maxDebounce = max(defaultMaxDebounce, o.debounce)
 	}
 	if o.maxDebounce < o.debounce {
 		return nil, fmt.Errorf("confwatch: debounce bound %v is below the quiet window %v", o.maxDebounce, o.debounce)
 	}
 	if o.validateTimeout <= 0 {
-		o.validateTimeout = DefaultValidateTimeout
+		o.validateTimeout = defaultValidateTimeout
 	}
 	inner := o.exec
 	if inner == nil {
@@ -200,16 +183,9 @@ func New(dir string, opts ...Option) (*Watcher, error) {
 	return w, nil
 }
 
-// Dir returns the absolute path of the watched configuration directory.
-func (w *Watcher) Dir() string { return w.dir }
-
 // Snapshot returns the current snapshot; never nil (generation 0 before the first scan). It
 // does not block on a running scan.
 func (w *Watcher) Snapshot() *Snapshot { return w.current.Load() }
-
-// Err returns the current snapshot's readiness error: nil when there is a default network,
-// otherwise an error wrapping ErrNotReady.
-func (w *Watcher) Err() error { return w.Snapshot().Err }
 
 // Wait blocks until a snapshot with a generation above after is published, and returns it, or
 // until ctx ends, and returns ctx's error. Wait(ctx, 0) returns as soon as the first scan has

@@ -17,7 +17,7 @@ import (
 var fuzzPlugins = []string{"bridge", "host-local", "portmap", "bandwidth", "loopback", "tuning"}
 
 // Bounds of FuzzLoadAndSelect: the input it looks at, and what one scan of it may allocate.
-// A scan reads a file whole (up to MaxConfigSize) and parses it a few times, so its
+// A scan reads a file whole (up to maxConfigSize) and parses it a few times, so its
 // allocation grows with the input; a blow-up far past that is a bug.
 const (
 	maxFuzzConfig    = 64 << 10

@@ -39,7 +39,7 @@ func isConfFile(name string) bool {
 var errIsDir = errors.New("is a directory")
 
 // readConfig reads the whole file at path, following symlinks, into memory. It refuses
-// anything but a regular file, a file larger than MaxConfigSize, and symlink loops, with errors
+// anything but a regular file, a file larger than maxConfigSize, and symlink loops, with errors
 // that say so. The bytes returned are the only bytes the caller parses and digests.
 func readConfig(path string) ([]byte, error) {
 	f, err := openConfig(path)
@@ -59,15 +59,15 @@ func readConfig(path string) ([]byte, error) {
 		return nil, errIsDir
 	case !fi.Mode().IsRegular():
 		return nil, fmt.Errorf("not a regular file (%v)", fi.Mode().Type())
-	case fi.Size() > MaxConfigSize:
-		return nil, fmt.Errorf("file is %d bytes, larger than the %d-byte limit", fi.Size(), MaxConfigSize)
+	case fi.Size() > maxConfigSize:
+		return nil, fmt.Errorf("file is %d bytes, larger than the %d-byte limit", fi.Size(), maxConfigSize)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	b, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > MaxConfigSize {
-		return nil, fmt.Errorf("file is larger than the %d-byte limit", MaxConfigSize)
+	if len(b) > maxConfigSize {
+		return nil, fmt.Errorf("file is larger than the %d-byte limit", maxConfigSize)
 	}
 	return b, nil
 }

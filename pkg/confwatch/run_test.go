@@ -309,8 +309,8 @@ func TestRunTwice(t *testing.T) {
 	ctx := testContext(t)
 	startRun(t, ctx, w)
 	waitFor(deadline(t, ctx), t, w, "first scan", func(s *Snapshot) bool { return true })
-	if err := w.Run(ctx); !errors.Is(err, ErrRunning) {
-		t.Fatalf("second Run = %v, want ErrRunning", err)
+	if err := w.Run(ctx); !errors.Is(err, errRunning) {
+		t.Fatalf("second Run = %v, want errRunning", err)
 	}
 }
 

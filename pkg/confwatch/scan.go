@@ -97,7 +97,7 @@ type scanResult struct {
 // default network. So the rule is: when a file whose previous version was published as a valid
 // network fails to load (read or parse error, including its plugin subdirectory), that previous
 // version stays published ("held") until the file loads again, is removed, or has failed with
-// the same bytes for one quiet window of the debounce (WithDebounce), or has been held for the
+// the same bytes for one quiet window of the debounce (100 ms), or has been held for the
 // debounce's upper bound in all. Run rescans when a hold is due to end. A file that fails
 // validation (a plugin missing or not supporting the cniVersion) is complete, and is skipped at
 // once; so is a file that never loaded.
@@ -372,7 +372,7 @@ func (w *Watcher) build(cands []candidate, dirErr error) *Snapshot {
 	return s
 }
 
-// notReadyError is Snapshot.Err: it wraps ErrNotReady, and ErrPinnedNotFound when pinned.
+// notReadyError is Snapshot.Err: it wraps ErrNotReady, and errPinnedNotFound when pinned.
 type notReadyError struct {
 	msg    string
 	pinned bool
@@ -382,7 +382,7 @@ func (e *notReadyError) Error() string { return e.msg }
 
 func (e *notReadyError) Unwrap() []error {
 	if e.pinned {
-		return []error{ErrNotReady, ErrPinnedNotFound}
+		return []error{ErrNotReady, errPinnedNotFound}
 	}
 	return []error{ErrNotReady}
 }

@@ -28,7 +28,7 @@ func TestScan(t *testing.T) {
 		nets    []string                       // valid network files, in order
 		skipped map[string]string              // skipped file -> reason substring
 		err     string                         // Err substring ("DIR" is the conf dir), "" for nil
-		pinned  bool                           // Err wraps ErrPinnedNotFound
+		pinned  bool                           // Err wraps errPinnedNotFound
 		check   func(t *testing.T, s *Snapshot)
 	}{{
 		name:  "empty dir",
@@ -147,7 +147,7 @@ func TestScan(t *testing.T) {
 			if got, want := s.Default.PluginTypes, []string{"bridge", "portmap", "tuning"}; !slices.Equal(got, want) {
 				t.Errorf("plugin types = %v, want %v", got, want)
 			}
-			if !s.Default.HasCapability("portMappings") {
+			if !slices.Contains(s.Default.Capabilities, "portMappings") {
 				t.Errorf("capabilities = %v, want portMappings", s.Default.Capabilities)
 			}
 		},
@@ -197,8 +197,8 @@ func TestScan(t *testing.T) {
 			if got, want := s.Default.Capabilities, []string{"bandwidth", "portMappings"}; !slices.Equal(got, want) {
 				t.Errorf("capabilities = %v, want %v", got, want)
 			}
-			if s.Default.HasCapability("ips") {
-				t.Error("HasCapability(ips) = true for a capability set false")
+			if slices.Contains(s.Default.Capabilities, "ips") {
+				t.Error("capability ips listed though set false")
 			}
 		},
 	}, {
@@ -248,7 +248,7 @@ func TestScan(t *testing.T) {
 		name:    "file over the size limit",
 		plugins: []string{"bridge"},
 		setup: func(e *env) {
-			big := `{"cniVersion":"1.0.0","name":"big","type":"bridge","pad":"` + strings.Repeat("x", MaxConfigSize) + `"}`
+			big := `{"cniVersion":"1.0.0","name":"big","type":"bridge","pad":"` + strings.Repeat("x", maxConfigSize) + `"}`
 			e.write("10-big.conf", big)
 			e.write("20-b.conf", conf("b", v, "bridge"))
 		},
@@ -336,8 +336,8 @@ func TestScan(t *testing.T) {
 			case tc.err != "" && !errors.Is(s.Err, ErrNotReady):
 				t.Errorf("Err = %v does not wrap ErrNotReady", s.Err)
 			}
-			if got := errors.Is(s.Err, ErrPinnedNotFound); got != tc.pinned {
-				t.Errorf("errors.Is(Err, ErrPinnedNotFound) = %v, want %v", got, tc.pinned)
+			if got := errors.Is(s.Err, errPinnedNotFound); got != tc.pinned {
+				t.Errorf("errors.Is(Err, errPinnedNotFound) = %v, want %v", got, tc.pinned)
 			}
 			if (s.Default == nil) != (s.Err != nil) {
 				t.Errorf("Default %v and Err %v disagree", s.Default, s.Err)
@@ -624,7 +624,7 @@ func TestNewOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.opts.maxDebounce != b.opts.maxDebounce || a.opts.maxDebounce != DefaultMaxDebounce ||
+	if a.opts.maxDebounce != b.opts.maxDebounce || a.opts.maxDebounce != defaultMaxDebounce ||
 		!slices.Equal(a.opts.binDirs, b.opts.binDirs) || a.opts.networkName != b.opts.networkName {
 		t.Errorf("options differ by order: %+v vs %+v", a.opts, b.opts)
 	}
@@ -632,7 +632,7 @@ func TestNewOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(d.opts.binDirs, []string{DefaultBinDir}) || d.opts.debounce != DefaultDebounce || d.opts.resync != DefaultResync {
+	if !slices.Equal(d.opts.binDirs, []string{DefaultBinDir}) || d.opts.debounce != defaultDebounce || d.opts.resync != defaultResync {
 		t.Errorf("defaults = %+v", d.opts)
 	}
 }

@@ -54,7 +54,7 @@ func startRun(t testing.TB, ctx context.Context, w *Watcher) {
 //	install NAME... | uninstall NAME plugin binaries in bin/
 //	expect default FILE NAME [VERSION]
 //	expect none SUBSTRING...         not ready, Err contains the text
-//	expect pinned-missing            Err wraps ErrPinnedNotFound
+//	expect pinned-missing            Err wraps errPinnedNotFound
 //	expect networks FILE...          the valid networks, in order
 //	expect skipped FILE SUBSTRING... FILE is skipped with a reason containing the text
 //
@@ -290,8 +290,8 @@ func scriptExpect(args []string, conf, bin string) func(*Snapshot) string {
 		}
 	case "pinned-missing":
 		return func(s *Snapshot) string {
-			if !errors.Is(s.Err, ErrPinnedNotFound) {
-				return "Err does not wrap ErrPinnedNotFound: " + errString(s.Err)
+			if !errors.Is(s.Err, errPinnedNotFound) {
+				return "Err does not wrap errPinnedNotFound: " + errString(s.Err)
 			}
 			return ""
 		}

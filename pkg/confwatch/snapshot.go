@@ -19,7 +19,7 @@ type Snapshot struct {
 	// Skipped holds every candidate file that was not valid, in lexical order, with its reason.
 	Skipped []Skipped
 	// Err is nil when Default is set; otherwise it says why not, in words an operator can act
-	// on. It wraps ErrNotReady, and ErrPinnedNotFound when a pinned name has no valid config.
+	// on. It wraps ErrNotReady, and errPinnedNotFound when a pinned name has no valid config.
 	Err error
 }
 
@@ -40,16 +40,6 @@ type Network struct {
 	Digest string
 	// Config is the parsed list, ready for libcni. Callers must not modify it.
 	Config *libcni.NetworkConfigList
-}
-
-// HasCapability reports whether any plugin of the network declares the capability.
-func (n *Network) HasCapability(name string) bool {
-	for _, c := range n.Capabilities {
-		if c == name {
-			return true
-		}
-	}
-	return false
 }
 
 // Skipped is a candidate configuration file that is not valid.

@@ -18,13 +18,13 @@ const (
 	maxErrBackoff = 30 * time.Second
 )
 
-// ErrRunning is returned by Run when another Run of the same Watcher has not returned.
-var ErrRunning = errors.New("confwatch: Run is already running")
+// errRunning is returned by Run when another Run of the same Watcher has not returned.
+var errRunning = errors.New("confwatch: Run is already running")
 
 // Run watches the directory until ctx ends, then returns ctx's error. It sets up its watches,
 // scans once and publishes before it waits for anything, then rescans the whole directory
-// after each burst of relevant events (see WithDebounce), at each resync period (see
-// WithResync), at once when the kernel's event queue overflows, and when a file held by the
+// after each burst of relevant events (a quiet window of 100 ms, at most 1 s), every minute (a
+// safety net), at once when the kernel's event queue overflows, and when a file held by the
 // half-written rule (see Scan) is due. It watches the conf dir, each network's plugin
 // subdirectory and every bin dir; a directory that does not exist (yet, or any more) is
 // watched through its nearest existing parent, and picked up when it appears. Run never
@@ -32,10 +32,10 @@ var ErrRunning = errors.New("confwatch: Run is already running")
 //
 // Run is the only goroutine owner of a Watcher: every goroutine it starts (the fsnotify
 // reader) has ended when it returns. Only one Run may run at a time; a second gets
-// ErrRunning. Snapshot, Wait and Scan may be used concurrently with Run.
+// errRunning. Snapshot, Wait and Scan may be used concurrently with Run.
 func (w *Watcher) Run(ctx context.Context) error {
 	if !w.running.CompareAndSwap(false, true) {
-		return ErrRunning
+		return errRunning
 	}
 	defer w.running.Store(false)
 	l := &loop{

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -118,4 +119,32 @@ func TestCRITwoPodsReachEachOther(t *testing.T) {
 	if out := strings.TrimSpace(s.MustCrictl("pods", "-q")); out != "" {
 		t.Fatalf("crictl pods after rmp = %q", out)
 	}
+}
+
+// cnishim check runs CNI CHECK through the server on a pod's every network, with real plugins:
+// ok while the pod's network is as its plugins made it; once the pod's interface is gone, an
+// error naming the network; NotFound after the pod is stopped.
+func TestCRICheckPod(t *testing.T) {
+	s := readyServer(t, "e2e-check")
+	id := s.Runp(podSpec{Name: "checked"})
+	ns := s.Inspectp(id).Info.NetNSPath
+	check := func() (string, error) {
+		out, err := exec.CommandContext(t.Context(), env.Cnishim, "check", "--listen", "unix://"+s.Sock, "--pod-sandbox-id", id[:12]).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	if out, err := check(); err != nil || out != "ok" {
+		t.Fatalf("cnishim check of a pod as set up: %q, %v; want ok", out, err)
+	}
+	// The bridge plugin's CHECK finds the pod's eth0 gone.
+	if out, err := exec.Command("nsenter", "--net="+ns, "ip", "link", "del", "eth0").CombinedOutput(); err != nil {
+		t.Fatalf("delete eth0 in the pod: %v: %s", err, out)
+	}
+	if out, err := check(); err == nil || !strings.Contains(out, fmt.Sprintf("network %q", s.Net.Name)) {
+		t.Fatalf("cnishim check of a pod without its eth0: %q, %v; want an error naming network %q", out, err, s.Net.Name)
+	}
+	s.MustCrictl("stopp", id)
+	if out, err := check(); err == nil || !strings.Contains(out, "NotFound") {
+		t.Fatalf("cnishim check of a stopped pod: %q, %v; want NotFound", out, err)
+	}
+	s.MustCrictl("rmp", id)
 }

@@ -29,6 +29,9 @@ import (
 )
 
 // Networks of the bad-input test.
+// maxConfigSize is the largest configuration file confwatch reads.
+const maxConfigSize = 1 << 20
+
 const (
 	goodNetwork  = "relgood"
 	extraNetwork = "relextra"
@@ -286,7 +289,7 @@ func confRows() []badInput {
 		}}
 	}
 	big := `{"cniVersion": "1.0.0", "name": "relbig", "plugins": [{"type": "bridge"}], "pad": "` +
-		strings.Repeat("x", confwatch.MaxConfigSize) + `"}`
+		strings.Repeat("x", maxConfigSize) + `"}`
 	return []badInput{
 		conf("invalid JSON", "00-invalid.conflist", `{"cniVersion": "1.0.0", "name": "relinvalid", "plugins": [`,
 			"unexpected end of JSON input"),
@@ -301,7 +304,7 @@ func confRows() []badInput {
 		conf("unknown cniVersion", "00-version.conflist", `{"cniVersion": "9.9.9", "name": "relversion", "plugins": [{"type": "bridge"}]}`,
 			`9.9.9`),
 		conf("file over 1 MiB", "00-big.conflist", big,
-			fmt.Sprintf("larger than the %d-byte limit", confwatch.MaxConfigSize)),
+			fmt.Sprintf("larger than the %d-byte limit", maxConfigSize)),
 		{name: "symlink to itself", via: viaConf, want: "symlink loop", try: func(t *testing.T, e *badEnv) error {
 			return e.badConfig(t, "00-loop.conflist", func(p string) error { return os.Symlink(p, p) })
 		}},

@@ -17,6 +17,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cnishim/cnishim/internal/plugintest"
+	"github.com/cnishim/cnishim/internal/seam"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/test/framework"
 )
@@ -191,7 +192,7 @@ func TestPluginEnvironment(t *testing.T) {
 	run := func(t *testing.T, opts ...cninetwork.Option) (saw, clean map[string]int) {
 		n := newNode(t)
 		rec := envSpy(t, n)
-		p := n.plugin(time.Minute, append([]cninetwork.Option{cninetwork.WithStatusInterval(50 * time.Millisecond)}, opts...)...)
+		p := n.plugin(time.Minute, append([]cninetwork.Option{seam.StatusInterval(50 * time.Millisecond).(cninetwork.Option)}, opts...)...)
 		framework.WaitDefault(t, p, "relenv")
 		ctx := t.Context()
 		pod := n.pod("env")
@@ -235,7 +236,7 @@ func TestPluginEnvironment(t *testing.T) {
 		t.Logf("plugin execs without %s: %v", secretEnv, clean)
 	})
 	t.Run("Plugin API with pass-through", func(t *testing.T) {
-		saw, clean := run(t, cninetwork.WithPluginEnv(true))
+		saw, clean := run(t, seam.PluginEnv(true).(cninetwork.Option))
 		if len(clean) > 0 {
 			t.Errorf("with pass-through, plugins did not see %s: %v", secretEnv, clean)
 		}

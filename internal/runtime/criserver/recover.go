@@ -8,14 +8,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 
-	"github.com/cnishim/cnishim/internal/admission"
 	"github.com/cnishim/cnishim/internal/netns"
 	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
-	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"k8s.io/klog/v2"
 )
 
@@ -92,17 +89,15 @@ func (s *Server) Recover(ctx context.Context) error {
 
 	// The server does not listen until this is done, so the teardowns run side by side: a
 	// crash amid a pod-start storm leaves a few hundred cut-off set-ups, and one after the
-	// other they would keep the runtime down for a minute. As many run at once as the network
-	// admits teardowns, so none spends its cleanup timeout queued for admission.
+	// other they would keep the runtime down for a minute. They all start at once: the
+	// network plugin admits their chains within its DEL bound, and time queued never eats a
+	// chain's budget.
 	var (
-		wg  sync.WaitGroup
-		mu  sync.Mutex
-		sem = make(chan struct{}, s.recoverWidth())
+		wg sync.WaitGroup
+		mu sync.Mutex
 	)
 	for _, st := range stops {
-		sem <- struct{}{}
 		wg.Go(func() {
-			defer func() { <-sem }()
 			logger := logger.WithValues("podSandboxID", st.rec.ID, "pod", klog.KRef(st.rec.Config.GetMetadata().GetNamespace(), st.rec.Config.GetMetadata().GetName()))
 			if err := s.recoverStop(ctx, st.rec, st.reason); err != nil {
 				mu.Lock()
@@ -124,24 +119,11 @@ func (s *Server) Recover(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// recoverWidth is how many sandboxes Recover tears down at once: the network's bound on
-// teardowns when it has one, else max(8, 4 × GOMAXPROCS).
-func (s *Server) recoverWidth() int {
-	if a, ok := s.cfg.Network.(interface{ AdmissionStats() []cninetwork.LaneStats }); ok {
-		for _, l := range a.AdmissionStats() {
-			if l.Name == admission.LaneDel && l.Limit > 0 {
-				return l.Limit
-			}
-		}
-	}
-	return max(8, 4*runtime.GOMAXPROCS(0))
-}
-
-// recoverStop releases a sandbox's network and records it NOTREADY with a reason.
+// recoverStop releases a sandbox's network and records it NOTREADY with a reason. The network
+// plugin bounds the release (see cninetwork's package doc); ctx ends it early only when the
+// server stops.
 func (s *Server) recoverStop(ctx context.Context, rec sandboxstore.Record, reason string) error {
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.CleanupTimeout)
-	defer cancel()
-	if err := s.release(cctx, rec); err != nil {
+	if err := s.release(ctx, rec); err != nil {
 		return fmt.Errorf("recover pod sandbox %s: %w", rec.ID, err)
 	}
 	stored := rec
@@ -178,12 +160,12 @@ func (s *Server) removeOrphanNetNS(owned map[string]bool) error {
 // GC runs one CNI GC pass and returns the valid set it used: every sandbox whose network may
 // exist, that is every record not NOTREADY (a NOTREADY sandbox's network was released). A
 // sandbox being set up has its record ("creating") before the plugin records anything, and the
-// plugin takes the valid set only after listing its records (cninetwork.Plugin.GCFunc), so GC
+// plugin takes the valid set only after listing its records (cninetwork.Plugin.GC), so GC
 // never waits for a set-up nor holds one back. A sandbox whose failed set-up could not be rolled
 // back stays "creating" and valid: its teardown is retried when it is stopped or removed.
 func (s *Server) GC(ctx context.Context) ([]string, error) {
 	var valid []string
-	err := s.cfg.Network.GCFunc(ctx, func(context.Context) ([]string, error) {
+	err := s.cfg.Network.GC(ctx, func(context.Context) ([]string, error) {
 		valid = []string{}
 		for _, rec := range s.cfg.Store.List() {
 			if rec.State != sandboxstore.StateNotReady && !rec.HostNetwork {

@@ -47,7 +47,8 @@ type Network interface {
 	SetUpPod(ctx context.Context, pod *cninetwork.Pod) (*cninetwork.PodNetworkStatus, error)
 	TearDownPod(ctx context.Context, pod *cninetwork.Pod) error
 	GetPodNetworkStatus(ctx context.Context, pod *cninetwork.Pod) (*cninetwork.PodNetworkStatus, error)
-	GCFunc(ctx context.Context, valid func(context.Context) ([]string, error)) error
+	CheckPod(ctx context.Context, pod *cninetwork.Pod) error
+	GC(ctx context.Context, valid func(context.Context) ([]string, error)) error
 	SetPodCIDRs(cidrs ...string) error
 }
 
@@ -137,7 +138,8 @@ var implemented = map[string]bool{
 	"/runtime.v1.RuntimeService/ListPodSandbox":      true,
 	"/runtime.v1.RuntimeService/StreamPodSandboxes":  true,
 	"/runtime.v1.RuntimeService/UpdateRuntimeConfig": true,
-	adminGCMethod: true,
+	adminGCMethod:    true,
+	adminCheckMethod: true,
 
 	// Stats, and what a runtime without containers or images can answer truthfully.
 	"/runtime.v1.RuntimeService/PodSandboxStats":       true,

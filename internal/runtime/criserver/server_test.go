@@ -44,6 +44,8 @@ type fakeNetwork struct {
 	nextIP    int
 	setUps    []*cninetwork.Pod
 	tearDowns []*cninetwork.Pod
+	checks    []*cninetwork.Pod
+	checkErr  error
 	gcs       [][]string
 	cidrs     []string
 	netnsSeen []bool // per SetUpPod: was the pod's netns a mounted namespace
@@ -61,11 +63,9 @@ func (f *fakeNetwork) Snapshot() *confwatch.Snapshot {
 	return f.snap
 }
 
-// ValidatePod checks pod as the plugin does, the extra networks against the fake's snapshot.
+// ValidatePod checks the pod's extra networks against the fake's snapshot (the cri adapter has
+// validated the rest).
 func (f *fakeNetwork) ValidatePod(pod *cninetwork.Pod) error {
-	if err := pod.Validate(); err != nil {
-		return err
-	}
 	snap := f.Snapshot()
 	for _, x := range pod.ExtraNetworks {
 		if snap == nil || snap.Network(x.Name) == nil {
@@ -73,6 +73,13 @@ func (f *fakeNetwork) ValidatePod(pod *cninetwork.Pod) error {
 		}
 	}
 	return nil
+}
+
+func (f *fakeNetwork) CheckPod(ctx context.Context, pod *cninetwork.Pod) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.checks = append(f.checks, pod)
+	return f.checkErr
 }
 
 func (f *fakeNetwork) SetUpPod(ctx context.Context, pod *cninetwork.Pod) (*cninetwork.PodNetworkStatus, error) {
@@ -110,7 +117,7 @@ func (f *fakeNetwork) GetPodNetworkStatus(ctx context.Context, pod *cninetwork.P
 	}}, nil
 }
 
-func (f *fakeNetwork) GCFunc(ctx context.Context, validFn func(context.Context) ([]string, error)) error {
+func (f *fakeNetwork) GC(ctx context.Context, validFn func(context.Context) ([]string, error)) error {
 	valid, err := validFn(ctx)
 	if err != nil {
 		return err
@@ -848,4 +855,43 @@ func TestRunPodSandboxExtraNetworks(t *testing.T) {
 	if got := fn.setUps[0].ExtraNetworks; !reflect.DeepEqual(got, want) {
 		t.Fatalf("plugin got extra networks %+v, want %+v", got, want)
 	}
+}
+
+// TestAdminCheck: the admin service's Check runs the plugin's CHECK on a ready sandbox found
+// by an ID prefix, and answers NotFound for an unknown sandbox, one with nothing attached, and
+// a stopped one, and FailedPrecondition when the plugin finds the pod invalid.
+func TestAdminCheck(t *testing.T) {
+	fn := &fakeNetwork{}
+	e := newEnv(t, fn)
+	ctx := t.Context()
+	id := e.run(t, podConfig("web", 0, nil))
+	if err := CallCheck(ctx, e.conn, id[:12]); err != nil {
+		t.Fatalf("Check of a ready sandbox: %v", err)
+	}
+	fn.mu.Lock()
+	checked := len(fn.checks) == 1 && fn.checks[0].SandboxID == id && fn.checks[0].NetNS != ""
+	fn.mu.Unlock()
+	if !checked {
+		t.Fatalf("plugin CHECKs = %+v; want one of sandbox %s in its netns", fn.checks, id)
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		code codes.Code
+		msg  string
+	}{
+		{"nothing cached", fmt.Errorf("pod x: %w", cninetwork.ErrUnknownSandbox), codes.NotFound, "unknown pod sandbox"},
+		{"netns gone", fmt.Errorf("%w: netns gone", cninetwork.ErrInvalidPod), codes.FailedPrecondition, "netns gone"},
+		{"plugin fails", errors.New(`network "net1": CHECK: plugin "bridge": veth gone`), codes.Internal, "veth gone"},
+	} {
+		fn.mu.Lock()
+		fn.checkErr = tc.err
+		fn.mu.Unlock()
+		wantCode(t, CallCheck(ctx, e.conn, id), tc.code, tc.msg)
+	}
+	wantCode(t, CallCheck(ctx, e.conn, "nosuchsandbox"), codes.NotFound, "not found")
+	if _, err := e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, CallCheck(ctx, e.conn, id), codes.NotFound, "no network attached")
 }

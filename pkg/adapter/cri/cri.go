@@ -18,10 +18,10 @@ import (
 // Linux cgroup parent, and the extra networks of the networks annotation (see npwg.Parse). cfg
 // may be nil (only the sandbox ID and netns path are set then).
 //
-// An annotation that does not parse, or a port mapping whose protocol the CRI does not define,
-// is an error wrapping cninetwork.ErrInvalidPod, naming the pod and what is wrong; the Pod is
-// returned all the same, without the extra networks, so that a runtime can still tear down a
-// sandbox by it. The Pod shares cfg's annotations map; the caller must not modify it while
+// An annotation that does not parse, a port mapping whose protocol the CRI does not define, or
+// a pod that Pod.Validate refuses is an error wrapping cninetwork.ErrInvalidPod, naming the pod
+// and what is wrong; the Pod is returned all the same (without the extra networks when the
+// annotation does not parse), so that a runtime can still tear down a sandbox by it. The Pod shares cfg's annotations map; the caller must not modify it while
 // the Pod is in use.
 func PodFromSandboxConfig(sandboxID, netnsPath string, cfg *runtimeapi.PodSandboxConfig) (*cninetwork.Pod, error) {
 	pod := &cninetwork.Pod{SandboxID: sandboxID, NetNS: netnsPath}
@@ -61,7 +61,10 @@ func PodFromSandboxConfig(sandboxID, netnsPath string, cfg *runtimeapi.PodSandbo
 	if len(errs) > 0 {
 		return pod, fmt.Errorf("%w: %s: %s", cninetwork.ErrInvalidPod, pod, strings.Join(errs, "; "))
 	}
-	return pod, nil
+	if cfg.GetMetadata() == nil {
+		return pod, nil // a sandbox without metadata is the runtime's to refuse
+	}
+	return pod, pod.Validate()
 }
 
 // protocols names the CRI's protocols as port mappings name them.

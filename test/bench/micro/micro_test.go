@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cnishim/cnishim/internal/pluginenv"
+	"github.com/cnishim/cnishim/internal/seam"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/test/bench/internal/benchtest"
 	"github.com/cnishim/cnishim/test/bench/internal/fakeexec"
@@ -77,7 +78,7 @@ func startPlugin(tb testing.TB, opts ...cninetwork.Option) *cninetwork.Plugin {
 
 // BenchmarkStatus compares the readiness call a runtime makes on every CRI Status: cnishim
 // answers from the STATUS result its background poller cached, up to
-// cninetwork.DefaultStatusInterval old; go-cni execs STATUS of every plugin of the chain on
+// poll interval (5s) old; go-cni execs STATUS of every plugin of the chain on
 // each call. Target for cnishim: p99 ≤ 10 µs.
 //
 // The Plugin has no call that runs STATUS now, so the like-for-like row,
@@ -157,7 +158,7 @@ func BenchmarkGetPodNetworkStatus(b *testing.B) {
 	}
 	confDir, cacheDir := writeConf(b)
 	p := startPlugin(b, cninetwork.WithConfDir(confDir), cninetwork.WithBinDirs(binDir), cninetwork.WithCacheDir(cacheDir),
-		cninetwork.WithExec(&fakeexec.Exec{}), cninetwork.WithLoopback(cninetwork.LoopbackOff))
+		seam.Exec(&fakeexec.Exec{}).(cninetwork.Option), cninetwork.WithLoopback(cninetwork.LoopbackOff))
 	ctx := b.Context()
 	all := make([]*cninetwork.Pod, pods)
 	for i := range all {

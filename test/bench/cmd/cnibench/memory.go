@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cnishim/cnishim/internal/seam"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/test/bench/internal/fakeexec"
 	"github.com/cnishim/cnishim/test/bench/internal/host"
@@ -128,7 +129,7 @@ func memoryWorker(ctx context.Context, args []string) (retErr error) {
 		cninetwork.WithConfDir(confDir),
 		cninetwork.WithBinDirs(binDir),
 		cninetwork.WithCacheDir(cacheDir),
-		cninetwork.WithExec(&fakeexec.Exec{}),
+		seam.Exec(&fakeexec.Exec{}).(cninetwork.Option),
 		cninetwork.WithLoopback(cninetwork.LoopbackOff),
 		cninetwork.WithRegisterer(prometheus.NewRegistry()),
 	)

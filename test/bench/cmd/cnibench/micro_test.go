@@ -19,7 +19,7 @@ func TestWriteStatusNote(t *testing.T) {
 			"BenchmarkStatus/impl=cnishim":             row(100),
 			"BenchmarkStatus/impl=libcni-cnishim-exec": row(4e6),
 			"BenchmarkStatus/impl=go-cni":              row(5e6),
-		}, []string{"may be up to the poll interval old (`cninetwork.DefaultStatusInterval`, 5s", "50000× cnishim's cached answer", "go-cni takes 1.25× its time."}, nil},
+		}, []string{"may be up to the poll interval old (5s", "50000× cnishim's cached answer", "go-cni takes 1.25× its time."}, nil},
 		{"no like-for-like row", map[string]map[string][]float64{
 			"BenchmarkStatus/impl=cnishim": row(100),
 			"BenchmarkStatus/impl=go-cni":  row(5e6),

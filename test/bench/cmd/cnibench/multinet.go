@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/seam"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/test/bench/internal/runner"
 	"github.com/containernetworking/cni/pkg/invoke"
@@ -246,7 +247,7 @@ func (sc *mnScenario) run(ctx context.Context, binDir string, pods int, ex invok
 		opts := []cninetwork.Option{cninetwork.WithConfDir(dir), cninetwork.WithBinDirs(binDir),
 			cninetwork.WithCacheDir(filepath.Join(dir, "cache")), cninetwork.WithRegisterer(prometheus.NewRegistry())}
 		if ex != nil {
-			opts = append(opts, cninetwork.WithExec(ex))
+			opts = append(opts, seam.Exec(ex).(cninetwork.Option))
 		}
 		p, err := cninetwork.New(opts...)
 		if err != nil {

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/test/bench/internal/impls"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -97,9 +96,9 @@ func (e *Env) CheckLeaks(pods []impls.PodSpec) (*Leaks, error) {
 		}
 	}
 
-	// Every implementation keeps its cache in the environment's; libcni's default, which none
-	// should touch, is checked too.
-	for _, dir := range []string{e.CacheDir, cninetwork.DefaultCacheDir} {
+	// Every implementation keeps its cache in the environment's; the host's, libcni's default
+	// (which a run may point libcni.CacheDir away from), none should touch, and is checked too.
+	for _, dir := range []string{e.CacheDir, hostCacheDir} {
 		entries, err := os.ReadDir(filepath.Join(dir, "results"))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
@@ -203,3 +202,6 @@ func chainName(prefix, network, id string) string {
 	sum := sha512.Sum512([]byte(network + id))
 	return (prefix + fmt.Sprintf("%x", sum))[:28]
 }
+
+// hostCacheDir is the host's libcni cache directory.
+const hostCacheDir = "/var/lib/cni"

@@ -1,43 +1,26 @@
 package cninetwork
 
 import (
-	"errors"
 	"time"
 
-	"github.com/cnishim/cnishim/pkg/confwatch"
+	"github.com/cnishim/cnishim/internal/seam"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Default paths and limits, the kubelet's.
+// Defaults. The configuration and plugin directories are confwatch's (confwatch.DefaultConfDir,
+// confwatch.DefaultBinDir), the cache directory libcni's (libcni.CacheDir, /var/lib/cni).
 const (
-	DefaultConfDir          = "/etc/cni/net.d"
-	DefaultBinDir           = "/opt/cni/bin"
-	DefaultCacheDir         = "/var/lib/cni"
+	// DefaultOperationTimeout caps each plugin chain's run (see WithOperationTimeout).
 	DefaultOperationTimeout = 220 * time.Second
-	// DefaultStatusInterval is how often the default network's plugins are asked for their
-	// CNI STATUS when the network's cniVersion is 1.1.0 or later.
-	DefaultStatusInterval = 5 * time.Second
 	// DefaultMaxPodNetworks is how many networks one pod may be attached to, the default
 	// network included, unless WithMaxPodNetworks says otherwise.
 	DefaultMaxPodNetworks = 16
 )
 
-// Sentinel errors callers branch on with errors.Is.
-var (
-	// ErrNotReady: no network is ready (see Status for why).
-	ErrNotReady = errors.New("network plugin not ready")
-	// ErrInvalidPod: the Pod description would be unsafe or ambiguous to hand to a plugin.
-	ErrInvalidPod = errors.New("invalid pod")
-	// ErrUnknownSandbox: the plugin knows no network for the sandbox.
-	ErrUnknownSandbox = errors.New("unknown pod sandbox")
-	// ErrTimeout: an operation or a plugin exec ran past its deadline.
-	ErrTimeout = errors.New("timed out")
-	// ErrRollbackFailed: a set-up failed and some of what it attached could not be deleted
-	// again. The Plugin keeps its record of the sandbox, so TearDownPod retries the deletion.
-	// A SetUpPod error without it means nothing of the set-up is left.
-	ErrRollbackFailed = errors.New("rollback failed")
-)
+// statusInterval is how often the default network's plugins are asked for their CNI STATUS
+// when the network's cniVersion is 1.1.0 or later.
+const statusInterval = 5 * time.Second
 
 // LoopbackMode says how the pod's loopback interface is brought up.
 type LoopbackMode int
@@ -47,15 +30,15 @@ const (
 	// It needs Linux and CAP_NET_ADMIN / CAP_SYS_ADMIN.
 	LoopbackInProcess LoopbackMode = iota
 	// LoopbackPlugin runs the loopback CNI plugin, as dockershim did, on a built-in network
-	// named LoopbackNetworkName.
+	// named "cni-loopback".
 	LoopbackPlugin
 	// LoopbackOff leaves lo alone.
 	LoopbackOff
 )
 
-// LoopbackNetworkName is the name of the built-in network LoopbackPlugin attaches pods to. It
+// loopbackNetworkName is the name of the built-in network LoopbackPlugin attaches pods to. It
 // appears in libcni's cache as any network does.
-const LoopbackNetworkName = "cni-loopback"
+const loopbackNetworkName = "cni-loopback"
 
 // Option configures a Plugin.
 type Option func(*options)
@@ -65,7 +48,6 @@ type options struct {
 	binDirs          []string
 	cacheDir         string
 	stateDir         string
-	noFallback       bool
 	networkName      string
 	loopback         LoopbackMode
 	operationTimeout time.Duration
@@ -73,13 +55,17 @@ type options struct {
 	exec             invoke.Exec
 	passEnv          bool
 	registerer       prometheus.Registerer
-	watchOpts        []confwatch.Option
-	podCIDRs         []string
 	admission        *AdmissionLimits
 	maxPodNetworks   int
 
-	// source replaces the confwatch.Watcher; for tests.
+	// source replaces the confwatch.Watcher, for the package's tests.
 	source snapshotSource
+}
+
+func init() {
+	seam.Exec = func(e invoke.Exec) any { return Option(func(o *options) { o.exec = e }) }
+	seam.PluginEnv = func(passthrough bool) any { return Option(func(o *options) { o.passEnv = passthrough }) }
+	seam.StatusInterval = func(d time.Duration) any { return Option(func(o *options) { o.statusInterval = d }) }
 }
 
 // WithConfDir sets the CNI configuration directory (default DefaultConfDir).
@@ -88,7 +74,7 @@ func WithConfDir(dir string) Option { return func(o *options) { o.confDir = dir 
 // WithBinDirs sets the directories searched for plugin binaries (default DefaultBinDir).
 func WithBinDirs(dirs ...string) Option { return func(o *options) { o.binDirs = dirs } }
 
-// WithCacheDir sets libcni's cache directory (default DefaultCacheDir). Every runtime on a node
+// WithCacheDir sets libcni's cache directory (default libcni.CacheDir, /var/lib/cni). Every runtime on a node
 // usually shares it; see WithStateDir.
 func WithCacheDir(dir string) Option { return func(o *options) { o.cacheDir = dir } }
 
@@ -101,15 +87,6 @@ func WithCacheDir(dir string) Option { return func(o *options) { o.cacheDir = di
 // other runtime embedding cnishim shares the cache dir, so a runtime should pass a directory of
 // its own state (cnishim serve passes <state-dir>/network).
 func WithStateDir(dir string) Option { return func(o *options) { o.stateDir = dir } }
-
-// WithFallbackTeardown says whether TearDownPod, for a sandbox with neither a record nor a
-// libcni cache entry, still sends a DEL to the current default network and the pod's extra
-// networks (default true, as the kubelet did for pods set up before libcni cached
-// attachments). A runtime whose every sandbox was set up by a Plugin keeping records turns it
-// off, so that no network a pod never joined gets a DEL.
-func WithFallbackTeardown(enabled bool) Option {
-	return func(o *options) { o.noFallback = !enabled }
-}
 
 // WithNetworkName pins the default network by name.
 func WithNetworkName(name string) Option { return func(o *options) { o.networkName = name } }
@@ -125,34 +102,11 @@ func WithLoopback(m LoopbackMode) Option { return func(o *options) { o.loopback 
 // means the default.
 func WithMaxPodNetworks(n int) Option { return func(o *options) { o.maxPodNetworks = n } }
 
-// WithOperationTimeout caps every operation (default DefaultOperationTimeout). The rollback
-// of a failed setup gets the same budget again, outside the caller's cancellation.
+// WithOperationTimeout caps each plugin chain's run, from its admission on (default
+// DefaultOperationTimeout); see the package doc for how it combines with the caller's context.
 func WithOperationTimeout(d time.Duration) Option {
 	return func(o *options) { o.operationTimeout = d }
 }
 
-// WithStatusInterval sets how often the background poller asks a CNI 1.1 default network for
-// its STATUS (default DefaultStatusInterval).
-func WithStatusInterval(d time.Duration) Option {
-	return func(o *options) { o.statusInterval = d }
-}
-
-// WithExec replaces the executor of plugin binaries (by default, libcni's way of running them,
-// waiting for each plugin's exit in the runtime's network poller); for tests.
-func WithExec(e invoke.Exec) Option { return func(o *options) { o.exec = e } }
-
-// WithPluginEnv says whether plugins inherit the runtime's whole environment. By default
-// (false) a plugin receives only the CNI_* variables and PATH, so the runtime's own
-// environment (credentials, proxies, tokens) never reaches third-party plugins.
-func WithPluginEnv(passthrough bool) Option { return func(o *options) { o.passEnv = passthrough } }
-
 // WithRegisterer registers the plugin's Prometheus metrics with r.
 func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { o.registerer = r } }
-
-// WithWatcherOptions passes options through to the confwatch.Watcher.
-func WithWatcherOptions(opts ...confwatch.Option) Option {
-	return func(o *options) { o.watchOpts = append(o.watchOpts, opts...) }
-}
-
-// WithPodCIDRs sets the node's pod CIDRs at start (see Plugin.SetPodCIDRs).
-func WithPodCIDRs(cidrs ...string) Option { return func(o *options) { o.podCIDRs = cidrs } }
