@@ -17,7 +17,7 @@ export CNISHIM_TEST_CNISHIM := $(BIN_DIR)/cnishim
 export CNISHIM_TEST_CRITEST := $(BIN_DIR)/critest
 
 # Tests that need root or what deps installs fail without it under these targets (and CI, which
-# runs make test); a plain go test ./... by a user who is not root skips them (internal/roottest).
+# runs make test); a plain go test ./... by a user who is not root skips them (internal/testing/roottest).
 test e2e e2e-cluster soak soak-cluster bench: export CNISHIM_REQUIRE_ROOT_TESTS := 1
 # make test runs the cluster checks on kindnet alone, whatever the environment says; flannel is
 # opt-in (CLUSTER_NETWORK=flannel make e2e-cluster), as it takes minutes to build.
@@ -80,7 +80,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
 	hack/fuzz.sh $(FUZZTIME)
 
 .PHONY: verify
-verify: ## gofmt, go vet, go mod tidy, staticcheck.
+verify: ## gofmt, go vet, go mod tidy, staticcheck, import layers, API callers and golden files (hack/api.sh update), tests cited by docs.
 	hack/verify.sh
 
 .PHONY: clean

@@ -43,7 +43,28 @@ for m in "${mods[@]}"; do
   fi
 done
 
+# The import layers (internal/testing/layers), every exported name of pkg/ with a caller
+# outside its package (hack/apicheck), the exported API as recorded in api/ (hack/api.sh), and
+# every test the docs cite existing (hack/docs-tests.sh).
+if ! go test -count=1 ./internal/testing/layers/ >/dev/null; then
+  go test -count=1 ./internal/testing/layers/ >&2 || true
+  echo "layers: an import runs the wrong way (above); see internal/testing/layers for the layers" >&2
+  failed=1
+fi
+if ! unused=$(go run ./hack/apicheck); then
+  echo "${unused}" >&2
+  echo "apicheck: exported names of pkg/ without a caller outside their package but tests (above): unexport or remove them" >&2
+  failed=1
+fi
+if ! hack/api.sh check; then
+  failed=1
+fi
+if ! hack/docs-tests.sh; then
+  echo "docs: fix the names above, or the tests they meant" >&2
+  failed=1
+fi
+
 if [[ "${failed}" -ne 0 ]]; then
   exit 1
 fi
-echo "verify: OK (gofmt, go vet, go mod tidy, staticcheck ${STATICCHECK_VERSION}; modules: ${mods[*]})"
+echo "verify: OK (gofmt, go vet, go mod tidy, staticcheck ${STATICCHECK_VERSION}, import layers, API callers, API golden files, tests cited by docs; modules: ${mods[*]})"

@@ -18,9 +18,9 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/leakcheck"
-	"github.com/cnishim/cnishim/internal/netns"
-	"github.com/cnishim/cnishim/internal/nsrun"
+	"github.com/cnishim/cnishim/internal/lib/leakcheck"
+	"github.com/cnishim/cnishim/internal/lib/netns"
+	"github.com/cnishim/cnishim/internal/lib/nsrun"
 	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/pkg/confwatch"

@@ -12,10 +12,10 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/cnishim/cnishim/internal/leakcheck"
-	"github.com/cnishim/cnishim/internal/netns"
-	"github.com/cnishim/cnishim/internal/roottest"
+	"github.com/cnishim/cnishim/internal/lib/leakcheck"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
+	"github.com/cnishim/cnishim/internal/testing/roottest"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 )
 

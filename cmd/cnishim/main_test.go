@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/cnishim/cnishim/internal/roottest"
+	"github.com/cnishim/cnishim/internal/testing/roottest"
 )
 
 // cniBinDir returns the real plugins' directory; the commands validate configs against it.

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/admission"
+	"github.com/cnishim/cnishim/internal/lib/admission"
 )
 
 // AdmissionLimits bound how many plugin chains of each kind a Plugin runs at once. Each kind

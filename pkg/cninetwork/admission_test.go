@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/admission"
+	"github.com/cnishim/cnishim/internal/lib/admission"
 )
 
 // waitFor polls cond until it holds or the test's context ends.

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/cniargs"
+	"github.com/cnishim/cnishim/internal/lib/cniargs"
 	"github.com/containernetworking/cni/libcni"
 )
 

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 	"github.com/containernetworking/cni/libcni"
 	"k8s.io/klog/v2"
 )

@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/cnishim/cnishim/internal/procwait"
+	"github.com/cnishim/cnishim/internal/lib/procwait"
 )
 
 // pluginProc is a running plugin, the leader of a process group of its own.

@@ -7,7 +7,7 @@ import (
 )
 
 // Options for the package's tests only (the project's other tests reach them through
-// internal/seam).
+// internal/lib/seam).
 
 // WithExec runs plugins through e.
 func WithExec(e invoke.Exec) Option { return func(o *options) { o.exec = e } }

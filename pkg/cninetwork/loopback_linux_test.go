@@ -6,8 +6,8 @@ import (
 	"net"
 	"testing"
 
-	"github.com/cnishim/cnishim/internal/netns"
-	"github.com/cnishim/cnishim/internal/roottest"
+	"github.com/cnishim/cnishim/internal/lib/netns"
+	"github.com/cnishim/cnishim/internal/testing/roottest"
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
 )

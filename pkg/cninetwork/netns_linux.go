@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )

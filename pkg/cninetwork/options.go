@@ -3,7 +3,7 @@ package cninetwork
 import (
 	"time"
 
-	"github.com/cnishim/cnishim/internal/seam"
+	"github.com/cnishim/cnishim/internal/lib/seam"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/prometheus/client_golang/prometheus"
 )

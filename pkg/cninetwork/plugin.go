@@ -9,8 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/cnishim/cnishim/internal/admission"
-	"github.com/cnishim/cnishim/internal/keylock"
+	"github.com/cnishim/cnishim/internal/lib/admission"
+	"github.com/cnishim/cnishim/internal/lib/keylock"
 	"github.com/cnishim/cnishim/pkg/confwatch"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
@@ -85,7 +85,6 @@ type Plugin struct {
 	closed  bool
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
-	logger  atomic.Pointer[klog.Logger]
 }
 
 // networkStatus is the last CNI STATUS answer of a network.
@@ -215,7 +214,6 @@ func (p *Plugin) Run(ctx context.Context) error {
 	}
 	p.running = true
 	logger := klog.FromContext(ctx)
-	p.logger.Store(&logger)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	p.cancel = cancel
@@ -293,13 +291,6 @@ func (p *Plugin) SetPodCIDRs(cidrs ...string) error {
 	}
 	p.podCIDRs.Store(&parsed)
 	return nil
-}
-
-func (p *Plugin) log() klog.Logger {
-	if l := p.logger.Load(); l != nil {
-		return *l
-	}
-	return klog.Background()
 }
 
 func defaultName(s *confwatch.Snapshot) string {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/atomicfile"
+	"github.com/cnishim/cnishim/internal/lib/atomicfile"
 	"github.com/containernetworking/cni/libcni"
 )
 

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/atomicfile/synctrace"
+	"github.com/cnishim/cnishim/internal/lib/atomicfile/synctrace"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 )

@@ -6,7 +6,7 @@ import (
 	"net"
 	"strings"
 
-	"github.com/cnishim/cnishim/internal/cniargs"
+	"github.com/cnishim/cnishim/internal/lib/cniargs"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/utils"
 	"k8s.io/apimachinery/pkg/api/resource"

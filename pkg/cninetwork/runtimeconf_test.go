@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cnishim/cnishim/internal/cniargs"
+	"github.com/cnishim/cnishim/internal/lib/cniargs"
 )
 
 func TestRuntimeConf(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 	"github.com/containernetworking/cni/libcni"
 	"k8s.io/klog/v2"
 )

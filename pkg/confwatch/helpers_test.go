@@ -12,7 +12,7 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/version"
 
-	"github.com/cnishim/cnishim/internal/plugintest"
+	"github.com/cnishim/cnishim/internal/testing/plugintest"
 )
 
 func TestMain(m *testing.M) { os.Exit(plugintest.Main(m)) }

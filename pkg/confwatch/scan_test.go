@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/plugintest"
+	"github.com/cnishim/cnishim/internal/testing/plugintest"
 )
 
 // TestScan checks loading (point 1), validation (point 2) and selection (point 3) on one

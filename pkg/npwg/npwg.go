@@ -13,7 +13,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/cnishim/cnishim/internal/cniargs"
+	"github.com/cnishim/cnishim/internal/lib/cniargs"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 )
 

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/leakcheck"
+	"github.com/cnishim/cnishim/internal/lib/leakcheck"
 	"github.com/cnishim/cnishim/test/cluster/localcluster"
 	"github.com/cnishim/cnishim/test/framework"
 )

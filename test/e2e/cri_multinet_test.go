@@ -14,7 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 	"github.com/cnishim/cnishim/test/framework"
 )
 

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/nsrun"
+	"github.com/cnishim/cnishim/internal/lib/nsrun"
 )
 
 // readyServer starts a server whose conf dir holds the test network, and waits for it to be

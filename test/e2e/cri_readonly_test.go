@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/nsrun"
+	"github.com/cnishim/cnishim/internal/lib/nsrun"
 )
 
 // podStats is the part of `crictl statsp -o json` the tests read.

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cnishim/cnishim/internal/leakcheck"
-	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/lib/leakcheck"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 )
 
 // The server is killed with SIGKILL between runp and stopp and restarted: the pod is still

@@ -12,7 +12,7 @@
 // (default <repo>/_output/bin/critest). The cnishim binary is $CNISHIM_TEST_CNISHIM, or built
 // by TestMain with -race when that is unset. Under make test, make e2e and CI
 // (CNISHIM_REQUIRE_ROOT_TESTS=1), and whenever run as root, the tests fail without them; a
-// plain go test by a user who is not root skips them (internal/roottest).
+// plain go test by a user who is not root skips them (internal/testing/roottest).
 package e2e
 
 import (
@@ -24,7 +24,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/cnishim/cnishim/internal/leakcheck"
+	"github.com/cnishim/cnishim/internal/lib/leakcheck"
 	"github.com/cnishim/cnishim/test/framework"
 )
 

@@ -25,8 +25,8 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 
-	"github.com/cnishim/cnishim/internal/leakcheck"
-	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/lib/leakcheck"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 	"github.com/cnishim/cnishim/test/framework"
 )
 

@@ -14,10 +14,10 @@
 //     when the test fails), a CRI gRPC client and crictl wrappers;
 //   - Net: a test network (bridge + host-local + portmap) on a bridge name and subnet no other
 //     test uses, and Slots to derive such names;
-//   - checks: CheckNoLeaks over internal/leakcheck, stray plugin processes, goroutine counts;
+//   - checks: CheckNoLeaks over internal/lib/leakcheck, stray plugin processes, goroutine counts;
 //   - waits: Eventually, Pause, and the free port and ID helpers.
 //
-// Root and prerequisites follow internal/roottest: a test (or a TestMain, through Main) stops
+// Root and prerequisites follow internal/testing/roottest: a test (or a TestMain, through Main) stops
 // when it is not root or a prerequisite is missing; it fails when CNISHIM_REQUIRE_ROOT_TESTS is
 // set (make test, make e2e, make soak, CI) or when running as root, and is skipped otherwise,
 // so that a plain `go test ./...` by a user who is not root passes on a fresh clone.

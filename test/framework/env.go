@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/cnishim/cnishim/internal/roottest"
+	"github.com/cnishim/cnishim/internal/testing/roottest"
 )
 
 // Env holds the prerequisites of the root tests.

@@ -15,7 +15,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/cnishim/cnishim/internal/leakcheck"
+	"github.com/cnishim/cnishim/internal/lib/leakcheck"
 )
 
 // Slots hands out numbers that tell a test's bridge names, subnets and ports from those of

@@ -20,8 +20,8 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/cnishim/cnishim/internal/cniargs"
-	"github.com/cnishim/cnishim/internal/leakcheck"
+	"github.com/cnishim/cnishim/internal/lib/cniargs"
+	"github.com/cnishim/cnishim/internal/lib/leakcheck"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/pkg/confwatch"
 	"github.com/cnishim/cnishim/pkg/npwg"

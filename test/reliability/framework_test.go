@@ -11,7 +11,7 @@
 // TestMain with -race when that is unset). The cnitest fault-injection plugin is built by
 // TestMain. Under make test and CI (CNISHIM_REQUIRE_ROOT_TESTS=1), and whenever run as root,
 // the tests fail without them; a plain go test by a user who is not root skips them
-// (internal/roottest).
+// (internal/testing/roottest).
 //
 // The tests of this package do not run in parallel with each other: they count the test
 // process's goroutines and child processes.
@@ -28,9 +28,9 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/cnishim/cnishim/internal/leakcheck"
-	"github.com/cnishim/cnishim/internal/netns"
-	"github.com/cnishim/cnishim/internal/plugintest"
+	"github.com/cnishim/cnishim/internal/lib/leakcheck"
+	"github.com/cnishim/cnishim/internal/lib/netns"
+	"github.com/cnishim/cnishim/internal/testing/plugintest"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/test/framework"
 )

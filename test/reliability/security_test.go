@@ -16,8 +16,8 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/cnishim/cnishim/internal/plugintest"
-	"github.com/cnishim/cnishim/internal/seam"
+	"github.com/cnishim/cnishim/internal/lib/seam"
+	"github.com/cnishim/cnishim/internal/testing/plugintest"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/test/framework"
 )

@@ -16,7 +16,7 @@
 // cnishim binary in $CNISHIM_TEST_CNISHIM, or built by TestMain with -race when that is unset.
 // Under make test, make soak and CI (CNISHIM_REQUIRE_ROOT_TESTS=1), and whenever run as root,
 // the tests fail without them; a plain go test by a user who is not root skips them
-// (internal/roottest).
+// (internal/testing/roottest).
 //
 // Knobs, all optional (make soak raises the sizes): CNISHIM_SOAK_SEED repeats a run's random
 // choices (each test logs its seed); CNISHIM_SOAK_ROUNDS and CNISHIM_SOAK_PODS size the crash
@@ -32,7 +32,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/plugintest"
+	"github.com/cnishim/cnishim/internal/testing/plugintest"
 	"github.com/cnishim/cnishim/test/framework"
 )
 

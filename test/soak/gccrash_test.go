@@ -17,8 +17,8 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/cnishim/cnishim/internal/leakcheck"
-	"github.com/cnishim/cnishim/internal/plugintest"
+	"github.com/cnishim/cnishim/internal/lib/leakcheck"
+	"github.com/cnishim/cnishim/internal/testing/plugintest"
 	"github.com/cnishim/cnishim/test/framework"
 )
 

@@ -5,7 +5,7 @@ package criserver
 import (
 	"context"
 
-	"github.com/cnishim/cnishim/internal/cniargs"
+	"github.com/cnishim/cnishim/internal/lib/cniargs"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"

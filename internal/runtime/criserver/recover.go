@@ -11,7 +11,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
 	"k8s.io/klog/v2"
 )

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )

@@ -11,8 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/cniargs"
-	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/lib/cniargs"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
 	"github.com/cnishim/cnishim/pkg/adapter/cri"
 	"github.com/cnishim/cnishim/pkg/cninetwork"

@@ -7,10 +7,6 @@
 // create, run or change a container answers codes.Unimplemented. Sandbox records persist in a
 // sandboxstore.Store so that a restarted server knows every sandbox it made and can finish or
 // roll back what a crash cut off.
-//
-// It is part of the CRI runtime built on pkg/ (`cnishim serve`), kept under internal/runtime,
-// apart from the helpers pkg/ itself builds on (the other packages of internal/); nothing in pkg/
-// imports it.
 package criserver
 
 import (
@@ -22,7 +18,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/keylock"
+	"github.com/cnishim/cnishim/internal/lib/keylock"
 	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/pkg/confwatch"

@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/netns"
-	"github.com/cnishim/cnishim/internal/roottest"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
+	"github.com/cnishim/cnishim/internal/testing/roottest"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/pkg/confwatch"
 	"github.com/cnishim/cnishim/pkg/npwg"

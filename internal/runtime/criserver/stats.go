@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 	"github.com/cnishim/cnishim/internal/runtime/sandboxstore"
 	"github.com/vishvananda/netlink"
 	"google.golang.org/grpc"

@@ -7,10 +7,6 @@
 // The Store also holds every record in memory, indexed by ID, and resolves unique ID prefixes
 // the way crictl users expect from containerd. It reserves a sandbox's name (name, namespace,
 // UID and attempt) until its record is deleted.
-//
-// It is part of the CRI runtime built on pkg/ (`cnishim serve`), kept under internal/runtime,
-// apart from the helpers pkg/ itself builds on (the other packages of internal/); nothing in pkg/
-// imports it.
 package sandboxstore
 
 import (
@@ -26,7 +22,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/cnishim/cnishim/internal/atomicfile"
+	"github.com/cnishim/cnishim/internal/lib/atomicfile"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 

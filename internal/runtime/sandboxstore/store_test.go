@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/cnishim/cnishim/internal/atomicfile/synctrace"
+	"github.com/cnishim/cnishim/internal/lib/atomicfile/synctrace"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/pluginenv"
-	"github.com/cnishim/cnishim/internal/seam"
+	"github.com/cnishim/cnishim/internal/lib/pluginenv"
+	"github.com/cnishim/cnishim/internal/lib/seam"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/test/bench/internal/benchtest"
 	"github.com/cnishim/cnishim/test/bench/internal/fakeexec"

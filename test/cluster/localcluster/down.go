@@ -16,7 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 )
 
 // Down tears the cluster down and leaves nothing of it: it removes every pod through the

@@ -1,6 +1,6 @@
 //go:build linux
 
-// The cluster tests need root and bring up clusters of real servers (internal/roottest decides
+// The cluster tests need root and bring up clusters of real servers (internal/testing/roottest decides
 // what a run without root does).
 
 package localcluster

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 )
 
 // Dial asks the netexec server at addr over proto ("tcp" or "udp", or a family-specific form

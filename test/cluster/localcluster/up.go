@@ -16,7 +16,7 @@ import (
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 )
 
 // Up makes the cluster cfg describes and returns once every node's server answers and reports

@@ -16,7 +16,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/cnishim/cnishim/internal/leakcheck"
+	"github.com/cnishim/cnishim/internal/lib/leakcheck"
 	"github.com/cnishim/cnishim/pkg/adapter/cri"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/test/framework"

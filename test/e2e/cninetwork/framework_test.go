@@ -14,8 +14,8 @@ import (
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
 
-	"github.com/cnishim/cnishim/internal/leakcheck"
-	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/lib/leakcheck"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/test/framework"
 )

@@ -1,5 +1,5 @@
 // Command cnitest is a small CNI plugin for tests, told what to do by a JSON behavior file
-// (see package internal/plugintest/behavior for the file's format and how the plugin finds
+// (see package internal/testing/plugintest/behavior for the file's format and how the plugin finds
 // it). It can answer VERSION with a chosen list of versions; record every invocation (command,
 // stdin, CNI environment) as a JSON line; and, per command, succeed with a result (given, built
 // from IPs and interfaces, from the IPAM plugin's result, or passed through from prevResult),
@@ -8,7 +8,7 @@
 // misbehaving, to leave an address allocated, or, as an IPAM plugin itself, sleep and then
 // delegate to a real IPAM (a slow IPAM handing out real addresses).
 //
-// Tests build it once with internal/plugintest and install it under the plugin names they
+// Tests build it once with internal/testing/plugintest and install it under the plugin names they
 // need.
 package main
 
@@ -32,7 +32,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 
-	"github.com/cnishim/cnishim/internal/plugintest/behavior"
+	"github.com/cnishim/cnishim/internal/testing/plugintest/behavior"
 )
 
 const about = "cnitest: a configurable CNI plugin for tests"

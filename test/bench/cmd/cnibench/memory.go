@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/seam"
+	"github.com/cnishim/cnishim/internal/lib/seam"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/test/bench/internal/fakeexec"
 	"github.com/cnishim/cnishim/test/bench/internal/host"

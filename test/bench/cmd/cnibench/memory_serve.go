@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 	"github.com/cnishim/cnishim/test/bench/internal/host"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"

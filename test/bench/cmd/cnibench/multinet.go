@@ -14,8 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/netns"
-	"github.com/cnishim/cnishim/internal/seam"
+	"github.com/cnishim/cnishim/internal/lib/netns"
+	"github.com/cnishim/cnishim/internal/lib/seam"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"github.com/cnishim/cnishim/test/bench/internal/runner"
 	"github.com/containernetworking/cni/pkg/invoke"

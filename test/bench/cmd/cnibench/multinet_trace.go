@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/procwait"
+	"github.com/cnishim/cnishim/internal/lib/procwait"
 	"github.com/cnishim/cnishim/test/bench/internal/runner"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/roottest"
+	"github.com/cnishim/cnishim/internal/testing/roottest"
 )
 
 // RequireRoot stops the test when not run as root: it fails under make test and make bench,

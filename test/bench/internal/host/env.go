@@ -14,7 +14,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 	"github.com/cnishim/cnishim/test/bench/internal/impls"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/vishvananda/netlink"

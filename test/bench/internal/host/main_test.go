@@ -6,7 +6,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/cnishim/cnishim/internal/plugintest"
+	"github.com/cnishim/cnishim/internal/testing/plugintest"
 )
 
 // TestMain removes the cnitest plugin the slow-network test builds.

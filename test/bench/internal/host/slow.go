@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/plugintest/behavior"
+	"github.com/cnishim/cnishim/internal/testing/plugintest/behavior"
 	"github.com/cnishim/cnishim/test/bench/internal/impls"
 	"github.com/containernetworking/cni/libcni"
 )

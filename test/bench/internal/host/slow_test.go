@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/plugintest"
+	"github.com/cnishim/cnishim/internal/testing/plugintest"
 	"github.com/cnishim/cnishim/test/bench/internal/host"
 	"github.com/cnishim/cnishim/test/bench/internal/impls"
 )

@@ -16,7 +16,4 @@
 // [Lane.SetLimit]; [Adaptive] is the controller that sets the ADD lane's bound
 // from what its chains spend on CPU and on waiting, and [Lane.Queuing] tells
 // its caller when to look at a standing queue.
-//
-// It is one of the helpers pkg/ builds on: it imports nothing of pkg/, and the CRI runtime
-// built on pkg/ lives apart, under internal/runtime.
 package admission

@@ -30,7 +30,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/cnishim/cnishim/internal/atomicfile/synctrace"
+	"github.com/cnishim/cnishim/internal/lib/atomicfile/synctrace"
 )
 
 // fsync syncs f. A variable so that the package's tests can make it fail.

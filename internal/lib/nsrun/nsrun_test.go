@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/netns"
-	"github.com/cnishim/cnishim/internal/roottest"
+	"github.com/cnishim/cnishim/internal/lib/netns"
+	"github.com/cnishim/cnishim/internal/testing/roottest"
 	"github.com/vishvananda/netlink"
 )
 

@@ -1,8 +1,5 @@
 // Package keylock serializes operations per key (a pod sandbox ID) while letting operations on
 // different keys run in parallel. Both the Plugin of pkg/cninetwork and the CRI runtime use it.
-//
-// It is one of the helpers pkg/ builds on: it imports nothing of pkg/, and the CRI runtime
-// built on pkg/ lives apart, under internal/runtime.
 package keylock
 
 import (

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/cnishim/cnishim/internal/atomicfile/synctrace"
+	"github.com/cnishim/cnishim/internal/lib/atomicfile/synctrace"
 )
 
 // step is what a test sees at one sync: which file or directory was synced, and the target

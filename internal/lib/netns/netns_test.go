@@ -12,7 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
 
-	"github.com/cnishim/cnishim/internal/roottest"
+	"github.com/cnishim/cnishim/internal/testing/roottest"
 )
 
 func TestCreateRemove(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cnishim/cnishim/internal/admission"
+	"github.com/cnishim/cnishim/internal/lib/admission"
 )
 
 // A network plugin builds one Set and takes a slot in the right lane around

@@ -3,9 +3,6 @@
 // Package nsrun opens TCP listeners and connections inside a network namespace without exec,
 // on netns.Do's locked thread. Sockets keep the namespace they were created in, so a listener or
 // connection made by ListenTCP or DialTCP can be used from any goroutine afterwards.
-//
-// It is one of the tools cmd/ and the tests build on: it imports nothing of pkg/, and the CRI
-// runtime built on pkg/ lives apart, under internal/runtime.
 package nsrun
 
 import (
@@ -14,7 +11,7 @@ import (
 	"io"
 	"net"
 
-	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 )
 
 // ListenTCP opens a TCP listener on addr (an IP literal and port) inside the namespace at path.

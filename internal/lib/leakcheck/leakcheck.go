@@ -4,9 +4,6 @@
 // host-local stores, libcni cache entries, network namespace mounts, host veths, and portmap
 // iptables or nftables rules. Tests and benchmarks take a State before and after, and fail on
 // any difference.
-//
-// It is one of the tools cmd/ and the tests build on: it imports nothing of pkg/, and the CRI
-// runtime built on pkg/ lives apart, under internal/runtime.
 package leakcheck
 
 import (
@@ -22,7 +19,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/cnishim/cnishim/internal/netns"
+	"github.com/cnishim/cnishim/internal/lib/netns"
 )
 
 // Scope says where to look.

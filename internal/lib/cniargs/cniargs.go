@@ -3,9 +3,6 @@
 // K8S_POD_UID=...". The CNI_ARGS format has no quoting, so a value holding ';' or '=' would
 // silently become another key, and NUL or a newline would corrupt the plugin's environment;
 // such values are refused, never escaped.
-//
-// It is one of the helpers pkg/ builds on: it imports nothing of pkg/, and the CRI runtime
-// built on pkg/ lives apart, under internal/runtime.
 package cniargs
 
 import (

@@ -2,9 +2,6 @@
 // that the runtime's own environment (credentials, proxies, tokens) never reaches a plugin.
 // Both the configuration watcher (VERSION probes) and the network plugin (every other
 // command) run plugins through it.
-//
-// It is one of the helpers pkg/ builds on: it imports nothing of pkg/, and the CRI runtime
-// built on pkg/ lives apart, under internal/runtime.
 package pluginenv
 
 import (

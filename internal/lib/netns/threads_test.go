@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cnishim/cnishim/internal/netns"
-	"github.com/cnishim/cnishim/internal/roottest"
+	"github.com/cnishim/cnishim/internal/lib/netns"
+	"github.com/cnishim/cnishim/internal/testing/roottest"
 )
 
 // TestNoThreadStaysInANamespace creates namespaces and runs code in them many times, and checks

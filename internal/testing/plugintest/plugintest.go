@@ -10,9 +10,6 @@
 //
 //	bin := t.TempDir()
 //	plugintest.MustInstallAs(t, bin, "bridge", "host-local")
-//
-// It is one of the tools cmd/ and the tests build on: it imports nothing of pkg/, and the CRI
-// runtime built on pkg/ lives apart, under internal/runtime.
 package plugintest
 
 import (
@@ -28,7 +25,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/cnishim/cnishim/internal/plugintest/behavior"
+	"github.com/cnishim/cnishim/internal/testing/plugintest/behavior"
 )
 
 // Re-exported so tests need only this package.
