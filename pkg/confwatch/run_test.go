@@ -55,7 +55,7 @@ func deadline(t *testing.T, ctx context.Context) context.Context {
 	return ctx
 }
 
-// TestRunOverflow checks point 6: an event queue overflow rescans at once, without waiting
+// TestRunOverflow: an event queue overflow rescans at once, without waiting
 // for the debounce (set to an hour here) or the resync (off).
 func TestRunOverflow(t *testing.T) {
 	e := newEnv(t, "bridge")
@@ -78,7 +78,7 @@ func TestRunOverflow(t *testing.T) {
 	})
 }
 
-// TestRunSurvivesWatcherErrors checks point 6: watcher errors never end the loop; it backs
+// TestRunSurvivesWatcherErrors: watcher errors never end the loop; it backs
 // off and keeps reacting to changes.
 func TestRunSurvivesWatcherErrors(t *testing.T) {
 	e := newEnv(t, "bridge")
@@ -103,7 +103,7 @@ func TestRunSurvivesWatcherErrors(t *testing.T) {
 	})
 }
 
-// TestRunTruncateAndWriteInTwoChunks checks point 5 end to end: a file rewritten in place in
+// TestRunTruncateAndWriteInTwoChunks checks the half-written-file rule end to end: a file rewritten in place in
 // two writes with a pause between them never yields a snapshot without it, nor one built from
 // the first chunk. The pause is shorter than the quiet window; if the machine stalls past the
 // window, the hold rule still keeps the old version for one more window.
@@ -216,7 +216,7 @@ func TestRunReleasesHoldWithoutEvents(t *testing.T) {
 	}
 }
 
-// TestRunBurstIsBounded checks point 5's upper bound: a constant stream of events, each
+// TestRunBurstIsBounded checks the debounce's upper bound: a constant stream of events, each
 // within the quiet window of the last, cannot hold a rescan back forever.
 func TestRunBurstIsBounded(t *testing.T) {
 	e := newEnv(t, "bridge")
@@ -249,7 +249,7 @@ func TestRunBurstIsBounded(t *testing.T) {
 	})
 }
 
-// TestRunResync checks point 6's safety net: a change no watch reports (a config symlinked
+// TestRunResync checks the resync safety net: a change no watch reports (a config symlinked
 // to a file outside the watched directories) is picked up by the periodic resync.
 func TestRunResync(t *testing.T) {
 	e := newEnv(t, "bridge")
@@ -273,8 +273,8 @@ func TestRunResync(t *testing.T) {
 	waitFor(dctx, t, w, "resync", func(s *Snapshot) bool { return s.Default != nil && s.Default.CNIVersion == "0.4.0" })
 }
 
-// TestRunNoExecWhenNothingChanged checks point 7 through Run: events that cause rescans but
-// change nothing exec no plugin.
+// TestRunNoExecWhenNothingChanged: through Run, events that cause rescans but change nothing
+// exec no plugin.
 func TestRunNoExecWhenNothingChanged(t *testing.T) {
 	e := newEnv(t, "bridge", "portmap")
 	e.write("10-a.conflist", conflist("a", "1.0.0", "bridge", "portmap"))
@@ -314,7 +314,7 @@ func TestRunTwice(t *testing.T) {
 	}
 }
 
-// TestRelevant checks the event filter of point 4.
+// TestRelevant checks the event filter.
 func TestRelevant(t *testing.T) {
 	root := t.TempDir()
 	conf, bin := filepath.Join(root, "net.d"), filepath.Join(root, "bin")
@@ -369,7 +369,7 @@ func TestRelevant(t *testing.T) {
 	}
 }
 
-// TestLogging checks point 9: the chosen network at V(2) when it changes, with path, name
+// TestLogging: the chosen network at V(2) when it changes, with path, name
 // and cniVersion; skipped files at V(2); nothing when nothing changed, nor at V(1).
 func TestLogging(t *testing.T) {
 	e := newEnv(t, "bridge")

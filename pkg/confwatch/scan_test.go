@@ -14,7 +14,7 @@ import (
 	"github.com/cnishim/cnishim/internal/testing/plugintest"
 )
 
-// TestScan checks loading (point 1), validation (point 2) and selection (point 3) on one
+// TestScan checks loading, validation and selection on one
 // synchronous scan of a directory.
 func TestScan(t *testing.T) {
 	const v = "1.0.0"
@@ -399,7 +399,7 @@ func TestDigest(t *testing.T) {
 }
 
 // TestGeneration checks that the generation moves only when the published content changes
-// (point 8), and that Snapshot is never nil.
+// and that Snapshot is never nil.
 func TestGeneration(t *testing.T) {
 	e := newEnv(t, "bridge")
 	w := e.watcher()
@@ -433,7 +433,7 @@ func TestGeneration(t *testing.T) {
 	}
 }
 
-// TestValidationCache checks point 7: a rescan with nothing changed execs no plugin; a changed
+// TestValidationCache: a rescan with nothing changed execs no plugin; a changed
 // binary is asked again; each binary's VERSION runs once however many networks use it.
 func TestValidationCache(t *testing.T) {
 	e := newEnv(t, "bridge", "portmap")
@@ -508,7 +508,7 @@ func TestScanCancelled(t *testing.T) {
 	}
 }
 
-// TestHoldHalfWritten checks point 5's rule with a fake clock: a file that was valid and stops
+// TestHoldHalfWritten checks the half-written-file rule with a fake clock: a file that was valid and stops
 // parsing keeps its previous version published for one quiet window; a file completed in
 // time replaces it; a file still broken after the window is skipped.
 func TestHoldHalfWritten(t *testing.T) {

@@ -398,8 +398,12 @@ func (a *Adaptive) Probe() bool {
 	}
 	factor := min(probeMaxFactor, max(2, float64(a.cpus)/max(0.25, used)))
 	bound := min(a.max, int(factor*float64(max(a.est.Bound, st.InFlight))))
-	a.setLocked(bound, true, fmt.Sprintf("%d queued, nothing finished for %s and %s: the chains in flight wait; widened to %d",
-		st.Queued, ProbeInterval, why, bound))
+	quiet := "no chain has finished yet"
+	if !a.lastFinish.IsZero() {
+		quiet = fmt.Sprintf("no chain finished for %s", round(time.Since(a.lastFinish)))
+	}
+	a.setLocked(bound, true, fmt.Sprintf("%d queued, %s and %s: the chains in flight wait; widened to %d",
+		st.Queued, quiet, why, bound))
 	return true
 }
 

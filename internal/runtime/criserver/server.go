@@ -219,7 +219,8 @@ func (s *Server) Version(ctx context.Context, req *runtimeapi.VersionRequest) (*
 
 // Status reports RuntimeReady (always true) and NetworkReady from the network plugin. The
 // verbose answer holds the chosen network ("config"), the reason it is not ready
-// ("lastLoadError"), every skipped config file with its reason ("skipped"), and Config.StatusInfo.
+// ("lastLoadError"), every skipped config file with its reason ("skipped"), the networks a pod
+// may select ("selectableNetworks"), and the entries of Config.StatusInfo.
 func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
 	netCond := &runtimeapi.RuntimeCondition{Type: runtimeapi.NetworkReady, Status: true}
 	if err := s.cfg.Network.Status(ctx); err != nil {
