@@ -2,7 +2,6 @@ package cninetwork
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -165,52 +164,6 @@ func (p *Plugin) admitNow(ctx context.Context, l lane) (release func(), err erro
 	return p.admit(ctx, l)
 }
 
-// inSlot runs one plugin chain of network, a verb ("ADD", "DEL", "CHECK") of a pod, in a slot
-// of lane l of its own: every chain counts against its lane's bound, however many a pod runs
-// side by side. It waits for the slot under ctx (see waitContext); run gets ctx capped by the
-// operation timeout from admission on. When ctx ends first, the chain does not run, and the
-// error (see chainError) says it ended before any plugin ran.
-func (p *Plugin) inSlot(ctx context.Context, l lane, network, verb string, run func(context.Context) error) error {
-	start := time.Now()
-	release, err := p.admit(ctx, l)
-	if err != nil {
-		return chainError(ctx, start, network, verb, &execTrace{}, false, err)
-	}
-	defer release()
-	ctx, cancel := p.chainContext(ctx)
-	defer cancel()
-	return run(ctx)
-}
-
-// chainContext returns ctx capped by the operation timeout: the budget of a chain, or of GC's
-// pass, from its admission on.
-func (p *Plugin) chainContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, p.opts.operationTimeout)
-}
-
-// waitContext returns the context an operation waits under, for its sandbox and for its
-// slots: the caller's, capped at the operation timeout when the caller set no deadline, so
-// that no operation waits forever.
-func (p *Plugin) waitContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
-	}
-	return context.WithTimeout(ctx, p.opts.operationTimeout)
-}
-
-// lockNow waits for pod's sandbox lock under ctx, but takes it whatever ctx says when nothing
-// holds or waits for it (see admitNow). An error says what it waited for when ctx ended.
-func (p *Plugin) lockNow(ctx context.Context, pod *Pod, start time.Time) (unlock func(), err error) {
-	if unlock, ok := p.locks.TryLock(pod.SandboxID); ok {
-		return unlock, nil
-	}
-	unlock, err = p.locks.Lock(ctx, pod.SandboxID)
-	if err != nil {
-		return nil, p.waitError(pod, start, err)
-	}
-	return unlock, nil
-}
-
 // expected returns how long the chains of plan take once admitted, as far as recent set-ups
 // tell: the longest of its networks' expected times (see admission.Adaptive.Expected), as the
 // chains run side by side; false when none of them is known.
@@ -239,24 +192,6 @@ func (p *Plugin) queueContext(ctx context.Context, su *setUp) (context.Context, 
 		return context.WithCancel(ctx)
 	}
 	return context.WithDeadline(ctx, dl.Add(-need))
-}
-
-// queueError is the error of a set-up whose wait for its sandbox or for admission failed with
-// err. When the caller's context is still live, the wait ended to leave the chain its time:
-// the error says so, and wraps ErrTimeout, admission.ErrQueueTimeout and err.
-func (p *Plugin) queueError(ctx context.Context, su *setUp, err error) error {
-	dl, ok := ctx.Deadline()
-	if ctx.Err() != nil || !ok || !errors.Is(err, context.DeadlineExceeded) {
-		return p.waitError(su.pod, su.start, err)
-	}
-	need, _ := p.expected(su.plan)
-	if !errors.Is(err, admission.ErrQueueTimeout) {
-		// The wait for the sandbox's lock or the GC gate ended it.
-		err = fmt.Errorf("%w: %w", admission.ErrQueueTimeout, err)
-	}
-	return fmt.Errorf("%s: %w: not started after waiting %s: %s left before the caller's deadline, and a set-up on %s takes up to %s: %w",
-		su.pod, ErrTimeout, time.Since(su.start).Round(time.Millisecond), time.Until(dl).Round(time.Millisecond),
-		su.networks(), need.Round(time.Millisecond), err)
 }
 
 // learnAdd tells admission what an ADD chain of network, admitted at admitted, cost.

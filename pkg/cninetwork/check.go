@@ -8,7 +8,6 @@ import (
 
 	"github.com/cnishim/cnishim/internal/lib/netns"
 	"github.com/containernetworking/cni/libcni"
-	"k8s.io/klog/v2"
 )
 
 // CheckPod runs CNI CHECK for each of the pod's cached attachments, with the configuration and
@@ -17,24 +16,19 @@ import (
 // cached gets an error wrapping ErrUnknownSandbox. It waits and is bounded as every operation
 // is (see the package doc), each network's chain in a slot of the CHECK lane of its own.
 func (p *Plugin) CheckPod(ctx context.Context, pod *Pod) (retErr error) {
-	start := time.Now()
-	defer func() { p.metrics.observe(opCheck, start, retErr != nil) }()
+	o := p.begin(ctx, opCheck, pod)
+	defer func() { o.end(retErr, "Checked pod network") }()
 	if err := checkSandboxID(pod); err != nil {
 		return err
 	}
-	logger := klog.FromContext(ctx).WithValues("pod", klog.KObj(pod), "podSandboxID", pod.SandboxID)
-	defer func() {
-		logger.V(4).Info("Checked pod network", "duration", time.Since(start), "ok", retErr == nil)
-	}()
 	if _, err := netns.IsNetNS(pod.NetNS); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrInvalidPod, pod, err)
 	}
-
 	ctx, cancel := p.waitContext(ctx)
 	defer cancel()
-	unlock, err := p.locks.Lock(ctx, pod.SandboxID)
+	unlock, err := o.lock(ctx)
 	if err != nil {
-		return p.waitError(pod, start, err)
+		return err
 	}
 	defer unlock()
 

@@ -3,10 +3,8 @@ package cninetwork
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 
 	"github.com/cnishim/cnishim/internal/lib/cniargs"
-	"github.com/containernetworking/cni/pkg/types"
 )
 
 // Pod describes a pod sandbox's network as a runtime knows it. A CRI runtime builds it from the
@@ -116,36 +114,6 @@ type DNS struct {
 	Searches []string `json:"searches,omitempty"`
 	// Options are resolver options, such as "ndots:5".
 	Options []string `json:"options,omitempty"`
-}
-
-// PodNetworkStatus is what the plugin knows of a pod's network.
-type PodNetworkStatus struct {
-	// IPs holds the pod's IPs on its default network: the first IPv4, then the first IPv6,
-	// then the rest, as the kubelet orders them.
-	IPs []net.IP
-	// Attachments holds one entry per network the pod is attached to, the default first.
-	Attachments []AttachmentStatus
-}
-
-// AttachmentStatus is the result of attaching a pod to one network.
-type AttachmentStatus struct {
-	// Network is the network's name.
-	Network string
-	// IfName is the pod's interface on that network.
-	IfName string
-	// IPs holds the addresses the network gave the pod's interface.
-	IPs []net.IP
-	// MAC is the MAC address of the pod's interface, as the network's result gives it; empty if
-	// it gives none.
-	MAC string
-	// DNS holds the DNS settings the network's result gives, or nil.
-	DNS *types.DNS
-	// Default reports that the pod's default route goes through this attachment: true for
-	// the extra networks whose DefaultRoute SetUpPod applied, and for the default network
-	// unless they replaced the default route of every IP family it has an address of. A
-	// status rebuilt from libcni's cache (after the Plugin restarted) marks the default
-	// network alone.
-	Default bool
 }
 
 // ref returns the pod's "namespace/name", as klog.KObj prints it.

@@ -8,7 +8,6 @@ import (
 
 	"github.com/cnishim/cnishim/internal/lib/cniargs"
 	"github.com/containernetworking/cni/libcni"
-	"github.com/containernetworking/cni/pkg/utils"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
 
@@ -67,21 +66,6 @@ func preparePod(pod *Pod, podCIDRs []*net.IPNet) (*podArgs, error) {
 		return nil, err
 	}
 	return &podArgs{cniArgs: args, caps: caps}, nil
-}
-
-// checkSandboxID checks that pod is set and its sandbox ID is one libcni accepts (it names
-// cache files). Errors wrap ErrInvalidPod.
-func checkSandboxID(pod *Pod) error {
-	if pod == nil {
-		return fmt.Errorf("%w: nil pod", ErrInvalidPod)
-	}
-	if pod.SandboxID == "" {
-		return fmt.Errorf("%w: %s: sandbox ID is empty", ErrInvalidPod, pod)
-	}
-	if e := utils.ValidateContainerID(pod.SandboxID); e != nil {
-		return fmt.Errorf("%w: %s: sandbox ID %q: %s", ErrInvalidPod, pod, pod.SandboxID, e.Msg)
-	}
-	return nil
 }
 
 // podCNIArgs checks the pod's identity and returns its CNI_ARGS.
@@ -168,29 +152,6 @@ func portMappings(pms []PortMapping) ([]PortMapping, error) {
 		out = append(out, pm)
 	}
 	return out, nil
-}
-
-// checkPortMapping checks a port mapping with a host port and returns it with its protocol in
-// lower case, "tcp" for none.
-func checkPortMapping(i int, pm PortMapping) (PortMapping, error) {
-	if pm.HostPort < 1 || pm.HostPort > math.MaxUint16 {
-		return pm, fmt.Errorf("port mapping %d: host port %d out of range 1-65535", i, pm.HostPort)
-	}
-	if pm.ContainerPort < 1 || pm.ContainerPort > math.MaxUint16 {
-		return pm, fmt.Errorf("port mapping %d: container port %d out of range 1-65535", i, pm.ContainerPort)
-	}
-	switch p := strings.ToLower(pm.Protocol); p {
-	case "":
-		pm.Protocol = "tcp"
-	case "tcp", "udp", "sctp":
-		pm.Protocol = p
-	default:
-		return pm, fmt.Errorf("port mapping %d: protocol %q is not tcp, udp or sctp", i, pm.Protocol)
-	}
-	if pm.HostIP != "" && net.ParseIP(pm.HostIP) == nil {
-		return pm, fmt.Errorf("port mapping %d: host IP %q is not an IP address", i, pm.HostIP)
-	}
-	return pm, nil
 }
 
 // bandwidth reads the bandwidth annotations with Kubernetes quantity rules, as the kubelet

@@ -2,36 +2,17 @@ package cninetwork
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cnishim/cnishim/internal/lib/netns"
-	"github.com/cnishim/cnishim/pkg/confwatch"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
-	"k8s.io/klog/v2"
 )
-
-// attachment is one network a pod is to be attached to.
-type attachment struct {
-	network string
-	list    *libcni.NetworkConfigList
-	ifName  string
-	caps    []string
-	// extra is set for the pod's extra networks, whose capability args own holds.
-	extra bool
-	own   map[string]any
-	// defaultRoute holds the gateways the pod's default routes are to go through on this
-	// attachment, at most one per family.
-	defaultRoute []net.IP
-}
 
 // SetUpPod attaches the pod to its networks and returns its network status: first loopback (see
 // LoopbackMode), then the default network on eth0 and pod.ExtraNetworks side by side, their
@@ -54,24 +35,19 @@ type attachment struct {
 // says so; one that need not wait (the sandbox free, a slot free, nobody queued) is never
 // refused for it.
 func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStatus, retErr error) {
-	start := time.Now()
-	defer func() { p.metrics.observe(opSetUp, start, retErr != nil) }()
-
-	su, err := p.prepareSetUp(pod, start)
+	o := p.begin(ctx, opSetUp, pod)
+	defer func() { o.end(retErr, "Set up pod network", "ips", ipStrings(status)) }()
+	su, err := p.prepareSetUp(pod, o.start)
 	if err != nil {
 		return nil, err
 	}
-	logger := klog.FromContext(ctx).WithValues("pod", klog.KObj(pod), "podSandboxID", pod.SandboxID)
-	defer func() {
-		logger.V(4).Info("Set up pod network", "ips", ipStrings(status), "duration", time.Since(start), "ok", retErr == nil)
-	}()
 
 	// The wait for the sandbox, the gate and the first admission ends early enough for the
 	// chains to run (see queueContext); the operation timeout is the chains', from the first
 	// admission on.
 	waitCtx, cancelWait := p.queueContext(ctx, su)
 	defer cancelWait()
-	unlock, err := p.lockNow(waitCtx, pod, start)
+	unlock, err := o.lock(waitCtx)
 	if err != nil {
 		return nil, p.queueError(ctx, su, err)
 	}
@@ -313,202 +289,6 @@ func (p *Plugin) rollback(ctx context.Context, su *setUp, cause error) error {
 	return cause
 }
 
-// plan returns the attachments for pod from snap: the default network on eth0, then the extra
-// networks on their interfaces (an empty name gets the lowest free ethN). What ValidatePod
-// refuses is refused here too, with ErrInvalidPod.
-func (p *Plugin) plan(snap *confwatch.Snapshot, pod *Pod) ([]attachment, error) {
-	extra, err := p.podNetworks(snap, pod)
-	if err != nil {
-		return nil, err
-	}
-	used := map[string]bool{defaultIfName: true, "lo": true}
-	for _, x := range extra {
-		used[x.Interface] = true
-	}
-	plan := make([]attachment, 0, 1+len(extra))
-	plan = append(plan, p.attachmentFor(snap.Default, defaultIfName))
-	next := 1
-	for _, x := range extra {
-		n := snap.Network(x.Name)
-		ifName := x.Interface
-		if ifName == "" {
-			for used["eth"+strconv.Itoa(next)] {
-				next++
-			}
-			ifName = "eth" + strconv.Itoa(next)
-			used[ifName] = true
-		}
-		a := p.attachmentFor(n, ifName)
-		a.extra = true
-		a.own = ownCaps(x)
-		for _, gw := range x.DefaultRoute {
-			a.defaultRoute = append(a.defaultRoute, net.ParseIP(gw)) // checked by podNetworks
-		}
-		if len(x.CNIArgs) > 0 {
-			l, err := withCNIArgs(a.list, x.CNIArgs)
-			if err != nil {
-				return nil, fmt.Errorf("%w: %s: extra network %q: cni-args: %w", ErrInvalidPod, pod, x.Name, err)
-			}
-			a.list = l
-		}
-		plan = append(plan, a)
-	}
-	return plan, nil
-}
-
-// ownCaps returns the capability args an extra network's attachment asks for itself.
-func ownCaps(x NetworkSelection) map[string]any {
-	own := make(map[string]any, 4)
-	if len(x.IPs) > 0 {
-		own[capIPs] = x.IPs
-	}
-	if x.MAC != "" {
-		own[capMAC] = x.MAC
-	}
-	if len(x.PortMappings) > 0 {
-		own[capPortMappings] = x.PortMappings // normalized by Normalize
-	}
-	if bw := x.Bandwidth; bw != nil && *bw != (Bandwidth{}) {
-		own[capBandwidth] = *bw
-	}
-	return own
-}
-
-// withCNIArgs returns a copy of list whose every plugin configuration carries "args":
-// {"cni": args}, the CNI conventions' place for them (libcni has no runtime argument for it),
-// beside any other "args" the plugin's configuration has.
-func withCNIArgs(list *libcni.NetworkConfigList, args json.RawMessage) (*libcni.NetworkConfigList, error) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(list.Bytes, &raw); err != nil {
-		return nil, err
-	}
-	var plugins []map[string]json.RawMessage
-	if err := json.Unmarshal(raw["plugins"], &plugins); err != nil {
-		return nil, fmt.Errorf("network %q: plugins: %w", list.Name, err)
-	}
-	for _, pl := range plugins {
-		pa := map[string]json.RawMessage{}
-		if old, ok := pl["args"]; ok && string(old) != "null" {
-			if err := json.Unmarshal(old, &pa); err != nil {
-				return nil, fmt.Errorf("network %q: plugin %s: args: %w", list.Name, pl["type"], err)
-			}
-		}
-		pa["cni"] = args
-		b, err := json.Marshal(pa)
-		if err != nil {
-			return nil, err
-		}
-		pl["args"] = b
-	}
-	b, err := json.Marshal(plugins)
-	if err != nil {
-		return nil, err
-	}
-	raw["plugins"] = b
-	all, err := json.Marshal(raw)
-	if err != nil {
-		return nil, err
-	}
-	out, err := libcni.ConfListFromBytes(all)
-	if err != nil {
-		return nil, err
-	}
-	if len(out.Plugins) != len(list.Plugins) {
-		return nil, fmt.Errorf("network %q: %d plugins with cni-args, %d without", list.Name, len(out.Plugins), len(list.Plugins))
-	}
-	return out, nil
-}
-
-// runtimeConf returns the runtime arguments of attaching the pod to a, in netns nsPath: the
-// pod's capability args a's network declares, an extra network's own values (see
-// NetworkAttachment) replacing the pod's port mappings and bandwidth.
-func (a attachment) runtimeConf(sandboxID string, pa *podArgs, nsPath string) *libcni.RuntimeConf {
-	rt := runtimeConf(sandboxID, pa, a.caps, a.ifName, nsPath)
-	if !a.extra {
-		return rt
-	}
-	delete(rt.CapabilityArgs, capPortMappings)
-	delete(rt.CapabilityArgs, capBandwidth)
-	for _, c := range a.caps {
-		if v, ok := a.own[c]; ok {
-			if rt.CapabilityArgs == nil {
-				rt.CapabilityArgs = make(map[string]any, len(a.own))
-			}
-			rt.CapabilityArgs[c] = v
-		}
-	}
-	if len(rt.CapabilityArgs) == 0 {
-		rt.CapabilityArgs = nil
-	}
-	return rt
-}
-
-func (p *Plugin) attachmentFor(n *confwatch.Network, ifName string) attachment {
-	return attachment{network: n.Name, list: p.listFor(n), ifName: ifName, caps: n.Capabilities}
-}
-
-// listFor returns the libcni list to attach pods to n with. libcni caches the list's Bytes
-// at ADD for the teardown; when n's plugins do not all come from those bytes (plugins loaded
-// from the network's drop-in directory), the list is rebuilt with every plugin inlined, so the
-// cached configuration is the whole chain that ran. Lists are kept by the network's digest.
-func (p *Plugin) listFor(n *confwatch.Network) *libcni.NetworkConfigList {
-	key := n.Name + "\x00" + n.Digest
-	if n.Digest == "" {
-		key = fmt.Sprintf("%s\x00%p", n.Name, n.Config)
-	}
-	p.listsMu.Lock()
-	l := p.lists[key]
-	p.listsMu.Unlock()
-	if l != nil {
-		return l
-	}
-	l = inlinedList(n.Config)
-	p.listsMu.Lock()
-	if p.lists == nil || len(p.lists) >= 64 {
-		p.lists = make(map[string]*libcni.NetworkConfigList) // old configurations age out
-	}
-	p.lists[key] = l
-	p.listsMu.Unlock()
-	return l
-}
-
-// inlinedList returns list if its Bytes hold all its plugins, else an equivalent list whose
-// Bytes do. It returns list unchanged if it cannot do better.
-func inlinedList(list *libcni.NetworkConfigList) *libcni.NetworkConfigList {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(list.Bytes, &raw); err != nil {
-		return list
-	}
-	var inlined []json.RawMessage
-	if pl, ok := raw["plugins"]; ok {
-		if err := json.Unmarshal(pl, &inlined); err != nil {
-			return list
-		}
-	}
-	if len(inlined) == len(list.Plugins) {
-		return list
-	}
-	plugins := make([]json.RawMessage, len(list.Plugins))
-	for i, pc := range list.Plugins {
-		plugins[i] = pc.Bytes
-	}
-	b, err := json.Marshal(plugins)
-	if err != nil {
-		return list
-	}
-	raw["plugins"] = b
-	raw["loadOnlyInlinedPlugins"] = json.RawMessage("true")
-	all, err := json.Marshal(raw)
-	if err != nil {
-		return list
-	}
-	out, err := libcni.ConfListFromBytes(all)
-	if err != nil || len(out.Plugins) != len(list.Plugins) {
-		return list
-	}
-	return out
-}
-
 // checkNotSetUp refuses a sandbox ID that is already set up, in memory or in libcni's cache,
 // or that this Plugin holds a record of (see recordStore).
 func (p *Plugin) checkNotSetUp(pod *Pod) error {
@@ -535,147 +315,4 @@ func (p *Plugin) checkNotSetUp(pod *Pod) error {
 			ErrInvalidPod, pod, recorded[len(recorded)-1].Network)
 	}
 	return nil
-}
-
-// chainError describes the failure of a plugin chain of network. When ctx has ended, it says
-// which plugin was running and, for a deadline, wraps ErrTimeout. namePlugin adds the plugin's
-// name where libcni's error does not carry it (it does for ADD and DEL).
-func chainError(ctx context.Context, start time.Time, network, verb string, tr *execTrace, namePlugin bool, err error) error {
-	plugin := tr.plugin()
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		what := "before any plugin ran"
-		if plugin != "" {
-			what = fmt.Sprintf("in plugin %q", plugin)
-		}
-		if errors.Is(ctxErr, context.DeadlineExceeded) {
-			return fmt.Errorf("network %q: %s %w %s after %s (%w): %w",
-				network, verb, ErrTimeout, what, time.Since(start).Round(time.Millisecond), ctxErr, err)
-		}
-		return fmt.Errorf("network %q: %s interrupted %s (%w): %w", network, verb, what, ctxErr, err)
-	}
-	if namePlugin && plugin != "" {
-		return fmt.Errorf("network %q: %s: plugin %q: %w", network, verb, plugin, err)
-	}
-	return fmt.Errorf("network %q: %s: %w", network, verb, err)
-}
-
-// waitError describes a failure to start an operation on pod: waiting for the sandbox's lock or
-// for admission ended with the caller's context.
-func (p *Plugin) waitError(pod *Pod, start time.Time, err error) error {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s: %w after %s: %w", pod, ErrTimeout, time.Since(start).Round(time.Millisecond), err)
-	}
-	return fmt.Errorf("%s: %w", pod, err)
-}
-
-// recordedAttachments describes, as libcni caches them, the attachments a set-up is about to
-// make, in order: the loopback network when loRT is set (LoopbackPlugin), then plan with rts.
-func recordedAttachments(lo *libcni.NetworkConfigList, loRT *libcni.RuntimeConf, plan []attachment, rts []*libcni.RuntimeConf) []*libcni.NetworkAttachment {
-	att := func(network string, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) *libcni.NetworkAttachment {
-		return &libcni.NetworkAttachment{
-			ContainerID: rt.ContainerID, Network: network, IfName: rt.IfName, Config: list.Bytes,
-			NetNS: rt.NetNS, CniArgs: rt.Args, CapabilityArgs: rt.CapabilityArgs,
-		}
-	}
-	out := make([]*libcni.NetworkAttachment, 0, len(plan)+1)
-	if loRT != nil {
-		out = append(out, att(loopbackNetworkName, lo, loRT))
-	}
-	for i, a := range plan {
-		out = append(out, att(a.network, a.list, rts[i]))
-	}
-	return out
-}
-
-// clone returns a deep copy of s, which the caller may modify.
-func (s *PodNetworkStatus) clone() *PodNetworkStatus {
-	if s == nil {
-		return nil
-	}
-	// One array for every IP header and one for every address byte, whatever the number of
-	// attachments: the copy costs four allocations.
-	n, size := len(s.IPs), ipBytes(s.IPs)
-	for _, a := range s.Attachments {
-		n += len(a.IPs)
-		size += ipBytes(a.IPs)
-	}
-	ips, buf := make([]net.IP, 0, n), make([]byte, 0, size)
-	copyIPs := func(in []net.IP) []net.IP {
-		if in == nil {
-			return nil
-		}
-		start := len(ips)
-		for _, ip := range in {
-			from := len(buf)
-			buf = append(buf, ip...)
-			ips = append(ips, buf[from:len(buf):len(buf)])
-		}
-		return ips[start:len(ips):len(ips)]
-	}
-	out := &PodNetworkStatus{IPs: copyIPs(s.IPs), Attachments: make([]AttachmentStatus, len(s.Attachments))}
-	for i, a := range s.Attachments {
-		out.Attachments[i] = AttachmentStatus{Network: a.Network, IfName: a.IfName, IPs: copyIPs(a.IPs), MAC: a.MAC, Default: a.Default}
-		if a.DNS != nil {
-			out.Attachments[i].DNS = a.DNS.Copy()
-		}
-	}
-	return out
-}
-
-// family names an IP family.
-func family(v4 bool) string {
-	if v4 {
-		return "IPv4"
-	}
-	return "IPv6"
-}
-
-func ipBytes(ips []net.IP) int {
-	n := 0
-	for _, ip := range ips {
-		n += len(ip)
-	}
-	return n
-}
-
-func ipStrings(s *PodNetworkStatus) []string {
-	if s == nil {
-		return nil
-	}
-	out := make([]string, len(s.IPs))
-	for i, ip := range s.IPs {
-		out[i] = ip.String()
-	}
-	return out
-}
-
-// sideBySide reports whether the attachment of network on ifName is one of the pod's networks,
-// default or extra, whose chains run side by side (see inWaves), rather than the built-in
-// loopback network, which runs alone.
-func sideBySide(network, ifName string) bool {
-	return !(network == loopbackNetworkName && ifName == "lo")
-}
-
-// inWaves calls f for each index of [0, n) in order, except that a run of consecutive indexes
-// for which together reports true is called side by side, each in its own goroutine; it returns
-// when every call has.
-func inWaves(n int, together func(int) bool, f func(int)) {
-	for i := 0; i < n; {
-		j := i + 1
-		if together(i) {
-			for j < n && together(j) {
-				j++
-			}
-		}
-		if j-i == 1 {
-			f(i)
-		} else {
-			var wg sync.WaitGroup
-			for k := i; k < j; k++ {
-				wg.Go(func() { f(k) })
-			}
-			wg.Wait()
-		}
-		i = j
-	}
 }

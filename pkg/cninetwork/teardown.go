@@ -34,22 +34,17 @@ import (
 // an error (its cache entry is removed all the same). A failed teardown keeps the record and
 // libcni's cache entries of the networks that failed, so it can be retried.
 func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
-	start := time.Now()
-	defer func() { p.metrics.observe(opTearDown, start, retErr != nil) }()
+	o := p.begin(ctx, opTearDown, pod)
+	var torn []string
+	defer func() { o.end(retErr, "Tore down pod network", "networks", torn) }()
 	if err := checkSandboxID(pod); err != nil {
 		return err
 	}
-	logger := klog.FromContext(ctx).WithValues("pod", klog.KObj(pod), "podSandboxID", pod.SandboxID)
-	var torn []string
-	defer func() {
-		logger.V(4).Info("Tore down pod network", "networks", torn, "duration", time.Since(start), "ok", retErr == nil)
-	}()
-
 	ctx, cancel := p.waitContext(ctx)
 	defer cancel()
-	unlock, err := p.locks.Lock(ctx, pod.SandboxID)
+	unlock, err := o.lock(ctx)
 	if err != nil {
-		return p.waitError(pod, start, err)
+		return err
 	}
 	defer unlock()
 
@@ -70,7 +65,7 @@ func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 		netnsOf = func(*libcni.NetworkAttachment) string { return ns }
 	}
 
-	torn, errs := p.delAttachments(ctx, teardownOrder(cached, recorded), netnsOf, logger)
+	torn, errs := p.delAttachments(ctx, teardownOrder(cached, recorded), netnsOf, o.logger)
 	if len(errs) > 0 {
 		return fmt.Errorf("%s: %w", pod, errors.Join(errs...))
 	}
