@@ -1,6 +1,7 @@
 package cninetwork
 
 import (
+	"slices"
 	"time"
 
 	"github.com/cnishim/cnishim/internal/lib/seam"
@@ -68,11 +69,15 @@ func init() {
 	seam.StatusInterval = func(d time.Duration) any { return Option(func(o *options) { o.statusInterval = d }) }
 }
 
-// WithConfDir sets the CNI configuration directory (default DefaultConfDir).
+// WithConfDir sets the CNI configuration directory (default confwatch.DefaultConfDir), as
+// confwatch.New takes it: an empty dir makes New fail.
 func WithConfDir(dir string) Option { return func(o *options) { o.confDir = dir } }
 
-// WithBinDirs sets the directories searched for plugin binaries (default DefaultBinDir).
-func WithBinDirs(dirs ...string) Option { return func(o *options) { o.binDirs = dirs } }
+// WithBinDirs sets the directories searched for plugin binaries, in order (default
+// confwatch.DefaultBinDir), as confwatch.WithBinDirs does: the same dirs, made absolute,
+// validate the configurations and run the plugins. An empty list, or an empty dir, makes New
+// fail.
+func WithBinDirs(dirs ...string) Option { return func(o *options) { o.binDirs = slices.Clone(dirs) } }
 
 // WithCacheDir sets libcni's cache directory (default libcni.CacheDir, /var/lib/cni). Every runtime on a node
 // usually shares it; see WithStateDir.

@@ -107,17 +107,12 @@ func New(opts ...Option) (*Plugin, error) {
 		opt(&o)
 	}
 	switch {
-	case o.confDir == "":
-		o.confDir = confwatch.DefaultConfDir
 	case o.operationTimeout < 0:
 		return nil, fmt.Errorf("operation timeout %s: must not be negative", o.operationTimeout)
 	case o.statusInterval < 0:
 		return nil, fmt.Errorf("status interval %s: must not be negative", o.statusInterval)
 	case o.loopback < LoopbackInProcess || o.loopback > LoopbackOff:
 		return nil, fmt.Errorf("loopback mode %d: unknown", o.loopback)
-	}
-	if len(o.binDirs) == 0 {
-		o.binDirs = []string{confwatch.DefaultBinDir}
 	}
 	if o.cacheDir == "" {
 		o.cacheDir = libcni.CacheDir
@@ -161,6 +156,7 @@ func New(opts ...Option) (*Plugin, error) {
 			return nil, err
 		}
 		source = w
+		o.binDirs = w.BinDirs() // the watcher's rules for bin dirs are the Plugin's
 	}
 
 	m, err := newMetrics(o.registerer)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -182,6 +183,10 @@ func New(dir string, opts ...Option) (*Watcher, error) {
 	w.current.Store(w.snap)
 	return w, nil
 }
+
+// BinDirs returns the directories the Watcher looks for plugin binaries in, made absolute, in
+// order. The caller may modify the returned slice.
+func (w *Watcher) BinDirs() []string { return slices.Clone(w.opts.binDirs) }
 
 // Snapshot returns the current snapshot; never nil (generation 0 before the first scan). It
 // does not block on a running scan.
