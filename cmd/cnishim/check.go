@@ -10,8 +10,6 @@ import (
 
 	"github.com/cnishim/cnishim/internal/runtime/criserver"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 const checkSynopsis = `Asks the server on --listen to run CNI CHECK on every network of a ready pod sandbox, with the
@@ -41,7 +39,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ctx = logs.context(ctx)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := dialServer(sock)
 	if err != nil {
 		return err
 	}

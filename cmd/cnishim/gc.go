@@ -13,7 +13,6 @@ import (
 	"github.com/cnishim/cnishim/internal/runtime/criserver"
 	"github.com/cnishim/cnishim/pkg/cninetwork"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -52,7 +51,7 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := dialServer(sock)
 	if err != nil {
 		return err
 	}

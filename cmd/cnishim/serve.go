@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"k8s.io/klog/v2"
 )
 
@@ -235,6 +236,12 @@ func unixPath(endpoint string) (string, error) {
 		return "", fmt.Errorf("%w: endpoint %q: want unix:///absolute/path", errUsage, endpoint)
 	}
 	return filepath.Clean(p), nil
+}
+
+// dialServer returns a client connection to the server on the unix socket sock. It connects
+// lazily, on the first call.
+func dialServer(sock string) (*grpc.ClientConn, error) {
+	return grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
 
 // checkSocketFree fails if a server answers on the unix socket at path, or path is something

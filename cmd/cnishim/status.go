@@ -17,8 +17,6 @@ import (
 
 	"github.com/cnishim/cnishim/internal/runtime/criserver"
 	"github.com/cnishim/cnishim/pkg/confwatch"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -221,7 +219,7 @@ func queryServer(ctx context.Context, sock string) *serverReport {
 		rep.Error = "no server: " + err.Error()
 		return rep
 	}
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := dialServer(sock)
 	if err != nil {
 		rep.Error = err.Error()
 		return rep
