@@ -209,3 +209,34 @@ func TestQueueBudgetRecovers(t *testing.T) {
 		t.Fatalf("expected time after four fast set-ups = %s, %v; want below %s", d, ok, slow)
 	}
 }
+
+// TestQueueTimeSparesChainBudget: a teardown whose caller set no deadline waits for its slot
+// within the operation timeout, and its chain then gets the whole operation timeout from its
+// admission: the wait is not taken out of the chain's budget.
+func TestQueueTimeSparesChainBudget(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, otherNet))
+	const opTimeout, del = time.Second, 700 * time.Millisecond
+	p := newTestPlugin(t, fe, src, WithAdmission(AdmissionLimits{Add: 2, Del: 1}), WithOperationTimeout(opTimeout))
+	ctx := t.Context() // no deadline
+	for _, id := range []string{"a", "b"} {
+		if _, err := p.SetUpPod(ctx, testPod(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fe.set("ptp", "DEL", reply{sleep: del})
+	first := make(chan error, 1)
+	go func() { first <- p.TearDownPod(ctx, testPod("a")) }()
+	waitFor(t, "the first teardown admitted", func() bool { return p.Admission().Del.InFlight == 1 })
+	start := time.Now()
+	if err := p.TearDownPod(ctx, testPod("b")); err != nil {
+		t.Fatalf("teardown queued behind another, its chain %s, operation timeout %s: %v; want the chain its whole budget",
+			del, opTimeout, err)
+	}
+	if took := time.Since(start); took < del {
+		t.Fatalf("the second teardown took %s; want it to have waited for the first, then run its %s DEL", took, del)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+}

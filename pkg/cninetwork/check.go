@@ -24,9 +24,9 @@ func (p *Plugin) CheckPod(ctx context.Context, pod *Pod) (retErr error) {
 	if _, err := netns.IsNetNS(pod.NetNS); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrInvalidPod, pod, err)
 	}
-	ctx, cancel := p.waitContext(ctx)
+	wait, cancel := p.waitContext(ctx)
 	defer cancel()
-	unlock, err := o.lock(ctx)
+	unlock, err := o.lock(wait)
 	if err != nil {
 		return err
 	}
@@ -47,7 +47,7 @@ func (p *Plugin) CheckPod(ctx context.Context, pod *Pod) (retErr error) {
 			continue
 		}
 		cstart := time.Now()
-		err = p.inSlot(ctx, laneCheck, a.Network, "CHECK", func(ctx context.Context) error {
+		err = p.inSlot(wait, ctx, laneCheck, a.Network, "CHECK", func(ctx context.Context) error {
 			tctx, tr := withTrace(ctx)
 			if err := p.cni.CheckNetworkList(tctx, list, rt); err != nil && !errors.Is(err, libcni.ErrorCheckNotSupp) {
 				return chainError(tctx, cstart, a.Network, "CHECK", tr, true, err)

@@ -183,7 +183,8 @@ func (p *Plugin) collectSandbox(ctx context.Context, id string, res *gcResult, l
 		}
 	}
 	// Only what the record names, whatever libcni caches under the same ID.
-	_, errs := p.delAttachments(ctx, teardownOrder(nil, del), cachedNetNS, logger)
+	// The pass's budget bounds the waits and the chains alike.
+	_, errs := p.delAttachments(ctx, ctx, teardownOrder(nil, del), cachedNetNS, logger)
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}

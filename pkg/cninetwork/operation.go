@@ -56,19 +56,20 @@ func (o *operation) lock(ctx context.Context) (unlock func(), err error) {
 
 // inSlot runs one plugin chain of network, a verb ("ADD", "DEL", "CHECK") of a pod, in a slot
 // of lane l of its own: every chain counts against its lane's bound, however many a pod runs
-// side by side. It waits for the slot under ctx (see waitContext); run gets ctx capped by the
-// operation timeout from admission on. When ctx ends first, the chain does not run, and the
-// error (see chainError) says it ended before any plugin ran.
-func (p *Plugin) inSlot(ctx context.Context, l lane, network, verb string, run func(context.Context) error) error {
+// side by side. It waits for the slot under wait (see waitContext); fn runs under run capped by
+// the operation timeout from admission on, so the wait never eats the chain's budget. When
+// wait ends first, the chain does not run, and the error (see chainError) says it ended before
+// any plugin ran.
+func (p *Plugin) inSlot(wait, run context.Context, l lane, network, verb string, fn func(context.Context) error) error {
 	start := time.Now()
-	release, err := p.admit(ctx, l)
+	release, err := p.admit(wait, l)
 	if err != nil {
-		return chainError(ctx, start, network, verb, &execTrace{}, false, err)
+		return chainError(wait, start, network, verb, &execTrace{}, false, err)
 	}
 	defer release()
-	ctx, cancel := p.chainContext(ctx)
+	ctx, cancel := p.chainContext(run)
 	defer cancel()
-	return run(ctx)
+	return fn(ctx)
 }
 
 // chainContext returns ctx capped by the operation timeout: the budget of a chain, or of GC's

@@ -202,7 +202,7 @@ func (p *Plugin) attachAll(ctx, waitCtx context.Context, su *setUp, first func()
 			first()
 		} else {
 			// The other chains wait for slots of their own as the set-up waited for its first.
-			err = p.inSlot(waitCtx, laneAdd, a.network, "ADD", chain)
+			err = p.inSlot(waitCtx, ctx, laneAdd, a.network, "ADD", chain)
 		}
 		if err != nil {
 			errs[i] = fmt.Errorf("%s: %w", su.pod, err)
@@ -266,14 +266,15 @@ func (p *Plugin) rollback(ctx context.Context, su *setUp, cause error) error {
 		return cause
 	}
 	// A fresh wait and a fresh budget for each chain (see inSlot), whatever ended the set-up.
-	ctx, cancel := p.waitContext(context.WithoutCancel(ctx))
+	ctx = context.WithoutCancel(ctx)
+	wait, cancel := p.waitContext(ctx)
 	defer cancel()
 	n := len(su.attempted)
 	errs := make([]error, n)
 	inWaves(n, func(i int) bool { return sideBySide(su.attempted[n-1-i].network, su.attempted[n-1-i].rt.IfName) }, func(i int) {
 		a := su.attempted[n-1-i]
 		start := time.Now()
-		errs[i] = p.inSlot(ctx, laneDel, a.network, "DEL", func(ctx context.Context) error {
+		errs[i] = p.inSlot(wait, ctx, laneDel, a.network, "DEL", func(ctx context.Context) error {
 			tctx, tr := withTrace(ctx)
 			if err := p.cni.DelNetworkList(tctx, a.list, a.rt); err != nil {
 				return chainError(tctx, start, a.network, "DEL", tr, false, err)

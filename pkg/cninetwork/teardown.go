@@ -40,9 +40,9 @@ func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 	if err := checkSandboxID(pod); err != nil {
 		return err
 	}
-	ctx, cancel := p.waitContext(ctx)
+	wait, cancel := p.waitContext(ctx)
 	defer cancel()
-	unlock, err := o.lock(ctx)
+	unlock, err := o.lock(wait)
 	if err != nil {
 		return err
 	}
@@ -65,7 +65,7 @@ func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 		netnsOf = func(*libcni.NetworkAttachment) string { return ns }
 	}
 
-	torn, errs := p.delAttachments(ctx, teardownOrder(cached, recorded), netnsOf, o.logger)
+	torn, errs := p.delAttachments(wait, ctx, teardownOrder(cached, recorded), netnsOf, o.logger)
 	if len(errs) > 0 {
 		return fmt.Errorf("%s: %w", pod, errors.Join(errs...))
 	}
@@ -82,11 +82,11 @@ func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 // built-in loopback network alone (see inWaves), each with its own configuration and runtime arguments and the netns netnsOf
 // returns for it. A failure of the built-in loopback network is only logged, and its libcni
 // cache entry removed so that the sandbox does not look set up.
-func (p *Plugin) delAttachments(ctx context.Context, atts []*libcni.NetworkAttachment, netnsOf func(*libcni.NetworkAttachment) string, logger klog.Logger) (done []string, errs []error) {
+func (p *Plugin) delAttachments(wait, ctx context.Context, atts []*libcni.NetworkAttachment, netnsOf func(*libcni.NetworkAttachment) string, logger klog.Logger) (done []string, errs []error) {
 	ok := make([]bool, len(atts))
 	errOf := make([]error, len(atts))
 	inWaves(len(atts), func(i int) bool { return sideBySide(atts[i].Network, atts[i].IfName) }, func(i int) {
-		ok[i], errOf[i] = p.delAttachment(ctx, atts[i], netnsOf(atts[i]), logger)
+		ok[i], errOf[i] = p.delAttachment(wait, ctx, atts[i], netnsOf(atts[i]), logger)
 	})
 	for i, a := range atts {
 		if errOf[i] != nil {
@@ -99,13 +99,13 @@ func (p *Plugin) delAttachments(ctx context.Context, atts []*libcni.NetworkAttac
 }
 
 // delAttachment deletes a in the netns at nsPath; ok reports whether its DEL succeeded.
-func (p *Plugin) delAttachment(ctx context.Context, a *libcni.NetworkAttachment, nsPath string, logger klog.Logger) (ok bool, err error) {
+func (p *Plugin) delAttachment(wait, ctx context.Context, a *libcni.NetworkAttachment, nsPath string, logger klog.Logger) (ok bool, err error) {
 	start := time.Now()
 	list, rt, err := cachedInvocation(a, nsPath)
 	if err != nil {
 		return false, err
 	}
-	err = p.inSlot(ctx, laneDel, a.Network, "DEL", func(ctx context.Context) error {
+	err = p.inSlot(wait, ctx, laneDel, a.Network, "DEL", func(ctx context.Context) error {
 		tctx, tr := withTrace(ctx)
 		if err := p.cni.DelNetworkList(tctx, list, rt); err != nil {
 			return chainError(tctx, start, a.Network, "DEL", tr, false, err)
