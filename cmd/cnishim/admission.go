@@ -80,7 +80,9 @@ func (a *admissionFlags) statusInfo(p *cninetwork.Plugin) func() map[string]any 
 }
 
 // admissionInfo is the "admission" entry of the verbose CRI Status answer; cnishim status
-// reads it back.
+// reads it back. It is a wire format of its own, not cninetwork.AdmissionStats marshalled:
+// its field names are what scripts reading crictl info rely on, and its durations are
+// milliseconds.
 type admissionInfo struct {
 	Limits map[string]int `json:"limits"`
 	Lanes  []laneInfo     `json:"lanes,omitempty"`

@@ -24,7 +24,8 @@ type AdmissionLimits struct {
 	Check int
 	// Status bounds the background CNI STATUS probe of the default network.
 	Status int
-	// GC bounds GC's plugin phase.
+	// GC bounds GC passes, each holding its slot for the whole pass (its deletions of stale
+	// sandboxes take DEL slots besides).
 	GC int
 	// AdaptiveAdd lets the ADD bound follow what the set-up chains spend: Add is then its
 	// floor, kept while the chains burn CPU, and the bound widens while they wait (on an IPAM
@@ -87,10 +88,10 @@ type LaneStats struct {
 func DefaultAdmissionLimits() AdmissionLimits { return AdmissionLimits(admission.DefaultLimits()) }
 
 // WithAdmission sets the admission bounds (default DefaultAdmissionLimits()). The zero
-// AdmissionLimits bounds nothing, as the kubelet, CRI-O and containerd do. An operation waits
-// for admission after its pod is checked and before any plugin runs; if its context ends
-// while it waits, it runs nothing and returns an error saying it timed out waiting for
-// admission.
+// AdmissionLimits bounds nothing, as the kubelet, CRI-O and containerd do. Each chain of an
+// operation waits for a slot before its plugins run (see the package doc); a chain whose wait
+// ends runs nothing, and its error says it timed out waiting for admission. A set-up whose
+// first chain ran and whose later chain could not be admitted fails and is rolled back whole.
 func WithAdmission(l AdmissionLimits) Option {
 	return func(o *options) { o.admission = &l }
 }
@@ -176,16 +177,17 @@ func (p *Plugin) expected(plan []attachment) (need time.Duration, known bool) {
 	return need, known
 }
 
-// queueContext returns the context a set-up waits under, for its sandbox's lock, the GC gate
-// and its first admission. With a caller's deadline, the wait ends early enough to leave the
+// queueContext returns the budget a set-up waits under, for its sandbox's lock, the GC gate
+// and each chain's slot. With a caller's deadline, the waits end early enough to leave the
 // chains as long as their networks' recent chains took (see expected; all of the deadline when
-// none is known), so that no set-up starts that cannot finish; a set-up that need not wait
-// takes what is free whatever this says (see admitNow). Without a caller's deadline, it ends
-// after the operation timeout, so that no set-up waits forever.
+// none is known), so that no set-up starts that cannot finish; a wait that need not happen
+// (the sandbox free, a slot free, nobody queued) takes what is free whatever the budget says
+// (see admitNow). Without a caller's deadline the budget is the caller's context, and each
+// wait is capped at the operation timeout (see waitContext).
 func (p *Plugin) queueContext(ctx context.Context, su *setUp) (context.Context, context.CancelFunc) {
 	dl, ok := ctx.Deadline()
 	if !ok {
-		return p.waitContext(ctx)
+		return context.WithCancel(ctx)
 	}
 	need, known := p.expected(su.plan)
 	if !known {

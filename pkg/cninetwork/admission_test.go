@@ -240,3 +240,60 @@ func TestQueueTimeSparesChainBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMultiNetworkBudgetOnIdleLane: the queue budget spares every chain of a pod that need not
+// wait, not only its first: after a pod's extra network was slow, pods with less time left
+// than it took still run on a lane with room for all their chains, and the estimate recovers.
+func TestMultiNetworkBudgetOnIdleLane(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, otherNet), network(t, macvlanNet))
+	const slow = 600 * time.Millisecond
+	p := newTestPlugin(t, fe, src, WithAdmission(AdmissionLimits{Add: 2, Del: 2}))
+	ctx := t.Context()
+	pod := func(id string) *Pod {
+		pd := testPod(id)
+		pd.ExtraNetworks = []NetworkSelection{{Name: "net-c"}}
+		return pd
+	}
+	fe.set("macvlan", "ADD", reply{sleep: slow})
+	for i := range 3 {
+		if _, err := p.SetUpPod(ctx, pod(fmt.Sprint("slow", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fe.set("macvlan", "ADD", reply{})
+	for i := range 4 {
+		short, cancel := context.WithTimeout(ctx, slow*5/6)
+		_, err := p.SetUpPod(short, pod(fmt.Sprint("fast", i)))
+		cancel()
+		if err != nil {
+			t.Fatalf("set-up %d of a pod on two networks, on a lane with room for both = %v; want it run", i, err)
+		}
+	}
+	if d, ok := p.lanes.AddBound.Expected("net-c"); !ok || d >= slow {
+		t.Fatalf("net-c's expected time after four fast chains = %s, %v; want below %s", d, ok, slow)
+	}
+}
+
+// TestSequentialChainsEachGetAWait: CHECK runs a pod's chains one after another; with no
+// caller deadline, each chain's wait for its slot is capped afresh, so chains that together
+// take longer than the operation timeout all run.
+func TestSequentialChainsEachGetAWait(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, otherNet), network(t, macvlanNet), network(t, ipvlanNet))
+	p := newTestPlugin(t, fe, src, WithAdmission(AdmissionLimits{Add: 2, Del: 2, Check: 1}), WithOperationTimeout(time.Second))
+	pd := testPod("s1")
+	pd.ExtraNetworks = []NetworkSelection{{Name: "net-c"}, {Name: "net-d"}}
+	if _, err := p.SetUpPod(t.Context(), pd); err != nil {
+		t.Fatal(err)
+	}
+	for _, plugin := range []string{"ptp", "macvlan", "tuning"} {
+		fe.set(plugin, "CHECK", reply{sleep: 600 * time.Millisecond})
+	}
+	if err := p.CheckPod(t.Context(), pd); err != nil {
+		t.Fatalf("CHECK of three networks of 600 ms each, operation timeout 1 s: %v; want each chain its own wait and budget", err)
+	}
+	if n := len(fe.callsOf("CHECK")); n < 3 {
+		t.Fatalf("%d CHECK execs; want every network's", n)
+	}
+}

@@ -47,7 +47,7 @@ func (p *Plugin) CheckPod(ctx context.Context, pod *Pod) (retErr error) {
 			continue
 		}
 		cstart := time.Now()
-		err = p.inSlot(wait, ctx, laneCheck, a.Network, "CHECK", func(ctx context.Context) error {
+		err = p.inSlot(ctx, ctx, laneCheck, a.Network, "CHECK", func(ctx context.Context) error {
 			tctx, tr := withTrace(ctx)
 			if err := p.cni.CheckNetworkList(tctx, list, rt); err != nil && !errors.Is(err, libcni.ErrorCheckNotSupp) {
 				return chainError(tctx, cstart, a.Network, "CHECK", tr, true, err)

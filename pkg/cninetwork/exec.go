@@ -9,9 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cnishim/cnishim/internal/lib/pluginenv"
@@ -33,8 +33,8 @@ type pluginExec struct {
 
 var _ invoke.Exec = (*pluginExec)(nil)
 
-// newDefaultExec returns the executor of plugin binaries the Plugin uses unless WithExec
-// names another: processExec, listing the plugins of set-ups in procs.
+// newDefaultExec returns the executor of plugin binaries the Plugin uses unless a test names
+// another (internal/lib/seam): processExec, listing the plugins of set-ups in procs.
 func newDefaultExec(procs *procSet) invoke.Exec { return &processExec{procs: procs} }
 
 // processExec runs plugin binaries as libcni's invoke.RawExec does (stdin, stdout and
@@ -95,11 +95,11 @@ const (
 // ExecPlugin implements invoke.Exec.
 func (e *processExec) ExecPlugin(ctx context.Context, pluginPath string, stdinData []byte, environ []string) ([]byte, error) {
 	for attempt := 0; ; attempt++ {
-		out, err := e.run(ctx, pluginPath, stdinData, environ)
+		out, busy, err := e.run(ctx, pluginPath, stdinData, environ)
 		if err == nil {
 			return out, nil
 		}
-		if attempt < textBusyRetries && strings.Contains(err.Error(), "text file busy") {
+		if attempt < textBusyRetries && busy {
 			select {
 			case <-ctx.Done():
 				return nil, err
@@ -114,21 +114,23 @@ func (e *processExec) ExecPlugin(ctx context.Context, pluginPath string, stdinDa
 // errStdoutFull is the cause of a plugin's end when it wrote more than maxStdout.
 var errStdoutFull = errors.New("stdout full")
 
-// run runs the plugin once, as the doc of processExec says.
-func (e *processExec) run(ctx context.Context, pluginPath string, stdinData []byte, environ []string) ([]byte, error) {
+// run runs the plugin once, as the doc of processExec says. busy reports that the plugin could
+// not start because its binary is being written (ETXTBSY), so that only a failed start, never
+// a plugin's own error text, is retried.
+func (e *processExec) run(ctx context.Context, pluginPath string, stdinData []byte, environ []string) (out []byte, busy bool, err error) {
 	if err := ctx.Err(); err != nil {
 		// As os/exec refuses to start a command whose context ended.
-		return nil, pluginError(err, nil, nil, 0)
+		return nil, false, pluginError(err, nil, nil, 0)
 	}
 	child, own, err := pipes()
 	if err != nil {
-		return nil, pluginError(err, nil, nil, 0)
+		return nil, false, pluginError(err, nil, nil, 0)
 	}
 	proc, err := startPlugin(pluginPath, environ, child[:])
 	closeFiles(child[:]...)
 	if err != nil {
 		closeFiles(own[:]...)
-		return nil, pluginError(err, nil, nil, 0)
+		return nil, errors.Is(err, syscall.ETXTBSY), pluginError(err, nil, nil, 0)
 	}
 	stdinW, stdoutR, stderrR := own[0], own[1], own[2]
 	listed := meterFrom(ctx) != nil
@@ -174,25 +176,26 @@ func (e *processExec) run(ctx context.Context, pluginPath string, stdinData []by
 	// Unblocks a write into a stdin that a process left behind holds without reading.
 	stdinW.Close()
 	wg.Wait()
-	state, err := proc.reap()
 	if listed {
+		// Before the reap, after which the PID may name another process.
 		e.procs.remove(proc.pid())
 	}
+	state, err := proc.reap()
 	if state != nil {
 		// The kernel's account of the plugin and of every descendant it waited for.
 		meterFrom(ctx).add(state.UserTime() + state.SystemTime())
 	}
 
 	if stdout.dropped > 0 {
-		return nil, &types.Error{Msg: fmt.Sprintf("plugin %q: wrote more than %s to stdout", filepath.Base(pluginPath), sizeString(maxStdout))}
+		return nil, false, &types.Error{Msg: fmt.Sprintf("plugin %q: wrote more than %s to stdout", filepath.Base(pluginPath), sizeString(maxStdout))}
 	}
 	if err == nil && !state.Success() {
 		err = &exec.ExitError{ProcessState: state}
 	}
 	if err != nil {
-		return nil, pluginError(err, stdout.buf, stderr.buf, stderr.dropped)
+		return nil, false, pluginError(err, stdout.buf, stderr.buf, stderr.dropped)
 	}
-	return stdout.buf, nil
+	return stdout.buf, false, nil
 }
 
 // pipes returns the plugin's ends of three pipes, its stdin, stdout and stderr, and the ends

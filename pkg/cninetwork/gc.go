@@ -48,7 +48,8 @@ import (
 // if a record or libcni's cache cannot be read, as its valid set would be incomplete. It waits
 // for a slot of the GC lane as every operation waits for its slots, and its whole pass is
 // capped by the operation timeout from then on; its deletions of stale sandboxes take slots of
-// the DEL lane.
+// the DEL lane. Step 2 waits at most 10 s for the set-ups that came before it (it holds new ones
+// back meanwhile); if they are still running then, it does not run, and GC says so.
 //
 // A network that other runtimes attach pods to as well must set disableGC (as the spec says),
 // or be collected by one of them only: step 2 cannot see another runtime's set-ups in flight.
@@ -210,7 +211,15 @@ func (p *Plugin) collectSandbox(ctx context.Context, id string, res *gcResult, l
 // attachment in libcni's cache, so that an attachment another runtime made while an earlier
 // network was collected counts as valid.
 func (p *Plugin) gcNetworks(ctx context.Context, lists []*libcni.NetworkConfigList) []error {
-	if err := p.gate.lock(ctx); err != nil {
+	// While GC waits for the set-ups before it, it holds new ones back: a set-up stuck in a
+	// plugin must not hold the node's set-ups back for the rest of its budget.
+	lctx, cancel := context.WithTimeout(ctx, p.opts.gcGateWait)
+	err := p.gate.lock(lctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			return []error{fmt.Errorf("GC: set-ups still running after %s, so the plugins' GC did not run; run GC again later: %w", p.opts.gcGateWait, err)}
+		}
 		return []error{fmt.Errorf("GC: %w", err)}
 	}
 	defer p.gate.unlock()

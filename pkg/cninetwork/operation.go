@@ -56,13 +56,16 @@ func (o *operation) lock(ctx context.Context) (unlock func(), err error) {
 
 // inSlot runs one plugin chain of network, a verb ("ADD", "DEL", "CHECK") of a pod, in a slot
 // of lane l of its own: every chain counts against its lane's bound, however many a pod runs
-// side by side. It waits for the slot under wait (see waitContext); fn runs under run capped by
-// the operation timeout from admission on, so the wait never eats the chain's budget. When
-// wait ends first, the chain does not run, and the error (see chainError) says it ended before
-// any plugin ran.
+// side by side. It takes a free slot at once (see admitNow), else waits for one within wait,
+// capped at the operation timeout from now when wait has no deadline (see waitContext); fn
+// runs under run capped by the operation timeout from admission on, so neither this wait nor
+// the chains before it eat the chain's budget. When the wait ends first, the chain does not
+// run, and the error (see chainError) says it ended before any plugin ran.
 func (p *Plugin) inSlot(wait, run context.Context, l lane, network, verb string, fn func(context.Context) error) error {
 	start := time.Now()
-	release, err := p.admit(wait, l)
+	wait, cancelWait := p.waitContext(wait)
+	defer cancelWait()
+	release, err := p.admitNow(wait, l)
 	if err != nil {
 		return chainError(wait, start, network, verb, &execTrace{}, false, err)
 	}

@@ -19,6 +19,9 @@ const (
 	DefaultMaxPodNetworks = 16
 )
 
+// gcGateWait is how long a GC waits for the set-ups that came before it (see Plugin.GC).
+const gcGateWait = 10 * time.Second
+
 // statusInterval is how often the default network's plugins are asked for their CNI STATUS
 // when the network's cniVersion is 1.1.0 or later.
 const statusInterval = 5 * time.Second
@@ -53,6 +56,7 @@ type options struct {
 	loopback         LoopbackMode
 	operationTimeout time.Duration
 	statusInterval   time.Duration
+	gcGateWait       time.Duration
 	exec             invoke.Exec
 	passEnv          bool
 	registerer       prometheus.Registerer

@@ -132,7 +132,7 @@ func withCNIArgs(list *libcni.NetworkConfigList, args json.RawMessage) (*libcni.
 
 // runtimeConf returns the runtime arguments of attaching the pod to a, in netns nsPath: the
 // pod's capability args a's network declares, an extra network's own values (see
-// NetworkAttachment) replacing the pod's port mappings and bandwidth.
+// NetworkSelection) replacing the pod's port mappings and bandwidth.
 func (a attachment) runtimeConf(sandboxID string, pa *podArgs, nsPath string) *libcni.RuntimeConf {
 	rt := runtimeConf(sandboxID, pa, a.caps, a.ifName, nsPath)
 	if !a.extra {

@@ -102,6 +102,7 @@ func New(opts ...Option) (*Plugin, error) {
 		cacheDir:         libcni.CacheDir,
 		operationTimeout: DefaultOperationTimeout,
 		statusInterval:   statusInterval,
+		gcGateWait:       gcGateWait,
 	}
 	for _, opt := range opts {
 		opt(&o)

@@ -42,10 +42,11 @@ func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStat
 		return nil, err
 	}
 
-	// The wait for the sandbox, the gate and the first admission ends early enough for the
-	// chains to run (see queueContext); the operation timeout is the chains', from the first
-	// admission on.
-	waitCtx, cancelWait := p.queueContext(ctx, su)
+	// The waits for the sandbox, the gate and the slots end early enough for the chains to run
+	// (see queueContext); the operation timeout is each chain's, from its admission on.
+	budget, cancelBudget := p.queueContext(ctx, su)
+	defer cancelBudget()
+	waitCtx, cancelWait := p.waitContext(budget)
 	defer cancelWait()
 	unlock, err := o.lock(waitCtx)
 	if err != nil {
@@ -70,7 +71,7 @@ func (p *Plugin) SetUpPod(ctx context.Context, pod *Pod) (status *PodNetworkStat
 	if err := p.records.put(pod.SandboxID, su.recorded(p.loopbackList)); err != nil {
 		return nil, fmt.Errorf("%s: %w", pod, err)
 	}
-	status, err = p.attachAll(ctx, waitCtx, su, first)
+	status, err = p.attachAll(ctx, budget, su, first)
 	if err != nil {
 		// Still under the sandbox's lock and the gate.
 		return nil, p.rollback(ctx, su, err)
@@ -153,11 +154,11 @@ func (su *setUp) networks() string {
 // returns the pod's status, the default network first; then it moves the pod's default routes
 // as the extra networks' default-route asks. first is the ADD slot the set-up was admitted
 // with: loopback's plugin and the default network's chain run in it, and every other chain
-// waits for a slot of its own under waitCtx; each gives its slot back as it ends, and each
-// runs under ctx capped by the operation timeout from its admission. It stops at a
+// waits for a slot of its own within budget (see inSlot); each gives its slot back as it ends,
+// and each runs under ctx capped by the operation timeout from its admission. It stops at a
 // failure of loopback, and after every network's chain has ended when one of them fails;
 // su.attempted then says what to roll back.
-func (p *Plugin) attachAll(ctx, waitCtx context.Context, su *setUp, first func()) (*PodNetworkStatus, error) {
+func (p *Plugin) attachAll(ctx, budget context.Context, su *setUp, first func()) (*PodNetworkStatus, error) {
 	// Loopback's plugin and the default network's chain share the first slot, and its budget.
 	firstCtx, cancel := p.chainContext(ctx)
 	defer cancel()
@@ -202,7 +203,7 @@ func (p *Plugin) attachAll(ctx, waitCtx context.Context, su *setUp, first func()
 			first()
 		} else {
 			// The other chains wait for slots of their own as the set-up waited for its first.
-			err = p.inSlot(waitCtx, ctx, laneAdd, a.network, "ADD", chain)
+			err = p.inSlot(budget, ctx, laneAdd, a.network, "ADD", chain)
 		}
 		if err != nil {
 			errs[i] = fmt.Errorf("%s: %w", su.pod, err)
@@ -267,14 +268,12 @@ func (p *Plugin) rollback(ctx context.Context, su *setUp, cause error) error {
 	}
 	// A fresh wait and a fresh budget for each chain (see inSlot), whatever ended the set-up.
 	ctx = context.WithoutCancel(ctx)
-	wait, cancel := p.waitContext(ctx)
-	defer cancel()
 	n := len(su.attempted)
 	errs := make([]error, n)
 	inWaves(n, func(i int) bool { return sideBySide(su.attempted[n-1-i].network, su.attempted[n-1-i].rt.IfName) }, func(i int) {
 		a := su.attempted[n-1-i]
 		start := time.Now()
-		errs[i] = p.inSlot(wait, ctx, laneDel, a.network, "DEL", func(ctx context.Context) error {
+		errs[i] = p.inSlot(ctx, ctx, laneDel, a.network, "DEL", func(ctx context.Context) error {
 			tctx, tr := withTrace(ctx)
 			if err := p.cni.DelNetworkList(tctx, a.list, a.rt); err != nil {
 				return chainError(tctx, start, a.network, "DEL", tr, false, err)
@@ -283,8 +282,7 @@ func (p *Plugin) rollback(ctx context.Context, su *setUp, cause error) error {
 		})
 	})
 	if err := errors.Join(errs...); err != nil {
-		errs = []error{err}
-		return fmt.Errorf("%w; %w of %s: %w", cause, ErrRollbackFailed, su.pod, errors.Join(errs...))
+		return fmt.Errorf("%w; %w of %s: %w", cause, ErrRollbackFailed, su.pod, err)
 	}
 	_ = p.records.remove(su.pod.SandboxID)
 	return cause

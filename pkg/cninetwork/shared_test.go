@@ -267,3 +267,48 @@ func TestNoFallbackTeardown(t *testing.T) {
 	}
 	wantCalls(t, fe.callsOf(""))
 }
+
+// TestGCGateWaitCapped: a set-up stuck in a plugin holds a waiting GC back only for the GC's
+// cap on that wait, and the set-ups held back behind the GC meanwhile go on once it gives up;
+// the GC says its plugins' GC did not run.
+func TestGCGateWaitCapped(t *testing.T) {
+	fe, src := newFakeExec(), newFakeSource()
+	src.publish(nil, network(t, statusNet))
+	const wait = 200 * time.Millisecond
+	p := newTestPlugin(t, fe, src, WithAdmission(AdmissionLimits{Add: 4}), withGCGateWait(wait))
+	ctx := t.Context()
+	stuckIn, unstick := make(chan struct{}), make(chan struct{})
+	fe.set("bridge", "ADD", reply{hook: func(_ context.Context, c execCall) {
+		if c.ContainerID == "stuck" {
+			close(stuckIn)
+			<-unstick
+		}
+	}})
+	stuck := make(chan error, 1)
+	go func() { _, err := p.SetUpPod(ctx, testPod("stuck")); stuck <- err }()
+	<-stuckIn
+
+	gcDone := make(chan error, 1)
+	go func() { gcDone <- p.GC(ctx, validIDs("stuck")) }()
+	waitFor(t, "GC waiting for the gate", func() bool {
+		p.gate.mu.Lock()
+		defer p.gate.mu.Unlock()
+		return p.gate.writer
+	})
+	held := make(chan error, 1)
+	go func() { _, err := p.SetUpPod(ctx, testPod("held")); held <- err }()
+
+	if err := <-gcDone; err == nil || !strings.Contains(err.Error(), "set-ups still running after 200ms") {
+		t.Fatalf("GC behind a stuck set-up = %v; want it to give up, saying why", err)
+	}
+	if err := <-held; err != nil {
+		t.Fatalf("set-up held back behind the GC: %v; want it run once the GC gave up", err)
+	}
+	if gcs := fe.callsOf("GC"); len(gcs) != 0 {
+		t.Fatalf("plugins' GC ran while a set-up was in flight: %v", summary(t, gcs))
+	}
+	close(unstick)
+	if err := <-stuck; err != nil {
+		t.Fatal(err)
+	}
+}

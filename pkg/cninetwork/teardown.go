@@ -65,7 +65,7 @@ func (p *Plugin) TearDownPod(ctx context.Context, pod *Pod) (retErr error) {
 		netnsOf = func(*libcni.NetworkAttachment) string { return ns }
 	}
 
-	torn, errs := p.delAttachments(wait, ctx, teardownOrder(cached, recorded), netnsOf, o.logger)
+	torn, errs := p.delAttachments(ctx, ctx, teardownOrder(cached, recorded), netnsOf, o.logger)
 	if len(errs) > 0 {
 		return fmt.Errorf("%s: %w", pod, errors.Join(errs...))
 	}

@@ -160,8 +160,10 @@ func (s *Server) removeOrphanNetNS(owned map[string]bool) error {
 // GC runs one CNI GC pass and returns the valid set it used: every sandbox whose network may
 // exist, that is every record not NOTREADY (a NOTREADY sandbox's network was released). A
 // sandbox being set up has its record ("creating") before the plugin records anything, and the
-// plugin takes the valid set only after listing its records (cninetwork.Plugin.GC), so GC
-// never waits for a set-up nor holds one back. A sandbox whose failed set-up could not be rolled
+// plugin takes the valid set only after listing its records (cninetwork.Plugin.GC), so the
+// server need not hold set-ups back while it reads them; the plugin itself keeps set-ups apart
+// from its plugins' GC (which waits for the set-ups that came before it, and holds back those
+// that come during it). A sandbox whose failed set-up could not be rolled
 // back stays "creating" and valid: its teardown is retried when it is stopped or removed.
 func (s *Server) GC(ctx context.Context) ([]string, error) {
 	var valid []string
