@@ -223,9 +223,13 @@ func (p *Plugin) gcNetworks(ctx context.Context, lists []*libcni.NetworkConfigLi
 		return []error{fmt.Errorf("GC: %w", err)}
 	}
 	defer p.gate.unlock()
+	recorded, err := p.recordedValid()
+	if err != nil {
+		return []error{fmt.Errorf("GC: %w", err)}
+	}
 	var errs []error
 	for _, list := range lists {
-		attachments, err := p.validAttachments()
+		attachments, err := p.validAttachments(recorded)
 		if err != nil {
 			return append(errs, fmt.Errorf("GC: network %q: %w", list.Name, err))
 		}
@@ -271,39 +275,48 @@ func (p *Plugin) gcPlugins(ctx context.Context, list *libcni.NetworkConfigList, 
 	return errors.Join(errs...)
 }
 
-// validAttachments returns every attachment recorded by this Plugin and every attachment in
-// libcni's cache. Read under the gate, the records hold every set-up that may have attached
-// anything, whatever libcni cached: a cache entry that cannot be read is skipped by libcni, so
-// the cache alone could leave a running pod out.
-func (p *Plugin) validAttachments() ([]types.GCAttachment, error) {
-	cached, err := p.cni.GetCachedAttachments("")
-	if err != nil {
-		return nil, fmt.Errorf("read CNI cache: %w", err)
-	}
+// recordedValid returns every attachment recorded by this Plugin. Read under the gate, the
+// records hold every set-up that may have attached anything, whatever libcni cached (a cache
+// entry that cannot be read is skipped by libcni, so the cache alone could leave a running pod
+// out), and no set-up can add to them until the gate is released.
+func (p *Plugin) recordedValid() ([]types.GCAttachment, error) {
 	ids, err := p.records.list()
 	if err != nil {
 		return nil, err
 	}
-	seen := make(map[types.GCAttachment]bool, len(cached)+len(ids))
-	out := make([]types.GCAttachment, 0, len(cached)+len(ids))
-	add := func(a *libcni.NetworkAttachment) {
-		ga := types.GCAttachment{ContainerID: a.ContainerID, IfName: a.IfName}
-		if !seen[ga] {
-			seen[ga] = true
-			out = append(out, ga)
-		}
-	}
+	var out []types.GCAttachment
 	for _, id := range ids {
 		recorded, err := p.records.get(id)
 		if err != nil {
 			return nil, err
 		}
 		for _, a := range recorded {
-			add(a)
+			out = append(out, types.GCAttachment{ContainerID: a.ContainerID, IfName: a.IfName})
 		}
 	}
+	return out, nil
+}
+
+// validAttachments returns recorded together with every attachment in libcni's cache, read
+// now, each once: what no plugin may release.
+func (p *Plugin) validAttachments(recorded []types.GCAttachment) ([]types.GCAttachment, error) {
+	cached, err := p.cni.GetCachedAttachments("")
+	if err != nil {
+		return nil, fmt.Errorf("read CNI cache: %w", err)
+	}
+	seen := make(map[types.GCAttachment]bool, len(cached)+len(recorded))
+	out := make([]types.GCAttachment, 0, len(cached)+len(recorded))
+	add := func(ga types.GCAttachment) {
+		if !seen[ga] {
+			seen[ga] = true
+			out = append(out, ga)
+		}
+	}
+	for _, ga := range recorded {
+		add(ga)
+	}
 	for _, a := range cached {
-		add(a)
+		add(types.GCAttachment{ContainerID: a.ContainerID, IfName: a.IfName})
 	}
 	return out, nil
 }
