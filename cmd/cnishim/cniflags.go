@@ -59,29 +59,33 @@ func (c *cniFlags) pluginOptions() []cninetwork.Option {
 	return opts
 }
 
-// loopbackFlag is the --loopback flag.
-type loopbackFlag struct{ mode cninetwork.LoopbackMode }
+// loopbackFlag is the --loopback flag: in-process (the Plugin's default), plugin or off.
+type loopbackFlag struct{ mode string }
 
 func (l *loopbackFlag) String() string {
-	switch l.mode {
-	case cninetwork.LoopbackPlugin:
-		return "plugin"
-	case cninetwork.LoopbackOff:
-		return "off"
+	if l.mode == "" {
+		return "in-process"
 	}
-	return "in-process"
+	return l.mode
 }
 
 func (l *loopbackFlag) Set(s string) error {
 	switch s {
-	case "in-process":
-		l.mode = cninetwork.LoopbackInProcess
-	case "plugin":
-		l.mode = cninetwork.LoopbackPlugin
-	case "off":
-		l.mode = cninetwork.LoopbackOff
+	case "in-process", "plugin", "off":
+		l.mode = s
 	default:
 		return fmt.Errorf("want in-process, plugin or off")
+	}
+	return nil
+}
+
+// options returns the Plugin options of the mode.
+func (l *loopbackFlag) options() []cninetwork.Option {
+	switch l.mode {
+	case "plugin":
+		return []cninetwork.Option{cninetwork.WithLoopbackPlugin()}
+	case "off":
+		return []cninetwork.Option{cninetwork.WithoutLoopback()}
 	}
 	return nil
 }

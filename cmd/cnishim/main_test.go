@@ -61,6 +61,7 @@ func TestRunExitCodes(t *testing.T) {
 		{"demo pods out of range", []string{"demo", "--pods", "1"}, 2, "", "want 2 to 200"},
 		{"no networks per pod", []string{"serve", "--max-pod-networks", "0"}, 2, "", "--max-pod-networks 0: must be at least 1"},
 		{"check without a sandbox", []string{"check"}, 2, "", "--pod-sandbox-id is required"},
+		{"bad loopback", []string{"serve", "--loopback", "bogus"}, 2, "", "want in-process, plugin or off"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -408,5 +409,25 @@ func TestServeLogsNotReadyAsError(t *testing.T) {
 	}
 	if stdout.String() != "" {
 		t.Errorf("serve wrote to stdout:\n%s", stdout.String())
+	}
+}
+
+// TestLoopbackFlag: --loopback maps to the Plugin's loopback options.
+func TestLoopbackFlag(t *testing.T) {
+	for _, tc := range []struct {
+		arg  string
+		opts int
+	}{{"in-process", 0}, {"plugin", 1}, {"off", 1}} {
+		var l loopbackFlag
+		if err := l.Set(tc.arg); err != nil {
+			t.Fatalf("Set(%q): %v", tc.arg, err)
+		}
+		if l.String() != tc.arg || len(l.options()) != tc.opts {
+			t.Errorf("--loopback %s: String() = %q, %d options; want %q, %d", tc.arg, l.String(), len(l.options()), tc.arg, tc.opts)
+		}
+	}
+	var l loopbackFlag
+	if l.String() != "in-process" || len(l.options()) != 0 {
+		t.Errorf("default --loopback: %q, %d options", l.String(), len(l.options()))
 	}
 }

@@ -121,9 +121,9 @@ func serve(ctx context.Context, f *serveFlags, sockPath string) (retErr error) {
 		cninetwork.WithStateDir(networkRecordsDir(f.stateDir)),
 		cninetwork.WithOperationTimeout(f.operationTimeout),
 		cninetwork.WithMaxPodNetworks(f.maxPodNetworks),
-		cninetwork.WithLoopback(f.loopback.mode),
 		cninetwork.WithRegisterer(reg),
 	)
+	opts = append(opts, f.loopback.options()...)
 	opts = append(opts, f.admission.pluginOptions()...)
 	plugin, err := cninetwork.New(opts...)
 	if err != nil {

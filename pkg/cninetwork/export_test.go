@@ -20,3 +20,6 @@ func WithStatusInterval(d time.Duration) Option { return seam.StatusInterval(d).
 
 // withGCGateWait sets how long a GC waits for the set-ups before it (no other test needs it).
 func withGCGateWait(d time.Duration) Option { return func(o *options) { o.gcGateWait = d } }
+
+// withLoopbackInProcess brings lo up in-process, the default that newTestPlugin turns off.
+func withLoopbackInProcess() Option { return func(o *options) { o.loopback = loopbackInProcess } }

@@ -318,7 +318,7 @@ func newTestPlugin(t testing.TB, fe *fakeExec, src *fakeSource, opts ...Option) 
 		withSource(src),
 		WithCacheDir(t.TempDir()),
 		WithBinDirs("/opt/cni/bin"),
-		WithLoopback(LoopbackOff),
+		WithoutLoopback(),
 	}, opts...)
 	p, err := New(all...)
 	if err != nil {

@@ -36,7 +36,7 @@ func TestLoopbackInProcess(t *testing.T) {
 
 	fe, src := newFakeExec(), newFakeSource()
 	src.publish(nil, network(t, otherNet))
-	p := newTestPlugin(t, fe, src, WithLoopback(LoopbackInProcess))
+	p := newTestPlugin(t, fe, src, withLoopbackInProcess())
 	pod := testPod("lo1")
 	pod.NetNS = path
 	if _, err := p.SetUpPod(t.Context(), pod); err != nil {

@@ -7,9 +7,9 @@ import (
 	"net"
 )
 
-// loopbackUp is not supported off Linux; use LoopbackPlugin or LoopbackOff.
+// loopbackUp is not supported off Linux; use WithLoopbackPlugin or WithoutLoopback.
 func loopbackUp(path string) error {
-	return errors.New("in-process loopback needs Linux; use LoopbackPlugin or LoopbackOff")
+	return errors.New("in-process loopback needs Linux; use WithLoopbackPlugin or WithoutLoopback")
 }
 
 // replaceDefaultRoutes is not supported off Linux.

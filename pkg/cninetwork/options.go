@@ -26,21 +26,20 @@ const gcGateWait = 10 * time.Second
 // when the network's cniVersion is 1.1.0 or later.
 const statusInterval = 5 * time.Second
 
-// LoopbackMode says how the pod's loopback interface is brought up.
-type LoopbackMode int
+// loopbackMode says how the pod's loopback interface is brought up.
+type loopbackMode int
 
 const (
-	// LoopbackInProcess brings lo up inside the netns with netlink, without exec (default).
+	// loopbackInProcess brings lo up inside the netns with netlink, without exec (default).
 	// It needs Linux and CAP_NET_ADMIN / CAP_SYS_ADMIN.
-	LoopbackInProcess LoopbackMode = iota
-	// LoopbackPlugin runs the loopback CNI plugin, as dockershim did, on a built-in network
-	// named "cni-loopback".
-	LoopbackPlugin
-	// LoopbackOff leaves lo alone.
-	LoopbackOff
+	loopbackInProcess loopbackMode = iota
+	// loopbackPlugin runs the loopback CNI plugin (WithLoopbackPlugin).
+	loopbackPlugin
+	// loopbackOff leaves lo alone (WithoutLoopback).
+	loopbackOff
 )
 
-// loopbackNetworkName is the name of the built-in network LoopbackPlugin attaches pods to. It
+// loopbackNetworkName is the name of the built-in network WithLoopbackPlugin attaches pods to. It
 // appears in libcni's cache as any network does.
 const loopbackNetworkName = "cni-loopback"
 
@@ -53,7 +52,7 @@ type options struct {
 	cacheDir         string
 	stateDir         string
 	networkName      string
-	loopback         LoopbackMode
+	loopback         loopbackMode
 	operationTimeout time.Duration
 	statusInterval   time.Duration
 	gcGateWait       time.Duration
@@ -100,8 +99,16 @@ func WithStateDir(dir string) Option { return func(o *options) { o.stateDir = di
 // WithNetworkName pins the default network by name.
 func WithNetworkName(name string) Option { return func(o *options) { o.networkName = name } }
 
-// WithLoopback sets how the pod's loopback interface is brought up.
-func WithLoopback(m LoopbackMode) Option { return func(o *options) { o.loopback = m } }
+// WithLoopbackPlugin brings the pod's loopback interface up with the loopback CNI plugin, as
+// dockershim did, on a built-in network named "cni-loopback" that libcni caches as any
+// network, instead of in-process with netlink (the default, which needs Linux and
+// CAP_NET_ADMIN in the pod's netns). Of WithLoopbackPlugin and WithoutLoopback, the last given
+// wins.
+func WithLoopbackPlugin() Option { return func(o *options) { o.loopback = loopbackPlugin } }
+
+// WithoutLoopback leaves the pod's loopback interface alone, for a runtime that brings it up
+// itself. Of WithLoopbackPlugin and WithoutLoopback, the last given wins.
+func WithoutLoopback() Option { return func(o *options) { o.loopback = loopbackOff } }
 
 // WithMaxPodNetworks caps how many networks one pod may be attached to, the default network
 // included (default DefaultMaxPodNetworks): a pod asking for more is refused with

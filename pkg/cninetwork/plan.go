@@ -221,7 +221,7 @@ func inlinedList(list *libcni.NetworkConfigList) *libcni.NetworkConfigList {
 }
 
 // recordedAttachments describes, as libcni caches them, the attachments a set-up is about to
-// make, in order: the loopback network when loRT is set (LoopbackPlugin), then plan with rts.
+// make, in order: the loopback network when loRT is set (WithLoopbackPlugin), then plan with rts.
 func recordedAttachments(lo *libcni.NetworkConfigList, loRT *libcni.RuntimeConf, plan []attachment, rts []*libcni.RuntimeConf) []*libcni.NetworkAttachment {
 	att := func(network string, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) *libcni.NetworkAttachment {
 		return &libcni.NetworkAttachment{

@@ -60,7 +60,7 @@ type Plugin struct {
 	lanes *admission.Set
 	// adaptiveAdd is set when the ADD bound follows the chains (AdmissionLimits.AdaptiveAdd).
 	adaptiveAdd bool
-	// loopbackList is the built-in network LoopbackPlugin attaches pods to.
+	// loopbackList is the built-in network WithLoopbackPlugin attaches pods to.
 	loopbackList *libcni.NetworkConfigList
 
 	// locks serializes operations per sandbox.
@@ -112,8 +112,6 @@ func New(opts ...Option) (*Plugin, error) {
 		return nil, fmt.Errorf("operation timeout %s: must not be negative", o.operationTimeout)
 	case o.statusInterval < 0:
 		return nil, fmt.Errorf("status interval %s: must not be negative", o.statusInterval)
-	case o.loopback < LoopbackInProcess || o.loopback > LoopbackOff:
-		return nil, fmt.Errorf("loopback mode %d: unknown", o.loopback)
 	}
 	if o.cacheDir == "" {
 		o.cacheDir = libcni.CacheDir

@@ -746,7 +746,7 @@ func TestCheckPod(t *testing.T) {
 func TestLoopbackPlugin(t *testing.T) {
 	fe, src := newFakeExec(), newFakeSource()
 	src.publish(nil, network(t, otherNet))
-	p := newTestPlugin(t, fe, src, WithLoopback(LoopbackPlugin))
+	p := newTestPlugin(t, fe, src, WithLoopbackPlugin())
 	pod := testPod("s1")
 	st, err := p.SetUpPod(t.Context(), pod)
 	if err != nil {
@@ -817,8 +817,11 @@ func TestInlinedList(t *testing.T) {
 }
 
 func TestNewOptions(t *testing.T) {
-	for _, opt := range []Option{WithOperationTimeout(-1), WithLoopback(LoopbackMode(9)), WithStatusInterval(-1)} {
-		if _, err := New(opt, withSource(newFakeSource())); err == nil {
+	for _, opts := range [][]Option{
+		{WithOperationTimeout(-1)},
+		{WithStatusInterval(-1)},
+	} {
+		if _, err := New(append(opts, withSource(newFakeSource()))...); err == nil {
 			t.Errorf("New accepted a bad option")
 		}
 	}

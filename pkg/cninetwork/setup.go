@@ -15,7 +15,7 @@ import (
 )
 
 // SetUpPod attaches the pod to its networks and returns its network status: first loopback (see
-// LoopbackMode), then the default network on eth0 and pod.ExtraNetworks side by side, their
+// WithLoopbackPlugin and WithoutLoopback), then the default network on eth0 and pod.ExtraNetworks side by side, their
 // chains being independent; once all are attached, it moves the pod's default routes as the
 // extra networks ask (NetworkSelection.DefaultRoute). The status lists the default network
 // first, then the extra networks in order, and its pod IPs are the default network's. The pod
@@ -88,7 +88,7 @@ type setUp struct {
 	start time.Time
 	plan  []attachment
 	// rts holds the runtime arguments of plan's attachments, and loRT those of the loopback
-	// network when the loopback plugin attaches it (LoopbackPlugin), else nil.
+	// network when the loopback plugin attaches it (WithLoopbackPlugin), else nil.
 	rts  []*libcni.RuntimeConf
 	loRT *libcni.RuntimeConf
 	// attempted lists every attachment tried, the one that failed included: a chain that
@@ -122,7 +122,7 @@ func (p *Plugin) prepareSetUp(pod *Pod, start time.Time) (*setUp, error) {
 		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPod, pod, err)
 	}
 	su := &setUp{pod: pod, start: start, plan: plan, rts: make([]*libcni.RuntimeConf, len(plan))}
-	if p.opts.loopback == LoopbackPlugin {
+	if p.opts.loopback == loopbackPlugin {
 		su.loRT = runtimeConf(pod.SandboxID, pa, nil, "lo", pod.NetNS)
 	}
 	for i, a := range plan {
@@ -149,7 +149,7 @@ func (su *setUp) networks() string {
 	return strings.Join(names, "+")
 }
 
-// attachAll attaches su's pod to loopback (see LoopbackMode), then to all its networks side by
+// attachAll attaches su's pod to loopback (see WithLoopbackPlugin and WithoutLoopback), then to all its networks side by
 // side, the default network and the extra networks alike (their chains are independent), and
 // returns the pod's status, the default network first; then it moves the pod's default routes
 // as the extra networks' default-route asks. first is the ADD slot the set-up was admitted
@@ -163,12 +163,12 @@ func (p *Plugin) attachAll(ctx, budget context.Context, su *setUp, first func())
 	firstCtx, cancel := p.chainContext(ctx)
 	defer cancel()
 	switch p.opts.loopback {
-	case LoopbackInProcess:
+	case loopbackInProcess:
 		if err := loopbackUp(su.pod.NetNS); err != nil {
 			first()
 			return nil, fmt.Errorf("%s: %w", su.pod, err)
 		}
-	case LoopbackPlugin:
+	case loopbackPlugin:
 		su.attempted = append(su.attempted, triedAttachment{loopbackNetworkName, p.loopbackList, su.loRT})
 		if _, err := p.attach(firstCtx, su, loopbackNetworkName, p.loopbackList, su.loRT); err != nil {
 			first()

@@ -233,7 +233,7 @@ func TestTearDownWithoutNetNS(t *testing.T) {
 func TestLoopbackDelFailureForgotten(t *testing.T) {
 	fe, src := newFakeExec(), newFakeSource()
 	src.publish(nil, network(t, otherNet))
-	p := newTestPlugin(t, fe, src, WithLoopback(LoopbackPlugin))
+	p := newTestPlugin(t, fe, src, WithLoopbackPlugin())
 	if _, err := p.SetUpPod(t.Context(), testPod("s1")); err != nil {
 		t.Fatal(err)
 	}

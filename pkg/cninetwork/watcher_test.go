@@ -27,7 +27,7 @@ func TestWithWatcher(t *testing.T) {
 		}
 	}
 	fe := newFakeExec()
-	p, err := New(WithConfDir(dir), WithBinDirs(bin), WithCacheDir(t.TempDir()), WithExec(fe), WithLoopback(LoopbackOff))
+	p, err := New(WithConfDir(dir), WithBinDirs(bin), WithCacheDir(t.TempDir()), WithExec(fe), WithoutLoopback())
 	if err != nil {
 		t.Fatal(err)
 	}

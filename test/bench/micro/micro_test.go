@@ -158,7 +158,7 @@ func BenchmarkGetPodNetworkStatus(b *testing.B) {
 	}
 	confDir, cacheDir := writeConf(b)
 	p := startPlugin(b, cninetwork.WithConfDir(confDir), cninetwork.WithBinDirs(binDir), cninetwork.WithCacheDir(cacheDir),
-		seam.Exec(&fakeexec.Exec{}).(cninetwork.Option), cninetwork.WithLoopback(cninetwork.LoopbackOff))
+		seam.Exec(&fakeexec.Exec{}).(cninetwork.Option), cninetwork.WithoutLoopback())
 	ctx := b.Context()
 	all := make([]*cninetwork.Pod, pods)
 	for i := range all {

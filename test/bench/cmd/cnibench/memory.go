@@ -130,7 +130,7 @@ func memoryWorker(ctx context.Context, args []string) (retErr error) {
 		cninetwork.WithBinDirs(binDir),
 		cninetwork.WithCacheDir(cacheDir),
 		seam.Exec(&fakeexec.Exec{}).(cninetwork.Option),
-		cninetwork.WithLoopback(cninetwork.LoopbackOff),
+		cninetwork.WithoutLoopback(),
 		cninetwork.WithRegisterer(prometheus.NewRegistry()),
 	)
 	if err != nil {
