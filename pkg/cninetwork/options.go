@@ -1,10 +1,14 @@
 package cninetwork
 
 import (
+	"fmt"
+	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/cnishim/cnishim/internal/lib/seam"
+	"github.com/cnishim/cnishim/pkg/confwatch"
+	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -126,3 +130,41 @@ func WithOperationTimeout(d time.Duration) Option {
 
 // WithRegisterer registers the plugin's Prometheus metrics with r.
 func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { o.registerer = r } }
+
+// newOptions applies opts to the defaults, then checks the result and fills in what was left
+// zero, so the order of opts never matters.
+func newOptions(opts []Option) (options, error) {
+	o := options{
+		confDir:          confwatch.DefaultConfDir,
+		binDirs:          []string{confwatch.DefaultBinDir},
+		cacheDir:         libcni.CacheDir,
+		operationTimeout: DefaultOperationTimeout,
+		statusInterval:   statusInterval,
+		gcGateWait:       gcGateWait,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	switch {
+	case o.operationTimeout < 0:
+		return o, fmt.Errorf("operation timeout %s: must not be negative", o.operationTimeout)
+	case o.statusInterval < 0:
+		return o, fmt.Errorf("status interval %s: must not be negative", o.statusInterval)
+	}
+	if o.cacheDir == "" {
+		o.cacheDir = libcni.CacheDir
+	}
+	if o.stateDir == "" {
+		o.stateDir = filepath.Join(o.cacheDir, recordsDir)
+	}
+	if o.operationTimeout == 0 {
+		o.operationTimeout = DefaultOperationTimeout
+	}
+	if o.statusInterval == 0 {
+		o.statusInterval = statusInterval
+	}
+	if o.maxPodNetworks < 1 {
+		o.maxPodNetworks = DefaultMaxPodNetworks
+	}
+	return o, nil
+}

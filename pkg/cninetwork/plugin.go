@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 
@@ -96,37 +95,9 @@ type networkStatus struct {
 
 // New builds a Plugin. It does no I/O and starts nothing; call Run.
 func New(opts ...Option) (*Plugin, error) {
-	o := options{
-		confDir:          confwatch.DefaultConfDir,
-		binDirs:          []string{confwatch.DefaultBinDir},
-		cacheDir:         libcni.CacheDir,
-		operationTimeout: DefaultOperationTimeout,
-		statusInterval:   statusInterval,
-		gcGateWait:       gcGateWait,
-	}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	switch {
-	case o.operationTimeout < 0:
-		return nil, fmt.Errorf("operation timeout %s: must not be negative", o.operationTimeout)
-	case o.statusInterval < 0:
-		return nil, fmt.Errorf("status interval %s: must not be negative", o.statusInterval)
-	}
-	if o.cacheDir == "" {
-		o.cacheDir = libcni.CacheDir
-	}
-	if o.stateDir == "" {
-		o.stateDir = filepath.Join(o.cacheDir, recordsDir)
-	}
-	if o.operationTimeout == 0 {
-		o.operationTimeout = DefaultOperationTimeout
-	}
-	if o.statusInterval == 0 {
-		o.statusInterval = statusInterval
-	}
-	if o.maxPodNetworks < 1 {
-		o.maxPodNetworks = DefaultMaxPodNetworks
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
 	}
 	inner := o.exec
 	procs := &procSet{}
