@@ -180,7 +180,7 @@ func TestQueueTimeBudget(t *testing.T) {
 func TestQueueBudgetRecovers(t *testing.T) {
 	fe, src := newFakeExec(), newFakeSource()
 	src.publish(nil, network(t, otherNet))
-	const slow = 600 * time.Millisecond
+	const slow = 1500 * time.Millisecond
 	p := newTestPlugin(t, fe, src, WithAdmission(AdmissionLimits{Add: 1, Del: 2}))
 	ctx := t.Context()
 	fe.set("ptp", "ADD", reply{sleep: slow})
@@ -193,10 +193,11 @@ func TestQueueBudgetRecovers(t *testing.T) {
 		t.Fatalf("expected time after three slow set-ups = %s, %v; want at least %s", d, ok, slow)
 	}
 
-	// The network became fast. On an idle lane, nothing waits: set-ups with 500 ms left run.
+	// The network became fast. On an idle lane, nothing waits: set-ups with less time left
+	// than the slow ones took run.
 	fe.set("ptp", "ADD", reply{})
 	for i := range 4 {
-		short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		short, cancel := context.WithTimeout(ctx, slow*4/5)
 		_, err := p.SetUpPod(short, testPod(fmt.Sprint("fast", i)))
 		cancel()
 		if err != nil {
@@ -216,7 +217,7 @@ func TestQueueBudgetRecovers(t *testing.T) {
 func TestQueueTimeSparesChainBudget(t *testing.T) {
 	fe, src := newFakeExec(), newFakeSource()
 	src.publish(nil, network(t, otherNet))
-	const opTimeout, del = time.Second, 700 * time.Millisecond
+	const opTimeout, del = 3 * time.Second, 2 * time.Second
 	p := newTestPlugin(t, fe, src, WithAdmission(AdmissionLimits{Add: 2, Del: 1}), WithOperationTimeout(opTimeout))
 	ctx := t.Context() // no deadline
 	for _, id := range []string{"a", "b"} {
@@ -247,7 +248,7 @@ func TestQueueTimeSparesChainBudget(t *testing.T) {
 func TestMultiNetworkBudgetOnIdleLane(t *testing.T) {
 	fe, src := newFakeExec(), newFakeSource()
 	src.publish(nil, network(t, otherNet), network(t, macvlanNet))
-	const slow = 600 * time.Millisecond
+	const slow = 1500 * time.Millisecond
 	p := newTestPlugin(t, fe, src, WithAdmission(AdmissionLimits{Add: 2, Del: 2}))
 	ctx := t.Context()
 	pod := func(id string) *Pod {
@@ -263,7 +264,7 @@ func TestMultiNetworkBudgetOnIdleLane(t *testing.T) {
 	}
 	fe.set("macvlan", "ADD", reply{})
 	for i := range 4 {
-		short, cancel := context.WithTimeout(ctx, slow*5/6)
+		short, cancel := context.WithTimeout(ctx, slow*4/5)
 		_, err := p.SetUpPod(short, pod(fmt.Sprint("fast", i)))
 		cancel()
 		if err != nil {
@@ -281,17 +282,17 @@ func TestMultiNetworkBudgetOnIdleLane(t *testing.T) {
 func TestSequentialChainsEachGetAWait(t *testing.T) {
 	fe, src := newFakeExec(), newFakeSource()
 	src.publish(nil, network(t, otherNet), network(t, macvlanNet), network(t, ipvlanNet))
-	p := newTestPlugin(t, fe, src, WithAdmission(AdmissionLimits{Add: 2, Del: 2, Check: 1}), WithOperationTimeout(time.Second))
+	p := newTestPlugin(t, fe, src, WithAdmission(AdmissionLimits{Add: 2, Del: 2, Check: 1}), WithOperationTimeout(2*time.Second))
 	pd := testPod("s1")
 	pd.ExtraNetworks = []NetworkSelection{{Name: "net-c"}, {Name: "net-d"}}
 	if _, err := p.SetUpPod(t.Context(), pd); err != nil {
 		t.Fatal(err)
 	}
 	for _, plugin := range []string{"ptp", "macvlan", "tuning"} {
-		fe.set(plugin, "CHECK", reply{sleep: 600 * time.Millisecond})
+		fe.set(plugin, "CHECK", reply{sleep: 1200 * time.Millisecond})
 	}
 	if err := p.CheckPod(t.Context(), pd); err != nil {
-		t.Fatalf("CHECK of three networks of 600 ms each, operation timeout 1 s: %v; want each chain its own wait and budget", err)
+		t.Fatalf("CHECK of three networks of 1.2 s each, operation timeout 2 s: %v; want each chain its own wait and budget", err)
 	}
 	if n := len(fe.callsOf("CHECK")); n < 3 {
 		t.Fatalf("%d CHECK execs; want every network's", n)
