@@ -440,8 +440,8 @@ func TestPodNetworksBounded(t *testing.T) {
 		fe, src := newFakeExec(), newFakeSource()
 		src.publish(nil, network(t, otherNet), network(t, macvlanNet))
 		p := newTestPlugin(t, fe, src, limits, WithMaxPodNetworks(100))
-		fe.set("macvlan", "ADD", reply{sleep: 5 * time.Millisecond})
-		fe.set("macvlan", "DEL", reply{sleep: 5 * time.Millisecond})
+		fe.set("macvlan", "ADD", reply{sleep: 20 * time.Millisecond})
+		fe.set("macvlan", "DEL", reply{sleep: 20 * time.Millisecond})
 		pod := testPod("s1")
 		pod.ExtraNetworks = extra
 		st, err := p.SetUpPod(t.Context(), pod)
