@@ -60,9 +60,10 @@
 // running, as a plugin's own business. A plugin may write at most 4 MiB to stdout: one that writes
 // more is killed with its group and fails with an error naming it. Of its stderr, quoted in its
 // error, the first 64 KiB are kept and the rest is dropped. A process a plugin moved out of its
-// group (setsid) is out of reach. The group is killed only while the plugin is not yet reaped, so
-// its ID cannot have been reused; this holds as long as nothing else in the embedding process reaps
-// children it did not start (wait on any child).
+// group (setsid) is out of reach. The group is signalled through the plugin's pidfd, opened as it
+// starts (PIDFD_SIGNAL_PROCESS_GROUP, Linux 6.9 and later), so it can only ever reach the plugin's
+// own group; an older kernel signals the group's ID before the plugin is reaped, which holds as
+// long as nothing else in the embedding process reaps children it did not start.
 //
 // By default the bound on set-ups follows what their plugins spend (AdmissionLimits.AdaptiveAdd;
 // Plugin.Admission says what it learnt). The Plugin's executor measures each plugin's CPU time, and
