@@ -275,18 +275,7 @@ func TestPluginFloodsStdoutServe(t *testing.T) {
 	}
 	s := startServer(t, n, serverOpts{timeout: faultTimeout})
 	ctx := t.Context()
-	framework.Eventually(t, "network ready", func() string {
-		st, err := s.RT.Status(ctx, &runtimeapi.StatusRequest{})
-		if err != nil {
-			return err.Error()
-		}
-		for _, c := range st.GetStatus().GetConditions() {
-			if c.GetType() == runtimeapi.NetworkReady && !c.GetStatus() {
-				return c.GetMessage()
-			}
-		}
-		return ""
-	})
+	waitServerReady(t, s)
 	peakBefore := peakRSS(t, s.PID())
 	cctx, cancel := framework.CallContext(t)
 	defer cancel()

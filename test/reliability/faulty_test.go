@@ -280,19 +280,7 @@ func TestFaultyPluginsServe(t *testing.T) {
 	faultBehavior(t, behaviorFile, fault{})
 	n.writeConf("10-faulty.conflist", conflist("1.0.0", faultNetwork, n.bridgePlugin(), n.faultyPlugin(behaviorFile)))
 	s := startServer(t, n, serverOpts{timeout: faultTimeout})
-	ctx := t.Context()
-	framework.Eventually(t, "network ready", func() string {
-		st, err := s.RT.Status(ctx, &runtimeapi.StatusRequest{})
-		if err != nil {
-			return err.Error()
-		}
-		for _, c := range st.GetStatus().GetConditions() {
-			if c.GetType() == runtimeapi.NetworkReady && !c.GetStatus() {
-				return c.GetMessage()
-			}
-		}
-		return ""
-	})
+	waitServerReady(t, s)
 	var tally faultTally
 
 	for _, f := range faults {

@@ -249,3 +249,20 @@ func podConfig(name string) *runtimeapi.PodSandboxConfig {
 		Linux:    &runtimeapi.LinuxPodSandboxConfig{},
 	}
 }
+
+// waitServerReady waits until the server's CRI Status reports NetworkReady.
+func waitServerReady(t *testing.T, s *server) {
+	t.Helper()
+	framework.Eventually(t, "network ready", func() string {
+		st, err := s.RT.Status(t.Context(), &runtimeapi.StatusRequest{})
+		if err != nil {
+			return err.Error()
+		}
+		for _, c := range st.GetStatus().GetConditions() {
+			if c.GetType() == runtimeapi.NetworkReady && !c.GetStatus() {
+				return c.GetMessage()
+			}
+		}
+		return ""
+	})
+}
