@@ -32,18 +32,11 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if id == "" {
 		return fmt.Errorf("%w: --pod-sandbox-id is required", errUsage)
 	}
-	sock, err := unixPath(listen)
+	ctx, conn, closeConn, err := dialListen(ctx, listen, timeout, logs)
 	if err != nil {
 		return err
 	}
-	ctx = logs.context(ctx)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	conn, err := dialServer(sock)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
+	defer closeConn()
 	if err := criserver.CallCheck(ctx, conn, id); err != nil {
 		return fmt.Errorf("server %s: %w", listen, err)
 	}

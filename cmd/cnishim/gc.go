@@ -43,19 +43,11 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	local := false
 	fs.Visit(func(f *flag.Flag) { local = local || f.Name == "sandbox-ids" })
-	sock, err := unixPath(listen)
+	ctx, conn, closeConn, err := dialListen(ctx, listen, timeout, logs)
 	if err != nil {
 		return err
 	}
-	ctx = logs.context(ctx)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-
-	conn, err := dialServer(sock)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
+	defer closeConn()
 	if !local {
 		valid, err := criserver.CallGC(ctx, conn)
 		if err != nil {

@@ -244,6 +244,21 @@ func dialServer(sock string) (*grpc.ClientConn, error) {
 	return grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
 
+// dialListen returns a client connection to the server on the --listen endpoint listen, with
+// ctx bounded by timeout and logging as logs says, and the function that closes both.
+func dialListen(ctx context.Context, listen string, timeout time.Duration, logs logFlags) (context.Context, *grpc.ClientConn, func(), error) {
+	sock, err := unixPath(listen)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	conn, err := dialServer(sock)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(logs.context(ctx), timeout)
+	return ctx, conn, func() { cancel(); conn.Close() }, nil
+}
+
 // checkSocketFree fails if a server answers on the unix socket at path, or path is something
 // other than a socket. It creates and removes nothing.
 func checkSocketFree(path string) error {
