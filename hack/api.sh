@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The exported API of each public package (pkg/...), as go doc -all prints it, kept in api/ so
+# The exported API of each public package (pkg/... and the go-cni drop-in, gocni/), as go doc -all prints it, kept in api/ so
 # that a change to it is deliberate and shows in review.
 #
 # Usage: hack/api.sh check   (verify: exits 1 and shows the diff when api/ is out of date)
@@ -15,6 +15,8 @@ for pkg in $(go list ./pkg/...); do
   rel=${pkg#github.com/cnishim/cnishim/pkg/}
   go doc -all "./pkg/${rel}" >"${tmp}/${rel//\//-}.txt"
 done
+# The go-cni drop-in, a module of its own: its API is go-cni's and a few names more.
+(cd gocni && go doc -all .) >"${tmp}/gocni.txt"
 
 case "${mode}" in
   update)

@@ -10,6 +10,7 @@ failed=0
 
 mods=(.)
 [[ -f test/bench/go.mod ]] && mods+=(test/bench)
+[[ -f gocni/go.mod ]] && mods+=(gocni)
 
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [[ -n "${unformatted}" ]]; then
