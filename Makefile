@@ -44,6 +44,10 @@ deps: ## Install what the tests and the demo need: the CNI plugins, iptables, cr
 deps-flannel: ## Build flanneld, etcd and the flannel CNI plugin into _output/flannel/bin (CLUSTER_NETWORK=flannel).
 	hack/install-flannel.sh $(FLANNEL_BIN_DIR)
 
+.PHONY: deps-containerd
+deps-containerd: ## Build containerd v2.4.2 (stock and with the go-cni drop-in), runc and the test images into _output/containerd.
+	hack/install-containerd.sh $(OUT)/containerd
+
 .PHONY: test
 test: deps build ## Run every test: unit tests with -race, and the root tests against real plugins.
 	go test -race -count=1 -timeout 20m $(GO_TEST_FLAGS) ./...

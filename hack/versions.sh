@@ -14,3 +14,7 @@ CNI_PLUGINS=(bridge host-local loopback portmap bandwidth firewall tuning static
 FLANNEL_VERSION="v0.28.10"
 ETCD_VERSION="v3.6.16"
 FLANNEL_CNI_PLUGIN_VERSION="v0.9.1"
+# containerd and runc for the containerd runs (hack/install-containerd.sh): containerd stock and
+# with go-cni replaced by the drop-in gocni/, the runc it runs, and the test images it imports.
+CONTAINERD_VERSION="v2.4.2"
+RUNC_VERSION="v1.5.3"
