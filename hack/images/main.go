@@ -94,6 +94,7 @@ type imageConfig struct {
 	Cmd          []string            `json:"Cmd,omitempty"`
 	WorkingDir   string              `json:"WorkingDir,omitempty"`
 	StopSignal   string              `json:"StopSignal,omitempty"`
+	Labels       map[string]string   `json:"Labels,omitempty"`
 }
 
 func run(busybox, out string) error {
@@ -114,28 +115,24 @@ func run(busybox, out string) error {
 		return err
 	}
 
-	base := newLayer()
-	base.file("bin/busybox", 0o755, bb)
-	for _, applet := range strings.Fields(string(listOut)) {
-		// linuxrc is an init's name at the root, not an applet to run.
-		if applet == "bin/busybox" || !strings.Contains(applet, "/") {
-			continue
-		}
-		base.symlink(applet, "/bin/busybox")
-	}
-	for _, d := range []string{"dev", "home", "proc", "sys", "usr/local/bin", "var/run", "var/www"} {
-		base.dir(d, 0o755)
-	}
-	base.dir("root", 0o700)
-	base.dir("tmp", 0o1777)
-	base.file("etc/passwd", 0o644, []byte(passwd))
-	base.file("etc/group", 0o644, []byte(group))
-	base.file("usr/bin/pgrep", 0o755, []byte(pgrepScript))
-	base.file("usr/bin/ipcs", 0o755, []byte(ipcsScript))
-	baseBlob := base.blob()
+	// The busybox image links its applets to /bin/busybox with hard links, as the official one
+	// does: masking one (critest masks /bin/ls) must not mask the shell. Alpine's are symlinks
+	// (containerd's image volume test counts on /bin/sh being one).
+	applets := strings.Fields(string(listOut))
+	baseBlob := baseLayer(bb, applets, (*layer).hardlink).blob()
+	alpineBase := baseLayer(bb, applets, (*layer).symlink)
 
-	pauseLayer := newLayer()
-	pauseLayer.file("pause", 0o755, pause)
+	pauseBlob := func() *blob {
+		l := newLayer()
+		l.file("pause", 0o755, pause)
+		return l.blob()
+	}()
+	// Each pause version is an image of its own, as in the registry: critest removes
+	// pause:3.9 by its image ID, which would take the sandbox image with it if they were one.
+	pauseConfig := func(version string) imageConfig {
+		return imageConfig{User: "65535:65535", Env: []string{defaultPath}, Entrypoint: []string{"/pause"},
+			WorkingDir: "/", Labels: map[string]string{"org.opencontainers.image.version": version}}
+	}
 
 	nginxLayer := newLayer()
 	nginxLayer.file("usr/sbin/nginx", 0o755, nginx)
@@ -151,19 +148,15 @@ func run(busybox, out string) error {
 	groupLayer.file("etc/group", 0o644, []byte(group+"default-user:x:1000:\ngroup-defined-in-image:x:50000:default-user\n"))
 	groupLayer.owned("home/default-user", 0o755, 1000, 1000)
 
-	alpineLayer := newLayer()
-	alpineLayer.file("etc/os-release", 0o644, []byte(osRelease))
+	alpineBase.file("etc/os-release", 0o644, []byte(osRelease))
 
 	env := []string{defaultPath}
 	images := []image{
-		{
-			archive: "pause",
-			// containerd's default sandbox image, and the pause names critest pulls.
-			names: []string{"registry.k8s.io/pause:3.10.2", "registry.k8s.io/pause:3.10",
-				"registry.k8s.io/pause:3.9", "k8s.gcr.io/pause:3.9"},
-			layers: []*blob{pauseLayer.blob()},
-			config: imageConfig{User: "65535:65535", Env: env, Entrypoint: []string{"/pause"}, WorkingDir: "/"},
-		},
+		// containerd's default sandbox image, and the pause names critest pulls.
+		{archive: "pause", names: []string{"registry.k8s.io/pause:3.10.2"}, layers: []*blob{pauseBlob}, config: pauseConfig("3.10.2")},
+		{archive: "pause-3.10", names: []string{"registry.k8s.io/pause:3.10"}, layers: []*blob{pauseBlob}, config: pauseConfig("3.10")},
+		{archive: "pause-3.9", names: []string{"registry.k8s.io/pause:3.9", "k8s.gcr.io/pause:3.9"},
+			layers: []*blob{pauseBlob}, config: pauseConfig("3.9")},
 		{
 			archive: "busybox",
 			names: []string{"registry.k8s.io/e2e-test-images/busybox:1.29-2", "ghcr.io/containerd/busybox:1.36",
@@ -174,7 +167,7 @@ func run(busybox, out string) error {
 		{
 			archive: "alpine",
 			names:   []string{"ghcr.io/containerd/alpine:3.14.0"},
-			layers:  []*blob{baseBlob, alpineLayer.blob()},
+			layers:  []*blob{alpineBase.blob()},
 			config:  imageConfig{Env: env, Cmd: []string{"/bin/sh"}},
 		},
 		{
@@ -241,6 +234,31 @@ func run(busybox, out string) error {
 		}
 	}
 	return writeFile(filepath.Join(out, "list"), []byte(strings.Join(list, "\n")+"\n"))
+}
+
+// baseLayer is the busybox base: /bin/busybox with each applet of busybox --list-full linked
+// to it by link, the root dirs, /etc/passwd and /etc/group with root and nobody, and the
+// pgrep and ipcs stand-ins.
+func baseLayer(busybox []byte, applets []string, link func(l *layer, name, target string)) *layer {
+	l := newLayer()
+	l.file("bin/busybox", 0o755, busybox)
+	for _, applet := range applets {
+		// linuxrc is an init's name at the root, not an applet to run.
+		if applet == "bin/busybox" || !strings.Contains(applet, "/") {
+			continue
+		}
+		link(l, applet, "/bin/busybox")
+	}
+	for _, d := range []string{"dev", "home", "proc", "sys", "usr/local/bin", "var/run", "var/www"} {
+		l.dir(d, 0o755)
+	}
+	l.dir("root", 0o700)
+	l.dir("tmp", 0o1777)
+	l.file("etc/passwd", 0o644, []byte(passwd))
+	l.file("etc/group", 0o644, []byte(group))
+	l.file("usr/bin/pgrep", 0o755, []byte(pgrepScript))
+	l.file("usr/bin/ipcs", 0o755, []byte(ipcsScript))
+	return l
 }
 
 // buildProgram builds the embedded program in dir (pause or nginx) as a static linux/amd64
@@ -410,19 +428,30 @@ func (l *layer) symlink(name, target string) {
 	l.add(&tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777}, nil)
 }
 
+// hardlink links name to target, a path in the same layer.
+func (l *layer) hardlink(name, target string) {
+	l.add(&tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: strings.TrimPrefix(target, "/"), Mode: 0o755}, nil)
+}
+
 func (l *layer) dir(name string, mode int64) { l.owned(name, mode, 0, 0) }
 
 func (l *layer) owned(name string, mode int64, uid, gid int) {
 	l.add(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: mode, Uid: uid, Gid: gid}, nil)
 }
 
-// tar writes the tree in name order.
+// tar writes the tree in name order, hard links last so that their targets come first.
 func (l *layer) tar() ([]byte, error) {
 	names := make([]string, 0, len(l.headers))
 	for n := range l.headers {
 		names = append(names, n)
 	}
-	sort.Strings(names)
+	sort.Slice(names, func(i, j int) bool {
+		li, lj := l.headers[names[i]].Typeflag == tar.TypeLink, l.headers[names[j]].Typeflag == tar.TypeLink
+		if li != lj {
+			return lj
+		}
+		return names[i] < names[j]
+	})
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, n := range names {
