@@ -56,6 +56,10 @@ scratch() {
 }
 
 log() { echo "install-containerd: $*" >&2; }
+# building WHAT logs a build starting; built WHAT, how long it took.
+started=0
+building() { started=${SECONDS}; log "building $*"; }
+built() { log "built $* in $((SECONDS - started))s"; }
 
 # stamped DIR WANT [FILES...]: whether DIR/.version holds WANT and every file is there.
 stamped() {
@@ -147,7 +151,7 @@ source_hash() {
 stock="${out}/stock/bin"
 stock_want="containerd ${CONTAINERD_VERSION}"
 if ! stamped "${stock}" "${stock_want}" "${cmds[@]}"; then
-  log "building stock containerd ${CONTAINERD_VERSION} into ${stock} (minutes when cold)"
+  building "stock containerd ${CONTAINERD_VERSION} into ${stock} (minutes when cold)"
   scratch
   apt_ensure gcc libc6-dev
   wrapper "${tmp}/stock"
@@ -157,6 +161,7 @@ if ! stamped "${stock}" "${stock_want}" "${cmds[@]}"; then
     install -m 0755 "${tmp}/stock-bin/${c}" "${stock}/${c}"
   done
   echo "${stock_want}" >"${stock}/.version"
+  built "stock containerd"
 fi
 
 # 2. containerd with the go-cni drop-in.
@@ -167,7 +172,7 @@ else
   hash=$(source_hash)
   dropin_want="containerd ${CONTAINERD_VERSION} $(go env GOVERSION) gocni=${gocni} src=sha256:${hash}"
   if ! stamped "${dropin}" "${dropin_want}" "${cmds[@]}"; then
-    log "building containerd ${CONTAINERD_VERSION} with go-cni replaced by ${gocni} into ${dropin} (source sha256 ${hash:0:12})"
+    building "containerd ${CONTAINERD_VERSION} with go-cni replaced by ${gocni} into ${dropin} (source sha256 ${hash:0:12})"
     scratch
     apt_ensure gcc libc6-dev
     rm -rf "${tmp}/gocni"
@@ -185,6 +190,7 @@ else
     install -m 0755 "${stock}/containerd-shim-runc-v2" "${dropin}/"
     install -m 0644 "${tmp}/upgraded" "${out}/cnishim/upgraded-modules.txt"
     echo "${dropin_want}" >"${dropin}/.version"
+    built "containerd with the go-cni drop-in"
   fi
 fi
 
@@ -193,7 +199,7 @@ fi
 runc_want="runc version ${RUNC_VERSION#v}"
 runc_version=$("${out}/bin/runc" --version 2>/dev/null || true)
 if [[ "${runc_version}" != "${runc_want}"$'\n'* || "${runc_version}" != *$'\nlibseccomp: '* ]]; then
-  log "building runc ${RUNC_VERSION} with seccomp into ${out}/bin"
+  building "runc ${RUNC_VERSION} with seccomp into ${out}/bin"
   scratch
   apt_ensure gcc libc6-dev libseccomp-dev pkg-config
   cp -r "$(mod_dir "github.com/opencontainers/runc@${RUNC_VERSION}")" "${tmp}/runc"
@@ -202,6 +208,7 @@ if [[ "${runc_version}" != "${runc_want}"$'\n'* || "${runc_version}" != *$'\nlib
     -ldflags "-X main.gitCommit=${RUNC_VERSION}" -o "${tmp}/runc-bin" .)
   mkdir -p "${out}/bin"
   install -m 0755 "${tmp}/runc-bin" "${out}/bin/runc"
+  built runc
 fi
 
 # 4. The images, from Debian's static busybox (downloaded and unpacked, not installed).
@@ -221,7 +228,7 @@ else
   have_tars=0
 fi
 if [[ ${have_tars} == 0 || ! -f "${images}/.version" || "$(cat "${images}/.version")" != "${images_want}" ]]; then
-  log "building the test images from busybox-static ${bb} into ${images}"
+  building "the test images from busybox-static ${bb} into ${images}"
   scratch
   mkdir -p "${tmp}/busybox"
   (cd "${tmp}/busybox" && apt-get download -qq -o APT::Sandbox::User=root "busybox-static=${bb}" &&
@@ -230,4 +237,5 @@ if [[ ${have_tars} == 0 || ! -f "${images}/.version" || "$(cat "${images}/.versi
   rm -f "${images}/.version"
   (cd "${root}" && go run ./hack/images -busybox "${tmp}/busybox/root/bin/busybox" -out "${images}")
   echo "${images_want}" >"${images}/.version"
+  built "the test images"
 fi
