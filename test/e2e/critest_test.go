@@ -3,16 +3,13 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cnishim/cnishim/test/framework"
 )
 
 // critestFocus selects the specs of critest (cri-tools' CRI validation suite) that need no
@@ -41,16 +38,6 @@ var critestWant = []string{
 	"Runtime info runtime should support returning runtime info runtime should return runtime conditions [Conformance]",
 }
 
-// ginkgoReport is the part of a ginkgo JSON report the test reads.
-type ginkgoReport []struct {
-	SpecReports []struct {
-		ContainerHierarchyTexts []string
-		LeafNodeText            string
-		LeafNodeType            string
-		State                   string
-	}
-}
-
 // critest, built by hack/install-critest.sh, runs its sandbox-only specs against cnishim serve
 // with a real network: every focused spec runs and passes, and nothing is left behind.
 func TestCritestSandboxSpecs(t *testing.T) {
@@ -59,62 +46,19 @@ func TestCritestSandboxSpecs(t *testing.T) {
 		t.Fatalf("critest missing (run hack/install-critest.sh or make deps): %v", err)
 	}
 	s := readyServer(t, "e2e-critest")
-	report := filepath.Join(s.Dir, "critest-report.json")
-	args := []string{
-		"-runtime-endpoint", "unix://" + s.Sock,
-		"-image-endpoint", "unix://" + s.Sock,
-		"-config", s.Crictlrc,
-		"--ginkgo.no-color",
-		"--ginkgo.v",
-		"--ginkgo.json-report", report,
-	}
-	for _, f := range critestFocus {
-		args = append(args, "--ginkgo.focus", f)
-	}
-	for _, sk := range critestSkip {
-		args = append(args, "--ginkgo.skip", sk)
-	}
-	// A hang guard only.
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, critest, args...)
-	cmd.Dir = s.Dir
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.Dir}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("critest %s: %v\n%s", strings.Join(args, " "), err, out.String())
-	}
-
-	b, err := os.ReadFile(report)
+	res, err := framework.RunCritest(t.Context(), critest, s.Dir, s.Sock, critestFocus, critestSkip, 10*time.Minute, "-config", s.Crictlrc)
 	if err != nil {
-		t.Fatalf("critest report: %v\n%s", err, out.String())
+		t.Fatal(err)
 	}
-	var rep ginkgoReport
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatalf("critest report %s: %v", report, err)
+	for _, f := range res.Failed() {
+		t.Errorf("critest spec %s", f)
 	}
-	var passed []string
-	for _, suite := range rep {
-		for _, sp := range suite.SpecReports {
-			if sp.LeafNodeType != "It" || sp.State == "skipped" {
-				continue
-			}
-			name := strings.Join(append(slices.Clone(sp.ContainerHierarchyTexts), sp.LeafNodeText), " ")
-			name = strings.TrimPrefix(name, "[k8s.io] ")
-			if sp.State != "passed" {
-				t.Errorf("critest spec %q: %s", name, sp.State)
-				continue
-			}
-			passed = append(passed, name)
-		}
-	}
-	slices.Sort(passed)
+	passed := res.Passed()
 	want := slices.Sorted(slices.Values(critestWant))
 	if !slices.Equal(passed, want) {
 		t.Errorf("critest passed specs:\n  %s\nwant:\n  %s", strings.Join(passed, "\n  "), strings.Join(want, "\n  "))
 	}
 	if t.Failed() {
-		t.Logf("critest output:\n%s", out.String())
+		t.Logf("critest output:\n%s", res.Output)
 	}
 }

@@ -22,10 +22,17 @@ import (
 
 // CrictlCtx runs crictl against the server and returns its stdout; an error carries stderr.
 func (s *Server) CrictlCtx(ctx context.Context, args ...string) (string, error) {
-	timeout := cmp.Or(s.opts.CrictlTimeout, 30*time.Second).String()
-	full := append([]string{"--runtime-endpoint", "unix://" + s.Sock, "--image-endpoint", "unix://" + s.Sock, "--timeout", timeout}, args...)
-	cmd := exec.CommandContext(ctx, s.Env.Crictl, full...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.Dir, "CRI_CONFIG_FILE=" + s.Crictlrc}
+	timeout := cmp.Or(s.opts.CrictlTimeout, 30*time.Second)
+	return RunCrictl(ctx, s.Env.Crictl, s.Sock, timeout, []string{"HOME=" + s.Dir, "CRI_CONFIG_FILE=" + s.Crictlrc}, args...)
+}
+
+// RunCrictl runs crictl against the CRI socket sock, each call bounded by timeout (crictl's
+// --timeout), with PATH and env as its environment, and returns its stdout; an error names
+// the command and carries stderr.
+func RunCrictl(ctx context.Context, crictl, sock string, timeout time.Duration, env []string, args ...string) (string, error) {
+	full := append([]string{"--runtime-endpoint", "unix://" + sock, "--image-endpoint", "unix://" + sock, "--timeout", timeout.String()}, args...)
+	cmd := exec.CommandContext(ctx, crictl, full...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -21,6 +21,9 @@ type Env struct {
 	Crictl  string // $CNISHIM_TEST_CRICTL, default <repo>/_output/bin/crictl ("" unless Needs.Crictl)
 	Critest string // $CNISHIM_TEST_CRITEST, default <repo>/_output/bin/critest (not checked)
 	Cnishim string // $CNISHIM_TEST_CNISHIM, or a binary built with -race ("" unless Needs.Cnishim)
+	// Containerd is what hack/install-containerd.sh built: $CNISHIM_TEST_CONTAINERD, default
+	// <repo>/_output/containerd ("" unless Needs.Containerd).
+	Containerd string
 }
 
 // Needs says which prerequisites a test package needs.
@@ -29,6 +32,8 @@ type Needs struct {
 	Tools   []string // commands that must be on PATH (iptables-save, cp)
 	Crictl  bool     // crictl must exist
 	Cnishim bool     // the cnishim binary must exist, or is built
+	// Containerd: both containerd builds, runc and the test images must exist.
+	Containerd bool
 	// Before runs after the prerequisites are found and before the tests, e.g. to build a
 	// test plugin; its cleanup runs after the tests.
 	Before func() (cleanup func(), err error)
@@ -148,6 +153,14 @@ func find(n Needs) (e *Env, cleanup func(), err error) {
 		}
 		if _, err := os.Stat(e.Cnishim); err != nil {
 			return nil, cleanup, fmt.Errorf("cnishim binary (make build, or unset CNISHIM_TEST_CNISHIM to build it here): %w", err)
+		}
+	}
+	if n.Containerd {
+		e.Containerd = envOr("CNISHIM_TEST_CONTAINERD", filepath.Join(e.Repo, "_output", "containerd"))
+		for _, f := range []string{"stock/bin/containerd", "cnishim/bin/containerd", "bin/runc", "images/list"} {
+			if _, err := os.Stat(filepath.Join(e.Containerd, f)); err != nil {
+				return nil, cleanup, fmt.Errorf("containerd build missing (run hack/install-containerd.sh or make deps-containerd): %w", err)
+			}
 		}
 	}
 	return e, cleanup, nil

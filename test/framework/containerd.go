@@ -1,0 +1,637 @@
+//go:build linux
+
+package framework
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The containerd builds hack/install-containerd.sh makes, under Env.Containerd.
+const (
+	// StockContainerd is containerd as released, with containerd's go-cni.
+	StockContainerd = "stock"
+	// CnishimContainerd is the same containerd built with the go-cni drop-in (gocni/).
+	CnishimContainerd = "cnishim"
+)
+
+// ContainerdOptions are how a test sets up a Containerd; a zero field keeps the default.
+type ContainerdOptions struct {
+	// Build is StockContainerd or CnishimContainerd.
+	Build string
+	// Net is the network the configuration directory gets (nil: the directory stays empty).
+	Net *Net
+	// MaxConfNum is the CRI plugin's cni max_conf_num (default 1).
+	MaxConfNum int
+	// CRIRuntime is more TOML for the [plugins.'io.containerd.cri.v1.runtime'] table.
+	CRIRuntime string
+}
+
+// Containerd is one containerd with dirs, socket and shim socket dir of its own, its network
+// namespace mounts under its state dir, running in a mount namespace of its own that a holder
+// process keeps: there, /var/lib is a directory of the test's, so libcni's cache (/var/lib/cni,
+// which go-cni cannot move) and the drop-in's records are the test's alone, and the host's
+// /var/lib is never written. Restarts enter the same namespace, so the mounts of running pods
+// (their netns, their rootfs) survive containerd as they do on a node. Its cleanup removes
+// every pod, stops containerd, kills whatever is left in the namespace and the pods' cgroups,
+// and fails the test if a pod's netns or IP is left.
+type Containerd struct {
+	T     *testing.T
+	Env   *Env
+	Build string
+	Name  string
+	Dir   string // the instance's own dir (short: the shim socket dir must be)
+	// Root, State are containerd's; VarLib is what /var/lib shows inside the namespace.
+	Root, State, VarLib string
+	Sock                string
+	ConfDir             string
+	CacheDir            string // libcni's cache, as seen from the host
+	Config              string // the config file
+	Log                 string // containerd's log file (appended across restarts)
+	Net                 *Net
+	// CgroupParent is the cgroup every pod of the test gets (RunPod sets it).
+	CgroupParent string
+
+	opts   ContainerdOptions
+	holder *exec.Cmd
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// containerdSeq numbers instances, for short dir and cgroup names.
+var containerdSeq = Slots{Procs: 64, Per: 64}
+
+// StartContainerd starts a containerd of the build opts names, with the test images imported.
+func StartContainerd(t *testing.T, e *Env, name string, opts ContainerdOptions) *Containerd {
+	t.Helper()
+	if e.Containerd == "" {
+		t.Fatal("framework: Needs.Containerd not set")
+	}
+	n := containerdSeq.Next()
+	// The shim's socket path must fit in sun_path (108 bytes) with a 64-character hash: keep
+	// the dir short.
+	dir, err := os.MkdirTemp("/tmp", fmt.Sprintf("ctd%d-", n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Containerd{
+		T: t, Env: e, Build: opts.Build, Name: name, Dir: dir, opts: opts, Net: opts.Net,
+		Root:         filepath.Join(dir, "root"),
+		State:        filepath.Join(dir, "state"),
+		VarLib:       filepath.Join(dir, "varlib"),
+		Sock:         filepath.Join(dir, "c.sock"),
+		ConfDir:      filepath.Join(dir, "net.d"),
+		Config:       filepath.Join(dir, "config.toml"),
+		Log:          filepath.Join(dir, "containerd.log"),
+		CgroupParent: fmt.Sprintf("/cnishim-e2e-%d-%d", os.Getpid(), n),
+	}
+	c.CacheDir = filepath.Join(c.VarLib, "cni")
+	for _, d := range []string{c.Root, c.State, c.ConfDir, c.CacheDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(c.cleanup)
+	if c.Net != nil {
+		WriteFileAtomic(t, c.ConfDir, "10-"+c.Net.Name+".conflist", c.Net.Conflist())
+	}
+	if err := os.WriteFile(c.Config, []byte(c.configTOML()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Pulls (critest makes one for every image it uses) go to the test registry alone.
+	if err := TestRegistry(t, filepath.Join(e.Containerd, "images")).WriteHostsDir(filepath.Join(dir, "certs.d")); err != nil {
+		t.Fatal(err)
+	}
+	c.startHolder()
+	c.Start()
+	c.importImages()
+	return c
+}
+
+func (c *Containerd) bin(name string) string {
+	return filepath.Join(c.Env.Containerd, c.Build, "bin", name)
+}
+
+// configTOML is the instance's config: every path its own (as root, the shims' sockets and
+// runc's state would otherwise go to /run/containerd, NRI's socket to /var/run/nri), pulls
+// going to the test registry.
+func (c *Containerd) configTOML() string {
+	return fmt.Sprintf(`version = 3
+root = %[1]q
+state = %[2]q
+imports = []
+
+[grpc]
+  address = %[3]q
+
+[ttrpc]
+  address = %[4]q
+
+[debug]
+  address = ""
+  level = "debug"
+
+[metrics]
+  address = ""
+
+[plugins]
+  [plugins.'io.containerd.shim.v1.manager']
+    socket_dir = %[13]q
+  [plugins.'io.containerd.nri.v1.nri']
+    disable = true
+  [plugins.'io.containerd.internal.v1.opt']
+    path = %[5]q
+  [plugins.'io.containerd.grpc.v1.cri']
+    stream_server_address = '127.0.0.1'
+    stream_server_port = '0'
+  [plugins.'io.containerd.cri.v1.images']
+    snapshotter = 'overlayfs'
+    [plugins.'io.containerd.cri.v1.images'.registry]
+      config_path = %[6]q
+  [plugins.'io.containerd.cri.v1.runtime']
+    enable_selinux = false
+    restrict_oom_score_adj = true
+    netns_mounts_under_state_dir = true
+    enable_unprivileged_ports = true
+    enable_unprivileged_icmp = true
+    cdi_spec_dirs = []
+%[7]s
+    [plugins.'io.containerd.cri.v1.runtime'.containerd]
+      default_runtime_name = 'runc'
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+        runtime_type = 'io.containerd.runc.v2'
+        [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+          BinaryName = %[8]q
+          Root = %[9]q
+    [plugins.'io.containerd.cri.v1.runtime'.cni]
+      bin_dirs = [%[10]q]
+      conf_dir = %[11]q
+      max_conf_num = %[12]d
+`, c.Root, c.State, c.Sock, c.Sock+".ttrpc", filepath.Join(c.Dir, "opt"), filepath.Join(c.Dir, "certs.d"),
+		c.opts.CRIRuntime, filepath.Join(c.Env.Containerd, "bin", "runc"), filepath.Join(c.State, "runc"),
+		c.Env.CNIBin, c.ConfDir, cmp.Or(c.opts.MaxConfNum, 1), filepath.Join(c.Dir, "s"))
+}
+
+// startHolder starts the process that keeps the instance's mount namespace: slave to the
+// host's, so the host's mounts still show inside and the instance's never show outside.
+func (c *Containerd) startHolder() {
+	c.T.Helper()
+	script := fmt.Sprintf("mount --bind %q /var/lib && echo ready && exec sleep infinity", c.VarLib)
+	cmd := exec.Command("unshare", "--mount", "--propagation", "slave", "sh", "-c", script)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		c.T.Fatalf("unshare: %v", err)
+	}
+	c.holder = cmd
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		c.T.Fatalf("the mount namespace holder did not start: %q %v", line, err)
+	}
+}
+
+// Start starts containerd in the instance's mount namespace and waits for its socket; after
+// containerd exited by itself, it starts it again, as its supervisor would.
+func (c *Containerd) Start() {
+	c.T.Helper()
+	logf, err := os.OpenFile(c.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command("nsenter", "--mount=/proc/"+strconv.Itoa(c.holder.Process.Pid)+"/ns/mnt", "--",
+		c.bin("containerd"), "--config", c.Config)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// The shim and runc come from the instance's bin dirs, found through PATH.
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Join(c.Env.Containerd, c.Build, "bin")+":"+filepath.Join(c.Env.Containerd, "bin")+":"+os.Getenv("PATH"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		c.T.Fatalf("start containerd: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	c.mu.Lock()
+	c.cmd, c.exited = cmd, exited
+	c.mu.Unlock()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := c.Crictl("version"); err == nil {
+			return
+		}
+		select {
+		case <-exited:
+			c.T.Fatalf("containerd %s exited at start; log:\n%s", c.Name, c.tailLog())
+		default:
+		}
+		if time.Now().After(deadline) {
+			c.T.Fatalf("containerd %s did not serve in 60 s; log:\n%s", c.Name, c.tailLog())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Kill sends sig to containerd (not its shims) and waits for it to exit.
+func (c *Containerd) Kill(sig syscall.Signal) {
+	c.T.Helper()
+	c.mu.Lock()
+	cmd, exited := c.cmd, c.exited
+	c.cmd = nil
+	c.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	// nsenter execs containerd, so the process is containerd itself.
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+		c.T.Errorf("containerd %s did not exit on %v in 30 s", c.Name, sig)
+	}
+}
+
+// Exited reports whether containerd exited by itself (Kill not called).
+func (c *Containerd) Exited() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd == nil {
+		return false
+	}
+	select {
+	case <-c.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// Restart stops containerd with SIGTERM and starts it again.
+func (c *Containerd) Restart() {
+	c.T.Helper()
+	c.Kill(syscall.SIGTERM)
+	c.Start()
+}
+
+func (c *Containerd) tailLog() string {
+	b, _ := os.ReadFile(c.Log)
+	if len(b) > 8000 {
+		b = b[len(b)-8000:]
+	}
+	return string(b)
+}
+
+// importImages imports every test image hack/install-containerd.sh wrote.
+func (c *Containerd) importImages() {
+	c.T.Helper()
+	dir := filepath.Join(c.Env.Containerd, "images")
+	tars, err := filepath.Glob(filepath.Join(dir, "*.tar"))
+	if err != nil || len(tars) == 0 {
+		c.T.Fatalf("no test images in %s (run hack/install-containerd.sh or make deps-containerd): %v", dir, err)
+	}
+	for _, tar := range tars {
+		cmd := exec.Command(c.bin("ctr"), "--address", c.Sock, "--namespace", "k8s.io", "images", "import", "--local", tar)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			c.T.Fatalf("ctr images import %s: %v\n%s", tar, err, out)
+		}
+	}
+}
+
+// CrictlCtx runs crictl against the instance and returns its stdout; an error carries stderr.
+func (c *Containerd) CrictlCtx(ctx context.Context, args ...string) (string, error) {
+	out, err := RunCrictl(ctx, c.Env.Crictl, c.Sock, time.Minute, []string{"HOME=" + c.Dir}, args...)
+	if err != nil {
+		return out, fmt.Errorf("containerd %s: %w", c.Name, err)
+	}
+	return out, nil
+}
+
+// Crictl is CrictlCtx bounded by 3 minutes; it works at cleanup too.
+func (c *Containerd) Crictl(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.T.Context()), 3*time.Minute)
+	defer cancel()
+	return c.CrictlCtx(ctx, args...)
+}
+
+// MustCrictl is Crictl failing the test on error.
+func (c *Containerd) MustCrictl(args ...string) string {
+	c.T.Helper()
+	out, err := c.Crictl(args...)
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	return strings.TrimSpace(out)
+}
+
+// Pod is a pod sandbox a test runs on a Containerd.
+type Pod struct {
+	Name        string
+	Hostname    string
+	HostPort    int32 // mapped to port 80 of the pod
+	DNS         []string
+	Annotations map[string]string
+}
+
+// podConfig writes the pod's sandbox config and returns its path.
+func (c *Containerd) podConfig(p Pod) string {
+	cfg := map[string]any{
+		"metadata":      map[string]any{"name": p.Name, "namespace": "e2e", "uid": "uid-" + p.Name, "attempt": 0},
+		"hostname":      cmp.Or(p.Hostname, p.Name),
+		"annotations":   p.Annotations,
+		"log_directory": filepath.Join(c.Dir, "logs", p.Name),
+		"linux": map[string]any{
+			"cgroup_parent": c.CgroupParent,
+		},
+	}
+	if p.HostPort != 0 {
+		cfg["port_mappings"] = []map[string]any{{"protocol": 0, "container_port": 80, "host_port": p.HostPort}}
+	}
+	if len(p.DNS) > 0 {
+		cfg["dns_config"] = map[string]any{"servers": p.DNS, "searches": []string{"e2e.svc.cluster.local"}, "options": []string{"ndots:5"}}
+	}
+	b, _ := json.Marshal(cfg)
+	path := filepath.Join(c.Dir, "pod-"+p.Name+".json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		c.T.Fatal(err)
+	}
+	return path
+}
+
+// RunPodCtx runs the pod's sandbox and returns its ID.
+func (c *Containerd) RunPodCtx(ctx context.Context, p Pod) (string, error) {
+	out, err := c.CrictlCtx(ctx, "runp", c.podConfig(p))
+	if err != nil {
+		return "", err
+	}
+	id := strings.TrimSpace(out)
+	if len(id) != 64 {
+		return "", fmt.Errorf("crictl runp printed %q, want a sandbox ID", id)
+	}
+	return id, nil
+}
+
+// RunPod runs the pod's sandbox and returns its ID, failing the test on error.
+func (c *Containerd) RunPod(p Pod) string {
+	c.T.Helper()
+	id, err := c.RunPodCtx(c.T.Context(), p)
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	return id
+}
+
+// Container images the tests run (hack/images writes them).
+const (
+	BusyboxImage = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
+	WebImage     = "registry.k8s.io/e2e-test-images/nginx:1.14-2"
+)
+
+// RunContainer creates and starts a container in the pod: image with args (the image's
+// command when none), and returns its ID.
+func (c *Containerd) RunContainer(pod string, p Pod, name, image string, args ...string) string {
+	c.T.Helper()
+	cfg := map[string]any{
+		"metadata": map[string]any{"name": name},
+		"image":    map[string]any{"image": image},
+		"log_path": name + ".log",
+		"linux":    map[string]any{},
+	}
+	if len(args) > 0 {
+		cfg["command"] = args
+	}
+	b, _ := json.Marshal(cfg)
+	path := filepath.Join(c.Dir, "ctr-"+p.Name+"-"+name+".json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		c.T.Fatal(err)
+	}
+	id := c.MustCrictl("create", pod, path, c.podConfig(p))
+	c.MustCrictl("start", id)
+	return id
+}
+
+// Exec runs a command in a container and returns its output.
+func (c *Containerd) Exec(ctr string, args ...string) (string, error) {
+	return c.Crictl(append([]string{"exec", ctr}, args...)...)
+}
+
+// PodIP returns the pod's IP as containerd reports it.
+func (c *Containerd) PodIP(id string) net.IP {
+	c.T.Helper()
+	ps, err := ParsePodStatus([]byte(c.MustCrictl("inspectp", "-o", "json", id)))
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	if ps.Status.Network == nil || net.ParseIP(ps.Status.Network.IP) == nil {
+		c.T.Fatalf("pod %s on containerd %s has no IP: %+v", id, c.Name, ps.Status.Network)
+	}
+	return net.ParseIP(ps.Status.Network.IP)
+}
+
+// RemovePod stops and removes the pod's sandbox, as the kubelet does.
+func (c *Containerd) RemovePod(id string) error {
+	if _, err := c.Crictl("stopp", id); err != nil {
+		return err
+	}
+	_, err := c.Crictl("rmp", id)
+	return err
+}
+
+// PodIDs lists the sandboxes containerd knows.
+func (c *Containerd) PodIDs() ([]string, error) {
+	out, err := c.Crictl("pods", "-q")
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(out), nil
+}
+
+// NetworkReady returns containerd's NetworkReady condition and its message; when containerd
+// does not answer, false and why.
+func (c *Containerd) NetworkReady() (bool, string) {
+	var info struct {
+		Status struct {
+			Conditions []struct {
+				Type    string `json:"type"`
+				Status  bool   `json:"status"`
+				Reason  string `json:"reason"`
+				Message string `json:"message"`
+			} `json:"conditions"`
+		} `json:"status"`
+	}
+	out, err := c.Crictl("info", "-o", "json")
+	if err != nil {
+		return false, err.Error()
+	}
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		return false, fmt.Sprintf("crictl info: %v", err)
+	}
+	for _, cond := range info.Status.Conditions {
+		if cond.Type == "NetworkReady" {
+			return cond.Status, cond.Reason + ": " + cond.Message
+		}
+	}
+	return false, "crictl info: no NetworkReady condition"
+}
+
+// WaitNetworkReady polls NetworkReady until it is want, for at most d; it returns whether it
+// got there and the last message.
+func (c *Containerd) WaitNetworkReady(want bool, d time.Duration) (bool, string) {
+	c.T.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ready, msg := c.NetworkReady()
+		if ready == want {
+			return true, msg
+		}
+		if time.Now().After(deadline) {
+			return false, msg
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// NetnsMounts lists the network namespace mounts under the state dir, as containerd's mount
+// namespace shows them.
+func (c *Containerd) NetnsMounts() []string {
+	c.T.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(c.holder.Process.Pid) + "/mountinfo")
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	var out []string
+	prefix := filepath.Join(c.State, "netns") + "/"
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], prefix) {
+			out = append(out, f[4])
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// cleanup removes every pod, stops containerd and the holder, kills what is left in the pods'
+// cgroups and removes the dirs. It fails the test if a pod could not be removed.
+func (c *Containerd) cleanup() {
+	t := c.T
+	if t.Failed() {
+		t.Logf("containerd %s (%s) log tail:\n%s", c.Name, c.Build, c.tailLog())
+	}
+	if c.Exited() {
+		c.mu.Lock()
+		c.cmd = nil
+		c.mu.Unlock()
+	}
+	c.mu.Lock()
+	running := c.cmd != nil
+	c.mu.Unlock()
+	if !running && c.holder != nil {
+		// Start it again to remove what the test left, as a node's containerd would.
+		func() {
+			defer func() { _ = recover() }()
+			c.Start()
+		}()
+	}
+	if ids, err := c.PodIDs(); err == nil {
+		for _, id := range ids {
+			if err := c.RemovePod(id); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
+	}
+	c.Kill(syscall.SIGTERM)
+	killCgroup(t, c.CgroupParent)
+	if c.holder != nil {
+		_ = c.holder.Process.Kill()
+		_ = c.holder.Wait()
+	}
+	// The shims left (containerd killed mid-way) are in the namespace the holder kept.
+	killShims(t, c.Sock)
+	if err := os.RemoveAll(c.Dir); err != nil {
+		// An overlay mount of a killed shim may linger a moment.
+		time.Sleep(time.Second)
+		if err := os.RemoveAll(c.Dir); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	}
+}
+
+// killShims kills the shims serving the instance whose socket is sock.
+func killShims(t *testing.T, sock string) {
+	procs, err := Processes()
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
+		return
+	}
+	for _, p := range procs {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/cmdline")
+		if err != nil {
+			continue
+		}
+		cmdline := string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
+		if strings.Contains(cmdline, "containerd-shim") && strings.Contains(cmdline, sock) {
+			_ = syscall.Kill(p.PID, syscall.SIGKILL)
+		}
+	}
+}
+
+// killCgroup kills every process in the cgroup parent, in every v1 hierarchy, and removes it.
+func killCgroup(t *testing.T, parent string) {
+	hier, _ := filepath.Glob("/sys/fs/cgroup/*" + parent)
+	for _, dir := range hier {
+		for range 50 {
+			var pids []int
+			_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+				if err == nil && d.Name() == "cgroup.procs" {
+					b, _ := os.ReadFile(path)
+					for _, f := range strings.Fields(string(b)) {
+						if pid, err := strconv.Atoi(f); err == nil {
+							pids = append(pids, pid)
+						}
+					}
+				}
+				return nil
+			})
+			if len(pids) == 0 {
+				break
+			}
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		var dirs []string
+		_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			if err := syscall.Rmdir(dirs[i]); err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("cleanup: rmdir %s: %v", dirs[i], err)
+			}
+		}
+	}
+}
