@@ -15,6 +15,7 @@ export CNISHIM_TEST_CNI_BIN := $(CNI_BIN_DIR)
 export CNISHIM_TEST_CRICTL  := $(BIN_DIR)/crictl
 export CNISHIM_TEST_CNISHIM := $(BIN_DIR)/cnishim
 export CNISHIM_TEST_CRITEST := $(BIN_DIR)/critest
+export CNISHIM_TEST_CONTAINERD := $(OUT)/containerd
 
 # Tests that need root or what deps installs fail without it under these targets (and CI, which
 # runs make test); a plain go test ./... by a user who is not root skips them (internal/testing/roottest).
@@ -49,8 +50,9 @@ deps-containerd: ## Build containerd v2.4.2 (stock and with the go-cni drop-in),
 	hack/install-containerd.sh $(OUT)/containerd
 
 .PHONY: test
-test: deps build ## Run every test: unit tests with -race, and the root tests against real plugins.
+test: deps build deps-containerd ## Run every test: unit tests with -race, the root tests against real plugins, containerd with the go-cni drop-in.
 	go test -race -count=1 -timeout 20m $(GO_TEST_FLAGS) ./...
+	cd gocni && go test -race -count=1 -timeout 10m $(GO_TEST_FLAGS) ./...
 	cd test/bench && go test -race -count=1 -timeout 10m $(GO_TEST_FLAGS) ./...
 
 .PHONY: e2e
