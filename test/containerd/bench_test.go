@@ -1,0 +1,280 @@
+//go:build linux && containerd_bench
+
+package containerd
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cnishim/cnishim/internal/testing/plugintest"
+	"github.com/cnishim/cnishim/test/framework"
+)
+
+// The containerd storms of make bench: RunPodSandbox (the pause container and the pod's
+// network) through containerd's CRI, stock containerd against containerd with cnishim, on two
+// chains, with 1, 8 and 32 callers, for CNISHIM_BENCH_ROUNDS rounds (default 3). Results go to
+// the test log and to _output/bench/containerd.md.
+//
+// The chains are those of cnibench: "bench" is bridge + host-local + portmap, which spends CPU;
+// "slow-ipam" is bridge with an IPAM that waits 500 ms (an IPAM asking a server), then hands
+// the allocation on to host-local, + portmap.
+
+// stormCell is one storm: a chain, a caller count, a build.
+type stormCell struct {
+	chain   string
+	callers int
+	pods    int
+}
+
+// stormResult is one storm's figures.
+type stormResult struct {
+	podsPerSec float64
+	p50, p99   time.Duration
+}
+
+func TestContainerdStorms(t *testing.T) {
+	rounds := framework.EnvInt(t, "CNISHIM_BENCH_ROUNDS", 3)
+	pods := framework.EnvInt(t, "CNISHIM_BENCH_STORM_PODS", 64)
+	var cells []stormCell
+	for _, chain := range []string{"bench", "slow-ipam"} {
+		for _, callers := range []int{1, 8, 32} {
+			n := pods
+			if callers == 1 {
+				n = pods / 4 // one caller at a time: a quarter of the pods gives the same spread
+			}
+			cells = append(cells, stormCell{chain: chain, callers: callers, pods: n})
+		}
+	}
+	results := map[string][]stormResult{} // key: cell/build
+	nodes := map[string]*stormNode{}
+	for _, build := range builds {
+		for _, chain := range []string{"bench", "slow-ipam"} {
+			nodes[build+"/"+chain] = newStormNode(t, build, chain)
+		}
+	}
+	// Rounds interleave the builds, so that the machine's noise falls on both alike.
+	for r := range rounds {
+		for _, c := range cells {
+			for _, build := range builds {
+				res := nodes[build+"/"+c.chain].storm(t, c)
+				key := fmt.Sprintf("%s/%d/%s", c.chain, c.callers, build)
+				results[key] = append(results[key], res)
+				t.Logf("round %d %s %d callers %s: %.2f pods/s, p50 %v, p99 %v", r+1, c.chain, c.callers, build, res.podsPerSec, res.p50, res.p99)
+			}
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "| chain | callers | pods | stock pods/s | cnishim pods/s | ratio | stock p99 | cnishim p99 | ratio |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, c := range cells {
+		s := median(results[fmt.Sprintf("%s/%d/%s", c.chain, c.callers, framework.StockContainerd)])
+		m := median(results[fmt.Sprintf("%s/%d/%s", c.chain, c.callers, framework.CnishimContainerd)])
+		fmt.Fprintf(&b, "| %s | %d | %d | %.2f | %.2f | %.2f | %v | %v | %.2f |\n", c.chain, c.callers, c.pods,
+			s.podsPerSec, m.podsPerSec, m.podsPerSec/s.podsPerSec, s.p99.Round(time.Millisecond), m.p99.Round(time.Millisecond), float64(m.p99)/float64(s.p99))
+	}
+	fmt.Fprintf(&b, "\nMedian of %d rounds per cell (pods/s and p99 each their own median).\n", rounds)
+	rss := framework.EnvInt(t, "CNISHIM_BENCH_RSS_PODS", 500)
+	if rss > 0 {
+		fmt.Fprintf(&b, "\n| build | pods | containerd RSS (MiB) |\n|---|---|---|\n")
+		for _, build := range builds {
+			mib := nodes[build+"/bench"].rssAt(t, rss)
+			fmt.Fprintf(&b, "| %s | %d | %.1f |\n", build, rss, mib)
+		}
+	}
+	t.Log("\n" + b.String())
+	out := filepath.Join(env.Repo, "_output", "bench")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "containerd.md"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// median returns the median pods/s and the median p50 and p99 of results.
+func median(results []stormResult) stormResult {
+	var rates []float64
+	var p50s, p99s []time.Duration
+	for _, r := range results {
+		rates = append(rates, r.podsPerSec)
+		p50s = append(p50s, r.p50)
+		p99s = append(p99s, r.p99)
+	}
+	slices.Sort(rates)
+	slices.Sort(p50s)
+	slices.Sort(p99s)
+	i := len(results) / 2
+	return stormResult{podsPerSec: rates[i], p50: p50s[i], p99: p99s[i]}
+}
+
+// stormNode is a containerd of one build on one chain, with a CRI client.
+type stormNode struct {
+	*node
+	rt runtimeapi.RuntimeServiceClient
+	// seq names pods uniquely across storms.
+	seq int
+}
+
+func newStormNode(t *testing.T, build, chain string) *stormNode {
+	t.Helper()
+	n := newNode(t, build, func(o *framework.ContainerdOptions) { o.Net = nil })
+	// A /16: the memory figure holds 500 pods.
+	net := framework.NewNet(t, "storm", fmt.Sprintf("cnictds%d", n.k), fmt.Sprintf("10.%d.0.0/16", 160+n.k%60))
+	ipam := "host-local"
+	if chain == "slow-ipam" {
+		bin := t.TempDir()
+		plugintest.MustInstallAs(t, bin, "slowipam")
+		plugintest.MustWriteBehavior(t, plugintest.SidecarPath(filepath.Join(bin, "slowipam")), plugintest.Behavior{
+			Commands: map[string]plugintest.Action{
+				"ADD": {SleepMS: 500, DelegateIPAM: true, IPAMDelegate: "host-local"},
+				"DEL": {DelegateIPAM: true, IPAMDelegate: "host-local"},
+			},
+		})
+		n.setBinDirs(t, bin)
+		ipam = "slowipam"
+	}
+	list := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "storm", "plugins": [
+  {"type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": true,
+   "ipam": {"type": %q, "ranges": [[{"subnet": %q}]], "dataDir": %q}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}`, net.Bridge, ipam, net.Subnet, net.IPAMDir)
+	framework.WriteFileAtomic(t, n.ConfDir, "10-storm.conflist", list)
+	if ok, msg := n.WaitNetworkReady(true, 15*time.Second); !ok {
+		t.Fatalf("storm network not ready: %s", msg)
+	}
+	conn, err := grpc.NewClient("unix://"+n.Sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return &stormNode{node: n, rt: runtimeapi.NewRuntimeServiceClient(conn)}
+}
+
+func (s *stormNode) sandboxConfig(name string) *runtimeapi.PodSandboxConfig {
+	return &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "storm", Uid: "uid-" + name},
+		Hostname:     name,
+		LogDirectory: filepath.Join(s.Dir, "logs", name),
+		Linux:        &runtimeapi.LinuxPodSandboxConfig{CgroupParent: s.CgroupParent},
+	}
+}
+
+// storm runs c.pods RunPodSandbox calls through c.callers callers and returns the set-up
+// figures; then it stops and removes every pod.
+func (s *stormNode) storm(t *testing.T, c stormCell) stormResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	jobs := make(chan string)
+	var mu sync.Mutex
+	var lat []time.Duration
+	var ids []string
+	var firstErr error
+	var wg sync.WaitGroup
+	for range c.callers {
+		wg.Go(func() {
+			for name := range jobs {
+				start := time.Now()
+				resp, err := s.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: s.sandboxConfig(name)})
+				d := time.Since(start)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = fmt.Errorf("RunPodSandbox %s: %w", name, err)
+				}
+				if err == nil {
+					lat = append(lat, d)
+					ids = append(ids, resp.PodSandboxId)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	start := time.Now()
+	for range c.pods {
+		s.seq++
+		jobs <- "storm-" + strconv.Itoa(s.seq)
+	}
+	close(jobs)
+	wg.Wait()
+	wall := time.Since(start)
+	s.removeAll(t, ids)
+	if firstErr != nil {
+		t.Fatal(firstErr)
+	}
+	slices.Sort(lat)
+	return stormResult{
+		podsPerSec: float64(c.pods) / wall.Seconds(),
+		p50:        lat[len(lat)/2],
+		p99:        lat[(len(lat)*99+99)/100-1],
+	}
+}
+
+// removeAll stops and removes the sandboxes, 8 at a time.
+func (s *stormNode) removeAll(t *testing.T, ids []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	jobs := make(chan string)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for id := range jobs {
+				if _, err := s.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+					t.Errorf("StopPodSandbox %s: %v", id, err)
+				}
+				if _, err := s.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+					t.Errorf("RemovePodSandbox %s: %v", id, err)
+				}
+			}
+		})
+	}
+	for _, id := range ids {
+		jobs <- id
+	}
+	close(jobs)
+	wg.Wait()
+}
+
+// rssAt starts pods pods, 16 callers, and returns containerd's resident memory then, in MiB.
+func (s *stormNode) rssAt(t *testing.T, pods int) float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	var ids []string
+	jobs := make(chan string)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for name := range jobs {
+				resp, err := s.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: s.sandboxConfig(name)})
+				if err != nil {
+					t.Errorf("RunPodSandbox %s: %v", name, err)
+					continue
+				}
+				mu.Lock()
+				ids = append(ids, resp.PodSandboxId)
+				mu.Unlock()
+			}
+		})
+	}
+	for range pods {
+		s.seq++
+		jobs <- "rss-" + strconv.Itoa(s.seq)
+	}
+	close(jobs)
+	wg.Wait()
+	mib := s.RSS(t)
+	s.removeAll(t, ids)
+	return mib
+}
