@@ -27,7 +27,7 @@
 # sources it compiles, so it rebuilds only when they change; the images: and the busybox-static
 # package version and hack/images). Installs libseccomp-dev and pkg-config from apt when runc is
 # to be built and they are missing. CNISHIM_GOCNI_DIR names another drop-in dir than <repo>/gocni;
-# without a go.mod there, the cnishim build is skipped with a warning.
+# without a go.mod there, the script fails.
 #
 # Usage: hack/install-containerd.sh [OUT_DIR]
 set -o errexit -o nounset -o pipefail
@@ -167,7 +167,8 @@ fi
 # 2. containerd with the go-cni drop-in.
 dropin="${out}/cnishim/bin"
 if [[ ! -f "${gocni}/go.mod" ]]; then
-  log "WARNING: ${gocni}/go.mod is missing: skipping containerd with the go-cni drop-in"
+  log "${gocni}/go.mod is missing: no drop-in to build containerd with (CNISHIM_GOCNI_DIR names another)"
+  exit 1
 else
   hash=$(source_hash)
   dropin_want="containerd ${CONTAINERD_VERSION} $(go env GOVERSION) gocni=${gocni} src=sha256:${hash}"
