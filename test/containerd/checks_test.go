@@ -120,7 +120,7 @@ func newNode(t *testing.T, build string, opts ...func(*framework.ContainerdOptio
 }
 
 // hostPort is a host port of the node's own.
-func (n *node) hostPort() int32 { return int32(31000 + n.k) }
+func (n *node) hostPort() int32 { return int32(33000 + n.k) }
 
 // state is what the node's pods can leave behind.
 func (n *node) state(ids ...string) leakcheck.State {
