@@ -49,6 +49,10 @@ deps-flannel: ## Build flanneld, etcd and the flannel CNI plugin into _output/fl
 deps-containerd: ## Build containerd v2.4.2 (stock and with the go-cni drop-in), runc and the test images into _output/containerd.
 	hack/install-containerd.sh $(OUT)/containerd
 
+.PHONY: deps-containerd-integration
+deps-containerd-integration: ## Build containerd v2.4.2's CRI integration tests and their failpoint CNI plugin and shim into _output/containerd/integration.
+	hack/install-containerd-integration.sh $(OUT)/containerd/integration
+
 .PHONY: test
 test: deps build deps-containerd ## Run every test: unit tests with -race, the root tests against real plugins, containerd with the go-cni drop-in.
 	go test -race -count=1 -timeout 20m $(GO_TEST_FLAGS) ./...
