@@ -41,6 +41,9 @@ type ContainerdOptions struct {
 	MaxConfNum int
 	// CRIRuntime is more TOML for the [plugins.'io.containerd.cri.v1.runtime'] table.
 	CRIRuntime string
+	// Binary is the containerd binary to run instead of the build's, e.g. a copy under a name
+	// of the test's own that pkill -x may target (containerd_integration.go).
+	Binary string
 }
 
 // Containerd is one containerd with dirs, socket and shim socket dir of its own, its network
@@ -215,19 +218,27 @@ func (c *Containerd) startHolder() {
 // containerd exited by itself, it starts it again, as its supervisor would.
 func (c *Containerd) Start() {
 	c.T.Helper()
+	if err := c.start(); err != nil {
+		c.T.Fatal(err)
+	}
+}
+
+// start is Start returning its error rather than failing the test, for a caller off the test's
+// goroutine (the restart supervisor of containerd_integration.go).
+func (c *Containerd) start() error {
 	logf, err := os.OpenFile(c.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
-		c.T.Fatal(err)
+		return err
 	}
 	defer logf.Close()
 	cmd := exec.Command("nsenter", "--mount=/proc/"+strconv.Itoa(c.holder.Process.Pid)+"/ns/mnt", "--",
-		c.bin("containerd"), "--config", c.Config)
+		cmp.Or(c.opts.Binary, c.bin("containerd")), "--config", c.Config)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The shim and runc come from the instance's bin dirs, found through PATH.
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Join(c.Env.Containerd, c.Build, "bin")+":"+filepath.Join(c.Env.Containerd, "bin")+":"+os.Getenv("PATH"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		c.T.Fatalf("start containerd: %v", err)
+		return fmt.Errorf("start containerd: %w", err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
@@ -237,15 +248,15 @@ func (c *Containerd) Start() {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if _, err := c.Crictl("version"); err == nil {
-			return
+			return nil
 		}
 		select {
 		case <-exited:
-			c.T.Fatalf("containerd %s exited at start; log:\n%s", c.Name, c.tailLog())
+			return fmt.Errorf("containerd %s exited at start; log:\n%s", c.Name, c.tailLog())
 		default:
 		}
 		if time.Now().After(deadline) {
-			c.T.Fatalf("containerd %s did not serve in 60 s; log:\n%s", c.Name, c.tailLog())
+			return fmt.Errorf("containerd %s did not serve in 60 s; log:\n%s", c.Name, c.tailLog())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
