@@ -522,6 +522,32 @@ func (c *Containerd) WaitNetworkReady(want bool, d time.Duration) (bool, string)
 	}
 }
 
+// RSS returns containerd's resident memory, in MiB.
+func (c *Containerd) RSS(t testing.TB) float64 {
+	t.Helper()
+	c.mu.Lock()
+	cmd := c.cmd
+	c.mu.Unlock()
+	if cmd == nil {
+		t.Fatal("containerd is not running")
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			if err != nil {
+				t.Fatalf("VmRSS %q: %v", v, err)
+			}
+			return float64(kb) / 1024
+		}
+	}
+	t.Fatal("no VmRSS in /proc/<containerd>/status")
+	return 0
+}
+
 // NetnsMounts lists the network namespace mounts under the state dir, as containerd's mount
 // namespace shows them.
 func (c *Containerd) NetnsMounts() []string {
