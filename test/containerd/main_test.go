@@ -18,9 +18,9 @@ import (
 
 var env *framework.Env
 
-// hostPaths are the host's paths a containerd writes to by default; the suite's containerds
-// must never create them.
-var hostPaths = []string{"/run/containerd", "/var/run/nri", "/etc/containerd", "/var/lib/containerd"}
+// hostPaths are the host's paths a containerd writes to by default, and the cgroup it puts
+// pods without a parent in (critest's); the suite's containerds must never leave them behind.
+var hostPaths = []string{"/run/containerd", "/var/run/nri", "/etc/containerd", "/var/lib/containerd", "/sys/fs/cgroup/memory/k8s.io"}
 
 func TestMain(m *testing.M) {
 	var absent []string

@@ -70,6 +70,9 @@ type Containerd struct {
 	Net                 *Net
 	// CgroupParent is the cgroup every pod of the test gets (RunPod sets it).
 	CgroupParent string
+	// ownsK8sCgroup: containerd's default cgroup parent, /k8s.io, did not exist when the
+	// instance started (pods without a parent of their own, critest's, go there).
+	ownsK8sCgroup bool
 
 	opts   ContainerdOptions
 	holder *exec.Cmd
@@ -106,6 +109,9 @@ func StartContainerd(t *testing.T, e *Env, name string, opts ContainerdOptions) 
 		CgroupParent: fmt.Sprintf("/cnishim-e2e-%d-%d", os.Getpid(), n),
 	}
 	c.CacheDir = filepath.Join(c.VarLib, "cni")
+	if _, err := os.Stat("/sys/fs/cgroup/memory" + k8sCgroup); errors.Is(err, os.ErrNotExist) {
+		c.ownsK8sCgroup = true
+	}
 	for _, d := range []string{c.Root, c.State, c.ConfDir, c.CacheDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatal(err)
@@ -599,6 +605,9 @@ func (c *Containerd) cleanup() {
 	}
 	c.Kill(syscall.SIGTERM)
 	killCgroup(t, c.CgroupParent)
+	if c.ownsK8sCgroup {
+		removeEmptyCgroup(t, k8sCgroup)
+	}
 	if c.holder != nil {
 		_ = c.holder.Process.Kill()
 		_ = c.holder.Wait()
@@ -629,6 +638,29 @@ func killShims(t *testing.T, sock string) {
 		cmdline := string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
 		if strings.Contains(cmdline, "containerd-shim") && strings.Contains(cmdline, sock) {
 			_ = syscall.Kill(p.PID, syscall.SIGKILL)
+		}
+	}
+}
+
+// k8sCgroup is containerd's cgroup parent for pods that name none.
+const k8sCgroup = "/k8s.io"
+
+// removeEmptyCgroup removes the cgroup, in every v1 hierarchy, where it and its children are
+// empty: another runtime may have come to use it meanwhile, so nothing is killed.
+func removeEmptyCgroup(t *testing.T, cgroup string) {
+	hier, _ := filepath.Glob("/sys/fs/cgroup/*" + cgroup)
+	for _, dir := range hier {
+		var dirs []string
+		_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			if err := syscall.Rmdir(dirs[i]); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.EBUSY) {
+				t.Errorf("cleanup: rmdir %s: %v", dirs[i], err)
+			}
 		}
 	}
 }
