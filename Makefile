@@ -19,7 +19,7 @@ export CNISHIM_TEST_CONTAINERD := $(OUT)/containerd
 
 # Tests that need root or what deps installs fail without it under these targets (and CI, which
 # runs make test); a plain go test ./... by a user who is not root skips them (internal/testing/roottest).
-test e2e e2e-cluster soak soak-cluster bench: export CNISHIM_REQUIRE_ROOT_TESTS := 1
+test e2e e2e-containerd e2e-cluster soak soak-cluster bench: export CNISHIM_REQUIRE_ROOT_TESTS := 1
 # make test runs the cluster checks on kindnet alone, whatever the environment says; flannel is
 # opt-in (CLUSTER_NETWORK=flannel make e2e-cluster), as it takes minutes to build.
 test: export CLUSTER_NETWORK := kindnet
@@ -63,6 +63,10 @@ test: deps build deps-containerd ## Run every test: unit tests with -race, the r
 e2e: deps build ## Run only the root end-to-end tests against real plugins and crictl.
 	go test -race -count=1 -timeout 20m -v $(GO_TEST_FLAGS) ./test/e2e/...
 
+.PHONY: e2e-containerd
+e2e-containerd: deps build deps-containerd deps-containerd-integration ## Run the containerd suites on stock containerd and on containerd with cnishim: the checks, critest's whole suite, containerd's CNI integration tests (see docs/containerd.md).
+	go test -race -count=1 -timeout 40m -v -tags containerd_full $(GO_TEST_FLAGS) ./test/containerd/
+
 .PHONY: e2e-cluster
 e2e-cluster: deps build $(if $(filter flannel,$(CLUSTER_NETWORK)),deps-flannel) ## Run the local cluster tests on CLUSTER_NETWORK (kindnet; or flannel) (see docs/cluster.md).
 	go test -race -count=1 -timeout 20m -v $(GO_TEST_FLAGS) ./test/cluster/...
@@ -82,7 +86,7 @@ demo: deps build ## Set up three pods on a built-in bridge network, prove they t
 	$(BIN_DIR)/cnishim demo --cni-bin-dir $(CNI_BIN_DIR)
 
 .PHONY: bench
-bench: deps build ## Run the benchmarks against go-cni and raw libcni (see docs/benchmarks.md); plots to docs/, tables to _output/bench.
+bench: deps build deps-containerd ## Run the benchmarks against go-cni and raw libcni, and the containerd storms (see docs/benchmarks.md, docs/containerd.md); plots to docs/, tables to _output/bench.
 	hack/bench.sh
 
 .PHONY: fuzz

@@ -46,6 +46,13 @@
 #                           harness tests): tables to stdout and ${BENCH_OUT}/slow-ipam.md, raw
 #                           figures to ${BENCH_OUT}/slow-ipam.json, the plot to docs/ (quick:
 #                           ${BENCH_OUT}). With BENCH_QUICK=1: 10 pods, a 100ms wait.
+#   BENCH_ONLY=containerd   run only the containerd storms: RunPodSandbox through containerd's
+#                           CRI, stock against the drop-in build, 1/8/32 callers on the bench
+#                           and the slow-IPAM chains, and containerd's RSS at 500 pods (table
+#                           to ${BENCH_OUT}/containerd.md)
+#   BENCH_CONTAINERD_ROUNDS rounds of the containerd storms (default 3)
+#   BENCH_CONTAINERD_PODS   pods per containerd storm (default 64; 16 with one caller)
+#   BENCH_CONTAINERD_RSS_PODS  pods of the containerd memory figure (default 500)
 #   BENCH_SKIP_TESTS=1      skip the benchmark's own tests (fairness of inputs, leak checks)
 #   BENCH_OUT               output directory (default _output/bench)
 #   CNI_BIN_DIR             real CNI plugins (default _output/cni/bin)
@@ -83,6 +90,27 @@ multinet() {
   echo "bench: a pod on three networks, ${multinet_pods} pods per variant" >&2
   "${out}/cnibench" multinet -breakdown -cni-bin-dir "${bin_dir}" -pods "${multinet_pods}" -markdown "${out}/multinet.md" >&2
 }
+# The containerd storms: RunPodSandbox through containerd's CRI, stock containerd against
+# containerd built with the go-cni drop-in (test/containerd/bench_test.go), and containerd's
+# memory at 500 pods. Needs make deps-containerd.
+containerd_storms() {
+  echo "bench: containerd storms (stock containerd against containerd with cnishim)" >&2
+  local env=(CNISHIM_REQUIRE_ROOT_TESTS=1 CNISHIM_TEST_CONTAINERD="${CNISHIM_TEST_CONTAINERD:-${root}/_output/containerd}"
+    CNISHIM_TEST_CRICTL="${CNISHIM_TEST_CRICTL:-${root}/_output/bin/crictl}" CNISHIM_BENCH_OUT="${out}"
+    CNISHIM_TEST_LOG_DIR="${out}/containerd-logs")
+  if [[ ${quick} == 1 ]]; then
+    env+=(CNISHIM_BENCH_ROUNDS=1 CNISHIM_BENCH_STORM_PODS=8 CNISHIM_BENCH_RSS_PODS=20)
+  else
+    env+=(CNISHIM_BENCH_ROUNDS="${BENCH_CONTAINERD_ROUNDS:-3}" CNISHIM_BENCH_STORM_PODS="${BENCH_CONTAINERD_PODS:-64}" CNISHIM_BENCH_RSS_PODS="${BENCH_CONTAINERD_RSS_PODS:-500}")
+  fi
+  env "${env[@]}" go test -count=1 -timeout 60m -v -tags containerd_bench -run '^TestContainerdStorms$' ./test/containerd/ >&2
+  echo "bench: containerd storm table in ${out}/containerd.md" >&2
+}
+if [[ ${BENCH_ONLY:-} == containerd ]]; then
+  containerd_storms
+  exit 0
+fi
+
 if [[ ${BENCH_ONLY:-} == multinet ]]; then
   multinet
   cat "${out}/multinet.md"
@@ -182,3 +210,4 @@ fi
 echo "bench: real-plugin scenarios and admission storms" >&2
 "${out}/cnibench" "${args[@]}"
 echo "bench: tables in ${out}/benchmarks-bench.md, raw figures in ${out}/results.json" >&2
+containerd_storms

@@ -24,6 +24,11 @@ for m in "${mods[@]}"; do
     echo "go vet (${m}): see above; fix the code it names" >&2
     failed=1
   fi
+  # The containerd suites beyond make test are behind build tags; vet them too.
+  if [[ ${m} == . ]] && ! go vet -tags containerd_full,containerd_bench ./test/containerd/; then
+    echo "go vet -tags containerd_full,containerd_bench ./test/containerd/: see above" >&2
+    failed=1
+  fi
   if ! (cd "${m}" && go mod tidy -diff >/dev/null 2>&1); then
     echo "go mod tidy (${m}): go.mod/go.sum are not tidy" >&2
     echo "  fix: (cd ${m} && go mod tidy)" >&2

@@ -3,6 +3,7 @@
 package containerd
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -25,7 +26,9 @@ import (
 // The containerd storms of make bench: RunPodSandbox (the pause container and the pod's
 // network) through containerd's CRI, stock containerd against containerd with cnishim, on two
 // chains, with 1, 8 and 32 callers, for CNISHIM_BENCH_ROUNDS rounds (default 3). Results go to
-// the test log and to _output/bench/containerd.md.
+// the test log and to $CNISHIM_BENCH_OUT/containerd.md (default _output/bench). hack/bench.sh
+// runs it (BENCH_ONLY=containerd alone). CNISHIM_BENCH_CHAINS and CNISHIM_BENCH_CALLERS narrow
+// it ("bench slow-ipam", "1 8 32" by default).
 //
 // The chains are those of cnibench: "bench" is bridge + host-local + portmap, which spends CPU;
 // "slow-ipam" is bridge with an IPAM that waits 500 ms (an IPAM asking a server), then hands
@@ -47,9 +50,18 @@ type stormResult struct {
 func TestContainerdStorms(t *testing.T) {
 	rounds := framework.EnvInt(t, "CNISHIM_BENCH_ROUNDS", 3)
 	pods := framework.EnvInt(t, "CNISHIM_BENCH_STORM_PODS", 64)
+	chains := strings.Fields(cmp.Or(os.Getenv("CNISHIM_BENCH_CHAINS"), "bench slow-ipam"))
+	var callerCounts []int
+	for _, f := range strings.Fields(cmp.Or(os.Getenv("CNISHIM_BENCH_CALLERS"), "1 8 32")) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			t.Fatalf("CNISHIM_BENCH_CALLERS: %q is not a caller count", f)
+		}
+		callerCounts = append(callerCounts, n)
+	}
 	var cells []stormCell
-	for _, chain := range []string{"bench", "slow-ipam"} {
-		for _, callers := range []int{1, 8, 32} {
+	for _, chain := range chains {
+		for _, callers := range callerCounts {
 			n := pods
 			if callers == 1 {
 				n = pods / 4 // one caller at a time: a quarter of the pods gives the same spread
@@ -60,7 +72,7 @@ func TestContainerdStorms(t *testing.T) {
 	results := map[string][]stormResult{} // key: cell/build
 	nodes := map[string]*stormNode{}
 	for _, build := range builds {
-		for _, chain := range []string{"bench", "slow-ipam"} {
+		for _, chain := range chains {
 			nodes[build+"/"+chain] = newStormNode(t, build, chain)
 		}
 	}
@@ -84,8 +96,14 @@ func TestContainerdStorms(t *testing.T) {
 			s.podsPerSec, m.podsPerSec, m.podsPerSec/s.podsPerSec, s.p99.Round(time.Millisecond), m.p99.Round(time.Millisecond), float64(m.p99)/float64(s.p99))
 	}
 	fmt.Fprintf(&b, "\nMedian of %d rounds per cell (pods/s and p99 each their own median).\n", rounds)
-	rss := framework.EnvInt(t, "CNISHIM_BENCH_RSS_PODS", 500)
-	if rss > 0 {
+	rss := 500 // 0 leaves the memory figure out
+	if v := os.Getenv("CNISHIM_BENCH_RSS_PODS"); v != "" {
+		var err error
+		if rss, err = strconv.Atoi(v); err != nil || rss < 0 {
+			t.Fatalf("CNISHIM_BENCH_RSS_PODS=%q: want a number of pods, 0 for none", v)
+		}
+	}
+	if rss > 0 && nodes[framework.StockContainerd+"/bench"] != nil {
 		fmt.Fprintf(&b, "\n| build | pods | containerd RSS (MiB) |\n|---|---|---|\n")
 		for _, build := range builds {
 			mib := nodes[build+"/bench"].rssAt(t, rss)
@@ -93,7 +111,10 @@ func TestContainerdStorms(t *testing.T) {
 		}
 	}
 	t.Log("\n" + b.String())
-	out := filepath.Join(env.Repo, "_output", "bench")
+	out := os.Getenv("CNISHIM_BENCH_OUT")
+	if out == "" {
+		out = filepath.Join(env.Repo, "_output", "bench")
+	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -581,6 +581,13 @@ func (c *Containerd) cleanup() {
 	if t.Failed() {
 		t.Logf("containerd %s (%s) log tail:\n%s", c.Name, c.Build, c.tailLog())
 	}
+	if dir := os.Getenv("CNISHIM_TEST_LOG_DIR"); dir != "" {
+		// Whole logs, kept for a look after the run.
+		if b, err := os.ReadFile(c.Log); err == nil {
+			_ = os.MkdirAll(dir, 0o755)
+			_ = os.WriteFile(filepath.Join(dir, filepath.Base(c.Dir)+"-"+c.Build+".log"), b, 0o644)
+		}
+	}
 	if c.Exited() {
 		c.mu.Lock()
 		c.cmd = nil
