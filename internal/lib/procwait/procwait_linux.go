@@ -58,8 +58,10 @@ func AwaitExitContext(ctx context.Context, p *os.Process) error {
 	defer stop()
 	err = rc.Read(exited)
 	switch {
-	case err == nil:
+	case err == nil && hasExited(p.Pid):
 		return nil
+	case err == nil:
+		// poll failed: wait in waitid instead.
 	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
 		return ctx.Err()
 	}
@@ -68,10 +70,36 @@ func AwaitExitContext(ctx context.Context, p *os.Process) error {
 }
 
 // exited reports whether the pidfd fd polls readable, which it does once its process has
-// exited.
+// exited. A poll interrupted by a signal (the Go runtime's preemption signal, often, on a busy
+// machine) says nothing, so it is asked again: taking it for an exit would have the caller
+// kill a process that is still running. Any other error of poll ends the wait, and the caller
+// checks the exit with waitid.
 func exited(fd uintptr) bool {
-	n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
-	return err != nil || n > 0
+	for {
+		n, err := poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		return err != nil || n > 0
+	}
+}
+
+// poll is unix.Poll; a test replaces it.
+var poll = unix.Poll
+
+// hasExited reports whether the child pid has exited, without reaping it or waiting.
+func hasExited(pid int) bool {
+	for {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT|unix.WNOHANG, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		// With WNOHANG, a child that has not exited leaves info zeroed (si_signo is SIGCHLD
+		// for one that has). An error (the child reaped elsewhere) means there is nothing left
+		// to wait for.
+		return err != nil || info.Signo != 0
+	}
 }
 
 // awaitWaitid is AwaitExitContext without a pidfd.

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestAwaitExitContext: AwaitExitContext returns ctx's error while the child runs and nil once
@@ -45,5 +47,58 @@ func TestAwaitExitContext(t *testing.T) {
 	}
 	if err := c.Process.Signal(syscall.Signal(0)); !errors.Is(err, os.ErrProcessDone) {
 		t.Errorf("after Wait the child is %v; want done", err)
+	}
+}
+
+// A poll of the pidfd interrupted by a signal, which the Go runtime's preemption signal makes
+// common on a busy machine, is not an exit: AwaitExitContext keeps waiting for a child that
+// still runs, and returns once it exits.
+func TestAwaitExitContextInterruptedPoll(t *testing.T) {
+	interrupted := 0
+	poll = func(fds []unix.PollFd, timeout int) (int, error) {
+		if interrupted < 50 {
+			interrupted++
+			return 0, unix.EINTR
+		}
+		return unix.Poll(fds, timeout)
+	}
+	t.Cleanup(func() { poll = unix.Poll })
+	c := exec.Command("sleep", "30")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if err := AwaitExitContext(ctx, c.Process); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("AwaitExitContext of a running child with interrupted polls = %v; want the deadline's error", err)
+	}
+	if interrupted == 0 {
+		t.Fatal("the poll was never interrupted: the test checked nothing")
+	}
+	if err := c.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := AwaitExitContext(ctx, c.Process); err != nil {
+		t.Fatalf("AwaitExitContext of a killed child = %v", err)
+	}
+}
+
+// A poll that fails otherwise ends the poller's wait, but a child that still runs is waited
+// for in waitid: AwaitExitContext does not return before it exits.
+func TestAwaitExitContextPollError(t *testing.T) {
+	poll = func([]unix.PollFd, int) (int, error) { return 0, unix.EINVAL }
+	t.Cleanup(func() { poll = unix.Poll })
+	c := exec.Command("sleep", "30")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if err := AwaitExitContext(ctx, c.Process); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("AwaitExitContext of a running child with a failing poll = %v; want the deadline's error", err)
 	}
 }
