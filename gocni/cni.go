@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -102,10 +101,13 @@ type loadSpec struct {
 
 // loaded is a Plugin and what it was set up from.
 type loaded struct {
-	spec   loadSpec
-	key    string
-	plugin *cninetwork.Plugin
-	stop   context.CancelFunc
+	spec loadSpec
+	key  string
+	// confDir is the Plugin's configuration directory: the runtime's, or the one the
+	// configurations given as bytes or files were written to.
+	confDir string
+	plugin  *cninetwork.Plugin
+	stop    context.CancelFunc
 }
 
 // New returns a CNI configured by opts. Like go-cni's, it loads nothing unless opts include a
@@ -185,7 +187,7 @@ func (c *libcni) commit() error {
 	}
 	key := fmt.Sprintf("%t\x00%s\x00%s", spec.lo, confDir, explicitDigest(spec.explicit))
 	if old := c.cur.Load(); old != nil && old.key == key {
-		c.cur.Store(&loaded{spec: spec, key: key, plugin: old.plugin, stop: old.stop})
+		c.cur.Store(&loaded{spec: spec, key: key, confDir: confDir, plugin: old.plugin, stop: old.stop})
 		return nil
 	}
 	opts := append([]cninetwork.Option{}, c.pluginOpts...)
@@ -211,6 +213,11 @@ func (c *libcni) commit() error {
 	if old := c.cur.Load(); old != nil {
 		old.stop()
 		_ = old.plugin.Close()
+		if old.confDir != c.pluginConfDir && old.confDir != confDir {
+			// The configurations the old Plugin was given as bytes or files: the records of
+			// the pods set up with them hold them too, so nothing needs them any more.
+			_ = os.RemoveAll(old.confDir)
+		}
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	if err := p.Run(ctx); err != nil {
@@ -218,7 +225,7 @@ func (c *libcni) commit() error {
 		c.cur.Store(nil)
 		return err
 	}
-	c.cur.Store(&loaded{spec: spec, key: key, plugin: p, stop: stop})
+	c.cur.Store(&loaded{spec: spec, key: key, confDir: confDir, plugin: p, stop: stop})
 	return nil
 }
 
@@ -294,20 +301,21 @@ func (l *loaded) networks() ([]*confwatch.Network, int) {
 	return nets, count
 }
 
-// ready returns the current Plugin, or an error wrapping ErrCNINotInitialized that says why
-// it cannot set up pods.
-func (c *libcni) ready(ctx context.Context) (*loaded, error) {
+// ready returns the current Plugin and the networks pods get now (see networks), or an error
+// wrapping ErrCNINotInitialized that says why it cannot set up pods.
+func (c *libcni) ready(ctx context.Context) (*loaded, []*confwatch.Network, error) {
 	l := c.cur.Load()
 	if l == nil {
-		return nil, fmt.Errorf("no CNI configuration loaded: %w", ErrCNINotInitialized)
+		return nil, nil, fmt.Errorf("no CNI configuration loaded: %w", ErrCNINotInitialized)
 	}
 	if err := l.plugin.Status(ctx); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCNINotInitialized, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrCNINotInitialized, err)
 	}
-	if _, n := l.networks(); n < c.networkCount {
-		return nil, fmt.Errorf("%w: %d networks ready, %d wanted", ErrCNINotInitialized, n, c.networkCount)
+	nets, n := l.networks()
+	if n < c.networkCount {
+		return nil, nil, fmt.Errorf("%w: %d networks ready, %d wanted", ErrCNINotInitialized, n, c.networkCount)
 	}
-	return l, nil
+	return l, nets, nil
 }
 
 // Status returns nil when pods can be set up: the networks WithMinNetworkCount asks for are
@@ -315,7 +323,7 @@ func (c *libcni) ready(ctx context.Context) (*loaded, error) {
 // success. It answers from memory: STATUS is polled in the background, never exec'd per call.
 // Its error wraps ErrCNINotInitialized and cninetwork.ErrNotReady and says why.
 func (c *libcni) Status() error {
-	_, err := c.ready(context.Background())
+	_, _, err := c.ready(context.Background())
 	return err
 }
 
@@ -328,7 +336,7 @@ func (c *libcni) Status() error {
 func (c *libcni) Setup(ctx context.Context, id string, path string, opts ...NamespaceOpts) (*Result, error) {
 	c.ops.RLock()
 	defer c.ops.RUnlock()
-	l, err := c.ready(ctx)
+	l, nets, err := c.ready(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -336,7 +344,6 @@ func (c *libcni) Setup(ctx context.Context, id string, path string, opts ...Name
 	if err != nil {
 		return nil, err
 	}
-	nets, _ := l.networks()
 	pod, err := ns.pod(c.prefix, nets)
 	if err != nil {
 		return nil, err
@@ -401,7 +408,7 @@ func (c *libcni) GetConfig() *ConfigResult {
 		return r
 	}
 	if l.spec.lo {
-		r.Networks = append(r.Networks, confNetwork(loopbackList(), "lo"))
+		r.Networks = append(r.Networks, confNetwork(loopbackList, "lo"))
 	}
 	nets, _ := l.networks()
 	for i, n := range nets {
@@ -428,7 +435,7 @@ func (c *libcni) Networks() []*Network {
 	cni := cnilibrary.NewCNIConfigWithCacheDir(c.pluginDirs, c.cacheDir, nil)
 	var out []*Network
 	if l.spec.lo {
-		out = append(out, &Network{cni: cni, config: loopbackList(), ifName: "lo"})
+		out = append(out, &Network{cni: cni, config: loopbackList, ifName: "lo"})
 	}
 	nets, _ := l.networks()
 	for i, n := range nets {
@@ -452,13 +459,15 @@ func (c *libcni) Close() error {
 	return l.plugin.Close()
 }
 
-func loopbackList() *cnilibrary.NetworkConfigList {
+// loopbackList is go-cni's loopback network (WithLoNetwork), as GetConfig and Networks report
+// it; the Plugin attaches its own, of the same name and plugin.
+var loopbackList = func() *cnilibrary.NetworkConfigList {
 	l, err := cnilibrary.ConfListFromBytes([]byte(`{"cniVersion": "0.3.1", "name": "cni-loopback", "plugins": [{"type": "loopback"}]}`))
 	if err != nil {
-		panic(errors.New("the loopback configuration does not parse"))
+		panic(err)
 	}
 	return l
-}
+}()
 
 func getIfName(prefix string, i int) string {
 	return fmt.Sprintf("%s%d", prefix, i)

@@ -204,7 +204,11 @@ func TestLoadBadFileFirst(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(n.conf, "10-broken.conflist"), []byte(`{"cniVersion": "1.0.0", "name": `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // let the watcher see it
+	// Once the watcher has skipped it, the broken file is the one a Load reads first.
+	waitFor(t, func() bool {
+		skipped := c.(*libcni).cur.Load().plugin.Snapshot().Skipped
+		return len(skipped) == 1 && filepath.Base(skipped[0].File) == "10-broken.conflist"
+	})
 	if err := c.Load(WithLoNetwork, WithDefaultConf); err != nil {
 		t.Fatalf("Load with a broken file first: %v", err)
 	}
@@ -334,6 +338,21 @@ func TestConfListBytes(t *testing.T) {
 	}
 	if len(res.Interfaces["eth0"].IPConfigs) != 1 {
 		t.Errorf("Interfaces[eth0] = %+v, want its IP", res.Interfaces["eth0"])
+	}
+	// Other bytes: the first bytes' directory goes once their Plugin is replaced; the pod set
+	// up with them is torn down from its record.
+	first := c.(*libcni).cur.Load().confDir
+	if err := c.Load(WithConfListBytes([]byte(`{"cniVersion": "1.0.0", "name": "mem2", "plugins": [{"type": "other"}]}`))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(first); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the first bytes' directory %s is left after a Load of others: %v", first, err)
+	}
+	if err := c.Remove(t.Context(), "s1", n.netns); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.records(t); len(got) < 2 || got[len(got)-1] != "fake DEL eth0" {
+		t.Errorf("plugin calls = %v, want the pod's DEL through its own network's plugin last", got)
 	}
 	if err := c.Load(WithConfListBytes([]byte(`{"name": `))); !errors.Is(err, ErrLoad) {
 		t.Errorf("Load of broken bytes = %v, want ErrLoad", err)
