@@ -194,15 +194,31 @@ func (s *stormNode) sandboxConfig(name string) *runtimeapi.PodSandboxConfig {
 // figures; then it stops and removes every pod.
 func (s *stormNode) storm(t *testing.T, c stormCell) stormResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	start := time.Now()
+	ids, lat, err := s.runPods(t, "storm", c.pods, c.callers)
+	wall := time.Since(start)
+	s.removeAll(t, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(lat)
+	return stormResult{
+		podsPerSec: float64(c.pods) / wall.Seconds(),
+		p50:        lat[len(lat)/2],
+		p99:        lat[(len(lat)*99+99)/100-1],
+	}
+}
+
+// runPods runs pods RunPodSandbox calls, named prefix-N, through callers callers, and
+// returns the sandboxes made, each call's latency, and the first error.
+func (s *stormNode) runPods(t *testing.T, prefix string, pods, callers int) (ids []string, lat []time.Duration, firstErr error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
 	jobs := make(chan string)
 	var mu sync.Mutex
-	var lat []time.Duration
-	var ids []string
-	var firstErr error
 	var wg sync.WaitGroup
-	for range c.callers {
+	for range callers {
 		wg.Go(func() {
 			for name := range jobs {
 				start := time.Now()
@@ -220,24 +236,13 @@ func (s *stormNode) storm(t *testing.T, c stormCell) stormResult {
 			}
 		})
 	}
-	start := time.Now()
-	for range c.pods {
+	for range pods {
 		s.seq++
-		jobs <- "storm-" + strconv.Itoa(s.seq)
+		jobs <- prefix + "-" + strconv.Itoa(s.seq)
 	}
 	close(jobs)
 	wg.Wait()
-	wall := time.Since(start)
-	s.removeAll(t, ids)
-	if firstErr != nil {
-		t.Fatal(firstErr)
-	}
-	slices.Sort(lat)
-	return stormResult{
-		podsPerSec: float64(c.pods) / wall.Seconds(),
-		p50:        lat[len(lat)/2],
-		p99:        lat[(len(lat)*99+99)/100-1],
-	}
+	return ids, lat, firstErr
 }
 
 // removeAll stops and removes the sandboxes, 8 at a time.
@@ -269,32 +274,11 @@ func (s *stormNode) removeAll(t *testing.T, ids []string) {
 // rssAt starts pods pods, 16 callers, and returns containerd's resident memory then, in MiB.
 func (s *stormNode) rssAt(t *testing.T, pods int) float64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
-	defer cancel()
-	var mu sync.Mutex
-	var ids []string
-	jobs := make(chan string)
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Go(func() {
-			for name := range jobs {
-				resp, err := s.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: s.sandboxConfig(name)})
-				if err != nil {
-					t.Errorf("RunPodSandbox %s: %v", name, err)
-					continue
-				}
-				mu.Lock()
-				ids = append(ids, resp.PodSandboxId)
-				mu.Unlock()
-			}
-		})
+	ids, _, err := s.runPods(t, "rss", pods, 16)
+	if err != nil {
+		s.removeAll(t, ids)
+		t.Fatal(err)
 	}
-	for range pods {
-		s.seq++
-		jobs <- "rss-" + strconv.Itoa(s.seq)
-	}
-	close(jobs)
-	wg.Wait()
 	mib := s.RSS(t)
 	s.removeAll(t, ids)
 	return mib

@@ -167,7 +167,7 @@ func httpGet(url string) (string, error) {
 }
 
 // podWithWeb runs a pod whose container serves HTTP on port 80 and returns the pod's ID and IP.
-func (n *node) podWithWeb(t *testing.T, p framework.Pod) (string, net.IP) {
+func (n *node) podWithWeb(t *testing.T, p framework.PodSpec) (string, net.IP) {
 	t.Helper()
 	id := n.RunPod(p)
 	n.RunContainer(id, p, "web", framework.WebImage)
@@ -177,10 +177,10 @@ func (n *node) podWithWeb(t *testing.T, p framework.Pod) (string, net.IP) {
 // checkPodNetworking: pods talk pod to pod from inside their containers, the host reaches a
 // pod and its hostPort, a pod gets its DNS config and hostname.
 func checkPodNetworking(t *testing.T, n *node) error {
-	client := framework.Pod{Name: "client", Hostname: "client-host", DNS: []string{"10.150.255.10"}}
+	client := framework.PodSpec{Name: "client", Hostname: "client-host", DNS: []string{"10.150.255.10"}}
 	cid := n.RunPod(client)
 	sh := n.RunContainer(cid, client, "sh", framework.BusyboxImage, "sleep", "3600")
-	web := framework.Pod{Name: "web", HostPort: n.hostPort()}
+	web := framework.PodSpec{Name: "web", HostPort: n.hostPort()}
 	_, webIP := n.podWithWeb(t, web)
 	var errs []error
 	if out, err := n.Exec(sh, "wget", "-q", "-O", "-", "http://"+webIP.String()+"/"); err != nil || out == "" {
@@ -205,7 +205,7 @@ func checkPodNetworking(t *testing.T, n *node) error {
 // mount.
 func checkStopRemove(t *testing.T, n *node) error {
 	before := n.state()
-	p := framework.Pod{Name: "gone", HostPort: n.hostPort()}
+	p := framework.PodSpec{Name: "gone", HostPort: n.hostPort()}
 	id, _ := n.podWithWeb(t, p)
 	if err := n.RemovePod(id); err != nil {
 		return err
@@ -217,7 +217,7 @@ func checkStopRemove(t *testing.T, n *node) error {
 // and removes them later leaving nothing.
 func checkRestart(t *testing.T, n *node) error {
 	before := n.state()
-	p := framework.Pod{Name: "kept", HostPort: n.hostPort()}
+	p := framework.PodSpec{Name: "kept", HostPort: n.hostPort()}
 	id, ip := n.podWithWeb(t, p)
 	n.Restart()
 	if got := n.PodIP(id); !got.Equal(ip) {
@@ -242,7 +242,7 @@ func checkKillStorm(t *testing.T, n *node) error {
 	var wg sync.WaitGroup
 	for i := range pods {
 		wg.Go(func() {
-			_, _ = n.RunPodCtx(ctx, framework.Pod{Name: fmt.Sprintf("storm-%d", i)})
+			_, _ = n.RunPodCtx(ctx, framework.PodSpec{Name: fmt.Sprintf("storm-%d", i)})
 		})
 	}
 	// Kill once some set-ups have reserved addresses and others are still running.
@@ -314,14 +314,7 @@ func checkConfDirRecreated(t *testing.T, n *node) error {
 	if ok, msg := n.WaitNetworkReady(true, 15*time.Second); !ok {
 		return fmt.Errorf("network not ready 15 s after its conf dir came back: %s", msg)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	id, err := n.RunPodCtx(ctx, framework.Pod{Name: "after"})
-	if err != nil {
-		return fmt.Errorf("pod after the conf dir came back: %w", err)
-	}
-	n.PodIP(id)
-	return nil
+	return n.podGetsIP(t, "after", "pod after the conf dir came back")
 }
 
 // checkInvalidFirst: a file that does not parse, sorted before the network's: the node stays
@@ -335,11 +328,17 @@ func checkInvalidFirst(t *testing.T, n *node) error {
 	if ready, msg := n.NetworkReady(); !ready {
 		return fmt.Errorf("network not ready with a broken file sorted first: %s", msg)
 	}
+	return n.podGetsIP(t, "despite", "pod with a broken file sorted first")
+}
+
+// podGetsIP runs a pod named name, bounded by a minute, and checks it got an IP; an error
+// starts with what.
+func (n *node) podGetsIP(t *testing.T, name, what string) error {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	id, err := n.RunPodCtx(ctx, framework.Pod{Name: "despite"})
+	id, err := n.RunPodCtx(ctx, framework.PodSpec{Name: name})
 	if err != nil {
-		return fmt.Errorf("pod with a broken file sorted first: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	n.PodIP(id)
 	return nil
@@ -394,7 +393,7 @@ func checkAnnotationNetwork(t *testing.T, n *node) error {
 	second := framework.NewNet(t, "second", fmt.Sprintf("cnictd2x%d", k), fmt.Sprintf("10.151.%d.0/24", k%250+1))
 	framework.WriteFileAtomic(t, n.ConfDir, "20-second.conflist", second.Conflist())
 	time.Sleep(time.Second)
-	p := framework.Pod{Name: "multi", Annotations: map[string]string{"k8s.v1.cni.cncf.io/networks": `[{"name": "second", "interface": "net1"}]`}}
+	p := framework.PodSpec{Name: "multi", Annotations: map[string]string{"k8s.v1.cni.cncf.io/networks": `[{"name": "second", "interface": "net1"}]`}}
 	id := n.RunPod(p)
 	sh := n.RunContainer(id, p, "sh", framework.BusyboxImage, "sleep", "3600")
 	out, err := n.Exec(sh, "ip", "-4", "-o", "addr", "show", "net1")

@@ -361,42 +361,21 @@ func (c *Containerd) MustCrictl(args ...string) string {
 	return strings.TrimSpace(out)
 }
 
-// Pod is a pod sandbox a test runs on a Containerd.
-type Pod struct {
-	Name        string
-	Hostname    string
-	HostPort    int32 // mapped to port 80 of the pod
-	DNS         []string
-	Annotations map[string]string
-}
-
-// podConfig writes the pod's sandbox config and returns its path.
-func (c *Containerd) podConfig(p Pod) string {
-	cfg := map[string]any{
-		"metadata":      map[string]any{"name": p.Name, "namespace": "e2e", "uid": "uid-" + p.Name, "attempt": 0},
-		"hostname":      cmp.Or(p.Hostname, p.Name),
-		"annotations":   p.Annotations,
+// podConfig writes the pod's sandbox config, its host port mapped to the web image's port 80,
+// and returns its path.
+func (c *Containerd) podConfig(p PodSpec) string {
+	path, err := p.writeConfig(c.Dir, 80, map[string]any{
 		"log_directory": filepath.Join(c.Dir, "logs", p.Name),
-		"linux": map[string]any{
-			"cgroup_parent": c.CgroupParent,
-		},
-	}
-	if p.HostPort != 0 {
-		cfg["port_mappings"] = []map[string]any{{"protocol": 0, "container_port": 80, "host_port": p.HostPort}}
-	}
-	if len(p.DNS) > 0 {
-		cfg["dns_config"] = map[string]any{"servers": p.DNS, "searches": []string{"e2e.svc.cluster.local"}, "options": []string{"ndots:5"}}
-	}
-	b, _ := json.Marshal(cfg)
-	path := filepath.Join(c.Dir, "pod-"+p.Name+".json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
+		"linux":         map[string]any{"cgroup_parent": c.CgroupParent},
+	})
+	if err != nil {
 		c.T.Fatal(err)
 	}
 	return path
 }
 
 // RunPodCtx runs the pod's sandbox and returns its ID.
-func (c *Containerd) RunPodCtx(ctx context.Context, p Pod) (string, error) {
+func (c *Containerd) RunPodCtx(ctx context.Context, p PodSpec) (string, error) {
 	out, err := c.CrictlCtx(ctx, "runp", c.podConfig(p))
 	if err != nil {
 		return "", err
@@ -409,7 +388,7 @@ func (c *Containerd) RunPodCtx(ctx context.Context, p Pod) (string, error) {
 }
 
 // RunPod runs the pod's sandbox and returns its ID, failing the test on error.
-func (c *Containerd) RunPod(p Pod) string {
+func (c *Containerd) RunPod(p PodSpec) string {
 	c.T.Helper()
 	id, err := c.RunPodCtx(c.T.Context(), p)
 	if err != nil {
@@ -426,7 +405,7 @@ const (
 
 // RunContainer creates and starts a container in the pod: image with args (the image's
 // command when none), and returns its ID.
-func (c *Containerd) RunContainer(pod string, p Pod, name, image string, args ...string) string {
+func (c *Containerd) RunContainer(pod string, p PodSpec, name, image string, args ...string) string {
 	c.T.Helper()
 	cfg := map[string]any{
 		"metadata": map[string]any{"name": name},
@@ -657,17 +636,24 @@ const k8sCgroup = "/k8s.io"
 func removeEmptyCgroup(t *testing.T, cgroup string) {
 	hier, _ := filepath.Glob("/sys/fs/cgroup/*" + cgroup)
 	for _, dir := range hier {
-		var dirs []string
-		_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, path)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			if err := syscall.Rmdir(dirs[i]); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.EBUSY) {
-				t.Errorf("cleanup: rmdir %s: %v", dirs[i], err)
-			}
+		rmdirTree(t, dir, true)
+	}
+}
+
+// rmdirTree removes the cgroup dir and every cgroup below it, deepest first. busyOK: a cgroup
+// still in use (EBUSY) is left without an error.
+func rmdirTree(t *testing.T, dir string, busyOK bool) {
+	var dirs []string
+	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, path)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		err := syscall.Rmdir(dirs[i])
+		if err != nil && !errors.Is(err, os.ErrNotExist) && !(busyOK && errors.Is(err, syscall.EBUSY)) {
+			t.Errorf("cleanup: rmdir %s: %v", dirs[i], err)
 		}
 	}
 }
@@ -697,17 +683,6 @@ func killCgroup(t *testing.T, parent string) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		var dirs []string
-		_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, path)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			if err := syscall.Rmdir(dirs[i]); err != nil && !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("cleanup: rmdir %s: %v", dirs[i], err)
-			}
-		}
+		rmdirTree(t, dir, false)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -168,34 +169,53 @@ func (s *Server) WaitNetworkReady(want bool) time.Duration {
 	}
 }
 
-// PodSpec is a crictl pod config.
+// PodSpec is a crictl pod config, for a Server (Runp) or a Containerd (RunPod).
 type PodSpec struct {
 	Name      string
 	Namespace string // default "e2e"
-	HostPort  int32  // 0: no port mapping
-	Labels    map[string]string
+	Hostname  string // default Name
+	// HostPort is mapped to the runtime's web port: ContainerPort on a Server, 80 (the web
+	// image's) on a Containerd; 0: no port mapping.
+	HostPort    int32
+	Labels      map[string]string
+	Annotations map[string]string
+	DNS         []string // the DNS servers; with them, a search domain and an option
 }
 
-// ContainerPort is the container port a PodSpec's HostPort maps to.
+// ContainerPort is the container port a PodSpec's HostPort maps to on a Server.
 const ContainerPort = 8080
+
+// writeConfig writes p as a crictl pod config file into dir, its host port mapped to
+// containerPort, with more fields of the runtime's (nil for none), and returns its path.
+func (p PodSpec) writeConfig(dir string, containerPort int32, more map[string]any) (string, error) {
+	cfg := map[string]any{
+		"metadata":    map[string]any{"name": p.Name, "namespace": cmp.Or(p.Namespace, "e2e"), "uid": "uid-" + p.Name, "attempt": 0},
+		"hostname":    cmp.Or(p.Hostname, p.Name),
+		"labels":      p.Labels,
+		"annotations": p.Annotations,
+		"linux":       map[string]any{},
+	}
+	if p.HostPort != 0 {
+		cfg["port_mappings"] = []map[string]any{{"protocol": 0, "container_port": containerPort, "host_port": p.HostPort}}
+	}
+	if len(p.DNS) > 0 {
+		cfg["dns_config"] = map[string]any{"servers": p.DNS, "searches": []string{"e2e.svc.cluster.local"}, "options": []string{"ndots:5"}}
+	}
+	maps.Copy(cfg, more)
+	b, _ := json.Marshal(cfg)
+	path := filepath.Join(dir, "pod-"+p.Name+".json")
+	return path, os.WriteFile(path, b, 0o600)
+}
 
 // Runp writes the pod config and runs `crictl runp`, returning the sandbox ID; the ID and the
 // host port are registered as needles.
 func (s *Server) Runp(p PodSpec) string {
 	s.T.Helper()
-	cfg := map[string]any{
-		"metadata": map[string]any{"name": p.Name, "namespace": cmp.Or(p.Namespace, "e2e"), "uid": "uid-" + p.Name, "attempt": 0},
-		"hostname": p.Name,
-		"labels":   p.Labels,
-		"linux":    map[string]any{},
-	}
 	if p.HostPort != 0 {
-		cfg["port_mappings"] = []map[string]any{{"protocol": 0, "container_port": ContainerPort, "host_port": p.HostPort}}
 		s.AddNeedle(fmt.Sprintf("dport %d", p.HostPort))
 	}
-	b, _ := json.Marshal(cfg)
-	path := filepath.Join(s.Dir, p.Name+".json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
+	path, err := p.writeConfig(s.Dir, ContainerPort, nil)
+	if err != nil {
 		s.T.Fatal(err)
 	}
 	id := strings.TrimSpace(s.MustCrictl("runp", path))

@@ -25,10 +25,9 @@ type Registry struct {
 	// Addr is host:port on 127.0.0.1.
 	Addr string
 
-	mu        sync.Mutex
+	// Both are filled before the registry serves, and only read after.
 	manifests map[string]descriptor // "repo:tag" (repo without the host) -> manifest
 	blobs     map[string][]byte     // digest -> content
-	pulls     []string              // what was fetched, for messages
 }
 
 type descriptor struct {
@@ -142,9 +141,6 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 		return
 	}
-	r.mu.Lock()
-	r.pulls = append(r.pulls, req.Method+" "+req.URL.Path)
-	r.mu.Unlock()
 	var body []byte
 	var mediaType, digest string
 	if i := strings.LastIndex(path, "/manifests/"); i > 0 {

@@ -63,11 +63,7 @@ func TestAwaitExitContextInterruptedPoll(t *testing.T) {
 		return unix.Poll(fds, timeout)
 	}
 	t.Cleanup(func() { poll = unix.Poll })
-	c := exec.Command("sleep", "30")
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	c := startSleeper(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
 	if err := AwaitExitContext(ctx, c.Process); !errors.Is(err, context.DeadlineExceeded) {
@@ -91,14 +87,21 @@ func TestAwaitExitContextInterruptedPoll(t *testing.T) {
 func TestAwaitExitContextPollError(t *testing.T) {
 	poll = func([]unix.PollFd, int) (int, error) { return 0, unix.EINVAL }
 	t.Cleanup(func() { poll = unix.Poll })
-	c := exec.Command("sleep", "30")
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	c := startSleeper(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
 	if err := AwaitExitContext(ctx, c.Process); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("AwaitExitContext of a running child with a failing poll = %v; want the deadline's error", err)
 	}
+}
+
+// startSleeper starts a child that sleeps for 30 s, killed and reaped at the test's end.
+func startSleeper(t *testing.T) *exec.Cmd {
+	t.Helper()
+	c := exec.Command("sleep", "30")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	return c
 }
