@@ -18,3 +18,6 @@ FLANNEL_CNI_PLUGIN_VERSION="v0.9.1"
 # with go-cni replaced by the drop-in gocni/, the runc it runs, and the test images it imports.
 CONTAINERD_VERSION="v2.4.2"
 RUNC_VERSION="v1.5.3"
+# The kubelet for the kubelet runs (hack/install-kubelet.sh), built from the Kubernetes release
+# module; its staging modules are released as v0.<minor>.<patch> of the same release.
+KUBERNETES_VERSION="v1.37.2"
