@@ -16,10 +16,11 @@ export CNISHIM_TEST_CRICTL  := $(BIN_DIR)/crictl
 export CNISHIM_TEST_CNISHIM := $(BIN_DIR)/cnishim
 export CNISHIM_TEST_CRITEST := $(BIN_DIR)/critest
 export CNISHIM_TEST_CONTAINERD := $(OUT)/containerd
+export CNISHIM_TEST_KUBELET := $(OUT)/kubernetes/bin/kubelet
 
 # Tests that need root or what deps installs fail without it under these targets (and CI, which
 # runs make test); a plain go test ./... by a user who is not root skips them (internal/testing/roottest).
-test e2e e2e-containerd e2e-cluster soak soak-cluster bench: export CNISHIM_REQUIRE_ROOT_TESTS := 1
+test e2e e2e-containerd e2e-kubelet e2e-cluster soak soak-cluster bench: export CNISHIM_REQUIRE_ROOT_TESTS := 1
 # make test runs the cluster checks on kindnet alone, whatever the environment says; flannel is
 # opt-in (CLUSTER_NETWORK=flannel make e2e-cluster), as it takes minutes to build.
 test: export CLUSTER_NETWORK := kindnet
@@ -53,6 +54,10 @@ deps-containerd: ## Build containerd v2.4.2 (stock and with the go-cni drop-in),
 deps-containerd-integration: ## Build containerd v2.4.2's CRI integration tests and their failpoint CNI plugin and shim into _output/containerd/integration.
 	hack/install-containerd-integration.sh $(OUT)/containerd/integration
 
+.PHONY: deps-kubelet
+deps-kubelet: ## Build the kubelet v1.37.2 into _output/kubernetes/bin (through a generated wrapper module; see hack/install-kubelet.sh).
+	hack/install-kubelet.sh $(OUT)/kubernetes/bin
+
 .PHONY: test
 test: deps build deps-containerd ## Run every test: unit tests with -race, the root tests against real plugins, containerd with the go-cni drop-in.
 	go test -race -count=1 -timeout 20m $(GO_TEST_FLAGS) ./...
@@ -66,6 +71,10 @@ e2e: deps build ## Run only the root end-to-end tests against real plugins and c
 .PHONY: e2e-containerd
 e2e-containerd: deps build deps-containerd deps-containerd-integration ## Run the containerd suites on stock containerd and on containerd with cnishim: the checks, critest's whole suite, containerd's CNI integration tests (see docs/containerd.md).
 	go test -race -count=1 -timeout 40m -v -tags containerd_full $(GO_TEST_FLAGS) ./test/containerd/
+
+.PHONY: e2e-kubelet
+e2e-kubelet: deps build deps-containerd deps-kubelet ## Run the kubelet suite: a standalone kubelet on stock containerd and on containerd with cnishim, every check on both (see docs/kubelet.md).
+	go test -race -count=1 -timeout 30m -v -tags kubelet_e2e $(GO_TEST_FLAGS) ./test/kubelet/
 
 .PHONY: e2e-cluster
 e2e-cluster: deps build $(if $(filter flannel,$(CLUSTER_NETWORK)),deps-flannel) ## Run the local cluster tests on CLUSTER_NETWORK (kindnet; or flannel) (see docs/cluster.md).
@@ -86,7 +95,7 @@ demo: deps build ## Set up three pods on a built-in bridge network, prove they t
 	$(BIN_DIR)/cnishim demo --cni-bin-dir $(CNI_BIN_DIR)
 
 .PHONY: bench
-bench: deps build deps-containerd ## Run the benchmarks against go-cni and raw libcni, and the containerd storms (see docs/benchmarks.md, docs/containerd.md); plots to docs/, tables to _output/bench.
+bench: deps build deps-containerd deps-kubelet ## Run the benchmarks against go-cni and raw libcni, the containerd storms and the kubelet storms (see docs/benchmarks.md, docs/containerd.md, docs/kubelet.md); plots to docs/, tables to _output/bench.
 	hack/bench.sh
 
 .PHONY: fuzz

@@ -53,6 +53,12 @@
 #   BENCH_CONTAINERD_ROUNDS rounds of the containerd storms (default 3)
 #   BENCH_CONTAINERD_PODS   pods per containerd storm (default 64; 16 with one caller)
 #   BENCH_CONTAINERD_RSS_PODS  pods of the containerd memory figure (default 500)
+#   BENCH_ONLY=kubelet      run only the kubelet storms: 1, 30 and 60 static pods written at
+#                           once, to all Ready by the kubelet's own status, and their removal
+#                           to IPs released, a kubelet on stock containerd against one on
+#                           containerd with cnishim (table to ${BENCH_OUT}/kubelet.md)
+#   BENCH_KUBELET_ROUNDS    rounds of the kubelet storms (default 3)
+#   BENCH_KUBELET_PODS      pod counts of the kubelet storms (default "1 30 60")
 #   BENCH_SKIP_TESTS=1      skip the benchmark's own tests (fairness of inputs, leak checks)
 #   BENCH_OUT               output directory (default _output/bench)
 #   CNI_BIN_DIR             real CNI plugins (default _output/cni/bin)
@@ -106,8 +112,28 @@ containerd_storms() {
   env "${env[@]}" go test -count=1 -timeout 60m -v -tags containerd_bench -run '^TestContainerdStorms$' ./test/containerd/ >&2
   echo "bench: containerd storm table in ${out}/containerd.md" >&2
 }
+# The kubelet storms: static pods through a standalone kubelet on each containerd build
+# (test/kubelet/bench_test.go). Needs make deps-containerd deps-kubelet.
+kubelet_storms() {
+  echo "bench: kubelet storms (a kubelet on stock containerd against one on containerd with cnishim)" >&2
+  local env=(CNISHIM_REQUIRE_ROOT_TESTS=1 CNISHIM_TEST_CONTAINERD="${CNISHIM_TEST_CONTAINERD:-${root}/_output/containerd}"
+    CNISHIM_TEST_KUBELET="${CNISHIM_TEST_KUBELET:-${root}/_output/kubernetes/bin/kubelet}"
+    CNISHIM_TEST_CRICTL="${CNISHIM_TEST_CRICTL:-${root}/_output/bin/crictl}" CNISHIM_BENCH_OUT="${out}"
+    CNISHIM_TEST_LOG_DIR="${out}/kubelet-logs")
+  if [[ ${quick} == 1 ]]; then
+    env+=(CNISHIM_BENCH_ROUNDS=1 CNISHIM_BENCH_KUBELET_PODS="1 5")
+  else
+    env+=(CNISHIM_BENCH_ROUNDS="${BENCH_KUBELET_ROUNDS:-3}" CNISHIM_BENCH_KUBELET_PODS="${BENCH_KUBELET_PODS:-1 30 60}")
+  fi
+  env "${env[@]}" go test -count=1 -timeout 60m -v -tags kubelet_bench -run '^TestKubeletStorms$' ./test/kubelet/ >&2
+  echo "bench: kubelet storm table in ${out}/kubelet.md" >&2
+}
 if [[ ${BENCH_ONLY:-} == containerd ]]; then
   containerd_storms
+  exit 0
+fi
+if [[ ${BENCH_ONLY:-} == kubelet ]]; then
+  kubelet_storms
   exit 0
 fi
 
@@ -211,3 +237,4 @@ echo "bench: real-plugin scenarios and admission storms" >&2
 "${out}/cnibench" "${args[@]}"
 echo "bench: tables in ${out}/benchmarks-bench.md, raw figures in ${out}/results.json" >&2
 containerd_storms
+kubelet_storms

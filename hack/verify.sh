@@ -29,6 +29,11 @@ for m in "${mods[@]}"; do
     echo "go vet -tags containerd_full,containerd_bench ./test/containerd/: see above" >&2
     failed=1
   fi
+  # So is the kubelet suite (make e2e-kubelet, make bench).
+  if [[ ${m} == . ]] && ! go vet -tags kubelet_e2e,kubelet_bench ./test/kubelet/; then
+    echo "go vet -tags kubelet_e2e,kubelet_bench ./test/kubelet/: see above" >&2
+    failed=1
+  fi
   if ! (cd "${m}" && go mod tidy -diff >/dev/null 2>&1); then
     echo "go mod tidy (${m}): go.mod/go.sum are not tidy" >&2
     echo "  fix: (cd ${m} && go mod tidy)" >&2
@@ -48,6 +53,10 @@ for m in "${mods[@]}"; do
     failed=1
   fi
 done
+if ! "${staticcheck_bin}" -tags kubelet_e2e,kubelet_bench ./test/kubelet/; then
+  echo "staticcheck -tags kubelet_e2e,kubelet_bench ./test/kubelet/: see above" >&2
+  failed=1
+fi
 
 # The import layers (internal/testing/layers), every exported name of pkg/ with a caller
 # outside its package (hack/apicheck), the exported API as recorded in api/ (hack/api.sh), and

@@ -51,14 +51,7 @@ func TestContainerdStorms(t *testing.T) {
 	rounds := framework.EnvInt(t, "CNISHIM_BENCH_ROUNDS", 3)
 	pods := framework.EnvInt(t, "CNISHIM_BENCH_STORM_PODS", 64)
 	chains := strings.Fields(cmp.Or(os.Getenv("CNISHIM_BENCH_CHAINS"), "bench slow-ipam"))
-	var callerCounts []int
-	for _, f := range strings.Fields(cmp.Or(os.Getenv("CNISHIM_BENCH_CALLERS"), "1 8 32")) {
-		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 {
-			t.Fatalf("CNISHIM_BENCH_CALLERS: %q is not a caller count", f)
-		}
-		callerCounts = append(callerCounts, n)
-	}
+	callerCounts := framework.EnvInts(t, "CNISHIM_BENCH_CALLERS", "1 8 32")
 	var cells []stormCell
 	for _, chain := range chains {
 		for _, callers := range callerCounts {

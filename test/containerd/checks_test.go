@@ -6,9 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,79 +20,30 @@ import (
 	"github.com/cnishim/cnishim/test/framework"
 )
 
-// check is one behaviour the suite checks on both containerd builds. run fails the test (t.Fatal)
-// when the harness cannot do its part, and returns the check's verdict: nil when the build
-// behaves, else what it did wrong.
-type check struct {
-	name string
-	// stockIssue is the upstream issue of stock containerd's (or go-cni's) known failure of
-	// the check; stock failing a check without one fails the test, as the harness is then
-	// suspect.
-	stockIssue string
-	// cnishimOnly: go-cni has no such feature; the check runs on the cnishim build alone.
-	cnishimOnly bool
-	run         func(t *testing.T, n *node) error
+// checks are the suite's checks, in the order docs/containerd.md lists them.
+var checks = []framework.Check{
+	{Name: "pod networking", Run: onNode(checkPodNetworking)},
+	{Name: "stop and remove leave nothing", Run: onNode(checkStopRemove)},
+	{Name: "restart keeps pods", Run: onNode(checkRestart)},
+	{Name: "SIGKILL amid a pod-start storm", Run: onNode(checkKillStorm)},
+	{Name: "conf dir deleted and re-created", Run: onNode(checkConfDirRecreated)},
+	{Name: "invalid file sorted first", Run: onNode(checkInvalidFirst),
+		StockIssue: "go-cni's Load fails on the first file that does not parse (opts.go loadFromConfDir), resetting every network: one bad file takes the node's network down"},
+	{Name: "plugin reports unavailable through STATUS", Run: onNode(checkStatus)},
+	{Name: "second network through the NPWG annotation", CnishimOnly: true, Run: onNode(checkAnnotationNetwork)},
 }
 
-// checks are the suite's checks, in the order docs/containerd.md lists them.
-var checks = []check{
-	{name: "pod networking", run: checkPodNetworking},
-	{name: "stop and remove leave nothing", run: checkStopRemove},
-	{name: "restart keeps pods", run: checkRestart},
-	{name: "SIGKILL amid a pod-start storm", run: checkKillStorm},
-	{name: "conf dir deleted and re-created", run: checkConfDirRecreated},
-	{name: "invalid file sorted first", run: checkInvalidFirst,
-		stockIssue: "go-cni's Load fails on the first file that does not parse (opts.go loadFromConfDir), resetting every network: one bad file takes the node's network down"},
-	{name: "plugin reports unavailable through STATUS", run: checkStatus},
-	{name: "second network through the NPWG annotation", cnishimOnly: true, run: checkAnnotationNetwork},
+// onNode runs a check on a fresh node of the build.
+func onNode(run func(t *testing.T, n *node) error) func(t *testing.T, build string) error {
+	return func(t *testing.T, build string) error { return run(t, newNode(t, build)) }
 }
 
 var builds = []string{framework.StockContainerd, framework.CnishimContainerd}
 
-// TestContainerdChecks runs every check on both builds and logs the side-by-side table. A
-// check the cnishim build fails fails the test; one stock fails is its known behaviour when
-// the check names the upstream issue.
+// TestContainerdChecks runs every check on both builds and logs the side-by-side table
+// (framework.RunSideBySide).
 func TestContainerdChecks(t *testing.T) {
-	type verdict struct{ stock, cnishim string }
-	table := make([]verdict, len(checks))
-	for i, ck := range checks {
-		for _, build := range builds {
-			if build == framework.StockContainerd && ck.cnishimOnly {
-				table[i].stock = "n/a (go-cni cannot)"
-				continue
-			}
-			got := "not run"
-			ok := t.Run(strings.ReplaceAll(ck.name, " ", "_")+"/"+build, func(t *testing.T) {
-				got = "PASS"
-				err := ck.run(t, newNode(t, build))
-				switch {
-				case err == nil:
-					if build == framework.StockContainerd && ck.stockIssue != "" {
-						t.Logf("stock containerd passes a check it is known to fail (%s)", ck.stockIssue)
-					}
-				case build == framework.StockContainerd && ck.stockIssue != "":
-					got = "FAIL (known: " + ck.stockIssue + ")"
-					t.Logf("stock containerd fails, as known (%s): %v", ck.stockIssue, err)
-				default:
-					t.Errorf("containerd %s: %s: %v", build, ck.name, err)
-				}
-			})
-			if !ok && got == "PASS" {
-				got = "FAIL"
-			}
-			if build == framework.StockContainerd {
-				table[i].stock = got
-			} else {
-				table[i].cnishim = got
-			}
-		}
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n| check | stock containerd | containerd with cnishim |\n|---|---|---|\n")
-	for i, ck := range checks {
-		fmt.Fprintf(&b, "| %s | %s | %s |\n", ck.name, table[i].stock, table[i].cnishim)
-	}
-	t.Log(b.String())
+	framework.RunSideBySide(t, "stock containerd", "containerd with cnishim", checks)
 }
 
 // node is one containerd of a build on a network of its own.
@@ -122,48 +71,15 @@ func newNode(t *testing.T, build string, opts ...func(*framework.ContainerdOptio
 // hostPort is a host port of the node's own.
 func (n *node) hostPort() int32 { return int32(33000 + n.k) }
 
-// state is what the node's pods can leave behind.
+// state is what the node's pods can leave behind (framework.Containerd.NetState), the rules
+// holding one of the sandbox IDs or the node's hostPort.
 func (n *node) state(ids ...string) leakcheck.State {
-	return leakcheck.Take(leakcheck.Scope{
-		HostLocalDirs: []string{n.Net.IPAMDir},
-		CacheDir:      n.CacheDir,
-		Bridges:       []string{n.Net.Bridge},
-		RuleNeedles:   append(ids, fmt.Sprintf("dport %d", n.hostPort())),
-	})
+	return n.NetState(append(ids, fmt.Sprintf("dport %d", n.hostPort()))...)
 }
 
 // leaks returns what the node's pods left: IPs, cache entries, veths, rules, netns mounts.
 func (n *node) leaks(before leakcheck.State, ids ...string) error {
-	var problems []string
-	problems = append(problems, leakcheck.Leaks(before, n.state(ids...))...)
-	if m := n.NetnsMounts(); len(m) > 0 {
-		problems = append(problems, "netns mounts: "+strings.Join(m, ", "))
-	}
-	if len(problems) > 0 {
-		return errors.New("left behind: " + strings.Join(problems, "; "))
-	}
-	return nil
-}
-
-// httpGet fetches url from the host.
-func httpGet(url string) (string, error) {
-	client := &http.Client{Timeout: 5 * time.Second}
-	var last error
-	for range 3 {
-		resp, err := client.Get(url)
-		if err == nil {
-			b, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err == nil && resp.StatusCode == http.StatusOK {
-				return string(b), nil
-			}
-			last = fmt.Errorf("GET %s: %s %v", url, resp.Status, err)
-		} else {
-			last = err
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	return "", last
+	return n.NetLeaks(before, append(ids, fmt.Sprintf("dport %d", n.hostPort()))...)
 }
 
 // podWithWeb runs a pod whose container serves HTTP on port 80 and returns the pod's ID and IP.
@@ -186,10 +102,10 @@ func checkPodNetworking(t *testing.T, n *node) error {
 	if out, err := n.Exec(sh, "wget", "-q", "-O", "-", "http://"+webIP.String()+"/"); err != nil || out == "" {
 		errs = append(errs, fmt.Errorf("pod to pod (wget %s from the client's container): %q %v", webIP, out, err))
 	}
-	if _, err := httpGet("http://" + webIP.String() + "/"); err != nil {
+	if _, err := framework.HTTPGet("http://" + webIP.String() + "/"); err != nil {
 		errs = append(errs, fmt.Errorf("host to pod: %w", err))
 	}
-	if _, err := httpGet(fmt.Sprintf("http://%s:%d/", n.Net.Gateway(), n.hostPort())); err != nil {
+	if _, err := framework.HTTPGet(fmt.Sprintf("http://%s:%d/", n.Net.Gateway(), n.hostPort())); err != nil {
 		errs = append(errs, fmt.Errorf("hostPort %d through portmap: %w", n.hostPort(), err))
 	}
 	if out, err := n.Exec(sh, "cat", "/etc/resolv.conf"); err != nil || !strings.Contains(out, "nameserver 10.150.255.10") || !strings.Contains(out, "e2e.svc.cluster.local") {
@@ -223,7 +139,7 @@ func checkRestart(t *testing.T, n *node) error {
 	if got := n.PodIP(id); !got.Equal(ip) {
 		return fmt.Errorf("pod IP %s before the restart, %s after", ip, got)
 	}
-	if _, err := httpGet("http://" + ip.String() + "/"); err != nil {
+	if _, err := framework.HTTPGet("http://" + ip.String() + "/"); err != nil {
 		return fmt.Errorf("pod after the restart: %w", err)
 	}
 	if err := n.RemovePod(id); err != nil {
@@ -271,22 +187,11 @@ func checkKillStorm(t *testing.T, n *node) error {
 	// A set-up no caller got a result for has no sandbox left to remove: what it reserved is
 	// the runtime's to release.
 	var errs []error
-	waitUntil(10*time.Second, func() bool { return n.leaks(before) == nil })
+	framework.WaitUntil(10*time.Second, func() bool { return n.leaks(before) == nil })
 	if err := n.leaks(before); err != nil {
 		errs = append(errs, fmt.Errorf("%d sandboxes removed after the restart; %w", len(ids), err))
 	}
 	return errors.Join(errs...)
-}
-
-func waitUntil(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return true
 }
 
 // checkConfDirRecreated: the conf dir deleted, then re-created with a network: the network
@@ -300,10 +205,10 @@ func checkConfDirRecreated(t *testing.T, n *node) error {
 	if err := os.RemoveAll(n.ConfDir); err != nil {
 		t.Fatal(err)
 	}
-	if !waitUntil(10*time.Second, func() bool { ready, _ := n.NetworkReady(); return !ready || n.Exited() }) {
+	if !framework.WaitUntil(10*time.Second, func() bool { ready, _ := n.NetworkReady(); return !ready || n.Exited() }) {
 		return errors.New("network still ready 10 s after its conf dir was deleted")
 	}
-	if waitUntil(2*time.Second, n.Exited) {
+	if framework.WaitUntil(2*time.Second, n.Exited) {
 		t.Logf("containerd %s exited when its conf dir was deleted (its CRI plugin's conf syncer); starting it again", n.Build)
 		n.Start()
 	}

@@ -17,10 +17,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cnishim/cnishim/internal/lib/leakcheck"
 )
 
 // The containerd builds hack/install-containerd.sh makes, under Env.Containerd.
@@ -76,9 +77,7 @@ type Containerd struct {
 
 	opts   ContainerdOptions
 	holder *exec.Cmd
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
+	daemon
 }
 
 // containerdSeq numbers instances, for short dir and cgroup names.
@@ -246,11 +245,7 @@ func (c *Containerd) start() error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start containerd: %w", err)
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	c.mu.Lock()
-	c.cmd, c.exited = cmd, exited
-	c.mu.Unlock()
+	exited := c.started(cmd)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if _, err := c.Crictl("version"); err == nil {
@@ -268,47 +263,48 @@ func (c *Containerd) start() error {
 	}
 }
 
-// Kill sends sig to containerd (not its shims) and waits for it to exit.
+// Kill sends sig to containerd (not its shims: nsenter execs containerd, so the process is
+// containerd itself) and waits for it to exit.
 func (c *Containerd) Kill(sig syscall.Signal) {
 	c.T.Helper()
-	c.mu.Lock()
-	cmd, exited := c.cmd, c.exited
-	c.cmd = nil
-	c.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	// nsenter execs containerd, so the process is containerd itself.
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-exited:
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-		c.T.Errorf("containerd %s did not exit on %v in 30 s", c.Name, sig)
+	if err := c.kill(sig); err != nil {
+		c.T.Errorf("containerd %s: %v", c.Name, err)
 	}
 }
 
 // Exited reports whether containerd exited by itself (Kill not called).
-func (c *Containerd) Exited() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cmd == nil {
-		return false
-	}
-	select {
-	case <-c.exited:
-		return true
-	default:
-		return false
-	}
-}
+func (c *Containerd) Exited() bool { return c.exitedByItself() }
 
 // Restart stops containerd with SIGTERM and starts it again.
 func (c *Containerd) Restart() {
 	c.T.Helper()
 	c.Kill(syscall.SIGTERM)
 	c.Start()
+}
+
+// Reboot does to the node what a reboot does, and leaves containerd stopped: containerd, its
+// shims and every process of the pods killed; the mount namespace gone with its holder, and
+// with it the pods' netns mounts (so every pod's netns and veth goes) and rootfs mounts; the
+// state dir (a tmpfs on a node) emptied; the network's bridge deleted. The root dir and /var/lib
+// (libcni's cache) and the network's IPAM store, on disk on a node, are kept. A new holder
+// keeps a new mount namespace; Start starts containerd in it. Kill a kubelet first.
+func (c *Containerd) Reboot() {
+	c.T.Helper()
+	c.Kill(syscall.SIGKILL)
+	killShims(c.T, c.Sock)
+	killCgroup(c.T, c.CgroupParent)
+	_ = c.holder.Process.Kill()
+	_ = c.holder.Wait()
+	if err := os.RemoveAll(c.State); err != nil {
+		c.T.Fatalf("reboot: %v", err)
+	}
+	if err := os.MkdirAll(c.State, 0o700); err != nil {
+		c.T.Fatal(err)
+	}
+	if c.Net != nil {
+		DeleteBridge(c.T, c.Net.Bridge)
+	}
+	c.startHolder()
 }
 
 func (c *Containerd) tailLog() string {
@@ -510,9 +506,7 @@ func (c *Containerd) WaitNetworkReady(want bool, d time.Duration) (bool, string)
 // RSS returns containerd's resident memory, in MiB.
 func (c *Containerd) RSS(t testing.TB) float64 {
 	t.Helper()
-	c.mu.Lock()
-	cmd := c.cmd
-	c.mu.Unlock()
+	cmd := c.process()
 	if cmd == nil {
 		t.Fatal("containerd is not running")
 	}
@@ -531,6 +525,30 @@ func (c *Containerd) RSS(t testing.TB) float64 {
 	}
 	t.Fatal("no VmRSS in /proc/<containerd>/status")
 	return 0
+}
+
+// NetState is what the containerd's pods can leave on its network: IPs in its IPAM store,
+// libcni cache entries, veths on its bridge, and the iptables rules holding one of needles.
+func (c *Containerd) NetState(needles ...string) leakcheck.State {
+	return leakcheck.Take(leakcheck.Scope{
+		HostLocalDirs: []string{c.Net.IPAMDir},
+		CacheDir:      c.CacheDir,
+		Bridges:       []string{c.Net.Bridge},
+		RuleNeedles:   needles,
+	})
+}
+
+// NetLeaks returns what the containerd's pods left since before (NetState with needles), and
+// the netns mounts left under its state dir; nil when nothing.
+func (c *Containerd) NetLeaks(before leakcheck.State, needles ...string) error {
+	problems := leakcheck.Leaks(before, c.NetState(needles...))
+	if m := c.NetnsMounts(); len(m) > 0 {
+		problems = append(problems, "netns mounts: "+strings.Join(m, ", "))
+	}
+	if len(problems) > 0 {
+		return errors.New("left behind: " + strings.Join(problems, "; "))
+	}
+	return nil
 }
 
 // NetnsMounts lists the network namespace mounts under the state dir, as containerd's mount
@@ -567,15 +585,8 @@ func (c *Containerd) cleanup() {
 			_ = os.WriteFile(filepath.Join(dir, filepath.Base(c.Dir)+"-"+c.Build+".log"), b, 0o644)
 		}
 	}
-	if c.Exited() {
-		c.mu.Lock()
-		c.cmd = nil
-		c.mu.Unlock()
-	}
-	c.mu.Lock()
-	running := c.cmd != nil
-	c.mu.Unlock()
-	if !running && c.holder != nil {
+	c.forget()
+	if c.process() == nil && c.holder != nil {
 		// Start it again to remove what the test left, as a node's containerd would.
 		func() {
 			defer func() { _ = recover() }()

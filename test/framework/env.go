@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/cnishim/cnishim/internal/testing/roottest"
@@ -24,6 +25,9 @@ type Env struct {
 	// Containerd is what hack/install-containerd.sh built: $CNISHIM_TEST_CONTAINERD, default
 	// <repo>/_output/containerd ("" unless Needs.Containerd).
 	Containerd string
+	// Kubelet is the kubelet hack/install-kubelet.sh built: $CNISHIM_TEST_KUBELET, default
+	// <repo>/_output/kubernetes/bin/kubelet ("" unless Needs.Kubelet).
+	Kubelet string
 }
 
 // Needs says which prerequisites a test package needs.
@@ -34,6 +38,8 @@ type Needs struct {
 	Cnishim bool     // the cnishim binary must exist, or is built
 	// Containerd: both containerd builds, runc and the test images must exist.
 	Containerd bool
+	// Kubelet: the kubelet must exist.
+	Kubelet bool
 	// Before runs after the prerequisites are found and before the tests, e.g. to build a
 	// test plugin; its cleanup runs after the tests.
 	Before func() (cleanup func(), err error)
@@ -163,6 +169,12 @@ func find(n Needs) (e *Env, cleanup func(), err error) {
 			}
 		}
 	}
+	if n.Kubelet {
+		e.Kubelet = envOr("CNISHIM_TEST_KUBELET", filepath.Join(e.Repo, "_output", "kubernetes", "bin", "kubelet"))
+		if _, err := os.Stat(e.Kubelet); err != nil {
+			return nil, cleanup, fmt.Errorf("kubelet missing (run hack/install-kubelet.sh or make deps-kubelet): %w", err)
+		}
+	}
 	return e, cleanup, nil
 }
 
@@ -186,4 +198,23 @@ func EnvInt(t testing.TB, name string, def int) int {
 		t.Fatalf("%s=%q: want a positive integer", name, v)
 	}
 	return n
+}
+
+// EnvInts reads a knob of positive integers, separated by spaces, from the environment
+// variable name (def when unset), failing the test on a malformed value.
+func EnvInts(t testing.TB, name, def string) []int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		v = def
+	}
+	var out []int
+	for _, f := range strings.Fields(v) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			t.Fatalf("%s=%q: %q is not a positive integer", name, v, f)
+		}
+		out = append(out, n)
+	}
+	return out
 }

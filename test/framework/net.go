@@ -5,13 +5,16 @@ package framework
 import (
 	"cmp"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -149,4 +152,26 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// HTTPGet fetches url from the test's network namespace and returns the body of a 200 answer;
+// it tries three times, 300 ms apart, each bounded by 5 s.
+func HTTPGet(url string) (string, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	var last error
+	for range 3 {
+		resp, err := client.Get(url)
+		if err == nil {
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode == http.StatusOK {
+				return string(b), nil
+			}
+			last = fmt.Errorf("GET %s: %s %v", url, resp.Status, err)
+		} else {
+			last = err
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return "", last
 }

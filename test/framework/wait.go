@@ -33,6 +33,18 @@ func Eventually(t testing.TB, what string, cond func() string) {
 	}
 }
 
+// WaitUntil polls cond every 100 ms until it holds, for at most d, and reports whether it did.
+func WaitUntil(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return true
+}
+
 // Pause waits for d, or until ctx ends.
 func Pause(ctx context.Context, d time.Duration) error {
 	if d <= 0 {

@@ -1,0 +1,116 @@
+//go:build linux && kubelet_bench
+
+package kubelet
+
+import (
+	"cmp"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cnishim/cnishim/internal/lib/leakcheck"
+	"github.com/cnishim/cnishim/test/framework"
+)
+
+// The kubelet storms of make bench: N static pods (a busybox that sleeps) written at once,
+// the time until the kubelet reports all of them Ready (its own status, polled every 50 ms on
+// its read-only port), then their manifests removed and the time until the IPAM store holds
+// none of their IPs; stock containerd against containerd with cnishim, a kubelet on each, for
+// CNISHIM_BENCH_ROUNDS rounds (default 3), with CNISHIM_BENCH_KUBELET_PODS pods ("1 30 60").
+// Rounds interleave the builds, so that the machine's noise falls on both alike. Results go to
+// the test log and to $CNISHIM_BENCH_OUT/kubelet.md (default _output/bench). hack/bench.sh runs
+// it (BENCH_ONLY=kubelet alone).
+func TestKubeletStorms(t *testing.T) {
+	rounds := framework.EnvInt(t, "CNISHIM_BENCH_ROUNDS", 3)
+	sizes := framework.EnvInts(t, "CNISHIM_BENCH_KUBELET_PODS", "1 30 60")
+	nodes := map[string]*node{}
+	for _, build := range builds {
+		nodes[build] = newNode(t, build, false)
+	}
+	type figures struct{ ready, released []time.Duration }
+	results := map[string]*figures{} // key: size/build
+	seq := 0
+	for r := range rounds {
+		for _, size := range sizes {
+			for _, build := range builds {
+				seq++
+				ready, released := nodes[build].storm(t, fmt.Sprintf("r%d", seq), size)
+				key := fmt.Sprintf("%d/%s", size, build)
+				if results[key] == nil {
+					results[key] = &figures{}
+				}
+				results[key].ready = append(results[key].ready, ready)
+				results[key].released = append(results[key].released, released)
+				t.Logf("round %d, %d pods, %s: all Ready in %v, IPs released in %v", r+1, size, build, ready, released)
+			}
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "| pods | stock: manifests to all Ready | cnishim | ratio | stock: removed to IPs released | cnishim | ratio |\n|---|---|---|---|---|---|---|\n")
+	for _, size := range sizes {
+		s, m := results[fmt.Sprintf("%d/%s", size, framework.StockContainerd)], results[fmt.Sprintf("%d/%s", size, framework.CnishimContainerd)]
+		sr, mr, sd, md := median(s.ready), median(m.ready), median(s.released), median(m.released)
+		fmt.Fprintf(&b, "| %d | %v | %v | %.2f | %v | %v | %.2f |\n", size,
+			sr.Round(time.Millisecond), mr.Round(time.Millisecond), float64(mr)/float64(sr),
+			sd.Round(time.Millisecond), md.Round(time.Millisecond), float64(md)/float64(sd))
+	}
+	fmt.Fprintf(&b, "\nMedian of %d rounds per cell; a ratio is cnishim's median over stock's.\n", rounds)
+	t.Log("\n" + b.String())
+	out := cmp.Or(os.Getenv("CNISHIM_BENCH_OUT"), filepath.Join(env.Repo, "_output", "bench"))
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "kubelet.md"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	return ds[len(ds)/2]
+}
+
+// storm writes size static pods named prefix-N at once and returns the time until the kubelet
+// reports them all Ready, and the time from their manifests' removal until none of their IPs
+// is reserved. Fresh names each storm: a static pod re-created under an old name waits for the
+// kubelet's next sync.
+func (n *node) storm(t *testing.T, prefix string, size int) (ready, released time.Duration) {
+	t.Helper()
+	names := make([]string, size)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%02d", prefix, i)
+	}
+	start := time.Now()
+	for _, name := range names {
+		n.K.WriteManifest(name, newPod(name, nil, sleeper()))
+	}
+	if _, err := n.K.WaitReady(5*time.Minute, names...); err != nil {
+		t.Fatal(err)
+	}
+	ready = time.Since(start)
+	start = time.Now()
+	for _, name := range names {
+		n.K.RemoveManifest(name)
+	}
+	if !framework.WaitUntil(5*time.Minute, func() bool {
+		return len(leakcheck.Take(leakcheck.Scope{HostLocalDirs: []string{n.Net.IPAMDir}}).IPs) == 0
+	}) {
+		t.Fatalf("%d pods' IPs still reserved 5 minutes after their manifests went", size)
+	}
+	released = time.Since(start)
+	// Let the kubelet forget them before the next storm.
+	if msg := n.K.WaitPods(2*time.Minute, func(pods map[string]framework.KubePod) string {
+		if len(pods) > 0 {
+			return fmt.Sprintf("%d pods left", len(pods))
+		}
+		return ""
+	}); msg != "" {
+		t.Fatal(msg)
+	}
+	return ready, released
+}
