@@ -527,6 +527,34 @@ func (c *Containerd) RSS(t testing.TB) float64 {
 	return 0
 }
 
+// CPU returns the CPU time (user and system) containerd has spent, and that of the children it
+// has reaped: the CNI plugins it ran (not the shims, which leave it, nor runc, their child).
+func (c *Containerd) CPU(t testing.TB) (self, children time.Duration) {
+	t.Helper()
+	cmd := c.process()
+	if cmd == nil {
+		t.Fatal("containerd is not running")
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after "(comm)": state is the 3rd field; utime, stime, cutime, cstime the 14th-17th.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	ticks := func(i int) time.Duration {
+		n, err := strconv.ParseInt(f[i-3], 10, 64)
+		if err != nil {
+			t.Fatalf("/proc/<containerd>/stat field %d: %v", i, err)
+		}
+		return time.Duration(n) * time.Second / clockTicks
+	}
+	return ticks(14) + ticks(15), ticks(16) + ticks(17)
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on every Linux
+// architecture Go supports.
+const clockTicks = 100
+
 // NetState is what the containerd's pods can leave on its network: IPs in its IPAM store,
 // libcni cache entries, veths on its bridge, and the iptables rules holding one of needles.
 func (c *Containerd) NetState(needles ...string) leakcheck.State {

@@ -105,8 +105,8 @@ func StartKubelet(t *testing.T, c *Containerd, node string) *Kubelet {
 	if err := os.WriteFile(k.Config, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// Before the containerd's cleanup (registered earlier, so run later): the kubelet must not
-	// restart what that cleanup removes.
+	// Registered after the containerd's cleanup, so it runs before it: the kubelet stops
+	// before that cleanup removes its pods, which it would otherwise start again.
 	t.Cleanup(k.cleanup)
 	k.Start()
 	return k
