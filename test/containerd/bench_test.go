@@ -64,7 +64,7 @@ func TestContainerdStorms(t *testing.T) {
 	}
 	results := map[string][]stormResult{} // key: cell/build
 	nodes := map[string]*stormNode{}
-	for _, build := range builds {
+	for _, build := range framework.Builds {
 		for _, chain := range chains {
 			nodes[build+"/"+chain] = newStormNode(t, build, chain)
 		}
@@ -72,7 +72,7 @@ func TestContainerdStorms(t *testing.T) {
 	// Rounds interleave the builds, so that the machine's noise falls on both alike.
 	for r := range rounds {
 		for _, c := range cells {
-			for _, build := range builds {
+			for _, build := range framework.Builds {
 				res := nodes[build+"/"+c.chain].storm(t, c)
 				key := fmt.Sprintf("%s/%d/%s", c.chain, c.callers, build)
 				results[key] = append(results[key], res)
@@ -98,7 +98,7 @@ func TestContainerdStorms(t *testing.T) {
 	}
 	if rss > 0 && nodes[framework.StockContainerd+"/bench"] != nil {
 		fmt.Fprintf(&b, "\n| build | pods | containerd RSS (MiB) |\n|---|---|---|\n")
-		for _, build := range builds {
+		for _, build := range framework.Builds {
 			mib := nodes[build+"/bench"].rssAt(t, rss)
 			fmt.Fprintf(&b, "| %s | %d | %.1f |\n", build, rss, mib)
 		}

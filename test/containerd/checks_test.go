@@ -38,8 +38,6 @@ func onNode(run func(t *testing.T, n *node) error) func(t *testing.T, build stri
 	return func(t *testing.T, build string) error { return run(t, newNode(t, build)) }
 }
 
-var builds = []string{framework.StockContainerd, framework.CnishimContainerd}
-
 // TestContainerdChecks runs every check on both builds and logs the side-by-side table
 // (framework.RunSideBySide).
 func TestContainerdChecks(t *testing.T) {

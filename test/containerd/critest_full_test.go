@@ -19,7 +19,7 @@ import (
 // _output/containerd-e2e/critest-<build>.txt for docs/critest.md.
 func TestCritestAll(t *testing.T) {
 	passed := map[string][]string{}
-	for _, build := range builds {
+	for _, build := range framework.Builds {
 		t.Run(build, func(t *testing.T) {
 			n := newNode(t, build)
 			res, err := framework.RunCritest(t.Context(), env.Critest, n.Dir, n.Sock, nil, nil, 40*time.Minute)

@@ -79,7 +79,7 @@ func TestContainerdIntegration(t *testing.T) {
 	}
 	results := map[string]map[string]integrationResult{}
 	start := time.Now()
-	for _, build := range builds {
+	for _, build := range framework.Builds {
 		results[build] = map[string]integrationResult{}
 		t.Run(build, func(t *testing.T) {
 			runIntegration(t, build, binary, filepath.Join(outDir, "integration-"+build+".log"), results[build])

@@ -32,6 +32,9 @@ const (
 	CnishimContainerd = "cnishim"
 )
 
+// Builds are both containerd builds, stock first.
+var Builds = []string{StockContainerd, CnishimContainerd}
+
 // ContainerdOptions are how a test sets up a Containerd; a zero field keeps the default.
 type ContainerdOptions struct {
 	// Build is StockContainerd or CnishimContainerd.

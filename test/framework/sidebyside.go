@@ -32,7 +32,7 @@ func RunSideBySide(t *testing.T, stock, cnishim string, checks []Check) {
 	type verdict struct{ stock, cnishim string }
 	table := make([]verdict, len(checks))
 	for i, ck := range checks {
-		for _, build := range []string{StockContainerd, CnishimContainerd} {
+		for _, build := range Builds {
 			if build == StockContainerd && ck.CnishimOnly {
 				table[i].stock = "n/a (go-cni cannot)"
 				continue

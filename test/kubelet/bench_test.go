@@ -29,7 +29,7 @@ func TestKubeletStorms(t *testing.T) {
 	rounds := framework.EnvInt(t, "CNISHIM_BENCH_ROUNDS", 3)
 	sizes := framework.EnvInts(t, "CNISHIM_BENCH_KUBELET_PODS", "1 30 60")
 	nodes := map[string]*node{}
-	for _, build := range builds {
+	for _, build := range framework.Builds {
 		nodes[build] = newNode(t, build, false)
 	}
 	type figures struct{ ready, released, cpuSelf, cpuPlugins []time.Duration }
@@ -39,7 +39,7 @@ func TestKubeletStorms(t *testing.T) {
 		for _, size := range sizes {
 			// Each round changes which build goes first, so that neither always runs on the
 			// heels of the other's storm.
-			order := slices.Clone(builds)
+			order := slices.Clone(framework.Builds)
 			if r%2 == 1 {
 				slices.Reverse(order)
 			}

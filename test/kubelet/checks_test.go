@@ -43,8 +43,6 @@ func onEmptyNode(run func(t *testing.T, n *node) error) func(t *testing.T, build
 	return func(t *testing.T, build string) error { return run(t, newNode(t, build, true)) }
 }
 
-var builds = []string{framework.StockContainerd, framework.CnishimContainerd}
-
 // TestKubeletChecks runs every check on both builds, a kubelet on each, and logs the
 // side-by-side table (framework.RunSideBySide).
 func TestKubeletChecks(t *testing.T) {
