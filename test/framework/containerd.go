@@ -531,7 +531,8 @@ func (c *Containerd) RSS(t testing.TB) float64 {
 }
 
 // CPU returns the CPU time (user and system) containerd has spent, and that of the children it
-// has reaped: the CNI plugins it ran (not the shims, which leave it, nor runc, their child).
+// has reaped: the CNI plugins it ran, and the shim binary's short start and delete runs (not
+// the shims themselves, which leave it, nor runc, their child).
 func (c *Containerd) CPU(t testing.TB) (self, children time.Duration) {
 	t.Helper()
 	cmd := c.process()
@@ -559,7 +560,8 @@ func (c *Containerd) CPU(t testing.TB) (self, children time.Duration) {
 const clockTicks = 100
 
 // NetState is what the containerd's pods can leave on its network: IPs in its IPAM store,
-// libcni cache entries, veths on its bridge, and the iptables rules holding one of needles.
+// libcni cache entries, veths on its bridge, and the iptables rules holding one of needles. The
+// containerd must have a Net.
 func (c *Containerd) NetState(needles ...string) leakcheck.State {
 	return leakcheck.Take(leakcheck.Scope{
 		HostLocalDirs: []string{c.Net.IPAMDir},

@@ -42,14 +42,17 @@ var kubeletSysctls = map[string]string{
 // its own, and it makes no iptables chains (makeIPTablesUtilChains false): it leaves nothing on
 // the host. Pods reads the kubelet's own view of its pods from its read-only port.
 type Kubelet struct {
-	T    *testing.T
+	T *testing.T
+	// C is the containerd the kubelet runs on, and in whose mount namespace.
 	C    *Containerd
 	Node string // the node name (--hostname-override)
-	Dir  string
+	// Dir is the kubelet's own dir, under C.Dir: its manifests, config, log, /var/log.
+	Dir string
 	// ManifestDir is the static pod dir (staticPodPath).
 	ManifestDir string
-	Config      string
-	Log         string // the kubelet's log (appended across restarts)
+	// Config is the KubeletConfiguration file (--config).
+	Config string
+	Log    string // the kubelet's log (appended across restarts)
 	// ReadOnlyPort serves /pods on 127.0.0.1.
 	ReadOnlyPort int
 
@@ -355,8 +358,25 @@ func (k *Kubelet) WaitReady(d time.Duration, names ...string) (map[string]KubePo
 	return got, nil
 }
 
-// cleanup removes every manifest and waits for the kubelet to stop their pods, then stops it;
-// the containerd's cleanup removes what is left.
+// RemovePods removes every manifest and waits, up to a minute, until containerd has no ready
+// sandbox left: the kubelet drops a pod from its own list as soon as its manifest goes, before
+// it has stopped it. A check registers it with t.Cleanup to have its pods gone before
+// something it made later (a network) is removed.
+func (k *Kubelet) RemovePods() {
+	entries, _ := os.ReadDir(k.ManifestDir)
+	for _, e := range entries {
+		_ = os.Remove(filepath.Join(k.ManifestDir, e.Name()))
+	}
+	if !WaitUntil(time.Minute, func() bool {
+		out, err := k.C.Crictl("pods", "--state", "ready", "-q")
+		return err == nil && strings.TrimSpace(out) == ""
+	}) {
+		k.T.Logf("kubelet %s: ready sandboxes left a minute after every manifest went", k.Node)
+	}
+}
+
+// cleanup removes every manifest and waits for the kubelet to stop their pods (RemovePods),
+// then stops it; the containerd's cleanup removes what is left.
 func (k *Kubelet) cleanup() {
 	t := k.T
 	if t.Failed() {
@@ -368,19 +388,9 @@ func (k *Kubelet) cleanup() {
 			_ = os.WriteFile(filepath.Join(dir, filepath.Base(k.C.Dir)+"-kubelet-"+k.C.Build+".log"), b, 0o644)
 		}
 	}
-	if k.process() != nil {
-		entries, _ := os.ReadDir(k.ManifestDir)
-		for _, e := range entries {
-			_ = os.Remove(filepath.Join(k.ManifestDir, e.Name()))
-		}
-		if msg := k.WaitPods(time.Minute, func(pods map[string]KubePod) string {
-			if len(pods) > 0 {
-				return fmt.Sprintf("%d pods left", len(pods))
-			}
-			return ""
-		}); msg != "" {
-			t.Logf("cleanup: kubelet %s: %s", k.Node, msg)
-		}
+	k.forget()
+	if k.process() != nil && k.C.process() != nil {
+		k.RemovePods()
 	}
 	k.Kill(syscall.SIGTERM)
 	if k.mountedIn != 0 && k.mountedIn == k.C.holder.Process.Pid {

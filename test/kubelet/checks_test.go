@@ -170,6 +170,10 @@ func checkBandwidth(t *testing.T, n *node) error {
 	}
 	if !strings.Contains(qdiscs, "ingress") {
 		errs = append(errs, fmt.Errorf("host veth %s has no ingress qdisc (egress-bandwidth's redirect): %s", veth, qdiscs))
+	} else if ifb, err := redirectedTo(veth); err != nil {
+		errs = append(errs, err)
+	} else if out, err := exec.Command("tc", "qdisc", "show", "dev", ifb).CombinedOutput(); err != nil || !strings.Contains(string(out), "rate 2Mbit") {
+		errs = append(errs, fmt.Errorf("ifb %s (egress-bandwidth) has no 2Mbit token bucket: %s %v", ifb, out, err))
 	}
 	if now, err := ifbLinks(); err != nil {
 		t.Fatal(err)
@@ -188,10 +192,27 @@ func checkBandwidth(t *testing.T, n *node) error {
 	return errors.Join(errs...)
 }
 
+// redirectedTo returns the device the filter on veth's ingress qdisc redirects to (the
+// bandwidth plugin's ifb).
+func redirectedTo(veth string) (string, error) {
+	out, err := exec.Command("tc", "filter", "show", "dev", veth, "parent", "ffff:").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("tc filter show dev %s parent ffff:: %v\n%s", veth, err, out)
+	}
+	_, after, ok := strings.Cut(string(out), "Redirect to device ")
+	if !ok {
+		return "", fmt.Errorf("host veth %s redirects its ingress nowhere (egress-bandwidth): %s", veth, out)
+	}
+	// "... mirred (Egress Redirect to device bwp1a2b3c) stolen"
+	return strings.TrimRight(strings.Fields(after)[0], ")"), nil
+}
+
 // checkAnnotationNetwork: a pod whose NPWG networks annotation names a second network of the
 // conf dir gets an interface on it through the kubelet and containerd.
 func checkAnnotationNetwork(t *testing.T, n *node) error {
 	second := framework.NewNet(t, "second", fmt.Sprintf("cnikl2x%d", n.k), fmt.Sprintf("10.155.%d.0/24", n.k%250+1))
+	// Registered after the bridge's removal, so run before it: the pod goes first.
+	t.Cleanup(n.K.RemovePods)
 	framework.WriteFileAtomic(t, n.ConfDir, "20-second.conflist", second.Conflist())
 	time.Sleep(time.Second)
 	ann := map[string]string{"k8s.v1.cni.cncf.io/networks": `[{"name": "second", "interface": "net1"}]`}
@@ -228,6 +249,12 @@ func checkManifestRemoved(t *testing.T, n *node) error {
 	}
 	id := n.sandbox(t, "gone")
 	n.K.RemoveManifest("gone")
+	if !framework.WaitUntil(time.Minute, func() bool {
+		_, err := n.K.SandboxOf(n.K.PodName("gone"))
+		return errors.Is(err, framework.ErrNoSandbox)
+	}) {
+		return fmt.Errorf("sandbox %s still ready a minute after the manifest went", id[:12])
+	}
 	return n.waitNoLeaks(time.Minute, before, id[:12])
 }
 
@@ -242,6 +269,9 @@ func checkRemovedWhileDown(t *testing.T, n *node) error {
 	n.K.Kill(syscall.SIGKILL)
 	n.K.RemoveManifest("orphan")
 	time.Sleep(2 * time.Second)
+	if now, err := n.K.SandboxOf(n.K.PodName("orphan")); err != nil || now != id {
+		return fmt.Errorf("the pod's sandbox %s did not run on while the kubelet was down: ready sandbox %q, %v", id[:12], now, err)
+	}
 	if err := n.leaks(before, id[:12]); err == nil {
 		return errors.New("the pod's network went while the kubelet was down")
 	}
@@ -406,9 +436,10 @@ func checkReboot(t *testing.T, n *node) error {
 	}
 	n.K.Kill(syscall.SIGKILL)
 	n.Reboot()
+	// The kernel removes a netns, and its veths, once its last reference is dropped.
 	for _, v := range veths {
-		if _, err := net.InterfaceByName(v); err == nil {
-			t.Fatalf("pod veth %s is still there after the reboot: its netns did not go", v)
+		if !framework.WaitUntil(10*time.Second, func() bool { _, err := net.InterfaceByName(v); return err != nil }) {
+			t.Fatalf("pod veth %s is still there 10 s after the reboot: its netns did not go", v)
 		}
 	}
 	if held := n.owned(old...); len(held) != len(old) {

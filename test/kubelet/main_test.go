@@ -36,13 +36,8 @@ var kubeletChains = []string{"KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"}
 
 func TestMain(m *testing.M) {
 	var absent []string
-	for _, p := range hostPaths {
-		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
-			absent = append(absent, p)
-		}
-	}
-	sysctls := readSysctls()
-	rules := iptablesSave()
+	var sysctls map[string]string
+	var rules string
 	framework.Main(m, "test/kubelet", framework.Needs{
 		Plugins:    []string{"bridge", "host-local", "portmap", "loopback", "bandwidth"},
 		Tools:      []string{"iptables-save", "unshare", "nsenter", "mount", "tc"},
@@ -51,6 +46,22 @@ func TestMain(m *testing.M) {
 		Kubelet:    true,
 		Before: func() (func(), error) {
 			env = framework.MainEnv()
+			// What the host has before the suite, for AfterPass. Paths that exist already
+			// cannot tell; they are named.
+			for _, p := range hostPaths {
+				if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+					absent = append(absent, p)
+				} else {
+					fmt.Fprintf(os.Stderr, "test/kubelet: %s exists before the suite; whether the suite writes it is not checked\n", p)
+				}
+			}
+			var err error
+			if sysctls, err = readSysctls(); err != nil {
+				return nil, err
+			}
+			if rules, err = iptablesSave(); err != nil {
+				return nil, err
+			}
 			return nil, nil
 		},
 		AfterPass: func() error {
@@ -60,12 +71,19 @@ func TestMain(m *testing.M) {
 					errs = append(errs, fmt.Errorf("%s did not exist before the suite and does now: a containerd or kubelet wrote outside its own dirs", p))
 				}
 			}
-			for name, v := range readSysctls() {
+			now, err := readSysctls()
+			if err != nil {
+				return err
+			}
+			for name, v := range now {
 				if v != sysctls[name] {
 					errs = append(errs, fmt.Errorf("host sysctl %s was %q before the suite and is %q now", name, sysctls[name], v))
 				}
 			}
-			after := iptablesSave()
+			after, err := iptablesSave()
+			if err != nil {
+				return err
+			}
 			for _, c := range kubeletChains {
 				if !strings.Contains(rules, c) && strings.Contains(after, c) {
 					errs = append(errs, fmt.Errorf("the host has the kubelet's iptables chain %s, which it did not have before the suite", c))
@@ -76,16 +94,22 @@ func TestMain(m *testing.M) {
 	})
 }
 
-func readSysctls() map[string]string {
+func readSysctls() (map[string]string, error) {
 	out := map[string]string{}
 	for _, s := range hostSysctls {
-		b, _ := os.ReadFile("/proc/sys/" + s)
+		b, err := os.ReadFile("/proc/sys/" + s)
+		if err != nil {
+			return nil, err
+		}
 		out[s] = strings.TrimSpace(string(b))
 	}
-	return out
+	return out, nil
 }
 
-func iptablesSave() string {
-	b, _ := exec.Command("iptables-save").Output()
-	return string(b)
+func iptablesSave() (string, error) {
+	b, err := exec.Command("iptables-save").Output()
+	if err != nil {
+		return "", fmt.Errorf("iptables-save: %w", err)
+	}
+	return string(b), nil
 }
