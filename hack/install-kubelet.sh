@@ -33,7 +33,9 @@ export GOTOOLCHAIN=local GOWORK=off
 
 log() { echo "install-kubelet: $*" >&2; }
 
-want="kubernetes ${KUBERNETES_VERSION} $(go env GOVERSION) ${cmds[*]}"
+# The stamp: the version, the toolchain, the commands and this script (its ldflags, its
+# wrapper), so that a change to any of them rebuilds.
+want="kubernetes ${KUBERNETES_VERSION} $(go env GOVERSION) ${cmds[*]} script=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-12)"
 have=1
 for c in "${cmds[@]}"; do
   [[ -x "${out}/${c}" ]] || have=0
@@ -47,7 +49,8 @@ trap 'chmod -R u+w "${tmp}" 2>/dev/null; rm -rf "${tmp}"' EXIT
 started=${SECONDS}
 log "building ${cmds[*]} ${KUBERNETES_VERSION} into ${out} (minutes when cold)"
 
-src=$(go mod download -json "${pkg}@${KUBERNETES_VERSION}" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+# From the scratch dir, outside any module, whatever GOFLAGS the caller has.
+src=$(cd "${tmp}" && GOFLAGS= go mod download -json "${pkg}@${KUBERNETES_VERSION}" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
 if [[ -z "${src}" || ! -f "${src}/go.mod" ]]; then
   log "go mod download ${pkg}@${KUBERNETES_VERSION} gave no module dir"
   exit 1
@@ -62,8 +65,13 @@ fi
 {
   printf 'module cnishim.local/kubernetes\n\ngo %s\n\nrequire %s %s\n\ntool (\n' \
     "$(sed -n 's/^go //p' "${src}/go.mod")" "${pkg}" "${KUBERNETES_VERSION}"
-  printf '\t%s/cmd/%s\n' "${pkg}" "${cmds[@]}"
-  printf ')\n\nreplace (\n'
+  for c in "${cmds[@]}"; do
+    printf '\t%s/cmd/%s\n' "${pkg}" "${c}"
+  done
+  printf ')\n\n'
+  # kubernetes' godebug settings (default=go1.26 at v1.37.2), as its own build has them.
+  grep '^godebug ' "${src}/go.mod" || true
+  printf 'replace (\n'
   for m in "${staging[@]}"; do
     printf '\t%s => %s %s\n' "${m}" "${m}" "${staging_version}"
   done
