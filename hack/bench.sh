@@ -96,37 +96,41 @@ multinet() {
   echo "bench: a pod on three networks, ${multinet_pods} pods per variant" >&2
   "${out}/cnibench" multinet -breakdown -cni-bin-dir "${bin_dir}" -pods "${multinet_pods}" -markdown "${out}/multinet.md" >&2
 }
+# runtime_storms NAME TAG TEST PKG [VAR=VALUE...]: runs the root test TEST of PKG, behind build
+# tag TAG, against the runtimes make deps-containerd (and deps-kubelet) built, with the knobs
+# given; its table goes to ${out}/NAME.md, the runtimes' whole logs to ${out}/NAME-logs.
+runtime_storms() {
+  local name=$1 tag=$2 test=$3 pkg=$4
+  shift 4
+  env CNISHIM_REQUIRE_ROOT_TESTS=1 CNISHIM_TEST_CONTAINERD="${CNISHIM_TEST_CONTAINERD:-${root}/_output/containerd}" \
+    CNISHIM_TEST_KUBELET="${CNISHIM_TEST_KUBELET:-${root}/_output/kubernetes/bin/kubelet}" \
+    CNISHIM_TEST_CRICTL="${CNISHIM_TEST_CRICTL:-${root}/_output/bin/crictl}" CNISHIM_BENCH_OUT="${out}" \
+    CNISHIM_TEST_LOG_DIR="${out}/${name}-logs" "$@" \
+    go test -count=1 -timeout 60m -v -tags "${tag}" -run "^${test}\$" "${pkg}" >&2
+  echo "bench: ${name} storm table in ${out}/${name}.md" >&2
+}
 # The containerd storms: RunPodSandbox through containerd's CRI, stock containerd against
 # containerd built with the go-cni drop-in (test/containerd/bench_test.go), and containerd's
 # memory at 500 pods. Needs make deps-containerd.
 containerd_storms() {
   echo "bench: containerd storms (stock containerd against containerd with cnishim)" >&2
-  local env=(CNISHIM_REQUIRE_ROOT_TESTS=1 CNISHIM_TEST_CONTAINERD="${CNISHIM_TEST_CONTAINERD:-${root}/_output/containerd}"
-    CNISHIM_TEST_CRICTL="${CNISHIM_TEST_CRICTL:-${root}/_output/bin/crictl}" CNISHIM_BENCH_OUT="${out}"
-    CNISHIM_TEST_LOG_DIR="${out}/containerd-logs")
   if [[ ${quick} == 1 ]]; then
-    env+=(CNISHIM_BENCH_ROUNDS=1 CNISHIM_BENCH_STORM_PODS=8 CNISHIM_BENCH_RSS_PODS=20)
+    set -- CNISHIM_BENCH_ROUNDS=1 CNISHIM_BENCH_STORM_PODS=8 CNISHIM_BENCH_RSS_PODS=20
   else
-    env+=(CNISHIM_BENCH_ROUNDS="${BENCH_CONTAINERD_ROUNDS:-3}" CNISHIM_BENCH_STORM_PODS="${BENCH_CONTAINERD_PODS:-64}" CNISHIM_BENCH_RSS_PODS="${BENCH_CONTAINERD_RSS_PODS:-500}")
+    set -- CNISHIM_BENCH_ROUNDS="${BENCH_CONTAINERD_ROUNDS:-3}" CNISHIM_BENCH_STORM_PODS="${BENCH_CONTAINERD_PODS:-64}" CNISHIM_BENCH_RSS_PODS="${BENCH_CONTAINERD_RSS_PODS:-500}"
   fi
-  env "${env[@]}" go test -count=1 -timeout 60m -v -tags containerd_bench -run '^TestContainerdStorms$' ./test/containerd/ >&2
-  echo "bench: containerd storm table in ${out}/containerd.md" >&2
+  runtime_storms containerd containerd_bench TestContainerdStorms ./test/containerd/ "$@"
 }
 # The kubelet storms: static pods through a standalone kubelet on each containerd build
 # (test/kubelet/bench_test.go). Needs make deps-containerd deps-kubelet.
 kubelet_storms() {
   echo "bench: kubelet storms (a kubelet on stock containerd against one on containerd with cnishim)" >&2
-  local env=(CNISHIM_REQUIRE_ROOT_TESTS=1 CNISHIM_TEST_CONTAINERD="${CNISHIM_TEST_CONTAINERD:-${root}/_output/containerd}"
-    CNISHIM_TEST_KUBELET="${CNISHIM_TEST_KUBELET:-${root}/_output/kubernetes/bin/kubelet}"
-    CNISHIM_TEST_CRICTL="${CNISHIM_TEST_CRICTL:-${root}/_output/bin/crictl}" CNISHIM_BENCH_OUT="${out}"
-    CNISHIM_TEST_LOG_DIR="${out}/kubelet-logs")
   if [[ ${quick} == 1 ]]; then
-    env+=(CNISHIM_BENCH_ROUNDS=1 CNISHIM_BENCH_KUBELET_PODS="1 5")
+    set -- CNISHIM_BENCH_ROUNDS=1 CNISHIM_BENCH_KUBELET_PODS="1 5"
   else
-    env+=(CNISHIM_BENCH_ROUNDS="${BENCH_KUBELET_ROUNDS:-3}" CNISHIM_BENCH_KUBELET_PODS="${BENCH_KUBELET_PODS:-1 30 60}")
+    set -- CNISHIM_BENCH_ROUNDS="${BENCH_KUBELET_ROUNDS:-3}" CNISHIM_BENCH_KUBELET_PODS="${BENCH_KUBELET_PODS:-1 30 60}"
   fi
-  env "${env[@]}" go test -count=1 -timeout 60m -v -tags kubelet_bench -run '^TestKubeletStorms$' ./test/kubelet/ >&2
-  echo "bench: kubelet storm table in ${out}/kubelet.md" >&2
+  runtime_storms kubelet kubelet_bench TestKubeletStorms ./test/kubelet/ "$@"
 }
 if [[ ${BENCH_ONLY:-} == containerd ]]; then
   containerd_storms

@@ -232,7 +232,7 @@ func (c *Containerd) Start() {
 }
 
 // start is Start returning its error rather than failing the test, for a caller off the test's
-// goroutine (the restart supervisor of containerd_integration.go).
+// goroutine (the restart supervisor of containerd_integration.go) and for the cleanup.
 func (c *Containerd) start() error {
 	logf, err := os.OpenFile(c.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -248,22 +248,10 @@ func (c *Containerd) start() error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start containerd: %w", err)
 	}
-	exited := c.started(cmd)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if _, err := c.Crictl("version"); err == nil {
-			return nil
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("containerd %s exited at start; log:\n%s", c.Name, c.tailLog())
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("containerd %s did not serve in 60 s; log:\n%s", c.Name, c.tailLog())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return awaitServing("containerd "+c.Name, c.Log, c.started(cmd), 100*time.Millisecond, func() bool {
+		_, err := c.Crictl("version")
+		return err == nil
+	})
 }
 
 // Kill sends sig to containerd (not its shims: nsenter execs containerd, so the process is
@@ -310,13 +298,7 @@ func (c *Containerd) Reboot() {
 	c.startHolder()
 }
 
-func (c *Containerd) tailLog() string {
-	b, _ := os.ReadFile(c.Log)
-	if len(b) > 8000 {
-		b = b[len(b)-8000:]
-	}
-	return string(b)
-}
+func (c *Containerd) tailLog() string { return tailFile(c.Log, 8000) }
 
 // importImages imports every test image hack/install-containerd.sh wrote.
 func (c *Containerd) importImages() {
@@ -611,20 +593,15 @@ func (c *Containerd) cleanup() {
 	if t.Failed() {
 		t.Logf("containerd %s (%s) log tail:\n%s", c.Name, c.Build, c.tailLog())
 	}
-	if dir := os.Getenv("CNISHIM_TEST_LOG_DIR"); dir != "" {
-		// Whole logs, kept for a look after the run.
-		if b, err := os.ReadFile(c.Log); err == nil {
-			_ = os.MkdirAll(dir, 0o755)
-			_ = os.WriteFile(filepath.Join(dir, filepath.Base(c.Dir)+"-"+c.Build+".log"), b, 0o644)
-		}
-	}
+	keepLog(c.Log, filepath.Base(c.Dir)+"-"+c.Build+".log")
 	c.forget()
 	if c.process() == nil && c.holder != nil {
-		// Start it again to remove what the test left, as a node's containerd would.
-		func() {
-			defer func() { _ = recover() }()
-			c.Start()
-		}()
+		// Start it again to remove what the test left, as a node's containerd would. Not
+		// Start: its t.Fatal would end this cleanup here, leaving the pods' processes,
+		// cgroups, shims, holder and dirs behind.
+		if err := c.start(); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
 	}
 	if ids, err := c.PodIDs(); err == nil {
 		for _, id := range ids {

@@ -249,6 +249,7 @@ type PodStatus struct {
 		} `json:"linux"`
 	} `json:"status"`
 	Info struct {
+		PID       int    `json:"pid"` // the sandbox's (pause) process
 		NetNSPath string `json:"netnsPath"`
 		State     string `json:"state"`
 		Reason    string `json:"reason"`

@@ -4,7 +4,9 @@ package framework
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -78,5 +80,45 @@ func (d *daemon) forget() {
 		d.mu.Lock()
 		d.cmd = nil
 		d.mu.Unlock()
+	}
+}
+
+// awaitServing polls ready every poll until it holds, for at most a minute, and fails early
+// when exited closes; what names the daemon in the error, which quotes the tail of its log.
+func awaitServing(what, log string, exited <-chan struct{}, poll time.Duration, ready func() bool) error {
+	deadline := time.Now().Add(time.Minute)
+	for !ready() {
+		select {
+		case <-exited:
+			return fmt.Errorf("%s exited at start; log:\n%s", what, tailFile(log, 8000))
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not serve in 60 s; log:\n%s", what, tailFile(log, 8000))
+		}
+		time.Sleep(poll)
+	}
+	return nil
+}
+
+// tailFile returns the last n bytes of the file at path; "" when it cannot be read.
+func tailFile(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// keepLog copies the whole log at path to $CNISHIM_TEST_LOG_DIR/name, when that is set, for a
+// look after the run.
+func keepLog(path, name string) {
+	dir := os.Getenv("CNISHIM_TEST_LOG_DIR")
+	if dir == "" {
+		return
+	}
+	if b, err := os.ReadFile(path); err == nil {
+		_ = os.MkdirAll(dir, 0o755)
+		_ = os.WriteFile(filepath.Join(dir, name), b, 0o644)
 	}
 }

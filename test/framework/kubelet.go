@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -79,7 +78,7 @@ func StartKubelet(t *testing.T, c *Containerd, node string) *Kubelet {
 			t.Fatal(err)
 		}
 	}
-	ports := freePorts(t, 3)
+	ports := FreePorts(t, 3)
 	k.ReadOnlyPort = ports[1]
 	cfg := map[string]any{
 		"kind":                          "KubeletConfiguration",
@@ -113,25 +112,6 @@ func StartKubelet(t *testing.T, c *Containerd, node string) *Kubelet {
 	t.Cleanup(k.cleanup)
 	k.Start()
 	return k
-}
-
-// freePorts returns n loopback TCP ports that were free a moment ago.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		_ = l.Close()
-	}
-	return ports
 }
 
 // mountNamespace gives the containerd's mount namespace what the kubelet needs there, once per
@@ -182,21 +162,11 @@ func (k *Kubelet) Start() {
 	if err := cmd.Start(); err != nil {
 		k.T.Fatalf("start kubelet: %v", err)
 	}
-	exited := k.started(cmd)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if _, err := k.Pods(); err == nil {
-			return
-		}
-		select {
-		case <-exited:
-			k.T.Fatalf("kubelet %s exited at start; log:\n%s", k.Node, k.TailLog(8000))
-		default:
-		}
-		if time.Now().After(deadline) {
-			k.T.Fatalf("kubelet %s did not serve in 60 s; log:\n%s", k.Node, k.TailLog(8000))
-		}
-		time.Sleep(200 * time.Millisecond)
+	if err := awaitServing("kubelet "+k.Node, k.Log, k.started(cmd), 200*time.Millisecond, func() bool {
+		_, err := k.Pods()
+		return err == nil
+	}); err != nil {
+		k.T.Fatal(err)
 	}
 }
 
@@ -216,22 +186,13 @@ func (k *Kubelet) Restart() {
 }
 
 // TailLog returns the last n bytes of the kubelet's log.
-func (k *Kubelet) TailLog(n int) string {
-	b, _ := os.ReadFile(k.Log)
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
-}
+func (k *Kubelet) TailLog(n int) string { return tailFile(k.Log, n) }
 
 // KubePod is what the suites read of a pod the kubelet serves on its read-only port (a
 // v1.Pod, the fields used).
 type KubePod struct {
 	Metadata struct {
-		Name        string            `json:"name"`
-		Namespace   string            `json:"namespace"`
-		UID         string            `json:"uid"`
-		Annotations map[string]string `json:"annotations"`
+		Name string `json:"name"`
 	} `json:"metadata"`
 	Status struct {
 		Phase      string `json:"phase"`
@@ -242,7 +203,6 @@ type KubePod struct {
 		} `json:"conditions"`
 		ContainerStatuses []struct {
 			Name         string `json:"name"`
-			Ready        bool   `json:"ready"`
 			RestartCount int    `json:"restartCount"`
 			ContainerID  string `json:"containerID"`
 		} `json:"containerStatuses"`
@@ -382,12 +342,7 @@ func (k *Kubelet) cleanup() {
 	if t.Failed() {
 		t.Logf("kubelet %s log tail:\n%s", k.Node, k.TailLog(12000))
 	}
-	if dir := os.Getenv("CNISHIM_TEST_LOG_DIR"); dir != "" {
-		if b, err := os.ReadFile(k.Log); err == nil {
-			_ = os.MkdirAll(dir, 0o755)
-			_ = os.WriteFile(filepath.Join(dir, filepath.Base(k.C.Dir)+"-kubelet-"+k.C.Build+".log"), b, 0o644)
-		}
-	}
+	keepLog(k.Log, filepath.Base(k.C.Dir)+"-kubelet-"+k.C.Build+".log")
 	k.forget()
 	if k.process() != nil && k.C.process() != nil {
 		k.RemovePods()

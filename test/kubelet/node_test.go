@@ -3,7 +3,6 @@
 package kubelet
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -165,12 +164,8 @@ func (n *node) exec(t *testing.T, name, ctr string, args ...string) (string, err
 // pausePID returns the PID of the sandbox's pause process.
 func (n *node) pausePID(t *testing.T, sandbox string) int {
 	t.Helper()
-	var st struct {
-		Info struct {
-			PID int `json:"pid"`
-		} `json:"info"`
-	}
-	if err := json.Unmarshal([]byte(n.MustCrictl("inspectp", "-o", "json", sandbox)), &st); err != nil {
+	st, err := framework.ParsePodStatus([]byte(n.MustCrictl("inspectp", "-o", "json", sandbox)))
+	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Info.PID <= 0 {
