@@ -55,8 +55,8 @@ deps-containerd-integration: ## Build containerd v2.4.2's CRI integration tests 
 	hack/install-containerd-integration.sh $(OUT)/containerd/integration
 
 .PHONY: deps-kubelet
-deps-kubelet: ## Build the kubelet v1.37.2 into _output/kubernetes/bin (through a generated wrapper module; see hack/install-kubelet.sh).
-	hack/install-kubelet.sh $(OUT)/kubernetes/bin
+deps-kubelet: ## Build the kubelet v1.37.2 into _output/kubernetes/bin (through a generated wrapper module; see hack/install-kubernetes.sh).
+	hack/install-kubernetes.sh $(OUT)/kubernetes/bin kubelet
 
 .PHONY: test
 test: deps build deps-containerd ## Run every test: unit tests with -race, the root tests against real plugins, containerd with the go-cni drop-in.

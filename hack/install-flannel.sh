@@ -10,10 +10,7 @@
 #     served by the proxy. We build a writable copy of the module with the tencentvpc backend
 #     import removed, and the udp one too (its amd64 proxy is cgo, and we build static binaries
 #     with CGO_ENABLED=0); vxlan is untouched.
-#   - etcd: go.etcd.io/etcd/server/v3 and etcdctl/v3 carry replace directives to sibling dirs,
-#     which `go install pkg@version` refuses, and the root module go.etcd.io/etcd/v3 is not
-#     served. We build their main packages (server/v3 is etcd's main) from a scratch module that
-#     requires every etcd module at the same version.
+#   - etcd: see hack/install-etcd.sh.
 #   - the flannel CNI plugin moved to its own module, which is not served; the copy in
 #     containernetworking/plugins v0.9.1 is (CNI spec <= 0.4.0; it delegates to bridge and
 #     host-local from hack/install-cni-plugins.sh). We build it from a writable copy with one
@@ -60,16 +57,8 @@ sed -i -e '\#"github.com/flannel-io/flannel/pkg/backend/tencentvpc"#d' \
   -ldflags "-X github.com/flannel-io/flannel/pkg/version.Version=${FLANNEL_VERSION}" \
   -o "${tmp}/out/flanneld" .)
 
-# etcd and etcdctl, from a scratch module requiring every etcd module at one version.
-mkdir -p "${tmp}/etcd"
-cd "${tmp}/etcd"
-go mod init localcluster/etcd >/dev/null 2>&1
-etcd_mods=(server/v3 etcdctl/v3 api/v3 client/pkg/v3 client/v3 pkg/v3)
-go mod edit $(printf -- '-require=go.etcd.io/etcd/%s@'"${ETCD_VERSION}"' ' "${etcd_mods[@]}")
-go get "go.etcd.io/etcd/server/v3@${ETCD_VERSION}" "go.etcd.io/etcd/etcdctl/v3@${ETCD_VERSION}" >/dev/null 2>&1
-go build -trimpath -o "${tmp}/out/etcd" go.etcd.io/etcd/server/v3
-go build -trimpath -o "${tmp}/out/etcdctl" go.etcd.io/etcd/etcdctl/v3
-cd "${root}"
+# etcd and etcdctl (hack/install-etcd.sh).
+"${root}/hack/install-etcd.sh" "${tmp}/out"
 
 # The flannel CNI plugin, with DEL fixed for a scratch file an ADD was killed writing.
 mod=$(go mod download -json "github.com/containernetworking/plugins@${FLANNEL_CNI_PLUGIN_VERSION}" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
