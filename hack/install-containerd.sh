@@ -35,6 +35,8 @@ set -o errexit -o nounset -o pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=hack/versions.sh
 source "${root}/hack/versions.sh"
+# shellcheck source=hack/debian.sh
+source "${root}/hack/debian.sh"
 out=${1:-${root}/_output/containerd}
 mkdir -p "${out}"
 out=$(cd "${out}" && pwd)
@@ -69,18 +71,6 @@ stamped() {
     [[ -x "${dir}/${f}" ]] || return 1
   done
   [[ -f "${dir}/.version" && "$(cat "${dir}/.version")" == "${want}" ]]
-}
-
-# apt_ensure PKG...: installs the Debian packages that are missing.
-apt_ensure() {
-  local missing=() p
-  for p in "$@"; do
-    [[ "$(dpkg-query -W -f='${Status}' "${p}" 2>/dev/null)" == "install ok installed" ]] || missing+=("${p}")
-  done
-  ((${#missing[@]} == 0)) && return 0
-  log "installing ${missing[*]} from apt"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 mod_dir() {
@@ -214,12 +204,7 @@ fi
 
 # 4. The images, from Debian's static busybox (downloaded and unpacked, not installed).
 images="${out}/images"
-bb_version() { apt-cache policy busybox-static 2>/dev/null | sed -n 's/^  Candidate: //p'; }
-bb=$(bb_version)
-if [[ -z ${bb} || ${bb} == "(none)" ]]; then
-  apt-get update -qq
-  bb=$(bb_version)
-fi
+bb=$(busybox_static_version)
 prog=$(cd "${root}" && find hack/images -name '*.go' -print | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
 images_want="busybox-static=${bb} hack/images=sha256:${prog} $(go env GOVERSION)"
 have_tars=1
@@ -231,9 +216,7 @@ fi
 if [[ ${have_tars} == 0 || ! -f "${images}/.version" || "$(cat "${images}/.version")" != "${images_want}" ]]; then
   building "the test images from busybox-static ${bb} into ${images}"
   scratch
-  mkdir -p "${tmp}/busybox"
-  (cd "${tmp}/busybox" && apt-get download -qq -o APT::Sandbox::User=root "busybox-static=${bb}" &&
-    dpkg-deb -x busybox-static_*.deb root)
+  fetch_busybox_static "${bb}" "${tmp}/busybox"
   mkdir -p "${images}"
   rm -f "${images}/.version"
   (cd "${root}" && go run ./hack/images -busybox "${tmp}/busybox/root/bin/busybox" -out "${images}")

@@ -10,7 +10,8 @@ GO_CNI_VERSION="v1.1.14"
 # The plugins hack/install-cni-plugins.sh builds.
 CNI_PLUGINS=(bridge host-local loopback portmap bandwidth firewall tuning static ptp macvlan)
 # The flannel network of the local cluster (hack/install-flannel.sh): flanneld, etcd (its
-# store) and the flannel CNI plugin of the last containernetworking/plugins release that had it.
+# store, and the Kubernetes cluster's: hack/install-etcd.sh) and the flannel CNI plugin of the
+# last containernetworking/plugins release that had it.
 FLANNEL_VERSION="v0.28.10"
 ETCD_VERSION="v3.6.16"
 FLANNEL_CNI_PLUGIN_VERSION="v0.9.1"
@@ -18,6 +19,10 @@ FLANNEL_CNI_PLUGIN_VERSION="v0.9.1"
 # with go-cni replaced by the drop-in gocni/, the runc it runs, and the test images it imports.
 CONTAINERD_VERSION="v2.4.2"
 RUNC_VERSION="v1.5.3"
-# The kubelet for the kubelet runs (hack/install-kubelet.sh), built from the Kubernetes release
-# module; its staging modules are released as v0.<minor>.<patch> of the same release.
+# Kubernetes for the kubelet runs and the Kubernetes cluster (hack/install-kubernetes.sh: the
+# kubelet, the control plane, kube-proxy, kubectl, agnhost, e2e.test), built from the Kubernetes
+# release module; its staging modules are released as v0.<minor>.<patch> of the same release.
 KUBERNETES_VERSION="v1.37.2"
+# CoreDNS, the local cluster's DNS server, built into the registry.k8s.io/coredns/coredns image
+# of that tag and into agnhost's /coredns (hack/install-kubernetes-images.sh).
+COREDNS_VERSION="v1.15.0"

@@ -1,17 +1,22 @@
 // Command images builds, with no registry, the container images that containerd runs in the
-// project's tests, under the names the tests pull: critest v1.37.0's (pkg/validate,
-// pkg/framework), containerd v2.4.2's default sandbox image and those of its integration tests.
-// Each archive it writes is an OCI image layout tar that `ctr -n k8s.io images import` takes,
-// its index naming each image in full (io.containerd.image.name) and by tag
-// (org.opencontainers.image.ref.name); the file list names every image, one a line.
+// project's tests, under the names the tests pull. Each archive it writes is an OCI image layout
+// tar that `ctr -n k8s.io images import` takes, its index naming each image in full
+// (io.containerd.image.name) and by tag (org.opencontainers.image.ref.name); the file list names
+// every image, one a line. It builds one of two sets (-set), each into an out dir of its own:
+//
+//   - containerd (the default): critest v1.37.0's images (pkg/validate, pkg/framework),
+//     containerd v2.4.2's default sandbox image and those of its integration tests.
+//   - kubernetes: those of the Kubernetes v1.37.2 e2e [sig-network] specs (the sandbox image
+//     comes from the containerd set).
 //
 // The images are made of a static busybox (Debian's busybox-static: hack/install-containerd.sh
-// fetches it) and two small static Go programs this command builds from the sources it embeds:
-// pause/ (the pause image's /pause) and nginx/ (the web server images' nginx). Every layer is a
-// gzip'd tar on top of a busybox base layer, except the pause image's, which holds /pause alone
-// as the real one does:
+// fetches it), two small static Go programs this command builds from the sources it embeds:
+// pause/ (the pause image's /pause) and nginx/ (the web server images' nginx), and, in the
+// kubernetes set, the agnhost and coredns binaries given and glibc programs copied from the host.
+// Every layer is a gzip'd tar on top of a busybox base layer, except the pause and coredns
+// images', which hold their binary alone as the real ones do. The containerd set:
 //
-//   - busybox: /bin/busybox, a symlink per applet (busybox --list-full), /etc/passwd and
+//   - busybox: /bin/busybox, a hard link per applet (busybox --list-full), /etc/passwd and
 //     /etc/group with root and nobody, /tmp, and pgrep and ipcs scripts that stand in for the
 //     applets Debian's build leaves out (critest runs `pgrep sleep` and `ipcs -m`); Cmd sh.
 //   - nginx: /usr/sbin/nginx serving /usr/share/nginx/html (a "Welcome to nginx!" page) on
@@ -19,12 +24,35 @@
 //   - httpd: busybox httpd serving /usr/local/apache2/htdocs on port 80, logging "httpd".
 //   - test-image-predefined-group: default-user (uid 1000) in group-defined-in-image (gid
 //     50000), User 1000, as cri-tools' images/image-predefined-group.
-//   - alpine: a busybox with /etc/os-release, for the containerd tests that mount its /etc.
+//   - alpine: a busybox with symlinked applets and /etc/os-release, for the containerd tests
+//     that mount its /etc.
 //
-// The output depends on nothing but the busybox binary and the Go toolchain: every time in it
-// is fixed, so a rebuild from the same inputs writes the same bytes.
+// The kubernetes set (kubernetes.go):
 //
-// Usage, from the module root: go run ./hack/images -busybox PATH -out DIR
+//   - e2e-test-images/busybox and nginx: the busybox and nginx images above.
+//   - agnhost: busybox, a layer of glibc programs from the host (curl, dig, host, nslookup,
+//     OpenBSD nc, getent, bash, and dash as /bin/sh), each with its ELF interpreter and the
+//     shared libraries ldd finds for it, at their host paths, and /etc/nsswitch.conf; /coredns;
+//     and /agnhost (and /agnhost-2, a symlink to it), porter's localhost.crt and localhost.key,
+//     /uploads, and user-defined-in-image (uid 1000) in group-defined-in-image (gid 50000), as
+//     test/images/agnhost/Dockerfile makes it; Entrypoint /agnhost, Cmd pause.
+//   - glibc-dns-testing: busybox, the same glibc layer, the host's hostname and /coredns, as
+//     test/images/glibc-dns-testing/Dockerfile makes it on Debian; Cmd bash.
+//   - coredns: /coredns, and /etc/passwd and /etc/group with root and nobody.
+//
+// Every time in the output is fixed and every tar's entries sorted, so a rebuild from the same
+// inputs writes the same bytes: the containerd set depends on nothing but the busybox binary and
+// the Go toolchain; the kubernetes set also on the binaries and certificates given and the host
+// files it copies.
+//
+// Usage, from the module root:
+//
+//	go run ./hack/images [-set containerd] -busybox PATH -out DIR
+//	go run ./hack/images -set kubernetes -busybox PATH -agnhost PATH -agnhost-certs DIR \
+//	    -coredns PATH -out DIR
+//
+// where -agnhost-certs names the dir holding localhost.crt and localhost.key, agnhost's porter/
+// in the k8s.io/kubernetes module (test/images/agnhost/porter).
 package main
 
 import (
@@ -65,14 +93,34 @@ const (
 )
 
 func main() {
+	set := flag.String("set", "containerd", "the image set to build: containerd or kubernetes")
 	busybox := flag.String("busybox", "", "path to a static busybox binary")
 	out := flag.String("out", "", "directory to write the archives and the list into")
+	agnhost := flag.String("agnhost", "", "kubernetes set: path to a static agnhost binary")
+	agnhostCerts := flag.String("agnhost-certs", "", "kubernetes set: directory holding agnhost's localhost.crt and localhost.key")
+	coredns := flag.String("coredns", "", "kubernetes set: path to a static coredns binary")
 	flag.Parse()
-	if *busybox == "" || *out == "" || flag.NArg() != 0 {
-		fmt.Fprintln(os.Stderr, "usage: images -busybox PATH -out DIR")
+	k8s := *agnhost != "" && *agnhostCerts != "" && *coredns != ""
+	none := *agnhost == "" && *agnhostCerts == "" && *coredns == ""
+	if *busybox == "" || *out == "" || flag.NArg() != 0 ||
+		!(*set == "containerd" && none || *set == "kubernetes" && k8s) {
+		fmt.Fprintln(os.Stderr, "usage: images [-set containerd] -busybox PATH -out DIR\n"+
+			"       images -set kubernetes -busybox PATH -agnhost PATH -agnhost-certs DIR -coredns PATH -out DIR")
 		os.Exit(2)
 	}
-	if err := run(*busybox, *out); err != nil {
+	bb, err := readBusybox(*busybox)
+	var images []image
+	if err == nil {
+		if *set == "kubernetes" {
+			images, err = kubernetesImages(bb, *agnhost, *agnhostCerts, *coredns)
+		} else {
+			images, err = containerdImages(bb)
+		}
+	}
+	if err == nil {
+		err = writeImages(*out, images)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "images: %v\n", err)
 		os.Exit(1)
 	}
@@ -97,30 +145,40 @@ type imageConfig struct {
 	Labels       map[string]string   `json:"Labels,omitempty"`
 }
 
-func run(busybox, out string) error {
-	bb, err := os.ReadFile(busybox)
+// busybox is the static busybox binary and its applets' paths (busybox --list-full).
+type busybox struct {
+	bin     []byte
+	applets []string
+}
+
+func readBusybox(name string) (*busybox, error) {
+	bin, err := os.ReadFile(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	listOut, err := exec.Command(busybox, "--list-full").Output()
+	list, err := exec.Command(name, "--list-full").Output()
 	if err != nil {
-		return fmt.Errorf("%s --list-full: %w", busybox, err)
+		return nil, fmt.Errorf("%s --list-full: %w", name, err)
 	}
+	return &busybox{bin: bin, applets: strings.Fields(string(list))}, nil
+}
+
+// containerdImages is the containerd set: critest's and containerd's images.
+func containerdImages(bb *busybox) ([]image, error) {
 	pause, err := buildProgram("pause")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	nginx, err := buildProgram("nginx")
+	nginxBlob, err := nginxLayer()
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	// The busybox image links its applets to /bin/busybox with hard links, as the official one
 	// does: masking one (critest masks /bin/ls) must not mask the shell. Alpine's are symlinks
 	// (containerd's image volume test counts on /bin/sh being one).
-	applets := strings.Fields(string(listOut))
-	baseBlob := baseLayer(bb, applets, (*layer).hardlink).blob()
-	alpineBase := baseLayer(bb, applets, (*layer).symlink)
+	baseBlob := baseLayer(bb.bin, bb.applets, (*layer).hardlink).blob()
+	alpineBase := baseLayer(bb.bin, bb.applets, (*layer).symlink)
 
 	pauseBlob := func() *blob {
 		l := newLayer()
@@ -134,24 +192,17 @@ func run(busybox, out string) error {
 			WorkingDir: "/", Labels: map[string]string{"org.opencontainers.image.version": version}}
 	}
 
-	nginxLayer := newLayer()
-	nginxLayer.file("usr/sbin/nginx", 0o755, nginx)
-	nginxLayer.file("usr/share/nginx/html/index.html", 0o644, []byte(nginxIndex))
-	nginxBlob := nginxLayer.blob()
-
 	httpdLayer := newLayer()
 	httpdLayer.file("usr/local/apache2/htdocs/index.html", 0o644, []byte("<html><body><h1>It works!</h1></body></html>\n"))
 	httpdLayer.file("usr/local/bin/httpd-foreground", 0o755, []byte(httpdForeground))
 
 	groupLayer := newLayer()
-	groupLayer.file("etc/passwd", 0o644, []byte(passwd+"default-user:x:1000:1000:Linux User,,,:/home/default-user:/bin/sh\n"))
-	groupLayer.file("etc/group", 0o644, []byte(group+"default-user:x:1000:\ngroup-defined-in-image:x:50000:default-user\n"))
-	groupLayer.owned("home/default-user", 0o755, 1000, 1000)
+	predefinedGroup(groupLayer, "default-user")
 
 	alpineBase.file("etc/os-release", 0o644, []byte(osRelease))
 
 	env := []string{defaultPath}
-	images := []image{
+	return []image{
 		// containerd's default sandbox image, and the pause names critest pulls.
 		{archive: "pause", names: []string{"registry.k8s.io/pause:3.10.2"}, layers: []*blob{pauseBlob}, config: pauseConfig("3.10.2")},
 		{archive: "pause-3.10", names: []string{"registry.k8s.io/pause:3.10"}, layers: []*blob{pauseBlob}, config: pauseConfig("3.10")},
@@ -162,7 +213,7 @@ func run(busybox, out string) error {
 			names: []string{"registry.k8s.io/e2e-test-images/busybox:1.29-2", "ghcr.io/containerd/busybox:1.36",
 				"busybox:1.28", "busybox:1.36", "busybox:latest"},
 			layers: []*blob{baseBlob},
-			config: imageConfig{Env: env, Cmd: []string{"sh"}},
+			config: busyboxConfig(),
 		},
 		{
 			archive: "alpine",
@@ -180,8 +231,7 @@ func run(busybox, out string) error {
 			archive: "nginx",
 			names:   []string{"registry.k8s.io/e2e-test-images/nginx:1.14-2", "ghcr.io/containerd/nginx:1.27.0"},
 			layers:  []*blob{baseBlob, nginxBlob},
-			config: imageConfig{Env: env, Cmd: []string{"nginx", "-g", "daemon off;"}, StopSignal: "SIGQUIT",
-				ExposedPorts: map[string]struct{}{"80/tcp": {}}},
+			config:  nginxConfig(),
 		},
 		{
 			// critest's hostNetWebServerImage on amd64: nginx on port 12003 in the host network.
@@ -198,8 +248,12 @@ func run(busybox, out string) error {
 			config: imageConfig{Env: env, Cmd: []string{"httpd-foreground"}, WorkingDir: "/usr/local/apache2",
 				ExposedPorts: map[string]struct{}{"80/tcp": {}}},
 		},
-	}
+	}, nil
+}
 
+// writeImages writes each image's archive into out, the list of their names, and removes the
+// archives of an earlier build that this one no longer makes (they would be imported too).
+func writeImages(out string, images []image) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
@@ -221,7 +275,6 @@ func run(busybox, out string) error {
 		}
 		fmt.Fprintf(os.Stderr, "images: %s (%d bytes): %s\n", name, len(data), strings.Join(img.names, " "))
 	}
-	// Archives of an earlier build that this one no longer makes would be imported too.
 	old, err := filepath.Glob(filepath.Join(out, "*.tar"))
 	if err != nil {
 		return err
@@ -234,6 +287,39 @@ func run(busybox, out string) error {
 		}
 	}
 	return writeFile(filepath.Join(out, "list"), []byte(strings.Join(list, "\n")+"\n"))
+}
+
+// busyboxConfig is the busybox image's config.
+func busyboxConfig() imageConfig {
+	return imageConfig{Env: []string{defaultPath}, Cmd: []string{"sh"}}
+}
+
+// nginxLayer is the nginx images' layer on the busybox base: nginx/ built, and its page.
+func nginxLayer() (*blob, error) {
+	nginx, err := buildProgram("nginx")
+	if err != nil {
+		return nil, err
+	}
+	l := newLayer()
+	l.file("usr/sbin/nginx", 0o755, nginx)
+	l.file("usr/share/nginx/html/index.html", 0o644, []byte(nginxIndex))
+	return l.blob(), nil
+}
+
+// nginxConfig is the nginx image's config: nginx on port 80.
+func nginxConfig() imageConfig {
+	return imageConfig{Env: []string{defaultPath}, Cmd: []string{"nginx", "-g", "daemon off;"}, StopSignal: "SIGQUIT",
+		ExposedPorts: map[string]struct{}{"80/tcp": {}}}
+}
+
+// predefinedGroup writes /etc/passwd and /etc/group with user (uid 1000, in a group of its own,
+// gid 1000) also in group-defined-in-image (gid 50000), and user's home, as busybox's
+// `adduser -u 1000 -D user; addgroup -g 50000 group-defined-in-image; addgroup user
+// group-defined-in-image` make them.
+func predefinedGroup(l *layer, user string) {
+	l.file("etc/passwd", 0o644, []byte(passwd+user+":x:1000:1000:Linux User,,,:/home/"+user+":/bin/sh\n"))
+	l.file("etc/group", 0o644, []byte(group+user+":x:1000:\ngroup-defined-in-image:x:50000:"+user+"\n"))
+	l.owned("home/"+user, 0o755, 1000, 1000)
 }
 
 // baseLayer is the busybox base: /bin/busybox with each applet of busybox --list-full linked
@@ -431,6 +517,11 @@ func (l *layer) symlink(name, target string) {
 // hardlink links name to target, a path in the same layer.
 func (l *layer) hardlink(name, target string) {
 	l.add(&tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: strings.TrimPrefix(target, "/"), Mode: 0o755}, nil)
+}
+
+// whiteout hides name of a lower layer (an OCI whiteout file, .wh.<base> beside it).
+func (l *layer) whiteout(name string) {
+	l.file(path.Join(path.Dir(name), ".wh."+path.Base(name)), 0o644, nil)
 }
 
 func (l *layer) dir(name string, mode int64) { l.owned(name, mode, 0, 0) }
