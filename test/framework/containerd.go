@@ -48,6 +48,12 @@ type ContainerdOptions struct {
 	// Binary is the containerd binary to run instead of the build's, e.g. a copy under a name
 	// of the test's own that pkill -x may target (containerd_integration.go).
 	Binary string
+	// Netns is the network namespace (a path) the node is: the holder, and so containerd and
+	// everything entering the node, runs in it ("" is the host's).
+	Netns string
+	// Images are more dirs of image archives to import, with the test images (each as
+	// hack/images writes one: *.tar and a list).
+	Images []string
 }
 
 // Containerd is one containerd with dirs, socket and shim socket dir of its own, its network
@@ -205,7 +211,11 @@ imports = []
 func (c *Containerd) startHolder() {
 	c.T.Helper()
 	script := fmt.Sprintf("mount --bind %q /var/lib && echo ready && exec sleep infinity", c.VarLib)
-	cmd := exec.Command("unshare", "--mount", "--propagation", "slave", "sh", "-c", script)
+	argv := []string{"unshare", "--mount", "--propagation", "slave", "sh", "-c", script}
+	if c.opts.Netns != "" {
+		argv = append([]string{"nsenter", "--net=" + c.opts.Netns, "--"}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		c.T.Fatal(err)
@@ -239,8 +249,7 @@ func (c *Containerd) start() error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command("nsenter", "--mount=/proc/"+strconv.Itoa(c.holder.Process.Pid)+"/ns/mnt", "--",
-		cmp.Or(c.opts.Binary, c.bin("containerd")), "--config", c.Config)
+	cmd := c.Enter(cmp.Or(c.opts.Binary, c.bin("containerd")), "--config", c.Config)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The shim and runc come from the instance's bin dirs, found through PATH.
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Join(c.Env.Containerd, c.Build, "bin")+":"+filepath.Join(c.Env.Containerd, "bin")+":"+os.Getenv("PATH"))
@@ -300,13 +309,24 @@ func (c *Containerd) Reboot() {
 
 func (c *Containerd) tailLog() string { return tailFile(c.Log, 8000) }
 
-// importImages imports every test image hack/install-containerd.sh wrote.
+// Enter returns the command running argv on the node: in the holder's mount and network
+// namespaces, as containerd runs.
+func (c *Containerd) Enter(argv ...string) *exec.Cmd {
+	ns := "/proc/" + strconv.Itoa(c.holder.Process.Pid) + "/ns/"
+	return exec.Command("nsenter", append([]string{"--mount=" + ns + "mnt", "--net=" + ns + "net", "--"}, argv...)...)
+}
+
+// importImages imports every test image hack/install-containerd.sh wrote, and those of
+// ContainerdOptions.Images.
 func (c *Containerd) importImages() {
 	c.T.Helper()
-	dir := filepath.Join(c.Env.Containerd, "images")
-	tars, err := filepath.Glob(filepath.Join(dir, "*.tar"))
-	if err != nil || len(tars) == 0 {
-		c.T.Fatalf("no test images in %s (run hack/install-containerd.sh or make deps-containerd): %v", dir, err)
+	var tars []string
+	for _, dir := range append([]string{filepath.Join(c.Env.Containerd, "images")}, c.opts.Images...) {
+		more, err := filepath.Glob(filepath.Join(dir, "*.tar"))
+		if err != nil || len(more) == 0 {
+			c.T.Fatalf("no image archives in %s (make deps-containerd, or deps-k8s): %v", dir, err)
+		}
+		tars = append(tars, more...)
 	}
 	for _, tar := range tars {
 		cmd := exec.Command(c.bin("ctr"), "--address", c.Sock, "--namespace", "k8s.io", "images", "import", "--local", tar)

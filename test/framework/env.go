@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,9 +26,13 @@ type Env struct {
 	// Containerd is what hack/install-containerd.sh built: $CNISHIM_TEST_CONTAINERD, default
 	// <repo>/_output/containerd ("" unless Needs.Containerd).
 	Containerd string
-	// Kubelet is the kubelet hack/install-kubelet.sh built: $CNISHIM_TEST_KUBELET, default
+	// Kubelet is the kubelet hack/install-kubernetes.sh built: $CNISHIM_TEST_KUBELET, default
 	// <repo>/_output/kubernetes/bin/kubelet ("" unless Needs.Kubelet).
 	Kubelet string
+	// Kubernetes is the dir of what make deps-k8s built: $CNISHIM_TEST_KUBERNETES, default
+	// <repo>/_output/kubernetes, holding bin/ (the control plane, kube-proxy, kubectl, etcd,
+	// e2e.test) and images/ ("" unless Needs.Kubernetes).
+	Kubernetes string
 }
 
 // Needs says which prerequisites a test package needs.
@@ -40,6 +45,8 @@ type Needs struct {
 	Containerd bool
 	// Kubelet: the kubelet must exist.
 	Kubelet bool
+	// Kubernetes: the rest of a cluster (ClusterBinaries and the images) must exist.
+	Kubernetes bool
 	// Before runs after the prerequisites are found and before the tests, e.g. to build a
 	// test plugin; its cleanup runs after the tests.
 	Before func() (cleanup func(), err error)
@@ -172,7 +179,15 @@ func find(n Needs) (e *Env, cleanup func(), err error) {
 	if n.Kubelet {
 		e.Kubelet = envOr("CNISHIM_TEST_KUBELET", filepath.Join(e.Repo, "_output", "kubernetes", "bin", "kubelet"))
 		if _, err := os.Stat(e.Kubelet); err != nil {
-			return nil, cleanup, fmt.Errorf("kubelet missing (run hack/install-kubelet.sh or make deps-kubelet): %w", err)
+			return nil, cleanup, fmt.Errorf("kubelet missing (run hack/install-kubernetes.sh or make deps-kubelet): %w", err)
+		}
+	}
+	if n.Kubernetes {
+		e.Kubernetes = envOr("CNISHIM_TEST_KUBERNETES", filepath.Join(e.Repo, "_output", "kubernetes"))
+		for _, f := range append(slices.Clone(ClusterBinaries), "../images/list") {
+			if _, err := os.Stat(filepath.Join(e.Kubernetes, "bin", f)); err != nil {
+				return nil, cleanup, fmt.Errorf("the cluster's binaries or images missing (make deps-k8s): %w", err)
+			}
 		}
 	}
 	return e, cleanup, nil

@@ -8,9 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -55,19 +55,35 @@ type Kubelet struct {
 	// ReadOnlyPort serves /pods on 127.0.0.1.
 	ReadOnlyPort int
 
+	opts KubeletOptions
 	daemon
 	// mountedIn is the holder pid whose namespace has the kubelet's mounts.
 	mountedIn int
 }
 
-// StartKubelet starts a standalone kubelet on c, with node as its node name.
-func StartKubelet(t *testing.T, c *Containerd, node string) *Kubelet {
+// KubeletOptions make a kubelet a node of a cluster; the zero value is a standalone kubelet.
+type KubeletOptions struct {
+	// Kubeconfig names the API server the kubelet registers its node with and takes its pods
+	// from, as well as from ManifestDir. Its servers then listen on the node's addresses at
+	// the default ports (10250, read-only 10255, healthz 127.0.0.1:10248), which only the
+	// node's network namespace reaches (the containerd's Netns): Pods does not work.
+	Kubeconfig string
+	// NodeIP is the node's address (--node-ip); ClusterDNS and ClusterDomain what pods with
+	// the ClusterFirst DNS policy resolve with.
+	NodeIP        string
+	ClusterDNS    string
+	ClusterDomain string
+}
+
+// StartKubelet starts a kubelet on c, with node as its node name: standalone, or a node of the
+// cluster opts names.
+func StartKubelet(t *testing.T, c *Containerd, node string, opts KubeletOptions) *Kubelet {
 	t.Helper()
 	if c.Env.Kubelet == "" {
 		t.Fatal("framework: Needs.Kubelet not set")
 	}
 	k := &Kubelet{
-		T: t, C: c, Node: node,
+		T: t, C: c, Node: node, opts: opts,
 		Dir:         filepath.Join(c.Dir, "kubelet"),
 		ManifestDir: filepath.Join(c.Dir, "kubelet", "manifests"),
 		Config:      filepath.Join(c.Dir, "kubelet", "config.json"),
@@ -103,6 +119,18 @@ func StartKubelet(t *testing.T, c *Containerd, node string) *Kubelet {
 		"serializeImagePulls":           false,
 		"localStorageCapacityIsolation": false,
 	}
+	if opts.Kubeconfig != "" {
+		// Pods with the Default DNS policy get the node's resolver: the node's own address,
+		// where nothing answers (nothing leaves the cluster).
+		resolv := filepath.Join(k.Dir, "resolv.conf")
+		if err := os.WriteFile(resolv, []byte("nameserver "+opts.NodeIP+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		maps.Copy(cfg, map[string]any{
+			"address": "0.0.0.0", "port": 10250, "readOnlyPort": 10255, "healthzPort": 10248,
+			"clusterDNS": []string{opts.ClusterDNS}, "clusterDomain": opts.ClusterDomain, "resolvConf": resolv,
+		})
+	}
 	b, _ := json.MarshalIndent(cfg, "", "  ")
 	if err := os.WriteFile(k.Config, b, 0o600); err != nil {
 		t.Fatal(err)
@@ -130,7 +158,7 @@ func (k *Kubelet) mountNamespace() error {
 		}
 		fmt.Fprintf(&script, "mount --bind %q /proc/sys/%s\nmount -o remount,bind,ro /proc/sys/%s\n", f, name, name)
 	}
-	out, err := exec.Command("nsenter", "--mount=/proc/"+strconv.Itoa(holder)+"/ns/mnt", "--", "sh", "-c", script.String()).CombinedOutput()
+	out, err := k.C.Enter("sh", "-c", script.String()).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("the kubelet's mounts in the node's mount namespace: %w\n%s", err, out)
 	}
@@ -155,14 +183,21 @@ func (k *Kubelet) Start() {
 		k.T.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command("nsenter", "--mount=/proc/"+strconv.Itoa(k.C.holder.Process.Pid)+"/ns/mnt", "--",
-		k.C.Env.Kubelet, "--config", k.Config, "--hostname-override", k.Node, "--v=3")
+	argv := []string{k.C.Env.Kubelet, "--config", k.Config, "--hostname-override", k.Node, "--v=3"}
+	if k.opts.Kubeconfig != "" {
+		argv = append(argv, "--kubeconfig", k.opts.Kubeconfig, "--node-ip", k.opts.NodeIP)
+	}
+	cmd := k.C.Enter(argv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		k.T.Fatalf("start kubelet: %v", err)
 	}
 	if err := awaitServing("kubelet "+k.Node, k.Log, k.started(cmd), 200*time.Millisecond, func() bool {
+		if k.opts.Kubeconfig != "" {
+			// Its servers are on the node's addresses, not the host's.
+			return k.C.Enter("curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:10248/healthz").Run() == nil
+		}
 		_, err := k.Pods()
 		return err == nil
 	}); err != nil {
@@ -344,14 +379,14 @@ func (k *Kubelet) cleanup() {
 	}
 	keepLog(k.Log, filepath.Base(k.C.Dir)+"-kubelet-"+k.C.Build+".log")
 	k.forget()
-	if k.process() != nil && k.C.process() != nil {
+	if k.process() != nil && k.C.process() != nil && k.opts.Kubeconfig == "" {
 		k.RemovePods()
 	}
 	k.Kill(syscall.SIGTERM)
 	if k.mountedIn != 0 && k.mountedIn == k.C.holder.Process.Pid {
 		// Lazily: a pod's log file may still be open in a container the containerd's
 		// cleanup is about to kill.
-		_ = exec.Command("nsenter", "--mount=/proc/"+strconv.Itoa(k.mountedIn)+"/ns/mnt", "--", "umount", "-l", "/var/log").Run()
+		_ = k.C.Enter("umount", "-l", "/var/log").Run()
 	}
 }
 

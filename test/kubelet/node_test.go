@@ -55,7 +55,7 @@ func newNode(t *testing.T, build string, emptyConfDir bool) *node {
 			t.Fatalf("network not ready: %s", msg)
 		}
 	}
-	n.K = framework.StartKubelet(t, c, fmt.Sprintf("node-%s-%d", build, k))
+	n.K = framework.StartKubelet(t, c, fmt.Sprintf("node-%s-%d", build, k), framework.KubeletOptions{})
 	return n
 }
 

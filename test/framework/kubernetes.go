@@ -1,0 +1,629 @@
+//go:build linux
+
+package framework
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ClusterBinaries are what a Cluster runs from <Env.Kubernetes>/bin, the kubelet aside.
+var ClusterBinaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubectl", "e2e.test", "ginkgo"}
+
+// The cluster's service network and DNS, as kind's.
+const (
+	ServiceCIDR   = "10.96.0.0/16"
+	ClusterDNSIP  = "10.96.0.10"
+	ClusterDomain = "cluster.local"
+	// kubernetesServiceIP is the first of ServiceCIDR: the kubernetes Service's.
+	kubernetesServiceIP = "10.96.0.1"
+)
+
+// Cluster is a Kubernetes cluster of network-namespace nodes, as kind's nodes are containers:
+// node i is a network namespace plugged into a bridge of the cluster's in the host's namespace
+// (which has no address there: nothing routes between the host and the cluster), with a
+// Containerd of the cluster's build, a kubelet registered with the API server, and kube-proxy,
+// all in the node's own mount namespace (the Containerd's holder). Node 0's network namespace
+// also holds the control plane: etcd, the API server, the controller manager and the scheduler.
+// The pod network is kind's kindnet: ptp + host-local (node i's pods in a /24 of its own) +
+// portmap, with a route on every node to every other node's pods, as kindnetd keeps. CoreDNS
+// runs as a Deployment behind the kube-dns Service. Images come from the test images and
+// <Env.Kubernetes>/images; nothing is pulled.
+//
+// Its cleanup stops everything, removes every pod (the Containerds' cleanups, which fail the
+// test on a leak), then the namespaces, links and dirs.
+type Cluster struct {
+	T     *testing.T
+	Env   *Env
+	Build string // StockContainerd or CnishimContainerd
+	// Dir holds the certificates, kubeconfig, etcd's data and the control plane's logs.
+	Dir string
+	// Kubeconfig is an admin's (system:masters), for the API server on node 0.
+	Kubeconfig string
+	// PodCIDR holds every node's pod subnet.
+	PodCIDR string
+	// Bridge is the cluster's bridge in the host's namespace.
+	Bridge string
+	Nodes  []*ClusterNode
+
+	slot    int
+	control []*clusterDaemon
+}
+
+// ClusterNode is one node of a Cluster.
+type ClusterNode struct {
+	Name  string
+	Index int
+	// Netns is the node's network namespace, as a path; IP its address on the cluster's
+	// bridge; PodCIDR its pods' subnet.
+	Netns   string
+	IP      string
+	PodCIDR string
+	// IPAMDir is host-local's store of the node's pods.
+	IPAMDir    string
+	Containerd *Containerd
+	Kubelet    *Kubelet
+	proxy      *clusterDaemon
+}
+
+// clusterDaemon is a process of the cluster's other than containerd and the kubelet: the
+// control plane's, kube-proxy.
+type clusterDaemon struct {
+	name, log string
+	daemon
+}
+
+// clusterSeq numbers clusters, for their bridge, link and namespace names and subnets.
+var clusterSeq = Slots{Procs: 8, Per: 4}
+
+// StartCluster starts a cluster of nodes nodes whose containerd is of build, and returns once
+// every node is Ready and CoreDNS serves.
+func StartCluster(t *testing.T, e *Env, build string, nodes int) *Cluster {
+	t.Helper()
+	if e.Kubernetes == "" || e.Kubelet == "" || e.Containerd == "" {
+		t.Fatal("framework: Needs.Kubernetes, Needs.Kubelet and Needs.Containerd must be set")
+	}
+	slot := clusterSeq.Next()
+	dir, err := os.MkdirTemp("/tmp", fmt.Sprintf("k8s%d-", slot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{
+		T: t, Env: e, Build: build, Dir: dir, slot: slot,
+		PodCIDR: fmt.Sprintf("10.%d.0.0/16", 200+slot),
+		Bridge:  fmt.Sprintf("k8sbr%d", slot),
+	}
+	// Registered first, so it runs last: after every node's Containerd and kubelet are gone.
+	t.Cleanup(c.cleanup)
+	CheckNoBridge(t, c.Bridge)
+	c.mustRun("ip", "link", "add", c.Bridge, "type", "bridge")
+	c.mustRun("sysctl", "-qw", "net.ipv6.conf."+c.Bridge+".disable_ipv6=1")
+	c.mustRun("ip", "link", "set", c.Bridge, "up")
+	for i := range nodes {
+		n := &ClusterNode{
+			Name: fmt.Sprintf("node%d", i), Index: i,
+			IP:      fmt.Sprintf("172.30.%d.%d", slot, 10+i),
+			PodCIDR: fmt.Sprintf("10.%d.%d.0/24", 200+slot, i),
+			IPAMDir: filepath.Join(dir, fmt.Sprintf("node%d-ipam", i)),
+		}
+		ns := fmt.Sprintf("cnishim-k8s%d-%d", slot, i)
+		c.mustRun("ip", "netns", "add", ns)
+		n.Netns = "/run/netns/" + ns
+		c.Nodes = append(c.Nodes, n)
+		veth := fmt.Sprintf("k8s%dn%d", slot, i)
+		c.mustRun("ip", "link", "add", veth, "master", c.Bridge, "up", "type", "veth", "peer", "eth0", "netns", ns)
+		c.mustRun("ip", "-n", ns, "addr", "add", n.IP+"/24", "dev", "eth0")
+		c.mustRun("ip", "-n", ns, "link", "set", "eth0", "up")
+		c.mustRun("ip", "-n", ns, "link", "set", "lo", "up")
+		c.mustRun("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+		// No default route (nothing leaves the cluster), so the Service network needs one of
+		// its own for the node's own connections: they are routed before kube-proxy's DNAT,
+		// and rerouted after it.
+		c.mustRun("ip", "-n", ns, "route", "add", ServiceCIDR, "dev", "eth0", "src", n.IP)
+	}
+	for _, n := range c.Nodes {
+		for _, m := range c.Nodes {
+			if m != n {
+				c.mustRun("ip", "-n", filepath.Base(n.Netns), "route", "add", m.PodCIDR, "via", m.IP)
+			}
+		}
+	}
+	c.writeCerts()
+	c.startControlPlane()
+	for _, n := range c.Nodes {
+		c.startNode(n)
+	}
+	c.startCoreDNS()
+	return c
+}
+
+// mustRun runs a command that sets the cluster up, failing the test if it fails.
+func (c *Cluster) mustRun(argv ...string) {
+	c.T.Helper()
+	if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+		c.T.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+	}
+}
+
+// path is the path of the cluster's file name.
+func (c *Cluster) path(name string) string { return filepath.Join(c.Dir, name) }
+
+// writeCerts writes a CA, the API server's serving certificate (for node 0's address, the
+// kubernetes Service's and its names), an admin's client certificate, the service account
+// signing key pair, and the admin's kubeconfig.
+func (c *Cluster) writeCerts() {
+	c.T.Helper()
+	ca, caKey := c.cert("ca", nil, nil, &x509.Certificate{
+		Subject: pkix.Name{CommonName: "cnishim-e2e-ca"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	})
+	c.cert("apiserver", ca, caKey, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "kube-apiserver"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+			"kubernetes.default.svc." + ClusterDomain},
+		IPAddresses: []net.IP{net.ParseIP(c.Nodes[0].IP), net.ParseIP(kubernetesServiceIP), net.ParseIP("127.0.0.1")},
+	})
+	c.cert("admin", ca, caKey, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "kubernetes-admin", Organization: []string{"system:masters"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+	})
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	c.writePEM("sa.key", "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(key))
+	c.writePEM("sa.pub", "PUBLIC KEY", pub)
+	c.Kubeconfig = c.path("admin.kubeconfig")
+	kubeconfig := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: cnishim-e2e
+  cluster:
+    server: https://%s:6443
+    certificate-authority: %s
+users:
+- name: admin
+  user:
+    client-certificate: %s
+    client-key: %s
+contexts:
+- name: cnishim-e2e
+  context:
+    cluster: cnishim-e2e
+    user: admin
+current-context: cnishim-e2e
+`, c.Nodes[0].IP, c.path("ca.crt"), c.path("admin.crt"), c.path("admin.key"))
+	if err := os.WriteFile(c.Kubeconfig, []byte(kubeconfig), 0o600); err != nil {
+		c.T.Fatal(err)
+	}
+}
+
+// cert writes name.crt and name.key: tmpl signed by parent's key, or self-signed without one.
+func (c *Cluster) cert(name string, parent *x509.Certificate, parentKey *rsa.PrivateKey, tmpl *x509.Certificate) (*x509.Certificate, *rsa.PrivateKey) {
+	c.T.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	tmpl.SerialNumber = serial
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	tmpl.NotAfter = time.Now().Add(7 * 24 * time.Hour)
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	c.writePEM(name+".crt", "CERTIFICATE", der)
+	c.writePEM(name+".key", "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(key))
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	return cert, key
+}
+
+func (c *Cluster) writePEM(name, typ string, der []byte) {
+	c.T.Helper()
+	if err := os.WriteFile(c.path(name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		c.T.Fatal(err)
+	}
+}
+
+func (c *Cluster) bin(name string) string { return filepath.Join(c.Env.Kubernetes, "bin", name) }
+
+// startDaemon starts a cluster daemon, argv run by cmd's nsenter prefix, logging to its own file.
+func (c *Cluster) startDaemon(name string, cmd *exec.Cmd) *clusterDaemon {
+	c.T.Helper()
+	d := &clusterDaemon{name: name, log: c.path(name + ".log")}
+	logf, err := os.OpenFile(d.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		c.T.Fatal(err)
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		c.T.Fatalf("start %s: %v", name, err)
+	}
+	d.started(cmd)
+	return d
+}
+
+// inNode0 is the command running argv in node 0's network namespace, where the control plane
+// is.
+func (c *Cluster) inNode0(argv ...string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"--net=" + c.Nodes[0].Netns, "--"}, argv...)...)
+}
+
+// startControlPlane starts etcd, the API server, the controller manager and the scheduler in
+// node 0's network namespace, and waits for the API server to be ready.
+func (c *Cluster) startControlPlane() {
+	c.T.Helper()
+	etcd := c.startDaemon("etcd", c.inNode0(c.bin("etcd"), "--data-dir", c.path("etcd"),
+		"--listen-client-urls", "http://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379",
+		"--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+		"--initial-cluster", "default=http://127.0.0.1:2380", "--listen-metrics-urls", "", "--unsafe-no-fsync"))
+	c.control = append(c.control, etcd)
+	api := c.startDaemon("kube-apiserver", c.inNode0(c.bin("kube-apiserver"),
+		"--etcd-servers", "http://127.0.0.1:2379", "--advertise-address", c.Nodes[0].IP, "--secure-port", "6443",
+		"--service-cluster-ip-range", ServiceCIDR, "--allow-privileged",
+		"--client-ca-file", c.path("ca.crt"), "--tls-cert-file", c.path("apiserver.crt"), "--tls-private-key-file", c.path("apiserver.key"),
+		"--service-account-issuer", "https://kubernetes.default.svc."+ClusterDomain,
+		"--service-account-key-file", c.path("sa.pub"), "--service-account-signing-key-file", c.path("sa.key"),
+		"--authorization-mode", "Node,RBAC", "--kubelet-client-certificate", c.path("admin.crt"),
+		"--kubelet-client-key", c.path("admin.key"), "--kubelet-preferred-address-types", "InternalIP",
+		"--cert-dir", c.path("apiserver-certs"),
+		"--profiling=false", "--v=1"))
+	c.control = append(c.control, api)
+	if err := awaitServing("kube-apiserver", api.log, api.exited, 500*time.Millisecond, func() bool {
+		_, err := c.Kubectl(context.Background(), "get", "--raw", "/readyz")
+		return err == nil
+	}); err != nil {
+		c.T.Fatal(err)
+	}
+	c.control = append(c.control,
+		c.startDaemon("kube-controller-manager", c.inNode0(c.bin("kube-controller-manager"),
+			"--kubeconfig", c.Kubeconfig, "--authentication-kubeconfig", c.Kubeconfig, "--authorization-kubeconfig", c.Kubeconfig,
+			"--service-account-private-key-file", c.path("sa.key"), "--root-ca-file", c.path("ca.crt"),
+			"--use-service-account-credentials", "--leader-elect=false", "--bind-address", "127.0.0.1",
+			"--service-cluster-ip-range", ServiceCIDR, "--cert-dir", c.path("controller-manager-certs"),
+			"--flex-volume-plugin-dir", c.path("volume-plugins"), "--v=1")),
+		c.startDaemon("kube-scheduler", c.inNode0(c.bin("kube-scheduler"),
+			"--kubeconfig", c.Kubeconfig, "--authentication-kubeconfig", c.Kubeconfig, "--authorization-kubeconfig", c.Kubeconfig,
+			"--leader-elect=false", "--bind-address", "127.0.0.1", "--v=1")))
+}
+
+// startNode starts node n's containerd with the kindnet conflist, its kubelet, registered with
+// the API server, and kube-proxy.
+func (c *Cluster) startNode(n *ClusterNode) {
+	c.T.Helper()
+	n.Containerd = StartContainerd(c.T, c.Env, fmt.Sprintf("%s-%s", n.Name, c.Build), ContainerdOptions{
+		Build: c.Build, Netns: n.Netns, Images: []string{filepath.Join(c.Env.Kubernetes, "images")},
+	})
+	WriteFileAtomic(c.T, n.Containerd.ConfDir, "10-kindnet.conflist", Conflist("0.3.1", "kindnet", fmt.Sprintf(`{
+      "type": "ptp", "ipMasq": false, "mtu": 1500,
+      "ipam": {"type": "host-local", "dataDir": %q, "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}]}
+    }`, n.IPAMDir, n.PodCIDR), PortmapPlugin))
+	n.Kubelet = StartKubelet(c.T, n.Containerd, n.Name, KubeletOptions{
+		Kubeconfig: c.Kubeconfig, NodeIP: n.IP, ClusterDNS: ClusterDNSIP, ClusterDomain: ClusterDomain,
+	})
+	c.StartProxy(n)
+}
+
+// StartProxy starts kube-proxy on node n, in iptables mode, leaving the host's conntrack
+// settings alone (they are not the node's own).
+func (c *Cluster) StartProxy(n *ClusterNode) {
+	c.T.Helper()
+	cfg := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: %s
+hostnameOverride: %s
+mode: iptables
+clusterCIDR: %s
+bindAddress: %s
+metricsBindAddress: 127.0.0.1:10249
+healthzBindAddress: 0.0.0.0:10256
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+  udpTimeout: 0s
+  udpStreamTimeout: 0s
+`, c.Kubeconfig, n.Name, c.PodCIDR, n.IP)
+	f := c.path(n.Name + "-kube-proxy.yaml")
+	if err := os.WriteFile(f, []byte(cfg), 0o600); err != nil {
+		c.T.Fatal(err)
+	}
+	n.proxy = c.startDaemon(n.Name+"-kube-proxy", n.Containerd.Enter(c.bin("kube-proxy"), "--config", f, "--v=1"))
+}
+
+// InNode runs argv in node n's network namespace and returns its stdout; an error carries its
+// stderr.
+func (c *Cluster) InNode(n *ClusterNode, argv ...string) (string, error) {
+	cmd := exec.Command("nsenter", append([]string{"--net=" + n.Netns, "--"}, argv...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := runCtx(c.T.Context(), cmd); err != nil {
+		return stdout.String(), fmt.Errorf("node %s: %s: %w: %s", n.Name, strings.Join(argv, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// RebootNode does to node n what a reboot does: its kubelet and kube-proxy stopped, its
+// containerd rebooted (Containerd.Reboot: every pod's process and netns gone), and the node's
+// packet filter rules, which a boot starts without, flushed. RestartNode boots it.
+func (c *Cluster) RebootNode(n *ClusterNode) {
+	c.T.Helper()
+	n.Kubelet.Kill(syscall.SIGKILL)
+	if err := n.proxy.kill(syscall.SIGKILL); err != nil {
+		c.T.Error(err)
+	}
+	n.Containerd.Reboot()
+	flush := "for t in filter nat mangle raw; do iptables -t $t -F && iptables -t $t -X || exit 1; done"
+	if out, err := c.InNode(n, "sh", "-c", flush); err != nil {
+		c.T.Fatalf("%v %s", err, out)
+	}
+}
+
+// RestartNode starts node n's containerd, kubelet and kube-proxy again, after RebootNode.
+func (c *Cluster) RestartNode(n *ClusterNode) {
+	c.T.Helper()
+	n.Containerd.Start()
+	n.Kubelet.Start()
+	c.StartProxy(n)
+}
+
+// Kubectl runs kubectl as the admin, from node 0's network namespace, and returns its stdout;
+// an error carries its stderr.
+func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
+	cmd := c.inNode0(append([]string{c.bin("kubectl"), "--kubeconfig", c.Kubeconfig, "--request-timeout", "30s"}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := runCtx(ctx, cmd); err != nil {
+		return stdout.String(), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// RunInNode0 runs argv in node 0's network namespace, where the API server is, with its output
+// appended to the file log, until it exits or the test's context ends.
+func (c *Cluster) RunInNode0(t *testing.T, log string, argv ...string) error {
+	f, err := os.OpenFile(log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cmd := c.inNode0(argv...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return runCtx(t.Context(), cmd)
+}
+
+// KubectlApply applies the manifests in yaml.
+func (c *Cluster) KubectlApply(ctx context.Context, yaml string) error {
+	cmd := c.inNode0(c.bin("kubectl"), "--kubeconfig", c.Kubeconfig, "apply", "-f", "-")
+	cmd.Stdin = strings.NewReader(yaml)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := runCtx(ctx, cmd); err != nil {
+		return fmt.Errorf("kubectl apply: %w\n%s", err, out.String())
+	}
+	return nil
+}
+
+// runCtx runs cmd, killing it when ctx ends (and its process group, when it leads one).
+func runCtx(ctx context.Context, cmd *exec.Cmd) error {
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		if cmd.SysProcAttr != nil && cmd.SysProcAttr.Setpgid {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+		_ = cmd.Process.Kill()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// startCoreDNS deploys CoreDNS behind the kube-dns Service, as kubeadm does, and waits until
+// every node is Ready and CoreDNS is available.
+func (c *Cluster) startCoreDNS() {
+	c.T.Helper()
+	ctx, cancel := context.WithTimeout(c.T.Context(), 3*time.Minute)
+	defer cancel()
+	if err := c.KubectlApply(ctx, fmt.Sprintf(coreDNSManifest, ClusterDomain, ClusterDNSIP)); err != nil {
+		c.T.Fatal(err)
+	}
+	if _, err := c.Kubectl(ctx, "wait", "--for=condition=Ready", "node", "--all", "--timeout=120s"); err != nil {
+		c.T.Fatal(err)
+	}
+	if _, err := c.Kubectl(ctx, "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s"); err != nil {
+		c.T.Fatal(err)
+	}
+}
+
+// coreDNSManifest is CoreDNS as kubeadm deploys it (v1.37's manifests, trimmed), with no
+// forward: nothing leaves the cluster. Formatted with the cluster domain and the DNS address.
+const coreDNSManifest = `apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: coredns
+  namespace: kube-system
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:coredns
+rules:
+- apiGroups: [""]
+  resources: [endpoints, services, pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: system:coredns
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: system:coredns
+subjects:
+- kind: ServiceAccount
+  name: coredns
+  namespace: kube-system
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: coredns
+  namespace: kube-system
+data:
+  Corefile: |
+    .:53 {
+        errors
+        health {
+           lameduck 5s
+        }
+        ready
+        kubernetes %[1]s in-addr.arpa ip6.arpa {
+           pods insecure
+           fallthrough in-addr.arpa ip6.arpa
+           ttl 30
+        }
+        cache 30
+        loop
+        loadbalance
+    }
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: coredns
+  namespace: kube-system
+  labels:
+    k8s-app: kube-dns
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      k8s-app: kube-dns
+  template:
+    metadata:
+      labels:
+        k8s-app: kube-dns
+    spec:
+      serviceAccountName: coredns
+      dnsPolicy: Default
+      priorityClassName: system-cluster-critical
+      containers:
+      - name: coredns
+        image: registry.k8s.io/coredns/coredns:v1.15.0
+        imagePullPolicy: IfNotPresent
+        args: ["-conf", "/etc/coredns/Corefile"]
+        volumeMounts:
+        - name: config-volume
+          mountPath: /etc/coredns
+          readOnly: true
+        ports:
+        - {containerPort: 53, name: dns, protocol: UDP}
+        - {containerPort: 53, name: dns-tcp, protocol: TCP}
+        - {containerPort: 9153, name: metrics, protocol: TCP}
+        livenessProbe:
+          httpGet: {path: /health, port: 8080}
+          initialDelaySeconds: 60
+          timeoutSeconds: 5
+        readinessProbe:
+          httpGet: {path: /ready, port: 8181}
+      volumes:
+      - name: config-volume
+        configMap:
+          name: coredns
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels:
+    k8s-app: kube-dns
+    kubernetes.io/name: CoreDNS
+spec:
+  selector:
+    k8s-app: kube-dns
+  clusterIP: %[2]s
+  ports:
+  - {name: dns, port: 53, protocol: UDP}
+  - {name: dns-tcp, port: 53, protocol: TCP}
+  - {name: metrics, port: 9153, protocol: TCP}
+`
+
+// cleanup stops the control plane, and removes the nodes' namespaces, the links and the dir;
+// the nodes' kubelets, kube-proxies and Containerds are gone by then (their cleanups ran
+// first).
+func (c *Cluster) cleanup() {
+	t := c.T
+	for _, n := range c.Nodes {
+		if n.proxy != nil {
+			_ = n.proxy.kill(syscall.SIGTERM)
+		}
+	}
+	for i := len(c.control) - 1; i >= 0; i-- {
+		d := c.control[i]
+		if t.Failed() {
+			t.Logf("%s log tail:\n%s", d.name, tailFile(d.log, 6000))
+		}
+		keepLog(d.log, filepath.Base(c.Dir)+"-"+d.name+"-"+c.Build+".log")
+		d.forget()
+		if err := d.kill(syscall.SIGTERM); err != nil {
+			t.Errorf("cleanup: %s: %v", d.name, err)
+		}
+	}
+	for _, n := range c.Nodes {
+		if out, err := exec.Command("ip", "netns", "del", filepath.Base(n.Netns)).CombinedOutput(); err != nil {
+			t.Errorf("cleanup: ip netns del %s: %v %s", n.Netns, err, out)
+		}
+	}
+	DeleteBridge(t, c.Bridge)
+	if err := os.RemoveAll(c.Dir); err != nil {
+		t.Errorf("cleanup: %v", err)
+	}
+}
