@@ -20,7 +20,7 @@ export CNISHIM_TEST_KUBELET := $(OUT)/kubernetes/bin/kubelet
 
 # Tests that need root or what deps installs fail without it under these targets (and CI, which
 # runs make test); a plain go test ./... by a user who is not root skips them (internal/testing/roottest).
-test e2e e2e-containerd e2e-kubelet e2e-cluster soak soak-cluster bench: export CNISHIM_REQUIRE_ROOT_TESTS := 1
+test e2e e2e-containerd e2e-kubelet e2e-k8s e2e-cluster soak soak-cluster bench: export CNISHIM_REQUIRE_ROOT_TESTS := 1
 # make test runs the cluster checks on kindnet alone, whatever the environment says; flannel is
 # opt-in (CLUSTER_NETWORK=flannel make e2e-cluster), as it takes minutes to build.
 test: export CLUSTER_NETWORK := kindnet
@@ -58,6 +58,12 @@ deps-containerd-integration: ## Build containerd v2.4.2's CRI integration tests 
 deps-kubelet: ## Build the kubelet v1.37.2 into _output/kubernetes/bin (through a generated wrapper module; see hack/install-kubernetes.sh).
 	hack/install-kubernetes.sh $(OUT)/kubernetes/bin kubelet
 
+.PHONY: deps-k8s
+deps-k8s: deps-kubelet ## Build the rest of a Kubernetes v1.37.2 cluster into _output/kubernetes: control plane, kube-proxy, kubectl, etcd, e2e.test, agnhost, and the e2e images.
+	hack/install-kubernetes.sh $(OUT)/kubernetes/bin kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl agnhost e2e.test ginkgo
+	hack/install-etcd.sh $(OUT)/kubernetes/bin
+	hack/install-kubernetes-images.sh $(OUT)/kubernetes/images
+
 .PHONY: test
 test: deps build deps-containerd ## Run every test: unit tests with -race, the root tests against real plugins, containerd with the go-cni drop-in.
 	go test -race -count=1 -timeout 20m $(GO_TEST_FLAGS) ./...
@@ -75,6 +81,10 @@ e2e-containerd: deps build deps-containerd deps-containerd-integration ## Run th
 .PHONY: e2e-kubelet
 e2e-kubelet: deps build deps-containerd deps-kubelet ## Run the kubelet suite: a standalone kubelet on stock containerd and on containerd with cnishim, every check on both (see docs/kubelet.md).
 	go test -race -count=1 -timeout 30m -v -tags kubelet_e2e $(GO_TEST_FLAGS) ./test/kubelet/
+
+.PHONY: e2e-k8s
+e2e-k8s: deps build deps-containerd deps-k8s ## Run the Kubernetes suite: clusters of netns nodes on stock containerd and on containerd with cnishim, judged by the upstream e2e [sig-network] specs (see docs/kubernetes.md).
+	go test -count=1 -timeout 85m -v -tags k8s_e2e $(GO_TEST_FLAGS) ./test/k8s/
 
 .PHONY: e2e-cluster
 e2e-cluster: deps build $(if $(filter flannel,$(CLUSTER_NETWORK)),deps-flannel) ## Run the local cluster tests on CLUSTER_NETWORK (kindnet; or flannel) (see docs/cluster.md).

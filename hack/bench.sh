@@ -57,6 +57,12 @@
 #                           once, to all Ready by the kubelet's own status, and their removal
 #                           to IPs released, a kubelet on stock containerd against one on
 #                           containerd with cnishim (table to ${BENCH_OUT}/kubelet.md)
+#   BENCH_ONLY=k8s          run only the Kubernetes scale run: a Deployment on a 3-node cluster
+#                           scaled to BENCH_K8S_PODS pods per node (default 100) and back, to
+#                           all Ready and to IPs released, a cluster on stock containerd
+#                           against one on containerd with cnishim (table to
+#                           ${BENCH_OUT}/k8s.md; needs make deps-k8s; not part of the full run)
+#   BENCH_K8S_ROUNDS        rounds of the Kubernetes scale run (default 3)
 #   BENCH_KUBELET_ROUNDS    rounds of the kubelet storms (default 3)
 #   BENCH_KUBELET_PODS      pod counts of the kubelet storms (default "1 30 60")
 #   BENCH_SKIP_TESTS=1      skip the benchmark's own tests (fairness of inputs, leak checks)
@@ -138,6 +144,12 @@ if [[ ${BENCH_ONLY:-} == containerd ]]; then
 fi
 if [[ ${BENCH_ONLY:-} == kubelet ]]; then
   kubelet_storms
+  exit 0
+fi
+if [[ ${BENCH_ONLY:-} == k8s ]]; then
+  echo "bench: Kubernetes scale (a cluster on stock containerd against one on containerd with cnishim)" >&2
+  runtime_storms k8s k8s_bench TestDeploymentScale ./test/k8s/ \
+    CNISHIM_K8S_SCALE_ROUNDS="${BENCH_K8S_ROUNDS:-3}" CNISHIM_K8S_SCALE_PODS="${BENCH_K8S_PODS:-100}"
   exit 0
 fi
 

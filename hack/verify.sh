@@ -34,6 +34,11 @@ for m in "${mods[@]}"; do
     echo "go vet -tags kubelet_e2e,kubelet_bench ./test/kubelet/: see above" >&2
     failed=1
   fi
+  # And the Kubernetes suite (make e2e-k8s).
+  if [[ ${m} == . ]] && ! go vet -tags k8s_e2e,k8s_bench ./test/k8s/; then
+    echo "go vet -tags k8s_e2e,k8s_bench ./test/k8s/: see above" >&2
+    failed=1
+  fi
   if ! (cd "${m}" && go mod tidy -diff >/dev/null 2>&1); then
     echo "go mod tidy (${m}): go.mod/go.sum are not tidy" >&2
     echo "  fix: (cd ${m} && go mod tidy)" >&2
@@ -55,6 +60,10 @@ for m in "${mods[@]}"; do
 done
 if ! "${staticcheck_bin}" -tags kubelet_e2e,kubelet_bench ./test/kubelet/; then
   echo "staticcheck -tags kubelet_e2e,kubelet_bench ./test/kubelet/: see above" >&2
+  failed=1
+fi
+if ! "${staticcheck_bin}" -tags k8s_e2e,k8s_bench ./test/k8s/; then
+  echo "staticcheck -tags k8s_e2e,k8s_bench ./test/k8s/: see above" >&2
   failed=1
 fi
 
