@@ -5,14 +5,7 @@ package framework
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -162,100 +155,6 @@ func (c *Cluster) mustRun(argv ...string) {
 
 // path is the path of the cluster's file name.
 func (c *Cluster) path(name string) string { return filepath.Join(c.Dir, name) }
-
-// writeCerts writes a CA, the API server's serving certificate (for node 0's address, the
-// kubernetes Service's and its names), an admin's client certificate, the service account
-// signing key pair, and the admin's kubeconfig.
-func (c *Cluster) writeCerts() {
-	c.T.Helper()
-	ca, caKey := c.cert("ca", nil, nil, &x509.Certificate{
-		Subject: pkix.Name{CommonName: "cnishim-e2e-ca"}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	})
-	c.cert("apiserver", ca, caKey, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "kube-apiserver"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-			"kubernetes.default.svc." + ClusterDomain},
-		IPAddresses: []net.IP{net.ParseIP(c.Nodes[0].IP), net.ParseIP(kubernetesServiceIP), net.ParseIP("127.0.0.1")},
-	})
-	c.cert("admin", ca, caKey, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "kubernetes-admin", Organization: []string{"system:masters"}},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-	})
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		c.T.Fatal(err)
-	}
-	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		c.T.Fatal(err)
-	}
-	c.writePEM("sa.key", "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(key))
-	c.writePEM("sa.pub", "PUBLIC KEY", pub)
-	c.Kubeconfig = c.path("admin.kubeconfig")
-	kubeconfig := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: cnishim-e2e
-  cluster:
-    server: https://%s:6443
-    certificate-authority: %s
-users:
-- name: admin
-  user:
-    client-certificate: %s
-    client-key: %s
-contexts:
-- name: cnishim-e2e
-  context:
-    cluster: cnishim-e2e
-    user: admin
-current-context: cnishim-e2e
-`, c.Nodes[0].IP, c.path("ca.crt"), c.path("admin.crt"), c.path("admin.key"))
-	if err := os.WriteFile(c.Kubeconfig, []byte(kubeconfig), 0o600); err != nil {
-		c.T.Fatal(err)
-	}
-}
-
-// cert writes name.crt and name.key: tmpl signed by parent's key, or self-signed without one.
-func (c *Cluster) cert(name string, parent *x509.Certificate, parentKey *rsa.PrivateKey, tmpl *x509.Certificate) (*x509.Certificate, *rsa.PrivateKey) {
-	c.T.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		c.T.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		c.T.Fatal(err)
-	}
-	tmpl.SerialNumber = serial
-	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(7 * 24 * time.Hour)
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		c.T.Fatal(err)
-	}
-	c.writePEM(name+".crt", "CERTIFICATE", der)
-	c.writePEM(name+".key", "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(key))
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		c.T.Fatal(err)
-	}
-	return cert, key
-}
-
-func (c *Cluster) writePEM(name, typ string, der []byte) {
-	c.T.Helper()
-	if err := os.WriteFile(c.path(name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		c.T.Fatal(err)
-	}
-}
 
 func (c *Cluster) bin(name string) string { return filepath.Join(c.Env.Kubernetes, "bin", name) }
 
@@ -461,153 +360,22 @@ func runCtx(ctx context.Context, cmd *exec.Cmd) error {
 	}
 }
 
-// startCoreDNS deploys CoreDNS behind the kube-dns Service, as kubeadm does, and waits until
-// every node is Ready and CoreDNS is available.
-func (c *Cluster) startCoreDNS() {
-	c.T.Helper()
-	ctx, cancel := context.WithTimeout(c.T.Context(), 3*time.Minute)
-	defer cancel()
-	if err := c.KubectlApply(ctx, fmt.Sprintf(coreDNSManifest, ClusterDomain, ClusterDNSIP)); err != nil {
-		c.T.Fatal(err)
-	}
-	if _, err := c.Kubectl(ctx, "wait", "--for=condition=Ready", "node", "--all", "--timeout=120s"); err != nil {
-		c.T.Fatal(err)
-	}
-	if _, err := c.Kubectl(ctx, "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s"); err != nil {
-		c.T.Fatal(err)
-	}
-}
-
-// coreDNSManifest is CoreDNS as kubeadm deploys it (v1.37's manifests, trimmed), with no
-// forward: nothing leaves the cluster. Formatted with the cluster domain and the DNS address.
-const coreDNSManifest = `apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: coredns
-  namespace: kube-system
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata:
-  name: system:coredns
-rules:
-- apiGroups: [""]
-  resources: [endpoints, services, pods, namespaces]
-  verbs: [list, watch]
-- apiGroups: [discovery.k8s.io]
-  resources: [endpointslices]
-  verbs: [list, watch]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: system:coredns
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: system:coredns
-subjects:
-- kind: ServiceAccount
-  name: coredns
-  namespace: kube-system
----
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: coredns
-  namespace: kube-system
-data:
-  Corefile: |
-    .:53 {
-        errors
-        health {
-           lameduck 5s
-        }
-        ready
-        kubernetes %[1]s in-addr.arpa ip6.arpa {
-           pods insecure
-           fallthrough in-addr.arpa ip6.arpa
-           ttl 30
-        }
-        cache 30
-        loop
-        loadbalance
-    }
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: coredns
-  namespace: kube-system
-  labels:
-    k8s-app: kube-dns
-spec:
-  replicas: 2
-  selector:
-    matchLabels:
-      k8s-app: kube-dns
-  template:
-    metadata:
-      labels:
-        k8s-app: kube-dns
-    spec:
-      serviceAccountName: coredns
-      dnsPolicy: Default
-      priorityClassName: system-cluster-critical
-      containers:
-      - name: coredns
-        image: registry.k8s.io/coredns/coredns:v1.15.0
-        imagePullPolicy: IfNotPresent
-        args: ["-conf", "/etc/coredns/Corefile"]
-        volumeMounts:
-        - name: config-volume
-          mountPath: /etc/coredns
-          readOnly: true
-        ports:
-        - {containerPort: 53, name: dns, protocol: UDP}
-        - {containerPort: 53, name: dns-tcp, protocol: TCP}
-        - {containerPort: 9153, name: metrics, protocol: TCP}
-        livenessProbe:
-          httpGet: {path: /health, port: 8080}
-          initialDelaySeconds: 60
-          timeoutSeconds: 5
-        readinessProbe:
-          httpGet: {path: /ready, port: 8181}
-      volumes:
-      - name: config-volume
-        configMap:
-          name: coredns
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: kube-dns
-  namespace: kube-system
-  labels:
-    k8s-app: kube-dns
-    kubernetes.io/name: CoreDNS
-spec:
-  selector:
-    k8s-app: kube-dns
-  clusterIP: %[2]s
-  ports:
-  - {name: dns, port: 53, protocol: UDP}
-  - {name: dns-tcp, port: 53, protocol: TCP}
-  - {name: metrics, port: 9153, protocol: TCP}
-`
-
 // cleanup stops the control plane, and removes the nodes' namespaces, the links and the dir;
 // the nodes' kubelets, kube-proxies and Containerds are gone by then (their cleanups ran
 // first).
 func (c *Cluster) cleanup() {
 	t := c.T
+	// kube-proxies first, then the control plane in the reverse of its start.
+	var daemons []*clusterDaemon
 	for _, n := range c.Nodes {
 		if n.proxy != nil {
-			_ = n.proxy.kill(syscall.SIGTERM)
+			daemons = append(daemons, n.proxy)
 		}
 	}
 	for i := len(c.control) - 1; i >= 0; i-- {
-		d := c.control[i]
+		daemons = append(daemons, c.control[i])
+	}
+	for _, d := range daemons {
 		if t.Failed() {
 			t.Logf("%s log tail:\n%s", d.name, tailFile(d.log, 6000))
 		}
