@@ -309,6 +309,10 @@ func (c *Containerd) Reboot() {
 
 func (c *Containerd) tailLog() string { return tailFile(c.Log, 8000) }
 
+// HolderPID is the pid of the process that keeps the node's mount namespace (every pod's netns
+// mount, the node's /var/lib): gone, so is the namespace.
+func (c *Containerd) HolderPID() int { return c.holder.Process.Pid }
+
 // Enter returns the command running argv on the node: in the holder's mount and network
 // namespaces, as containerd runs.
 func (c *Containerd) Enter(argv ...string) *exec.Cmd {

@@ -76,10 +76,15 @@ func (g *HostGuard) readSysctls() (map[string]string, error) {
 	out := map[string]string{}
 	for _, s := range g.Sysctls {
 		b, err := os.ReadFile("/proc/sys/" + s)
-		if err != nil {
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			// A module's (nf_conntrack's), not loaded: its appearing is a change too.
+			out[s] = "(absent)"
+		case err != nil:
 			return nil, err
+		default:
+			out[s] = strings.TrimSpace(string(b))
 		}
-		out[s] = strings.TrimSpace(string(b))
 	}
 	return out, nil
 }

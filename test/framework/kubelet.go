@@ -32,9 +32,10 @@ var kubeletSysctls = map[string]string{
 	"kernel/keys/root_maxbytes": "25000000",
 }
 
-// Kubelet is a standalone kubelet (no API server: the pods are static pods, read from
-// ManifestDir) on a Containerd. It runs in the containerd's mount namespace, where /var/lib is
-// the containerd's own dir (so the kubelet's root dir, /var/lib/kubelet, and its cert dir,
+// Kubelet is a kubelet on a Containerd: standalone (no API server: the pods are static pods,
+// read from ManifestDir), or, with KubeletOptions.Kubeconfig, a node of a Cluster, whose ports
+// and pods differ as KubeletOptions says. It runs in the containerd's mount namespace (and
+// network namespace), where /var/lib is the containerd's own dir (so the kubelet's root dir, /var/lib/kubelet, and its cert dir,
 // /var/lib/kubelet/pki, are the test's), /var/log is a dir of the test's (pod logs and the
 // /var/log/containers links) and the sysctls it would write show the values it wants. Its
 // pods' cgroups go under the containerd's CgroupParent, its servers listen on loopback ports of
@@ -52,7 +53,7 @@ type Kubelet struct {
 	// Config is the KubeletConfiguration file (--config).
 	Config string
 	Log    string // the kubelet's log (appended across restarts)
-	// ReadOnlyPort serves /pods on 127.0.0.1.
+	// ReadOnlyPort serves /pods on 127.0.0.1 (a standalone kubelet's).
 	ReadOnlyPort int
 
 	opts KubeletOptions
@@ -196,7 +197,7 @@ func (k *Kubelet) Start() {
 	if err := awaitServing("kubelet "+k.Node, k.Log, k.started(cmd), 200*time.Millisecond, func() bool {
 		if k.opts.Kubeconfig != "" {
 			// Its servers are on the node's addresses, not the host's.
-			return k.C.Enter("curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:10248/healthz").Run() == nil
+			return k.C.Enter("curl", "-sf", "--max-time", "2", "-o", "/dev/null", "http://127.0.0.1:10248/healthz").Run() == nil
 		}
 		_, err := k.Pods()
 		return err == nil

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,8 +29,8 @@ const (
 )
 
 // Cluster is a Kubernetes cluster of network-namespace nodes, as kind's nodes are containers:
-// node i is a network namespace plugged into a bridge of the cluster's in the host's namespace
-// (which has no address there: nothing routes between the host and the cluster), with a
+// node i is a network namespace plugged into a bridge in a namespace of the cluster's (Switch),
+// so the host's namespace has no link of the cluster's and nothing routes between the two, with a
 // Containerd of the cluster's build, a kubelet registered with the API server, and kube-proxy,
 // all in the node's own mount namespace (the Containerd's holder). Node 0's network namespace
 // also holds the control plane: etcd, the API server, the controller manager and the scheduler.
@@ -38,8 +39,9 @@ const (
 // runs as a Deployment behind the kube-dns Service. Images come from the test images and
 // <Env.Kubernetes>/images; nothing is pulled.
 //
-// Its cleanup stops everything, removes every pod (the Containerds' cleanups, which fail the
-// test on a leak), then the namespaces, links and dirs.
+// Its cleanup stops every kubelet, removes every pod (the Containerds' cleanups), fails the test
+// if a node still has a pod's reservation or link (a leak), stops kube-proxy and the control
+// plane, and deletes the namespaces it made and the dirs.
 type Cluster struct {
 	T     *testing.T
 	Env   *Env
@@ -50,11 +52,13 @@ type Cluster struct {
 	Kubeconfig string
 	// PodCIDR holds every node's pod subnet.
 	PodCIDR string
-	// Bridge is the cluster's bridge in the host's namespace.
-	Bridge string
+	// Switch is the network namespace (a name under /run/netns) holding the bridge br0 the
+	// nodes' eth0 are plugged into.
+	Switch string
 	Nodes  []*ClusterNode
 
 	slot    int
+	netns   []string // the namespaces made, to delete
 	control []*clusterDaemon
 }
 
@@ -96,17 +100,21 @@ func StartCluster(t *testing.T, e *Env, build string, nodes int) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if nodes < 1 {
+		t.Fatalf("a cluster of %d nodes", nodes)
+	}
 	c := &Cluster{
 		T: t, Env: e, Build: build, Dir: dir, slot: slot,
 		PodCIDR: fmt.Sprintf("10.%d.0.0/16", 200+slot),
-		Bridge:  fmt.Sprintf("k8sbr%d", slot),
+		Switch:  fmt.Sprintf("cnishim-k8s%d-sw", slot),
 	}
 	// Registered first, so it runs last: after every node's Containerd and kubelet are gone.
 	t.Cleanup(c.cleanup)
-	CheckNoBridge(t, c.Bridge)
-	c.mustRun("ip", "link", "add", c.Bridge, "type", "bridge")
-	c.mustRun("sysctl", "-qw", "net.ipv6.conf."+c.Bridge+".disable_ipv6=1")
-	c.mustRun("ip", "link", "set", c.Bridge, "up")
+	// The switch: a namespace of its own holding the bridge and the nodes' veth ends, so that
+	// the host's namespace has no link of the cluster's and sees none of its packets.
+	c.addNetns(c.Switch)
+	c.mustRun("ip", "-n", c.Switch, "link", "add", "br0", "type", "bridge")
+	c.mustRun("ip", "-n", c.Switch, "link", "set", "br0", "up")
 	for i := range nodes {
 		n := &ClusterNode{
 			Name: fmt.Sprintf("node%d", i), Index: i,
@@ -115,11 +123,12 @@ func StartCluster(t *testing.T, e *Env, build string, nodes int) *Cluster {
 			IPAMDir: filepath.Join(dir, fmt.Sprintf("node%d-ipam", i)),
 		}
 		ns := fmt.Sprintf("cnishim-k8s%d-%d", slot, i)
-		c.mustRun("ip", "netns", "add", ns)
+		c.addNetns(ns)
 		n.Netns = "/run/netns/" + ns
 		c.Nodes = append(c.Nodes, n)
-		veth := fmt.Sprintf("k8s%dn%d", slot, i)
-		c.mustRun("ip", "link", "add", veth, "master", c.Bridge, "up", "type", "veth", "peer", "eth0", "netns", ns)
+		port := fmt.Sprintf("node%d", i)
+		c.mustRun("ip", "-n", c.Switch, "link", "add", port, "type", "veth", "peer", "eth0", "netns", ns)
+		c.mustRun("ip", "-n", c.Switch, "link", "set", port, "master", "br0", "up")
 		c.mustRun("ip", "-n", ns, "addr", "add", n.IP+"/24", "dev", "eth0")
 		c.mustRun("ip", "-n", ns, "link", "set", "eth0", "up")
 		c.mustRun("ip", "-n", ns, "link", "set", "lo", "up")
@@ -143,6 +152,14 @@ func StartCluster(t *testing.T, e *Env, build string, nodes int) *Cluster {
 	}
 	c.startCoreDNS()
 	return c
+}
+
+// addNetns adds the network namespace name (under /run/netns), which the cleanup deletes; one
+// of that name that exists already (another cluster's) fails the test and is left alone.
+func (c *Cluster) addNetns(name string) {
+	c.T.Helper()
+	c.mustRun("ip", "netns", "add", name)
+	c.netns = append(c.netns, name)
 }
 
 // mustRun runs a command that sets the cluster up, failing the test if it fails.
@@ -177,10 +194,16 @@ func (c *Cluster) startDaemon(name string, cmd *exec.Cmd) *clusterDaemon {
 }
 
 // inNode0 is the command running argv in node 0's network namespace, where the control plane
-// is.
+// is, with KubectlEnv (kubectl, and e2e.test's kubectl).
 func (c *Cluster) inNode0(argv ...string) *exec.Cmd {
-	return exec.Command("nsenter", append([]string{"--net=" + c.Nodes[0].Netns, "--"}, argv...)...)
+	cmd := exec.Command("nsenter", append([]string{"--net=" + c.Nodes[0].Netns, "--"}, argv...)...)
+	cmd.Env = append(os.Environ(), c.KubectlEnv()...)
+	return cmd
 }
+
+// KubectlEnv is the environment kubectl needs besides the caller's: its cache in the cluster's
+// dir, not $HOME/.kube/cache.
+func (c *Cluster) KubectlEnv() []string { return []string{"KUBECACHEDIR=" + c.path("kubectl-cache")} }
 
 // startControlPlane starts etcd, the API server, the controller manager and the scheduler in
 // node 0's network namespace, and waits for the API server to be ready.
@@ -208,16 +231,16 @@ func (c *Cluster) startControlPlane() {
 	}); err != nil {
 		c.T.Fatal(err)
 	}
-	c.control = append(c.control,
-		c.startDaemon("kube-controller-manager", c.inNode0(c.bin("kube-controller-manager"),
-			"--kubeconfig", c.Kubeconfig, "--authentication-kubeconfig", c.Kubeconfig, "--authorization-kubeconfig", c.Kubeconfig,
-			"--service-account-private-key-file", c.path("sa.key"), "--root-ca-file", c.path("ca.crt"),
-			"--use-service-account-credentials", "--leader-elect=false", "--bind-address", "127.0.0.1",
-			"--service-cluster-ip-range", ServiceCIDR, "--cert-dir", c.path("controller-manager-certs"),
-			"--flex-volume-plugin-dir", c.path("volume-plugins"), "--v=1")),
-		c.startDaemon("kube-scheduler", c.inNode0(c.bin("kube-scheduler"),
-			"--kubeconfig", c.Kubeconfig, "--authentication-kubeconfig", c.Kubeconfig, "--authorization-kubeconfig", c.Kubeconfig,
-			"--leader-elect=false", "--bind-address", "127.0.0.1", "--v=1")))
+	// Each recorded as soon as it runs, so that a failure starting the next stops it.
+	c.control = append(c.control, c.startDaemon("kube-controller-manager", c.inNode0(c.bin("kube-controller-manager"),
+		"--kubeconfig", c.Kubeconfig, "--authentication-kubeconfig", c.Kubeconfig, "--authorization-kubeconfig", c.Kubeconfig,
+		"--service-account-private-key-file", c.path("sa.key"), "--root-ca-file", c.path("ca.crt"),
+		"--use-service-account-credentials", "--leader-elect=false", "--bind-address", "127.0.0.1",
+		"--service-cluster-ip-range", ServiceCIDR, "--cert-dir", c.path("controller-manager-certs"),
+		"--flex-volume-plugin-dir", c.path("volume-plugins"), "--v=1")))
+	c.control = append(c.control, c.startDaemon("kube-scheduler", c.inNode0(c.bin("kube-scheduler"),
+		"--kubeconfig", c.Kubeconfig, "--authentication-kubeconfig", c.Kubeconfig, "--authorization-kubeconfig", c.Kubeconfig,
+		"--leader-elect=false", "--bind-address", "127.0.0.1", "--v=1")))
 }
 
 // startNode starts node n's containerd with the kindnet conflist, its kubelet, registered with
@@ -360,6 +383,35 @@ func runCtx(ctx context.Context, cmd *exec.Cmd) error {
 	}
 }
 
+// checkNodesLeftNothing fails the test if a node, its pods all removed, still has a pod's
+// reservation in host-local's store or a link other than lo and eth0 (a pod's veth).
+func (c *Cluster) checkNodesLeftNothing() {
+	t := c.T
+	for _, n := range c.Nodes {
+		if n.Containerd == nil {
+			continue
+		}
+		entries, _ := os.ReadDir(filepath.Join(n.IPAMDir, "kindnet"))
+		for _, e := range entries {
+			if net.ParseIP(e.Name()) != nil {
+				t.Errorf("cleanup: node %s: host-local still holds %s with every pod removed", n.Name, e.Name())
+			}
+		}
+		out, err := exec.Command("ip", "-n", filepath.Base(n.Netns), "-o", "link", "show").Output()
+		if err != nil {
+			t.Errorf("cleanup: node %s: links: %v", n.Name, err)
+			continue
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if f := strings.Fields(line); len(f) > 1 {
+				if name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@"); name != "lo" && name != "eth0" {
+					t.Errorf("cleanup: node %s: link %s left with every pod removed", n.Name, name)
+				}
+			}
+		}
+	}
+}
+
 // cleanup stops the control plane, and removes the nodes' namespaces, the links and the dir;
 // the nodes' kubelets, kube-proxies and Containerds are gone by then (their cleanups ran
 // first).
@@ -385,12 +437,12 @@ func (c *Cluster) cleanup() {
 			t.Errorf("cleanup: %s: %v", d.name, err)
 		}
 	}
-	for _, n := range c.Nodes {
-		if out, err := exec.Command("ip", "netns", "del", filepath.Base(n.Netns)).CombinedOutput(); err != nil {
-			t.Errorf("cleanup: ip netns del %s: %v %s", n.Netns, err, out)
+	c.checkNodesLeftNothing()
+	for _, ns := range c.netns {
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			t.Errorf("cleanup: ip netns del %s: %v %s", ns, err, out)
 		}
 	}
-	DeleteBridge(t, c.Bridge)
 	if err := os.RemoveAll(c.Dir); err != nil {
 		t.Errorf("cleanup: %v", err)
 	}
