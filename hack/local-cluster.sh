@@ -11,7 +11,7 @@
 #   hack/local-cluster.sh up [--nodes 3] [--network kindnet|flannel] [--ip-family ipv4|dual] [--work-dir DIR] [--prefix lc]
 #   hack/local-cluster.sh up --kubernetes [--nodes 2] [--build cnishim|stock] [--work-dir DIR]
 #   hack/local-cluster.sh down [--work-dir DIR] [--keep-logs]
-# The default work dir is _output/local-cluster.
+# The default work dir is _output/local-cluster (up --kubernetes wants it missing or empty).
 set -o errexit -o nounset -o pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,10 +43,10 @@ cd "${root}"
 
 # k8s_up: the Kubernetes cluster, held by a test process of its own in the background.
 k8s_up() {
-  local i
+  local i pid
   for ((i = 0; i < ${#args[@]}; i++)); do
     case "${args[i]}" in
-      --nodes) k8s_nodes=${args[i + 1]}; i=$((i + 1)) ;;
+      --nodes) k8s_nodes=${args[i + 1]:-}; i=$((i + 1)) ;;
       --nodes=*) k8s_nodes=${args[i]#*=} ;;
       *) echo "local-cluster.sh: up --kubernetes takes --nodes, --build and --work-dir, not ${args[i]}" >&2; exit 2 ;;
     esac
@@ -55,10 +55,13 @@ k8s_up() {
     echo "local-cluster.sh: a cluster is up in ${work_dir} (down first)" >&2
     exit 1
   fi
+  if [[ -d ${work_dir} ]] && [[ -n "$(ls -A "${work_dir}")" ]]; then
+    echo "local-cluster.sh: the work dir ${work_dir} is not empty" >&2
+    exit 1
+  fi
   make --no-print-directory deps build deps-containerd deps-kubelet deps-k8s >&2
   go test -c -tags k8s_e2e -o "${root}/_output/bin/k8s.test" ./test/k8s
   mkdir -p "${work_dir}"
-  rm -f "${work_dir}/cluster.env"
   # In its package dir, as go test runs it; setsid: it outlives this script and its session. The
   # subshell execs it, so that $! is its pid and nothing else holds this script's output open.
   (
@@ -67,9 +70,8 @@ k8s_up() {
       CNISHIM_K8S_LOCAL_BUILD="${k8s_build}" exec setsid "${root}/_output/bin/k8s.test" \
       -test.run '^TestLocalKubernetesCluster$' -test.v -test.timeout 0 >"${work_dir}/cluster.log" 2>&1 </dev/null
   ) &
-  echo $! >"${work_dir}/k8s.pid"
-  local pid
-  pid=$(cat "${work_dir}/k8s.pid")
+  pid=$!
+  echo "${pid}" >"${work_dir}/k8s.pid"
   for ((i = 0; i < 600; i++)); do
     if [[ -f ${work_dir}/cluster.env ]]; then
       cat "${work_dir}/cluster.env"
@@ -77,6 +79,7 @@ k8s_up() {
       return 0
     fi
     if ! kill -0 "${pid}" 2>/dev/null; then
+      # It exited, its cleanup done: nothing is up.
       echo "local-cluster.sh: the cluster did not come up; its log, ${work_dir}/cluster.log:" >&2
       tail -n 60 "${work_dir}/cluster.log" >&2
       rm -f "${work_dir}/k8s.pid"
@@ -89,25 +92,38 @@ k8s_up() {
   exit 1
 }
 
-# k8s_down: stops the process holding the cluster, which takes it down, and waits for it.
+# k8s_down: stops the process holding the cluster (the k8s.test that k8s.pid names, and no other
+# process that may have that pid now), which takes the cluster down, waits for it, and checks
+# that its cleanup said ok. Then removes the files up made (the log too, unless --keep-logs) and
+# the work dir if that leaves it empty.
 k8s_down() {
-  local pid i
-  pid=$(cat "${work_dir}/k8s.pid")
-  kill -TERM "${pid}" 2>/dev/null || true
-  for ((i = 0; i < 600; i++)); do
-    kill -0 "${pid}" 2>/dev/null || break
-    sleep 0.5
+  local pid i keep=0
+  for i in "${args[@]}"; do
+    [[ ${i} == --keep-logs ]] && keep=1
   done
-  if kill -0 "${pid}" 2>/dev/null; then
-    echo "local-cluster.sh: the cluster's process ${pid} did not exit in 5 minutes; log: ${work_dir}/cluster.log" >&2
-    exit 1
+  pid=$(cat "${work_dir}/k8s.pid")
+  if [[ "$(tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null)" == *k8s.test*TestLocalKubernetesCluster* ]]; then
+    kill -TERM "${pid}"
+    for ((i = 0; i < 600; i++)); do
+      kill -0 "${pid}" 2>/dev/null || break
+      sleep 0.5
+    done
+    if kill -0 "${pid}" 2>/dev/null; then
+      echo "local-cluster.sh: the cluster's process ${pid} did not exit in 5 minutes; log: ${work_dir}/cluster.log" >&2
+      exit 1
+    fi
+  else
+    echo "local-cluster.sh: the cluster's process ${pid} is not running" >&2
   fi
-  if ! grep -q '^PASS' "${work_dir}/cluster.log" || grep -q '^test/k8s: ' "${work_dir}/cluster.log"; then
-    echo "local-cluster.sh: taking the cluster down failed; its log:" >&2
+  if [[ "$(cat "${work_dir}/cluster.down" 2>/dev/null)" != ok ]]; then
+    echo "local-cluster.sh: taking the cluster down failed, or never ran (${work_dir}/cluster.down says" \
+      "\"$(cat "${work_dir}/cluster.down" 2>/dev/null)\"); its log, ${work_dir}/cluster.log:" >&2
     tail -n 60 "${work_dir}/cluster.log" >&2
     exit 1
   fi
-  rm -rf "${work_dir}"
+  rm -f "${work_dir}/k8s.pid" "${work_dir}/cluster.env" "${work_dir}/cluster.down"
+  ((keep)) || rm -f "${work_dir}/cluster.log"
+  rmdir "${work_dir}" 2>/dev/null || true
 }
 
 if [[ ${cmd} == up && ${kubernetes} == 1 ]]; then

@@ -8,6 +8,8 @@
 package k8s
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/cnishim/cnishim/test/framework"
@@ -16,7 +18,7 @@ import (
 var env *framework.Env
 
 // host is what the suite must leave on the host as it found it: the paths containerd, a
-// kubelet or the control plane write to by default, the sysctls the kubelet and kube-proxy
+// kubelet, kubectl or the control plane write to by default, the sysctls the kubelet and kube-proxy
 // set, and the iptables chains kube-proxy and a kubelet make (in each node's namespace, never
 // the host's).
 var host = framework.HostGuard{
@@ -25,6 +27,8 @@ var host = framework.HostGuard{
 		"/run/containerd", "/var/run/nri", "/etc/containerd", "/var/lib/containerd",
 		"/var/lib/kubelet", "/var/log/pods", "/var/log/containers", "/usr/libexec/kubernetes",
 		"/var/run/kubernetes", "/var/lib/etcd", "/sys/fs/cgroup/memory/k8s.io", "/sys/fs/cgroup/memory/kubepods",
+		// kubectl's cache, unless told otherwise (framework.Cluster.KubectlEnv).
+		filepath.Join(os.Getenv("HOME"), ".kube"),
 	},
 	Sysctls: []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
 		"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "net/netfilter/nf_conntrack_max",
