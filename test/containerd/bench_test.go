@@ -104,16 +104,7 @@ func TestContainerdStorms(t *testing.T) {
 		}
 	}
 	t.Log("\n" + b.String())
-	out := os.Getenv("CNISHIM_BENCH_OUT")
-	if out == "" {
-		out = filepath.Join(env.Repo, "_output", "bench")
-	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(out, "containerd.md"), []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	framework.WriteBenchTable(t, env, "containerd.md", b.String())
 }
 
 // median returns the median pods/s and the median p50 and p99 of results.

@@ -249,7 +249,7 @@ func (c *Containerd) start() error {
 		return err
 	}
 	defer logf.Close()
-	cmd := c.Enter(cmp.Or(c.opts.Binary, c.bin("containerd")), "--config", c.Config)
+	cmd := c.enter(cmp.Or(c.opts.Binary, c.bin("containerd")), "--config", c.Config)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The shim and runc come from the instance's bin dirs, found through PATH.
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Join(c.Env.Containerd, c.Build, "bin")+":"+filepath.Join(c.Env.Containerd, "bin")+":"+os.Getenv("PATH"))
@@ -307,15 +307,15 @@ func (c *Containerd) Reboot() {
 	c.startHolder()
 }
 
-func (c *Containerd) tailLog() string { return tailFile(c.Log, 8000) }
+func (c *Containerd) tailLog() string { return TailFile(c.Log, 8000) }
 
 // HolderPID is the pid of the process that keeps the node's mount namespace (every pod's netns
 // mount, the node's /var/lib): gone, so is the namespace.
 func (c *Containerd) HolderPID() int { return c.holder.Process.Pid }
 
-// Enter returns the command running argv on the node: in the holder's mount and network
+// enter returns the command running argv on the node: in the holder's mount and network
 // namespaces, as containerd runs.
-func (c *Containerd) Enter(argv ...string) *exec.Cmd {
+func (c *Containerd) enter(argv ...string) *exec.Cmd {
 	ns := "/proc/" + strconv.Itoa(c.holder.Process.Pid) + "/ns/"
 	return exec.Command("nsenter", append([]string{"--mount=" + ns + "mnt", "--net=" + ns + "net", "--"}, argv...)...)
 }

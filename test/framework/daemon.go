@@ -90,19 +90,19 @@ func awaitServing(what, log string, exited <-chan struct{}, poll time.Duration, 
 	for !ready() {
 		select {
 		case <-exited:
-			return fmt.Errorf("%s exited at start; log:\n%s", what, tailFile(log, 8000))
+			return fmt.Errorf("%s exited at start; log:\n%s", what, TailFile(log, 8000))
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not serve in 60 s; log:\n%s", what, tailFile(log, 8000))
+			return fmt.Errorf("%s did not serve in 60 s; log:\n%s", what, TailFile(log, 8000))
 		}
 		time.Sleep(poll)
 	}
 	return nil
 }
 
-// tailFile returns the last n bytes of the file at path; "" when it cannot be read.
-func tailFile(path string, n int) string {
+// TailFile returns the last n bytes of the file at path; "" when it cannot be read.
+func TailFile(path string, n int) string {
 	b, _ := os.ReadFile(path)
 	if len(b) > n {
 		b = b[len(b)-n:]

@@ -45,7 +45,7 @@ type Needs struct {
 	Containerd bool
 	// Kubelet: the kubelet must exist.
 	Kubelet bool
-	// Kubernetes: the rest of a cluster (ClusterBinaries and the images) must exist.
+	// Kubernetes: the rest of a cluster (clusterBinaries and the images) must exist.
 	Kubernetes bool
 	// Before runs after the prerequisites are found and before the tests, e.g. to build a
 	// test plugin; its cleanup runs after the tests.
@@ -184,7 +184,7 @@ func find(n Needs) (e *Env, cleanup func(), err error) {
 	}
 	if n.Kubernetes {
 		e.Kubernetes = envOr("CNISHIM_TEST_KUBERNETES", filepath.Join(e.Repo, "_output", "kubernetes"))
-		for _, f := range append(slices.Clone(ClusterBinaries), "../images/list") {
+		for _, f := range append(slices.Clone(clusterBinaries), "../images/list") {
 			if _, err := os.Stat(filepath.Join(e.Kubernetes, "bin", f)); err != nil {
 				return nil, cleanup, fmt.Errorf("the cluster's binaries or images missing (make deps-k8s): %w", err)
 			}

@@ -5,10 +5,22 @@ package framework
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 )
+
+// kubeletHostPaths are the host paths containerd and a kubelet write to by default.
+var kubeletHostPaths = []string{
+	"/run/containerd", "/var/run/nri", "/etc/containerd", "/var/lib/containerd",
+	"/var/lib/kubelet", "/var/log/pods", "/var/log/containers", "/usr/libexec/kubernetes",
+	"/sys/fs/cgroup/memory/k8s.io", "/sys/fs/cgroup/memory/kubepods",
+}
+
+// kubeletChains are the iptables chains a kubelet makes (makeIPTablesUtilChains).
+var kubeletChains = []string{"KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"}
 
 // HostGuard checks that a suite left the host as it found it: paths a runtime, a kubelet or
 // kube-proxy writes by default that did not exist before still do not, the sysctls they would
@@ -17,7 +29,10 @@ import (
 type HostGuard struct {
 	// Suite names the suite in messages.
 	Suite string
-	// Paths, Sysctls (as under /proc/sys) and Chains are what is checked.
+	// Kubelet checks what containerd and a kubelet would change: the paths they write to by
+	// default, the host sysctls a kubelet sets (kubeletSysctls) and the chains it makes.
+	Kubelet bool
+	// Paths, Sysctls (as under /proc/sys) and Chains are what is checked besides.
 	Paths, Sysctls, Chains []string
 
 	absent  []string
@@ -28,7 +43,11 @@ type HostGuard struct {
 // Before reads what the host has. Paths that exist already cannot tell; they are named on
 // stderr.
 func (g *HostGuard) Before() error {
-	for _, p := range g.Paths {
+	paths := g.Paths
+	if g.Kubelet {
+		paths = append(slices.Clone(kubeletHostPaths), paths...)
+	}
+	for _, p := range paths {
 		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
 			g.absent = append(g.absent, p)
 		} else {
@@ -64,7 +83,11 @@ func (g *HostGuard) After() error {
 	if err != nil {
 		return err
 	}
-	for _, c := range g.Chains {
+	chains := g.Chains
+	if g.Kubelet {
+		chains = append(slices.Clone(kubeletChains), chains...)
+	}
+	for _, c := range chains {
 		if !strings.Contains(g.rules, c) && strings.Contains(after, c) {
 			errs = append(errs, fmt.Errorf("the host has the iptables chain %s, which it did not have before the suite", c))
 		}
@@ -73,8 +96,12 @@ func (g *HostGuard) After() error {
 }
 
 func (g *HostGuard) readSysctls() (map[string]string, error) {
+	names := g.Sysctls
+	if g.Kubelet {
+		names = append(slices.Sorted(maps.Keys(kubeletSysctls)), names...)
+	}
 	out := map[string]string{}
-	for _, s := range g.Sysctls {
+	for _, s := range names {
 		b, err := os.ReadFile("/proc/sys/" + s)
 		switch {
 		case errors.Is(err, os.ErrNotExist):

@@ -35,12 +35,12 @@ var kubeletSysctls = map[string]string{
 // Kubelet is a kubelet on a Containerd: standalone (no API server: the pods are static pods,
 // read from ManifestDir), or, with KubeletOptions.Kubeconfig, a node of a Cluster, whose ports
 // and pods differ as KubeletOptions says. It runs in the containerd's mount namespace (and
-// network namespace), where /var/lib is the containerd's own dir (so the kubelet's root dir, /var/lib/kubelet, and its cert dir,
-// /var/lib/kubelet/pki, are the test's), /var/log is a dir of the test's (pod logs and the
-// /var/log/containers links) and the sysctls it would write show the values it wants. Its
-// pods' cgroups go under the containerd's CgroupParent, its servers listen on loopback ports of
-// its own, and it makes no iptables chains (makeIPTablesUtilChains false): it leaves nothing on
-// the host. Pods reads the kubelet's own view of its pods from its read-only port.
+// network namespace), where /var/lib is the containerd's own dir (so the kubelet's root dir,
+// /var/lib/kubelet, and its cert dir, /var/lib/kubelet/pki, are the test's), /var/log is a dir
+// of the test's (pod logs and the /var/log/containers links) and the sysctls it would write
+// show the values it wants. Its pods' cgroups go under the containerd's CgroupParent, its
+// servers listen on loopback ports of its own, and it makes no iptables chains
+// (makeIPTablesUtilChains false): it leaves nothing on the host. Pods reads the kubelet's own view of its pods from its read-only port.
 type Kubelet struct {
 	T *testing.T
 	// C is the containerd the kubelet runs on, and in whose mount namespace.
@@ -159,7 +159,7 @@ func (k *Kubelet) mountNamespace() error {
 		}
 		fmt.Fprintf(&script, "mount --bind %q /proc/sys/%s\nmount -o remount,bind,ro /proc/sys/%s\n", f, name, name)
 	}
-	out, err := k.C.Enter("sh", "-c", script.String()).CombinedOutput()
+	out, err := k.C.enter("sh", "-c", script.String()).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("the kubelet's mounts in the node's mount namespace: %w\n%s", err, out)
 	}
@@ -188,7 +188,7 @@ func (k *Kubelet) Start() {
 	if k.opts.Kubeconfig != "" {
 		argv = append(argv, "--kubeconfig", k.opts.Kubeconfig, "--node-ip", k.opts.NodeIP)
 	}
-	cmd := k.C.Enter(argv...)
+	cmd := k.C.enter(argv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -197,7 +197,7 @@ func (k *Kubelet) Start() {
 	if err := awaitServing("kubelet "+k.Node, k.Log, k.started(cmd), 200*time.Millisecond, func() bool {
 		if k.opts.Kubeconfig != "" {
 			// Its servers are on the node's addresses, not the host's.
-			return k.C.Enter("curl", "-sf", "--max-time", "2", "-o", "/dev/null", "http://127.0.0.1:10248/healthz").Run() == nil
+			return k.C.enter("curl", "-sf", "--max-time", "2", "-o", "/dev/null", "http://127.0.0.1:10248/healthz").Run() == nil
 		}
 		_, err := k.Pods()
 		return err == nil
@@ -222,7 +222,7 @@ func (k *Kubelet) Restart() {
 }
 
 // TailLog returns the last n bytes of the kubelet's log.
-func (k *Kubelet) TailLog(n int) string { return tailFile(k.Log, n) }
+func (k *Kubelet) TailLog(n int) string { return TailFile(k.Log, n) }
 
 // KubePod is what the suites read of a pod the kubelet serves on its read-only port (a
 // v1.Pod, the fields used).
@@ -387,7 +387,7 @@ func (k *Kubelet) cleanup() {
 	if k.mountedIn != 0 && k.mountedIn == k.C.holder.Process.Pid {
 		// Lazily: a pod's log file may still be open in a container the containerd's
 		// cleanup is about to kill.
-		_ = k.C.Enter("umount", "-l", "/var/log").Run()
+		_ = k.C.enter("umount", "-l", "/var/log").Run()
 	}
 }
 

@@ -6,25 +6,28 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cnishim/cnishim/internal/lib/leakcheck"
 )
 
-// ClusterBinaries are what a Cluster runs from <Env.Kubernetes>/bin, the kubelet aside.
-var ClusterBinaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubectl", "e2e.test", "ginkgo"}
+// clusterBinaries are what a Cluster runs from <Env.Kubernetes>/bin, the kubelet aside.
+var clusterBinaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubectl", "e2e.test", "ginkgo"}
 
 // The cluster's service network and DNS, as kind's.
 const (
-	ServiceCIDR   = "10.96.0.0/16"
-	ClusterDNSIP  = "10.96.0.10"
-	ClusterDomain = "cluster.local"
-	// kubernetesServiceIP is the first of ServiceCIDR: the kubernetes Service's.
+	serviceCIDR   = "10.96.0.0/16"
+	clusterDNSIP  = "10.96.0.10"
+	clusterDomain = "cluster.local"
+	// kubernetesServiceIP is the first of serviceCIDR: the kubernetes Service's.
 	kubernetesServiceIP = "10.96.0.1"
 )
 
@@ -50,14 +53,13 @@ type Cluster struct {
 	Dir string
 	// Kubeconfig is an admin's (system:masters), for the API server on node 0.
 	Kubeconfig string
-	// PodCIDR holds every node's pod subnet.
-	PodCIDR string
 	// Switch is the network namespace (a name under /run/netns) holding the bridge br0 the
 	// nodes' eth0 are plugged into.
 	Switch string
 	Nodes  []*ClusterNode
 
 	slot    int
+	podCIDR string   // holds every node's pod subnet
 	netns   []string // the namespaces made, to delete
 	control []*clusterDaemon
 }
@@ -95,17 +97,17 @@ func StartCluster(t *testing.T, e *Env, build string, nodes int) *Cluster {
 	if e.Kubernetes == "" || e.Kubelet == "" || e.Containerd == "" {
 		t.Fatal("framework: Needs.Kubernetes, Needs.Kubelet and Needs.Containerd must be set")
 	}
+	if nodes < 1 {
+		t.Fatalf("a cluster of %d nodes", nodes)
+	}
 	slot := clusterSeq.Next()
 	dir, err := os.MkdirTemp("/tmp", fmt.Sprintf("k8s%d-", slot))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if nodes < 1 {
-		t.Fatalf("a cluster of %d nodes", nodes)
-	}
 	c := &Cluster{
 		T: t, Env: e, Build: build, Dir: dir, slot: slot,
-		PodCIDR: fmt.Sprintf("10.%d.0.0/16", 200+slot),
+		podCIDR: fmt.Sprintf("10.%d.0.0/16", 200+slot),
 		Switch:  fmt.Sprintf("cnishim-k8s%d-sw", slot),
 	}
 	// Registered first, so it runs last: after every node's Containerd and kubelet are gone.
@@ -136,7 +138,7 @@ func StartCluster(t *testing.T, e *Env, build string, nodes int) *Cluster {
 		// No default route (nothing leaves the cluster), so the Service network needs one of
 		// its own for the node's own connections: they are routed before kube-proxy's DNAT,
 		// and rerouted after it.
-		c.mustRun("ip", "-n", ns, "route", "add", ServiceCIDR, "dev", "eth0", "src", n.IP)
+		c.mustRun("ip", "-n", ns, "route", "add", serviceCIDR, "dev", "eth0", "src", n.IP)
 	}
 	for _, n := range c.Nodes {
 		for _, m := range c.Nodes {
@@ -216,9 +218,9 @@ func (c *Cluster) startControlPlane() {
 	c.control = append(c.control, etcd)
 	api := c.startDaemon("kube-apiserver", c.inNode0(c.bin("kube-apiserver"),
 		"--etcd-servers", "http://127.0.0.1:2379", "--advertise-address", c.Nodes[0].IP, "--secure-port", "6443",
-		"--service-cluster-ip-range", ServiceCIDR, "--allow-privileged",
+		"--service-cluster-ip-range", serviceCIDR, "--allow-privileged",
 		"--client-ca-file", c.path("ca.crt"), "--tls-cert-file", c.path("apiserver.crt"), "--tls-private-key-file", c.path("apiserver.key"),
-		"--service-account-issuer", "https://kubernetes.default.svc."+ClusterDomain,
+		"--service-account-issuer", "https://kubernetes.default.svc."+clusterDomain,
 		"--service-account-key-file", c.path("sa.pub"), "--service-account-signing-key-file", c.path("sa.key"),
 		"--authorization-mode", "Node,RBAC", "--kubelet-client-certificate", c.path("admin.crt"),
 		"--kubelet-client-key", c.path("admin.key"), "--kubelet-preferred-address-types", "InternalIP",
@@ -236,7 +238,7 @@ func (c *Cluster) startControlPlane() {
 		"--kubeconfig", c.Kubeconfig, "--authentication-kubeconfig", c.Kubeconfig, "--authorization-kubeconfig", c.Kubeconfig,
 		"--service-account-private-key-file", c.path("sa.key"), "--root-ca-file", c.path("ca.crt"),
 		"--use-service-account-credentials", "--leader-elect=false", "--bind-address", "127.0.0.1",
-		"--service-cluster-ip-range", ServiceCIDR, "--cert-dir", c.path("controller-manager-certs"),
+		"--service-cluster-ip-range", serviceCIDR, "--cert-dir", c.path("controller-manager-certs"),
 		"--flex-volume-plugin-dir", c.path("volume-plugins"), "--v=1")))
 	c.control = append(c.control, c.startDaemon("kube-scheduler", c.inNode0(c.bin("kube-scheduler"),
 		"--kubeconfig", c.Kubeconfig, "--authentication-kubeconfig", c.Kubeconfig, "--authorization-kubeconfig", c.Kubeconfig,
@@ -255,14 +257,14 @@ func (c *Cluster) startNode(n *ClusterNode) {
       "ipam": {"type": "host-local", "dataDir": %q, "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}]}
     }`, n.IPAMDir, n.PodCIDR), PortmapPlugin))
 	n.Kubelet = StartKubelet(c.T, n.Containerd, n.Name, KubeletOptions{
-		Kubeconfig: c.Kubeconfig, NodeIP: n.IP, ClusterDNS: ClusterDNSIP, ClusterDomain: ClusterDomain,
+		Kubeconfig: c.Kubeconfig, NodeIP: n.IP, ClusterDNS: clusterDNSIP, ClusterDomain: clusterDomain,
 	})
-	c.StartProxy(n)
+	c.startProxy(n)
 }
 
-// StartProxy starts kube-proxy on node n, in iptables mode, leaving the host's conntrack
+// startProxy starts kube-proxy on node n, in iptables mode, leaving the host's conntrack
 // settings alone (they are not the node's own).
-func (c *Cluster) StartProxy(n *ClusterNode) {
+func (c *Cluster) startProxy(n *ClusterNode) {
 	c.T.Helper()
 	cfg := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -281,24 +283,19 @@ conntrack:
   tcpCloseWaitTimeout: 0s
   udpTimeout: 0s
   udpStreamTimeout: 0s
-`, c.Kubeconfig, n.Name, c.PodCIDR, n.IP)
+`, c.Kubeconfig, n.Name, c.podCIDR, n.IP)
 	f := c.path(n.Name + "-kube-proxy.yaml")
 	if err := os.WriteFile(f, []byte(cfg), 0o600); err != nil {
 		c.T.Fatal(err)
 	}
-	n.proxy = c.startDaemon(n.Name+"-kube-proxy", n.Containerd.Enter(c.bin("kube-proxy"), "--config", f, "--v=1"))
+	n.proxy = c.startDaemon(n.Name+"-kube-proxy", n.Containerd.enter(c.bin("kube-proxy"), "--config", f, "--v=1"))
 }
 
 // InNode runs argv in node n's network namespace and returns its stdout; an error carries its
 // stderr.
 func (c *Cluster) InNode(n *ClusterNode, argv ...string) (string, error) {
 	cmd := exec.Command("nsenter", append([]string{"--net=" + n.Netns, "--"}, argv...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := runCtx(c.T.Context(), cmd); err != nil {
-		return stdout.String(), fmt.Errorf("node %s: %s: %w: %s", n.Name, strings.Join(argv, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return stdout.String(), nil
+	return output(c.T.Context(), cmd, "node "+n.Name+": "+strings.Join(argv, " "))
 }
 
 // RebootNode does to node n what a reboot does: its kubelet and kube-proxy stopped, its
@@ -322,19 +319,14 @@ func (c *Cluster) RestartNode(n *ClusterNode) {
 	c.T.Helper()
 	n.Containerd.Start()
 	n.Kubelet.Start()
-	c.StartProxy(n)
+	c.startProxy(n)
 }
 
 // Kubectl runs kubectl as the admin, from node 0's network namespace, and returns its stdout;
 // an error carries its stderr.
 func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
 	cmd := c.inNode0(append([]string{c.bin("kubectl"), "--kubeconfig", c.Kubeconfig, "--request-timeout", "30s"}, args...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := runCtx(ctx, cmd); err != nil {
-		return stdout.String(), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return stdout.String(), nil
+	return output(ctx, cmd, "kubectl "+strings.Join(args, " "))
 }
 
 // RunInNode0 runs argv in node 0's network namespace, where the API server is, with its output
@@ -355,12 +347,19 @@ func (c *Cluster) RunInNode0(t *testing.T, log string, argv ...string) error {
 func (c *Cluster) KubectlApply(ctx context.Context, yaml string) error {
 	cmd := c.inNode0(c.bin("kubectl"), "--kubeconfig", c.Kubeconfig, "apply", "-f", "-")
 	cmd.Stdin = strings.NewReader(yaml)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	_, err := output(ctx, cmd, "kubectl apply")
+	return err
+}
+
+// output runs cmd (runCtx) and returns its stdout; an error names the command as what and
+// carries its stderr.
+func output(ctx context.Context, cmd *exec.Cmd, what string) (string, error) {
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := runCtx(ctx, cmd); err != nil {
-		return fmt.Errorf("kubectl apply: %w\n%s", err, out.String())
+		return stdout.String(), fmt.Errorf("%s: %w: %s", what, err, strings.TrimSpace(stderr.String()))
 	}
-	return nil
+	return stdout.String(), nil
 }
 
 // runCtx runs cmd, killing it when ctx ends (and its process group, when it leads one).
@@ -383,6 +382,20 @@ func runCtx(ctx context.Context, cmd *exec.Cmd) error {
 	}
 }
 
+// Reservations are the addresses host-local holds for the node's pods, sorted.
+func (n *ClusterNode) Reservations() ([]string, error) {
+	st := leakcheck.Take(leakcheck.Scope{HostLocalDirs: []string{n.IPAMDir}})
+	if len(st.Problems) > 0 {
+		return nil, fmt.Errorf("node %s: host-local's store: %s", n.Name, strings.Join(st.Problems, "; "))
+	}
+	ips := make([]string, 0, len(st.IPs))
+	for _, ip := range st.IPs {
+		ips = append(ips, path.Base(ip)) // <network>/<ip>
+	}
+	slices.Sort(ips)
+	return ips, nil
+}
+
 // checkNodesLeftNothing fails the test if a node, its pods all removed, still has a pod's
 // reservation in host-local's store or a link other than lo and eth0 (a pod's veth).
 func (c *Cluster) checkNodesLeftNothing() {
@@ -391,11 +404,12 @@ func (c *Cluster) checkNodesLeftNothing() {
 		if n.Containerd == nil {
 			continue
 		}
-		entries, _ := os.ReadDir(filepath.Join(n.IPAMDir, "kindnet"))
-		for _, e := range entries {
-			if net.ParseIP(e.Name()) != nil {
-				t.Errorf("cleanup: node %s: host-local still holds %s with every pod removed", n.Name, e.Name())
-			}
+		held, err := n.Reservations()
+		if err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+		for _, ip := range held {
+			t.Errorf("cleanup: node %s: host-local still holds %s with every pod removed", n.Name, ip)
 		}
 		out, err := exec.Command("ip", "-n", filepath.Base(n.Netns), "-o", "link", "show").Output()
 		if err != nil {
@@ -412,9 +426,9 @@ func (c *Cluster) checkNodesLeftNothing() {
 	}
 }
 
-// cleanup stops the control plane, and removes the nodes' namespaces, the links and the dir;
-// the nodes' kubelets, kube-proxies and Containerds are gone by then (their cleanups ran
-// first).
+// cleanup stops kube-proxy and the control plane, checks that the nodes left nothing, and
+// removes the namespaces (with them the links) and the dir; the nodes' kubelets and Containerds
+// are gone by then (their cleanups ran first).
 func (c *Cluster) cleanup() {
 	t := c.T
 	// kube-proxies first, then the control plane in the reverse of its start.
@@ -429,7 +443,7 @@ func (c *Cluster) cleanup() {
 	}
 	for _, d := range daemons {
 		if t.Failed() {
-			t.Logf("%s log tail:\n%s", d.name, tailFile(d.log, 6000))
+			t.Logf("%s log tail:\n%s", d.name, TailFile(d.log, 6000))
 		}
 		keepLog(d.log, filepath.Base(c.Dir)+"-"+d.name+"-"+c.Build+".log")
 		d.forget()

@@ -29,7 +29,7 @@ func (c *Cluster) writeCerts() {
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-			"kubernetes.default.svc." + ClusterDomain},
+			"kubernetes.default.svc." + clusterDomain},
 		IPAddresses: []net.IP{net.ParseIP(c.Nodes[0].IP), net.ParseIP(kubernetesServiceIP), net.ParseIP("127.0.0.1")},
 	})
 	c.cert("admin", ca, caKey, &x509.Certificate{

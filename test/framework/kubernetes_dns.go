@@ -14,7 +14,7 @@ func (c *Cluster) startCoreDNS() {
 	c.T.Helper()
 	ctx, cancel := context.WithTimeout(c.T.Context(), 3*time.Minute)
 	defer cancel()
-	if err := c.KubectlApply(ctx, fmt.Sprintf(coreDNSManifest, ClusterDomain, ClusterDNSIP)); err != nil {
+	if err := c.KubectlApply(ctx, fmt.Sprintf(coreDNSManifest, clusterDomain, clusterDNSIP)); err != nil {
 		c.T.Fatal(err)
 	}
 	if _, err := c.Kubectl(ctx, "wait", "--for=condition=Ready", "node", "--all", "--timeout=120s"); err != nil {

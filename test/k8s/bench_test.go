@@ -3,10 +3,7 @@
 package k8s
 
 import (
-	"cmp"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -94,33 +91,19 @@ func TestDeploymentScale(t *testing.T) {
 			})
 		}
 	}
-	med := func(ds []time.Duration) time.Duration {
-		if len(ds) == 0 {
-			return 0
-		}
-		s := slices.Clone(ds)
-		slices.Sort(s)
-		return s[len(s)/2]
-	}
 	ratio := func(a, b time.Duration) string {
 		if a == 0 {
 			return "-"
 		}
 		return fmt.Sprintf("%.2f", float64(b)/float64(a))
 	}
-	su, cu := med(up[framework.StockContainerd]), med(up[framework.CnishimContainerd])
-	sd, cd := med(down[framework.StockContainerd]), med(down[framework.CnishimContainerd])
+	su, cu := framework.Median(up[framework.StockContainerd]), framework.Median(up[framework.CnishimContainerd])
+	sd, cd := framework.Median(down[framework.StockContainerd]), framework.Median(down[framework.CnishimContainerd])
 	table := fmt.Sprintf("| pods | stock: scaled up to all Ready | cnishim | ratio | stock: scaled to 0, IPs released | cnishim | ratio |\n|---|---|---|---|---|---|---|\n| %d on %d nodes | %s | %s | %s | %s | %s | %s |\n\nMedian of %d rounds per cell, the builds' order alternating by round; a ratio is cnishim's median over stock's.\n",
 		perNode*nodes, nodes, su.Round(time.Millisecond), cu.Round(time.Millisecond), ratio(su, cu),
 		sd.Round(time.Millisecond), cd.Round(time.Millisecond), ratio(sd, cd), rounds)
 	t.Log("\n" + table)
-	out := cmp.Or(os.Getenv("CNISHIM_BENCH_OUT"), filepath.Join(env.Repo, "_output", "bench"))
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(out, "k8s.md"), []byte(table), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	framework.WriteBenchTable(t, env, "k8s.md", table)
 }
 
 // waitReadyReplicas waits until the scale Deployment has want Ready replicas.

@@ -148,18 +148,12 @@ func runUpstream(t *testing.T, c *framework.Cluster, l specList, dir string) map
 	t.Logf("e2e.test on the %s cluster: %s, output in %s", c.Build, time.Since(started).Round(time.Second), log)
 	states, jerr := readJUnit(report)
 	if jerr != nil {
-		t.Fatalf("the e2e run's report: %v (run: %v); output tail:\n%s", jerr, err, tail(log, 6000))
+		t.Fatalf("the e2e run's report: %v (run: %v); output tail:\n%s", jerr, err, framework.TailFile(log, 6000))
 	}
 	if err != nil {
 		t.Logf("e2e.test: %v (its report says which specs failed)", err)
 	}
 	return states
-}
-
-// tail is the last n bytes of the file at path.
-func tail(path string, n int) string {
-	b, _ := os.ReadFile(path)
-	return string(b[max(0, len(b)-n):])
 }
 
 // TestUpstreamE2E runs the spec list on a cluster of each build at once, side by side, and

@@ -3,28 +3,17 @@
 package k8s
 
 import (
-	"os"
-	"path/filepath"
-	"sort"
-	"strings"
 	"testing"
 
 	"github.com/cnishim/cnishim/test/framework"
 )
 
-// reservations are the addresses host-local holds for node n's pods.
+// reservations are the addresses host-local holds for node n's pods, sorted.
 func reservations(t *testing.T, n *framework.ClusterNode) []string {
 	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(n.IPAMDir, "kindnet"))
-	if err != nil && !os.IsNotExist(err) {
+	ips, err := n.Reservations()
+	if err != nil {
 		t.Fatal(err)
 	}
-	var ips []string
-	for _, e := range entries {
-		if strings.Count(e.Name(), ".") == 3 {
-			ips = append(ips, e.Name())
-		}
-	}
-	sort.Strings(ips)
 	return ips
 }

@@ -134,6 +134,10 @@ func TestLocalClusterUpDown(t *testing.T) {
 		}
 	}
 	for _, p := range gone {
+		if p == "" {
+			t.Errorf("cluster.env lacks a path to check: %v", e)
+			continue
+		}
 		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("%s is left after down", p)
 		}

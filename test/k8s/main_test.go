@@ -17,23 +17,19 @@ import (
 
 var env *framework.Env
 
-// host is what the suite must leave on the host as it found it: the paths containerd, a
-// kubelet, kubectl or the control plane write to by default, the sysctls the kubelet and kube-proxy
-// set, and the iptables chains kube-proxy and a kubelet make (in each node's namespace, never
-// the host's).
+// host is what the suite must leave on the host as it found it: what containerd and a kubelet
+// would change, and the paths kubectl and the control plane write to by default, the sysctls
+// kube-proxy sets and the iptables chains it makes (in each node's namespace, never the host's).
 var host = framework.HostGuard{
-	Suite: "test/k8s",
+	Suite:   "test/k8s",
+	Kubelet: true,
 	Paths: []string{
-		"/run/containerd", "/var/run/nri", "/etc/containerd", "/var/lib/containerd",
-		"/var/lib/kubelet", "/var/log/pods", "/var/log/containers", "/usr/libexec/kubernetes",
-		"/var/run/kubernetes", "/var/lib/etcd", "/sys/fs/cgroup/memory/k8s.io", "/sys/fs/cgroup/memory/kubepods",
+		"/var/run/kubernetes", "/var/lib/etcd",
 		// kubectl's cache, unless told otherwise (framework.Cluster.KubectlEnv).
 		filepath.Join(os.Getenv("HOME"), ".kube"),
 	},
-	Sysctls: []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
-		"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "net/netfilter/nf_conntrack_max",
-		"net/ipv4/conf/all/route_localnet"},
-	Chains: []string{"KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY", "KUBE-SERVICES", "KUBE-PROXY-CANARY", "KUBE-FORWARD"},
+	Sysctls: []string{"net/netfilter/nf_conntrack_max", "net/ipv4/conf/all/route_localnet"},
+	Chains:  []string{"KUBE-SERVICES", "KUBE-PROXY-CANARY", "KUBE-FORWARD"},
 }
 
 func TestMain(m *testing.M) {

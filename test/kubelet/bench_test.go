@@ -3,10 +3,7 @@
 package kubelet
 
 import (
-	"cmp"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -64,7 +61,7 @@ func TestKubeletStorms(t *testing.T) {
 	fmt.Fprintf(&b, "| pods | stock: manifests to all Ready | cnishim | ratio | stock: removed to IPs released | cnishim | ratio |\n|---|---|---|---|---|---|---|\n")
 	for _, size := range sizes {
 		s, m := results[fmt.Sprintf("%d/%s", size, framework.StockContainerd)], results[fmt.Sprintf("%d/%s", size, framework.CnishimContainerd)]
-		sr, mr, sd, md := median(s.ready), median(m.ready), median(s.released), median(m.released)
+		sr, mr, sd, md := framework.Median(s.ready), framework.Median(m.ready), framework.Median(s.released), framework.Median(m.released)
 		fmt.Fprintf(&b, "| %d | %v | %v | %.2f | %v | %v | %.2f |\n", size,
 			sr.Round(time.Millisecond), mr.Round(time.Millisecond), float64(mr)/float64(sr),
 			sd.Round(time.Millisecond), md.Round(time.Millisecond), float64(md)/float64(sd))
@@ -73,23 +70,11 @@ func TestKubeletStorms(t *testing.T) {
 	for _, size := range sizes {
 		s, m := results[fmt.Sprintf("%d/%s", size, framework.StockContainerd)], results[fmt.Sprintf("%d/%s", size, framework.CnishimContainerd)]
 		per := func(d time.Duration) time.Duration { return (d / time.Duration(size)).Round(100 * time.Microsecond) }
-		fmt.Fprintf(&b, "| %d | %v | %v | %v | %v |\n", size, per(median(s.cpuSelf)), per(median(m.cpuSelf)), per(median(s.cpuChildren)), per(median(m.cpuChildren)))
+		fmt.Fprintf(&b, "| %d | %v | %v | %v | %v |\n", size, per(framework.Median(s.cpuSelf)), per(framework.Median(m.cpuSelf)), per(framework.Median(s.cpuChildren)), per(framework.Median(m.cpuChildren)))
 	}
 	fmt.Fprintf(&b, "\nMedian of %d rounds per cell; a ratio is cnishim's median over stock's. CPU is per pod, set-up and teardown, from containerd's /proc stat (its own, and its reaped children's: the CNI plugins, and the shim binary's start and delete runs).\n", rounds)
 	t.Log("\n" + b.String())
-	out := cmp.Or(os.Getenv("CNISHIM_BENCH_OUT"), filepath.Join(env.Repo, "_output", "bench"))
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(out, "kubelet.md"), []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func median(ds []time.Duration) time.Duration {
-	ds = slices.Clone(ds)
-	slices.Sort(ds)
-	return ds[len(ds)/2]
+	framework.WriteBenchTable(t, env, "kubelet.md", b.String())
 }
 
 // storm writes size static pods named prefix-N at once and returns the time until the kubelet

@@ -15,19 +15,9 @@ import (
 
 var env *framework.Env
 
-// host is what the suite must leave on the host as it found it: the paths a containerd or a
-// kubelet writes to by default, the host sysctls the kubelet sets unless it finds its values,
-// and the iptables chains a kubelet makes with makeIPTablesUtilChains.
-var host = framework.HostGuard{
-	Suite: "test/kubelet",
-	Paths: []string{
-		"/run/containerd", "/var/run/nri", "/etc/containerd", "/var/lib/containerd",
-		"/var/lib/kubelet", "/var/log/pods", "/var/log/containers", "/usr/libexec/kubernetes",
-		"/sys/fs/cgroup/memory/k8s.io", "/sys/fs/cgroup/memory/kubepods",
-	},
-	Sysctls: []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops", "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes"},
-	Chains:  []string{"KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"},
-}
+// host is what the suite must leave on the host as it found it: what containerd and a kubelet
+// would change.
+var host = framework.HostGuard{Suite: "test/kubelet", Kubelet: true}
 
 func TestMain(m *testing.M) {
 	framework.Main(m, "test/kubelet", framework.Needs{
